@@ -1,0 +1,284 @@
+/**
+ * The wire codec: every backend writes and reads events as one CloudEvents 1.0 JSON document
+ * (structured mode). JSON data goes in `data`, bytes in `data_base64`. Envelope fields map to
+ * lower-case extensions (`partitionkey`, `correlationid`, `causationid`, `guarantee`,
+ * `traceparent`, `tracestate`); other user headers are members prefixed `hdr_`. Unknown scalar
+ * extensions written by foreign producers are read back as headers.
+ */
+import { PayloadTooLargeError, SerializationError } from './errors.ts'
+import { GUARANTEES, type Guarantee, type OmnibusEvent } from './protocol.ts'
+import { isValidTopic } from './topic.ts'
+
+/** Prefix of user headers on the wire. */
+export const HEADER_PREFIX = 'hdr_'
+const TRACE_HEADERS = ['traceparent', 'tracestate'] as const
+const JSON_TYPE = 'application/json'
+const BINARY_TYPE = 'application/octet-stream'
+
+const RESERVED = new Set([
+  'specversion',
+  'id',
+  'source',
+  'type',
+  'time',
+  'datacontenttype',
+  'dataschema',
+  'subject',
+  'data',
+  'data_base64',
+  'partitionkey',
+  'correlationid',
+  'causationid',
+  'guarantee',
+  'traceparent',
+  'tracestate',
+])
+
+function unencodable(topic: string, path: string, what: string): SerializationError {
+  return new SerializationError(
+    `cannot encode data of "${topic}": ${what} at ${path}. Event data must be JSON (objects, arrays, strings, ` +
+      'finite numbers, booleans, null) or a Uint8Array as the whole payload',
+  )
+}
+
+function checkValue(topic: string, value: unknown, path: string, seen: Set<object>): void {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return
+    case 'number':
+      if (!Number.isFinite(value)) throw unencodable(topic, path, `the number ${value}`)
+      return
+    case 'bigint':
+      throw unencodable(topic, path, 'a BigInt (convert it to a string)')
+    case 'function':
+      throw unencodable(topic, path, 'a function')
+    case 'symbol':
+      throw unencodable(topic, path, 'a symbol')
+    case 'undefined':
+      return
+    case 'object': {
+      if (value === null) return
+      if (seen.has(value)) throw unencodable(topic, path, 'a circular reference')
+      if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) {
+        throw unencodable(topic, path, 'nested binary data (only the whole payload may be a Uint8Array)')
+      }
+      if (
+        value instanceof Map ||
+        value instanceof Set ||
+        value instanceof WeakMap ||
+        value instanceof WeakSet
+      ) {
+        throw unencodable(topic, path, `a ${value.constructor.name} (convert it to an object or array)`)
+      }
+      if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return
+      seen.add(value)
+      if (Array.isArray(value)) {
+        for (let i = 0; i < value.length; i++) checkValue(topic, value[i], `${path}[${i}]`, seen)
+      } else {
+        for (const key in value) {
+          if (Object.hasOwn(value, key)) {
+            checkValue(topic, (value as Record<string, unknown>)[key], `${path}.${key}`, seen)
+          }
+        }
+      }
+      seen.delete(value)
+      return
+    }
+  }
+}
+
+/** Throws a {@link SerializationError} naming the path of anything in `data` that JSON cannot carry. */
+export function assertEncodable(data: unknown, topic = 'event'): void {
+  if (data instanceof Uint8Array) return
+  if (data === undefined) throw unencodable(topic, 'data', 'undefined (send null for "no data")')
+  checkValue(topic, data, 'data', new Set())
+}
+
+function toBase64(bytes: Uint8Array): string {
+  return Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength).toString('base64')
+}
+
+/** The CloudEvents JSON object for an event (before stringification). */
+export function toCloudEvent(event: OmnibusEvent): Record<string, unknown> {
+  const ce: Record<string, unknown> = {
+    specversion: '1.0',
+    id: event.id,
+    source: event.source,
+    type: event.topic,
+    time: new Date(event.time).toISOString(),
+  }
+  if (event.data instanceof Uint8Array) {
+    ce.datacontenttype = BINARY_TYPE
+    ce.data_base64 = toBase64(event.data)
+  } else {
+    ce.datacontenttype = JSON_TYPE
+    ce.data = event.data
+  }
+  ce.guarantee = event.guarantee
+  if (event.partitionKey !== undefined) ce.partitionkey = event.partitionKey
+  if (event.correlationId !== undefined) ce.correlationid = event.correlationId
+  if (event.causationId !== undefined) ce.causationid = event.causationId
+  for (const key in event.headers) {
+    const value = event.headers[key] as string
+    if (key === 'traceparent' || key === 'tracestate') ce[key] = value
+    else ce[HEADER_PREFIX + key] = value
+  }
+  return ce
+}
+
+/**
+ * Encodes an event as a CloudEvents JSON string. Throws {@link SerializationError} for data JSON
+ * cannot carry (BigInt, cycles, functions, symbols, non-finite numbers, Map/Set, nested binary).
+ */
+export function encodeEvent(event: OmnibusEvent): string {
+  assertEncodable(event.data, event.topic)
+  try {
+    return JSON.stringify(toCloudEvent(event))
+  } catch (cause) {
+    throw new SerializationError(`cannot encode event "${event.topic}": ${(cause as Error).message}`, {
+      cause,
+    })
+  }
+}
+
+/**
+ * Encodes and checks the size against `limitBytes` (when given); throws {@link PayloadTooLargeError}.
+ * Returns the JSON and its UTF-8 size.
+ */
+export function encodeEventChecked(
+  event: OmnibusEvent,
+  limitBytes: number | undefined,
+  backend?: string,
+): { readonly json: string; readonly bytes: number } {
+  const json = encodeEvent(event)
+  // Fast path: a UTF-16 length already under a quarter of the limit cannot exceed it in UTF-8.
+  const bytes =
+    limitBytes !== undefined && json.length * 4 <= limitBytes ? json.length : Buffer.byteLength(json)
+  if (limitBytes !== undefined && bytes > limitBytes) {
+    throw new PayloadTooLargeError(
+      Buffer.byteLength(json),
+      limitBytes,
+      backend === undefined ? {} : { backend },
+    )
+  }
+  return { json, bytes }
+}
+
+/** A decode failure: the wire message is not a valid envelope. Carries the reason. */
+export class InvalidEnvelopeError extends SerializationError {
+  /** The raw text that failed, truncated to 1 KiB for diagnostics. */
+  readonly raw: string
+
+  constructor(reason: string, raw: string, cause?: unknown) {
+    super(`not a valid Omnibus/CloudEvents envelope: ${reason}`, {
+      code: 'INVALID_ENVELOPE',
+      ...(cause === undefined ? {} : { cause }),
+    })
+    this.raw = raw.length > 1024 ? `${raw.slice(0, 1024)}…` : raw
+  }
+}
+
+function asText(raw: string | Uint8Array): string {
+  if (typeof raw === 'string') return raw
+  return Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('utf8')
+}
+
+/**
+ * Decodes a CloudEvents JSON document into an envelope. Throws {@link InvalidEnvelopeError} with
+ * the reason for anything that is not one (truncated JSON, missing id/type, invalid topic, bad
+ * base64, ...); callers dead-letter such messages instead of dropping them.
+ */
+export function decodeEvent(raw: string | Uint8Array): OmnibusEvent {
+  const text = asText(raw)
+  let doc: unknown
+  try {
+    doc = JSON.parse(text)
+  } catch (cause) {
+    throw new InvalidEnvelopeError(`not JSON (${(cause as Error).message})`, text, cause)
+  }
+  return fromCloudEvent(doc, text)
+}
+
+/** Builds an envelope from a parsed CloudEvents object; see {@link decodeEvent}. */
+export function fromCloudEvent(doc: unknown, rawForErrors = ''): OmnibusEvent {
+  const raw = rawForErrors || safeStringify(doc)
+  if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
+    throw new InvalidEnvelopeError('the document is not a JSON object', raw)
+  }
+  const ce = doc as Record<string, unknown>
+  if (ce.specversion !== '1.0') {
+    throw new InvalidEnvelopeError(`specversion is ${JSON.stringify(ce.specversion)}, expected "1.0"`, raw)
+  }
+  if (typeof ce.id !== 'string' || ce.id.length === 0) throw new InvalidEnvelopeError('id is missing', raw)
+  if (typeof ce.type !== 'string') throw new InvalidEnvelopeError('type (the topic) is missing', raw)
+  if (!isValidTopic(ce.type)) {
+    throw new InvalidEnvelopeError(
+      `type "${String(ce.type).slice(0, 300)}" is not a valid Omnibus topic`,
+      raw,
+    )
+  }
+  if (typeof ce.source !== 'string' || ce.source.length === 0) {
+    throw new InvalidEnvelopeError('source is missing', raw)
+  }
+  let time = Date.now()
+  if (ce.time !== undefined) {
+    time = typeof ce.time === 'string' ? Date.parse(ce.time) : Number.NaN
+    if (!Number.isFinite(time))
+      throw new InvalidEnvelopeError(`time ${JSON.stringify(ce.time)} is not RFC 3339`, raw)
+  }
+  let data: unknown = null
+  if (ce.data_base64 !== undefined) {
+    if (typeof ce.data_base64 !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(ce.data_base64)) {
+      throw new InvalidEnvelopeError('data_base64 is not base64', raw)
+    }
+    const buf = Buffer.from(ce.data_base64, 'base64')
+    data = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength)
+  } else if (ce.data !== undefined) {
+    data = ce.data
+  }
+  let guarantee: Guarantee = 'at-least-once'
+  if (ce.guarantee !== undefined) {
+    if (!GUARANTEES.includes(ce.guarantee as Guarantee)) {
+      throw new InvalidEnvelopeError(`guarantee ${JSON.stringify(ce.guarantee)} is unknown`, raw)
+    }
+    guarantee = ce.guarantee as Guarantee
+  }
+  const headers: Record<string, string> = {}
+  for (const key in ce) {
+    if (key.startsWith(HEADER_PREFIX)) {
+      const value = ce[key]
+      if (typeof value === 'string') headers[key.slice(HEADER_PREFIX.length)] = value
+    } else if (!RESERVED.has(key)) {
+      const value = ce[key]
+      if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') {
+        headers[key] = String(value)
+      }
+    }
+  }
+  for (const key of TRACE_HEADERS) {
+    const value = ce[key]
+    if (typeof value === 'string') headers[key] = value
+  }
+  const event: Record<string, unknown> = {
+    id: ce.id,
+    topic: ce.type,
+    data,
+    time,
+    source: ce.source,
+    headers,
+    guarantee,
+  }
+  if (typeof ce.correlationid === 'string') event.correlationId = ce.correlationid
+  if (typeof ce.causationid === 'string') event.causationId = ce.causationid
+  if (typeof ce.partitionkey === 'string') event.partitionKey = ce.partitionkey
+  return event as unknown as OmnibusEvent
+}
+
+function safeStringify(value: unknown): string {
+  try {
+    return JSON.stringify(value) ?? String(value)
+  } catch {
+    return String(value)
+  }
+}

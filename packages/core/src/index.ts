@@ -1,0 +1,94 @@
+/**
+ * @omnibus/core — the envelope, the `EventBackend` protocol and capabilities, the topic grammar
+ * and matcher index, the CloudEvents codec, the error taxonomy, the backend registry and the
+ * delivery helpers every backend shares.
+ */
+export {
+  assertEncodable,
+  decodeEvent,
+  encodeEvent,
+  encodeEventChecked,
+  fromCloudEvent,
+  HEADER_PREFIX,
+  InvalidEnvelopeError,
+  toCloudEvent,
+} from './codec.ts'
+export {
+  backoffDelay,
+  consoleLogger,
+  DEFAULT_RETRY,
+  type DeadLetterDiagnostics,
+  type DedupeStore,
+  DLQ_HEADERS,
+  deadLetterInput,
+  decideFailure,
+  type FailureDecision,
+  type HandlerOutcome,
+  type InvokeArgs,
+  invokeHandler,
+  KeyedLimiter,
+  MemoryDedupeStore,
+  type ResolvedRetryPolicy,
+  type ResolvedSubscribeOptions,
+  redriveInput,
+  resolveRetryPolicy,
+  resolveSubscribeOptions,
+  silentLogger,
+} from './delivery.ts'
+export { createEvent, currentEvent, type EventDefaults, newEventId, runWithEventContext } from './envelope.ts'
+export {
+  CapabilityError,
+  ConfigurationError,
+  ConnectionError,
+  InvalidTopicError,
+  isRetryable,
+  NotConnectedError,
+  OmnibusError,
+  type OmnibusErrorOptions,
+  PayloadTooLargeError,
+  PublishError,
+  SerializationError,
+  SubscriptionError,
+  TimeoutError,
+} from './errors.ts'
+export { compilePattern, MatcherIndex, matchTopic, oracleMatch } from './matcher.ts'
+export {
+  type BackendCapabilities,
+  type BatchEntryResult,
+  type BatchReceipt,
+  DEFAULT_DEAD_LETTER_TOPIC,
+  type EventBackend,
+  type EventData,
+  type EventHandler,
+  type EventInput,
+  GUARANTEES,
+  type Guarantee,
+  type HandlerContext,
+  type HealthStatus,
+  type JsonValue,
+  type Logger,
+  type OmnibusEvent,
+  type PublishReceipt,
+  type RetryPolicy,
+  type SubscribeOptions,
+  type Subscription,
+} from './protocol.ts'
+export {
+  type BackendLoader,
+  type BackendModule,
+  BUILTIN_SCHEMES,
+  createBackend,
+  parseBackendUrl,
+  redactUrl,
+  registerBackend,
+  registeredSchemes,
+} from './registry.ts'
+export {
+  isLiteralPattern,
+  isValidTopic,
+  MAX_TOPIC_LENGTH,
+  type PatternSegment,
+  parsePattern,
+  validatePattern,
+  validateTopic,
+} from './topic.ts'

@@ -1,0 +1,175 @@
+/**
+ * The topic grammar, identical on every backend.
+ *
+ * A topic is 1–249 characters: non-empty segments of `[A-Za-z0-9_-]` separated by `.` — valid
+ * Kafka topic names and AMQP routing keys as they are. A pattern is a glob in which `.` plays the
+ * role of `/`: `*` is one segment, `**` (a whole segment) is zero or more segments, and `?`,
+ * `[...]`, `{a,b}` and `*` inside a segment match within that segment.
+ */
+import { InvalidTopicError } from './errors.ts'
+
+/** Longest topic accepted (Kafka's own limit). */
+export const MAX_TOPIC_LENGTH = 249
+
+const TOPIC_CHAR = /^[A-Za-z0-9_-]$/
+const GRAMMAR_HINT = "topics are segments of letters, digits, '_' and '-' separated by '.'"
+
+function describeChar(ch: string): string {
+  if (ch === ' ') return 'a space'
+  const code = ch.codePointAt(0) ?? 0
+  if (code < 0x20 || code === 0x7f) return `control character U+${code.toString(16).padStart(4, '0')}`
+  return `'${ch}'`
+}
+
+function checkShape(kind: 'topic' | 'pattern', value: unknown): string {
+  if (typeof value !== 'string') {
+    throw new InvalidTopicError(String(value), `${kind} must be a string, got ${typeof value}`)
+  }
+  if (value.length === 0) throw new InvalidTopicError(value, `${kind} is empty: ${GRAMMAR_HINT}`)
+  if (value.length > MAX_TOPIC_LENGTH) {
+    throw new InvalidTopicError(
+      value,
+      `${kind} is ${value.length} characters long, over the limit of ${MAX_TOPIC_LENGTH}`,
+    )
+  }
+  const segments = value.split('.')
+  for (let i = 0; i < segments.length; i++) {
+    if (segments[i] === '') {
+      const where = i === 0 ? 'starts with' : i === segments.length - 1 ? 'ends with' : 'has two adjacent'
+      throw new InvalidTopicError(value, `${kind} "${value}" ${where} '.': every segment must be non-empty`)
+    }
+  }
+  return value
+}
+
+/** Whether `topic` is a valid concrete topic. */
+export function isValidTopic(topic: unknown): topic is string {
+  if (typeof topic !== 'string' || topic.length === 0 || topic.length > MAX_TOPIC_LENGTH) return false
+  let prevDot = true
+  for (let i = 0; i < topic.length; i++) {
+    const c = topic.charCodeAt(i)
+    if (c === 46) {
+      if (prevDot) return false
+      prevDot = true
+      continue
+    }
+    prevDot = false
+    const ok = (c >= 48 && c <= 57) || (c >= 65 && c <= 90) || (c >= 97 && c <= 122) || c === 95 || c === 45
+    if (!ok) return false
+  }
+  return !prevDot
+}
+
+/** Throws an {@link InvalidTopicError} naming the problem unless `topic` is a valid concrete topic. */
+export function validateTopic(topic: unknown): string {
+  if (isValidTopic(topic)) return topic
+  const value = checkShape('topic', topic)
+  for (let i = 0; i < value.length; i++) {
+    const ch = value[i] as string
+    if (ch === '.' || TOPIC_CHAR.test(ch)) continue
+    const hint =
+      ch === '*' || ch === '?' || ch === '{' || ch === '['
+        ? ': wildcards belong in subscribe patterns; publish to a concrete topic'
+        : `: ${GRAMMAR_HINT}`
+    throw new InvalidTopicError(
+      value,
+      `invalid topic "${value}": ${describeChar(ch)} at position ${i} is not allowed${hint}`,
+    )
+  }
+  throw new InvalidTopicError(value, `invalid topic "${value}": ${GRAMMAR_HINT}`)
+}
+
+/** One segment of a parsed pattern. */
+export type PatternSegment =
+  | { readonly kind: 'literal'; readonly text: string }
+  | { readonly kind: 'star' }
+  | { readonly kind: 'globstar' }
+  | { readonly kind: 'glob'; readonly text: string }
+
+function patternError(pattern: string, message: string): InvalidTopicError {
+  return new InvalidTopicError(pattern, `invalid pattern "${pattern}": ${message}`)
+}
+
+function checkGlobSegment(pattern: string, segment: string, offset: number): void {
+  let inClass = false
+  let inBrace = false
+  for (let i = 0; i < segment.length; i++) {
+    const ch = segment[i] as string
+    const pos = offset + i
+    if (inClass) {
+      if (ch === ']') inClass = false
+      else if (!TOPIC_CHAR.test(ch) && ch !== '!' && ch !== '^') {
+        throw patternError(pattern, `${describeChar(ch)} at position ${pos} is not allowed in a [...] class`)
+      }
+      continue
+    }
+    if (ch === '[') {
+      inClass = true
+      continue
+    }
+    if (ch === '{') {
+      if (inBrace) throw patternError(pattern, `nested '{' at position ${pos}: brace lists cannot nest`)
+      inBrace = true
+      continue
+    }
+    if (ch === '}') {
+      if (!inBrace) throw patternError(pattern, `'}' at position ${pos} closes no '{'`)
+      inBrace = false
+      continue
+    }
+    if (ch === ',') {
+      if (!inBrace) throw patternError(pattern, `',' at position ${pos} is only allowed inside {a,b}`)
+      continue
+    }
+    if (ch === '*') {
+      if (segment[i + 1] === '*') {
+        throw patternError(
+          pattern,
+          `'**' at position ${pos} must be a whole segment (as in "a.**" or "**.error"); use '*' inside a segment`,
+        )
+      }
+      continue
+    }
+    if (ch === '?' || TOPIC_CHAR.test(ch)) continue
+    throw patternError(
+      pattern,
+      `${describeChar(ch)} at position ${pos} is not allowed: patterns use topic characters and * ** ? [...] {a,b}`,
+    )
+  }
+  if (inClass) throw patternError(pattern, `'[' is never closed`)
+  if (inBrace) throw patternError(pattern, `'{' is never closed`)
+}
+
+/** Parses and validates a subscribe pattern; throws an {@link InvalidTopicError} naming the problem. */
+export function parsePattern(pattern: unknown): PatternSegment[] {
+  const value = checkShape('pattern', pattern)
+  const parts = value.split('.')
+  const out: PatternSegment[] = []
+  let offset = 0
+  for (const part of parts) {
+    if (part === '**') {
+      // Consecutive globstars are the same as one.
+      if (out.at(-1)?.kind !== 'globstar') out.push({ kind: 'globstar' })
+    } else if (part === '*') {
+      out.push({ kind: 'star' })
+    } else if (/^[A-Za-z0-9_-]+$/.test(part)) {
+      out.push({ kind: 'literal', text: part })
+    } else {
+      checkGlobSegment(value, part, offset)
+      out.push({ kind: 'glob', text: part })
+    }
+    offset += part.length + 1
+  }
+  return out
+}
+
+/** Throws an {@link InvalidTopicError} unless `pattern` is a valid subscribe pattern. */
+export function validatePattern(pattern: unknown): string {
+  parsePattern(pattern)
+  return pattern as string
+}
+
+/** Whether a pattern has no wildcard at all (it names exactly one topic). */
+export function isLiteralPattern(pattern: string): boolean {
+  return isValidTopic(pattern)
+}

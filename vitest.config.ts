@@ -1,0 +1,34 @@
+import { defineConfig } from 'vitest/config'
+
+// Tests run on TypeScript sources: the `@omnibus/source` export condition points every
+// workspace package at its `src/index.ts`, so no build is needed before testing.
+const conditions = ['@omnibus/source', 'node', 'import', 'default']
+
+export default defineConfig({
+  resolve: { conditions },
+  ssr: { resolve: { conditions, externalConditions: ['@omnibus/source'] } },
+  test: {
+    projects: [
+      {
+        extends: true,
+        test: {
+          name: 'unit',
+          include: ['packages/*/test/**/*.test.ts'],
+          testTimeout: 30_000,
+          hookTimeout: 30_000,
+        },
+      },
+      {
+        extends: true,
+        test: {
+          name: 'integration',
+          include: ['test-integration/**/*.test.ts'],
+          globalSetup: ['test-integration/setup/global-setup.ts'],
+          testTimeout: 120_000,
+          hookTimeout: 120_000,
+          fileParallelism: false,
+        },
+      },
+    ],
+  },
+})
