@@ -1,0 +1,53 @@
+/**
+ * What integration tests use to reach a broker resolved by the global setup:
+ * `describeWithService('redis', 'title', () => { … })` runs the block when Redis is available and
+ * otherwise registers it skipped, with a title that says how to enable it.
+ */
+import { execFile } from 'node:child_process'
+import { promisify } from 'node:util'
+import { describe, inject } from 'vitest'
+import { enableHint, type ResolvedService, type ServiceName } from './catalog.ts'
+
+export type { ServiceName } from './catalog.ts'
+
+const run = promisify(execFile)
+
+function resolved(name: ServiceName): ResolvedService | undefined {
+  return inject('omnibusServices')?.[name]
+}
+
+/** The endpoint of a service (URL or broker list), or undefined when it is not available. */
+export function serviceEndpoint(name: ServiceName): string | undefined {
+  return resolved(name)?.endpoint
+}
+
+/** Like {@link serviceEndpoint}, but throws when the service is missing (use inside a describeWithService block). */
+export function requireEndpoint(name: ServiceName): string {
+  const endpoint = serviceEndpoint(name)
+  if (endpoint === undefined) throw new Error(`${name} is not available: ${enableHint(name)}`)
+  return endpoint
+}
+
+/**
+ * A function that restarts the broker and resolves once it answers again, or undefined when the
+ * harness cannot restart it (an endpoint given without a restart command).
+ */
+export function serviceRestart(name: ServiceName): (() => Promise<void>) | undefined {
+  const command = resolved(name)?.restartCommand
+  if (command === undefined) return undefined
+  return async () => {
+    await run('bash', ['-c', command], { timeout: 180_000 })
+  }
+}
+
+/** Why fault tests that restart `name` are skipped, for their titles. */
+export function restartHint(name: ServiceName): string {
+  const env = `OMNIBUS_IT_${name === 'rabbitmq' ? 'RABBITMQ' : name.toUpperCase()}_RESTART`
+  return `needs ${env}: a shell command that restarts the broker (scripts/services/${name}.sh sets it)`
+}
+
+/** `describe` when the service is available, otherwise a skipped `describe` whose title says how to enable it. */
+export function describeWithService(name: ServiceName, title: string, fn: () => void): void {
+  if (serviceEndpoint(name) !== undefined) describe(title, fn)
+  else describe.skip(`${title} (skipped: ${name} unavailable; ${enableHint(name)})`, fn)
+}
