@@ -22,12 +22,21 @@ interface TrieNode<T> {
   literal: Map<string, TrieNode<T>> | undefined
   star: TrieNode<T> | undefined
   globstar: TrieNode<T> | undefined
+  /** A trailing `**` that must consume at least one segment (see `PatternSegment`). */
+  globstarPlus: TrieNode<T> | undefined
   globs: GlobEdge<T>[] | undefined
   entries: Entry<T>[] | undefined
 }
 
 function newNode<T>(): TrieNode<T> {
-  return { literal: undefined, star: undefined, globstar: undefined, globs: undefined, entries: undefined }
+  return {
+    literal: undefined,
+    star: undefined,
+    globstar: undefined,
+    globstarPlus: undefined,
+    globs: undefined,
+    entries: undefined,
+  }
 }
 
 const segmentMatchers = new Map<string, (segment: string) => boolean>()
@@ -47,6 +56,7 @@ function isEmpty<T>(n: TrieNode<T>): boolean {
     (n.literal === undefined || n.literal.size === 0) &&
     n.star === undefined &&
     n.globstar === undefined &&
+    n.globstarPlus === undefined &&
     (n.globs === undefined || n.globs.length === 0) &&
     (n.entries === undefined || n.entries.length === 0)
   )
@@ -143,6 +153,10 @@ export class MatcherIndex<T> {
         if (node.star === undefined) node.star = newNode()
         return node.star
       case 'globstar':
+        if (seg.minSegments === 1) {
+          if (node.globstarPlus === undefined) node.globstarPlus = newNode()
+          return node.globstarPlus
+        }
         if (node.globstar === undefined) node.globstar = newNode()
         return node.globstar
       case 'glob': {
@@ -165,6 +179,7 @@ export class MatcherIndex<T> {
       const seg = segments[i] as PatternSegment
       if (seg.kind === 'literal') parent.literal?.delete(seg.text)
       else if (seg.kind === 'star') parent.star = undefined
+      else if (seg.kind === 'globstar' && seg.minSegments === 1) parent.globstarPlus = undefined
       else if (seg.kind === 'globstar') parent.globstar = undefined
       else if (parent.globs !== undefined) parent.globs = parent.globs.filter((g) => g.node !== child)
     }
@@ -186,6 +201,9 @@ export class MatcherIndex<T> {
     if (node.globstar !== undefined) {
       // `**` consumes zero or more segments: try every split point.
       for (let j = i; j <= segs.length; j++) this.#walk(node.globstar, segs, j, out, stamp)
+    }
+    if (node.globstarPlus !== undefined) {
+      for (let j = i + 1; j <= segs.length; j++) this.#walk(node.globstarPlus, segs, j, out, stamp)
     }
     if (i === segs.length) {
       this.#collect(node, out, stamp)

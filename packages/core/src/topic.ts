@@ -83,7 +83,14 @@ export function validateTopic(topic: unknown): string {
 export type PatternSegment =
   | { readonly kind: 'literal'; readonly text: string }
   | { readonly kind: 'star' }
-  | { readonly kind: 'globstar' }
+  | {
+      readonly kind: 'globstar'
+      /**
+       * 1 when the globstar must consume at least one segment. micromatch reads a trailing `**`
+       * after a segment ending in `*` (`*.**`, `read_*.**`) that way: `a.**` matches `a`, `*.**` does not.
+       */
+      readonly minSegments: 0 | 1
+    }
   | { readonly kind: 'glob'; readonly text: string }
 
 function patternError(pattern: string, message: string): InvalidTopicError {
@@ -149,7 +156,7 @@ export function parsePattern(pattern: unknown): PatternSegment[] {
   for (const part of parts) {
     if (part === '**') {
       // Consecutive globstars are the same as one.
-      if (out.at(-1)?.kind !== 'globstar') out.push({ kind: 'globstar' })
+      if (out.at(-1)?.kind !== 'globstar') out.push({ kind: 'globstar', minSegments: 0 })
     } else if (part === '*') {
       out.push({ kind: 'star' })
     } else if (/^[A-Za-z0-9_-]+$/.test(part)) {
@@ -159,6 +166,14 @@ export function parsePattern(pattern: unknown): PatternSegment[] {
       out.push({ kind: 'glob', text: part })
     }
     offset += part.length + 1
+  }
+  const last = out.length - 1
+  const before = out[last - 1]
+  if (
+    out[last]?.kind === 'globstar' &&
+    (before?.kind === 'star' || (before?.kind === 'glob' && before.text.endsWith('*')))
+  ) {
+    out[last] = { kind: 'globstar', minSegments: 1 }
   }
   return out
 }
