@@ -1,0 +1,996 @@
+/**
+ * The SQLite backend. Publishing appends rows to `omnibus_events` (concurrent publishes of one
+ * tick share one transaction). Each subscription belongs to a group row with a cursor; claiming
+ * moves matching events past the cursor into `omnibus_leases` and leases the oldest claimable
+ * ones to this consumer, all in one `BEGIN IMMEDIATE` transaction, so several processes can
+ * compete safely. Acknowledging deletes the lease (and records the id for exactly-once) in one
+ * transaction. Commits by other processes are noticed through `PRAGMA data_version`.
+ */
+import { randomUUID } from 'node:crypto'
+import {
+  type BackendCapabilities,
+  type BatchEntryResult,
+  type BatchReceipt,
+  ConfigurationError,
+  compilePattern,
+  createEvent,
+  deadLetterInput,
+  decideFailure,
+  decodeEvent,
+  type EventBackend,
+  type EventHandler,
+  type EventInput,
+  encodeEventChecked,
+  type HealthStatus,
+  InvalidEnvelopeError,
+  invokeHandler,
+  isValidTopic,
+  KeyedLimiter,
+  type Logger,
+  NotConnectedError,
+  type OmnibusEvent,
+  type PublishReceipt,
+  type ResolvedSubscribeOptions,
+  resolveSubscribeOptions,
+  type SubscribeOptions,
+  type Subscription,
+  silentLogger,
+} from '@omnibus/core'
+import Database from 'better-sqlite3'
+import { classifyError } from './errors.ts'
+import { type ResolvedSqliteOptions, resolveOptions, type SqliteBackendOptions } from './options.ts'
+import { SCHEMA_SQL, SCHEMA_VERSION } from './schema.ts'
+
+/** Options of {@link SqliteBackend.cleanup}. */
+export interface CleanupOptions {
+  /**
+   * Delete events (and exactly-once records) older than this, by event time. Stored in the
+   * database: later `connect()`s and a periodic job apply it again, in every process, until
+   * changed. Omitted: apply the stored policy.
+   */
+  readonly maxAgeMs?: number
+}
+
+/** What {@link SqliteBackend.cleanup} removed. */
+export interface CleanupResult {
+  /** The policy applied, or `undefined` when none is stored. */
+  readonly maxAgeMs: number | undefined
+  readonly deletedEvents: number
+  readonly deletedProcessed: number
+  /** Broadcast subscriptions of processes that ended without unsubscribing. */
+  readonly deletedStaleSubscriptions: number
+}
+
+/** The SQLite `EventBackend`, plus retention and access to the connection. */
+export interface SqliteBackend extends EventBackend {
+  /** Database file path (`:memory:` for a private in-memory database). */
+  readonly path: string
+  /** Applies (and with `maxAgeMs`, stores) the retention policy. */
+  cleanup(options?: CleanupOptions): Promise<CleanupResult>
+  /**
+   * Writes a raw row to the events table, as a foreign producer or a damaged file would:
+   * consumers of `topic` dead-letter it with the reason. For tests and tooling.
+   */
+  injectRaw(topic: string, payload: Uint8Array | string): Promise<void>
+  /** A short description for logs, without secrets. */
+  describe(): string
+}
+
+interface PendingPublish {
+  readonly id: string
+  readonly topic: string
+  readonly pkey: string | null
+  readonly time: number
+  readonly body: string | Uint8Array
+  resolve(receipt: PublishReceipt): void
+  reject(error: unknown): void
+}
+
+interface ClaimedRow {
+  readonly seq: number
+  readonly id: string
+  readonly topic: string
+  readonly pkey: string | null
+  readonly body: string | Uint8Array
+  readonly attempts: number
+  readonly firstFailure: number | null
+}
+
+interface SubState {
+  readonly id: string
+  readonly owner: string
+  readonly gid: number
+  readonly ephemeral: boolean
+  readonly opts: ResolvedSubscribeOptions
+  readonly handler: EventHandler
+  readonly match: (topic: string) => boolean
+  readonly limiter: KeyedLimiter
+  readonly visibilityMs: number
+  readonly abort: AbortController
+  readonly subscription: Subscription
+  /** Claimed rows not finished (queued in the limiter or running). */
+  held: number
+  /** Rows whose handler has started and not finished. */
+  readonly running: Set<number>
+  active: boolean
+  closing: boolean
+  dueTimer: NodeJS.Timeout | undefined
+  dueAt: number
+  extendTimer: NodeJS.Timeout | undefined
+  closed: Promise<void> | undefined
+}
+
+const BACKEND = 'sqlite'
+/** New events moved into a group's pending list per claim; bounds one transaction's work. */
+const SCAN_LIMIT = 1000
+/** A group stops scanning ahead once this many events wait unacknowledged. */
+const MAX_PENDING = 2000
+/** Broadcast subscriptions whose process has not touched them for this long are removed. */
+const STALE_EPHEMERAL_MS = 60_000
+const MAINTENANCE_INTERVAL_MS = 5_000
+const RETENTION_INTERVAL_MS = 60_000
+
+/** Processes with several backends on one file wake each other without waiting for the poll. */
+const localPeers = new Map<string, Set<() => void>>()
+
+/**
+ * Creates an SQLite backend (not connected). Several processes may open the same file: they
+ * share groups, cursors and leases through it.
+ */
+export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteBackend {
+  const o: ResolvedSqliteOptions = resolveOptions(options)
+  const logger: Logger = o.logger ?? silentLogger
+  const inMemory = o.path === ':memory:' && o.database === undefined
+  const fileLabel = inMemory ? 'the in-memory database' : `database file "${o.path}"`
+  const capabilities: BackendCapabilities = Object.freeze({
+    guarantees: Object.freeze(['at-most-once', 'at-least-once', 'exactly-once'] as const),
+    persistent: !inMemory,
+    crossProcess: !inMemory,
+    groups: true,
+    orderedPerKey: true,
+    replay: true,
+    maxPayloadBytes: o.maxPayloadBytes,
+    networked: false,
+    wildcardDiscoveryMs: Math.max(250, o.pollIntervalMs * 10),
+  })
+
+  let db: Database.Database | undefined
+  let state: 'closed' | 'opening' | 'open' | 'closing' = 'closed'
+  let connecting: Promise<void> | undefined
+  let disconnecting: Promise<void> | undefined
+  let queue: PendingPublish[] = []
+  let flushScheduled = false
+  let pollTimer: NodeJS.Timeout | undefined
+  let maintenanceTimer: NodeJS.Timeout | undefined
+  let lastDataVersion = 0
+  let lastRetentionAt = 0
+  const subs = new Map<string, SubState>()
+  const dirty = new Set<SubState>()
+  let pumpScheduled = false
+  const peerKey = inMemory ? undefined : `${o.path}`
+  const wakeFromPeer = () => wakeAll()
+  let st = undefined as unknown as Statements
+  let insertEvents: ((batch: PendingPublish[]) => number[]) | undefined
+
+  function requireDb(action: string): Database.Database {
+    if (db === undefined || (state !== 'open' && state !== 'closing'))
+      throw new NotConnectedError(BACKEND, action)
+    return db
+  }
+
+  function prepare(d: Database.Database): void {
+    st = makeStatements(d)
+    const insert = st.insertEvent
+    insertEvents = d.transaction((batch: PendingPublish[]) => {
+      const seqs: number[] = new Array(batch.length)
+      for (let i = 0; i < batch.length; i++) {
+        const p = batch[i] as PendingPublish
+        seqs[i] = Number(insert.run(p.id, p.topic, p.pkey, p.time, p.body).lastInsertRowid)
+      }
+      return seqs
+    })
+  }
+
+  function openDatabase(): Database.Database {
+    let d: Database.Database
+    try {
+      d = o.database ?? new Database(o.path, { timeout: o.busyTimeoutMs })
+    } catch (error) {
+      throw classifyError(error, 'connect', fileLabel)
+    }
+    try {
+      d.pragma(`busy_timeout = ${o.busyTimeoutMs}`)
+      if (!inMemory) {
+        const mode = d.pragma('journal_mode = WAL', { simple: true })
+        if (String(mode).toLowerCase() !== 'wal' && String(mode).toLowerCase() !== 'memory') {
+          logger.warn('sqlite: WAL mode unavailable, concurrency across processes is reduced', { mode })
+        }
+      }
+      d.pragma(`synchronous = ${o.synchronous === 'full' ? 'FULL' : 'NORMAL'}`)
+      d.transaction(() => {
+        d.exec(SCHEMA_SQL)
+        const version = d.prepare("SELECT value FROM omnibus_meta WHERE key = 'schema_version'").pluck().get()
+        if (version === undefined) {
+          d.prepare("INSERT INTO omnibus_meta (key, value) VALUES ('schema_version', ?)").run(
+            String(SCHEMA_VERSION),
+          )
+        } else if (Number(version) > SCHEMA_VERSION) {
+          throw new ConfigurationError(
+            `${fileLabel} was written by a newer @omnibus/sqlite (schema ${String(version)}, this one knows ${SCHEMA_VERSION}): upgrade @omnibus/sqlite`,
+            { backend: BACKEND },
+          )
+        }
+      }).immediate()
+    } catch (error) {
+      if (o.database === undefined) d.close()
+      throw classifyError(error, 'connect', fileLabel)
+    }
+    return d
+  }
+
+  async function connect(): Promise<void> {
+    if (state === 'open') return
+    if (state === 'closing') await disconnecting
+    if (connecting !== undefined) return connecting
+    state = 'opening'
+    connecting = (async () => {
+      try {
+        const d = openDatabase()
+        db = d
+        prepare(d)
+        lastDataVersion = Number(st.dataVersion.get())
+        state = 'open'
+        if (peerKey !== undefined) {
+          const set = localPeers.get(peerKey) ?? new Set<() => void>()
+          localPeers.set(peerKey, set)
+          set.add(wakeFromPeer)
+        }
+        startTimers()
+        applyStoredRetention(true)
+      } catch (error) {
+        state = 'closed'
+        db = undefined
+        throw error
+      } finally {
+        connecting = undefined
+      }
+    })()
+    return connecting
+  }
+
+  function startTimers(): void {
+    pollTimer = setInterval(poll, o.pollIntervalMs)
+    pollTimer.unref()
+    maintenanceTimer = setInterval(maintenance, MAINTENANCE_INTERVAL_MS)
+    maintenanceTimer.unref()
+  }
+
+  function refreshKeepAlive(): void {
+    // A process whose only job is to consume must not exit while it has live subscriptions.
+    if (pollTimer === undefined) return
+    if (subs.size > 0) pollTimer.ref()
+    else pollTimer.unref()
+  }
+
+  function poll(): void {
+    if (db === undefined || state !== 'open') return
+    let v: number
+    try {
+      v = Number(st.dataVersion.get())
+    } catch (error) {
+      logger.warn('sqlite: data_version check failed', { error: String(error) })
+      return
+    }
+    if (v !== lastDataVersion) {
+      lastDataVersion = v
+      wakeAll()
+    }
+  }
+
+  function maintenance(): void {
+    if (db === undefined || state !== 'open') return
+    try {
+      const now = Date.now()
+      const d = db
+      d.transaction(() => {
+        for (const s of subs.values()) if (s.ephemeral && s.active) st.heartbeat.run(now, s.gid)
+      }).immediate()
+      applyStoredRetention(false)
+    } catch (error) {
+      logger.warn('sqlite: maintenance failed, will retry', { error: String(error) })
+    }
+  }
+
+  function applyStoredRetention(force: boolean): void {
+    const now = Date.now()
+    if (!force && now - lastRetentionAt < RETENTION_INTERVAL_MS) return
+    lastRetentionAt = now
+    try {
+      runCleanup(undefined)
+    } catch (error) {
+      logger.warn('sqlite: retention run failed, will retry', { error: String(error) })
+    }
+  }
+
+  function runCleanup(maxAgeMs: number | undefined): CleanupResult {
+    const d = requireDb('cleanup')
+    return d
+      .transaction((): CleanupResult => {
+        let policy = maxAgeMs
+        if (policy !== undefined) st.setMeta.run('retention_max_age_ms', String(policy))
+        else {
+          const stored = st.getMeta.get('retention_max_age_ms') as string | undefined
+          if (stored !== undefined) policy = Number(stored)
+        }
+        const now = Date.now()
+        let deletedStaleSubscriptions = 0
+        for (const gid of st.staleEphemeral.all(now - STALE_EPHEMERAL_MS) as number[]) {
+          dropGroupRows(gid)
+          deletedStaleSubscriptions++
+        }
+        if (policy === undefined) {
+          return { maxAgeMs: undefined, deletedEvents: 0, deletedProcessed: 0, deletedStaleSubscriptions }
+        }
+        const cutoff = now - policy
+        const deletedEvents = st.deleteOld.run(cutoff).changes ?? 0
+        const deletedProcessed = st.deleteOldProcessed.run(cutoff).changes ?? 0
+        if (deletedEvents > 0) st.deleteOrphanLeases.run()
+        st.setMeta.run('retention_last_run', String(now))
+        return { maxAgeMs: policy, deletedEvents, deletedProcessed, deletedStaleSubscriptions }
+      })
+      .immediate()
+  }
+
+  function dropGroupRows(gid: number): void {
+    st.dropGroupLeases.run(gid)
+    st.dropGroupProcessed.run(gid)
+    st.dropGroup.run(gid)
+  }
+
+  // ---- publishing -------------------------------------------------------------------------
+
+  function scheduleFlush(): void {
+    if (flushScheduled) return
+    flushScheduled = true
+    queueMicrotask(flush)
+  }
+
+  function flush(): void {
+    flushScheduled = false
+    if (queue.length === 0) return
+    const batch = queue
+    queue = []
+    let seqs: number[]
+    try {
+      if (db === undefined || insertEvents === undefined) throw new NotConnectedError(BACKEND, 'publish')
+      seqs = insertEvents(batch)
+    } catch (error) {
+      const e = classifyError(error, 'publish', fileLabel)
+      for (const p of batch) p.reject(e)
+      return
+    }
+    for (let i = 0; i < batch.length; i++) {
+      const p = batch[i] as PendingPublish
+      p.resolve({ id: p.id, topic: p.topic, position: String(seqs[i]) })
+    }
+    wakeAll()
+    notifyPeers()
+  }
+
+  function notifyPeers(): void {
+    if (peerKey === undefined) return
+    const set = localPeers.get(peerKey)
+    if (set === undefined || set.size < 2) return
+    for (const wake of set) if (wake !== wakeFromPeer) wake()
+  }
+
+  function prepareEvent(input: EventInput): PendingPublish {
+    const event = createEvent(input, o.source === undefined ? {} : { source: o.source })
+    const { json } = encodeEventChecked(event, o.maxPayloadBytes, BACKEND)
+    return {
+      id: event.id,
+      topic: event.topic,
+      pkey: event.partitionKey ?? null,
+      time: event.time,
+      body: json,
+      resolve: noop,
+      reject: noop,
+    }
+  }
+
+  function enqueue(p: PendingPublish): Promise<PublishReceipt> {
+    return new Promise<PublishReceipt>((resolve, reject) => {
+      p.resolve = resolve
+      p.reject = reject
+      queue.push(p)
+      scheduleFlush()
+    })
+  }
+
+  function publish<T = unknown>(input: EventInput<T>): Promise<PublishReceipt> {
+    if (state !== 'open' && state !== 'closing') {
+      return Promise.reject(new NotConnectedError(BACKEND, 'publish'))
+    }
+    let p: PendingPublish
+    try {
+      p = prepareEvent(input)
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    return enqueue(p)
+  }
+
+  async function publishBatch(events: readonly EventInput[]): Promise<BatchReceipt> {
+    if (state !== 'open' && state !== 'closing') throw new NotConnectedError(BACKEND, 'publishBatch')
+    if (!Array.isArray(events)) {
+      throw new ConfigurationError('publishBatch expects an array of events', { backend: BACKEND })
+    }
+    const settled = events.map(async (input, index): Promise<BatchEntryResult> => {
+      try {
+        const receipt = await enqueue(prepareEvent(input))
+        return { ok: true, index, receipt }
+      } catch (error) {
+        return { ok: false, index, error: error instanceof Error ? error : new Error(String(error)) }
+      }
+    })
+    const results = await Promise.all(settled)
+    let succeeded = 0
+    for (const r of results) if (r.ok) succeeded++
+    return { results, succeeded, failed: results.length - succeeded }
+  }
+
+  /** Appends an event inside the caller's transaction (dead letters: atomic with the ack). */
+  function appendInTx(input: EventInput): void {
+    const event = createEvent(input, o.source === undefined ? {} : { source: o.source })
+    const { json } = encodeEventChecked(event, undefined, BACKEND)
+    st.insertEvent.run(event.id, event.topic, event.partitionKey ?? null, event.time, json)
+  }
+
+  async function injectRaw(topic: string, payload: Uint8Array | string): Promise<void> {
+    const d = requireDb('injectRaw')
+    if (typeof topic !== 'string' || topic.length === 0) {
+      throw new ConfigurationError('injectRaw needs the topic the row should be found under', {
+        backend: BACKEND,
+      })
+    }
+    const body =
+      typeof payload === 'string'
+        ? payload
+        : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength)
+    try {
+      d.prepare('INSERT INTO omnibus_events (id, topic, pkey, time, body) VALUES (?, ?, NULL, ?, ?)').run(
+        `raw-${randomUUID()}`,
+        topic,
+        Date.now(),
+        body,
+      )
+    } catch (error) {
+      throw classifyError(error, 'publish', fileLabel)
+    }
+    wakeAll()
+    notifyPeers()
+  }
+
+  // ---- consuming --------------------------------------------------------------------------
+
+  function wakeAll(): void {
+    for (const s of subs.values()) dirty.add(s)
+    schedulePump()
+  }
+
+  function wake(s: SubState): void {
+    dirty.add(s)
+    schedulePump()
+  }
+
+  function schedulePump(): void {
+    if (pumpScheduled) return
+    pumpScheduled = true
+    setImmediate(() => {
+      pumpScheduled = false
+      const list = [...dirty]
+      dirty.clear()
+      for (const s of list) pump(s)
+    })
+  }
+
+  function pump(s: SubState): void {
+    if (!s.active || s.closing || state !== 'open' || db === undefined) return
+    const room = s.opts.concurrency * 2 - s.held
+    if (room <= 0) return
+    const now = Date.now()
+    let rows: ClaimedRow[]
+    try {
+      const pre = st.precheck.get(now, s.gid) as { fresh: number; due: number } | undefined
+      if (pre === undefined) {
+        // The group row vanished (retention of a stale broadcast subscription): recreate it.
+        logger.warn('sqlite: subscription state was removed from the database; it resumes from latest', {
+          pattern: s.opts.pattern,
+        })
+        return
+      }
+      if (!pre.fresh && !pre.due) {
+        scheduleDue(s, now)
+        return
+      }
+      rows = claim(s, room, now)
+    } catch (error) {
+      const e = classifyError(error, 'consume', fileLabel)
+      logger.warn('sqlite: claiming events failed, will retry', { error: e.message })
+      setTimer(s, Date.now() + 50)
+      return
+    }
+    for (const row of rows) {
+      s.held++
+      s.limiter
+        .run(row.pkey ?? undefined, () => deliver(s, row))
+        .catch((error: unknown) => logger.error('sqlite: delivery failed', { error: String(error) }))
+        .finally(() => {
+          s.held--
+          wake(s)
+        })
+    }
+    if (rows.length === room) wake(s)
+    else scheduleDue(s, now)
+  }
+
+  function claim(s: SubState, room: number, now: number): ClaimedRow[] {
+    const d = db as Database.Database
+    return d
+      .transaction((): ClaimedRow[] => {
+        const pending = Number(st.countLeases.get(s.gid))
+        if (pending < MAX_PENDING) {
+          const cursor = Number(st.cursor.get(s.gid))
+          const fresh = st.scan.all(cursor, Math.min(SCAN_LIMIT, MAX_PENDING - pending)) as {
+            seq: number
+            id: string
+            topic: string
+            pkey: string | null
+          }[]
+          if (fresh.length > 0) {
+            const dedupe = s.opts.guarantee === 'exactly-once'
+            for (const r of fresh) {
+              if (!isValidTopic(r.topic) || !s.match(r.topic)) continue
+              if (dedupe && (st.processedHas.get(s.gid, r.id) || st.leaseIdHas.get(s.gid, r.id))) continue
+              st.insertLease.run(s.gid, r.seq, r.id, r.pkey)
+            }
+            st.setCursor.run((fresh[fresh.length - 1] as { seq: number }).seq, now, s.gid)
+          }
+        }
+        const rows = st.claimable.all(s.gid, now, room) as ClaimedRow[]
+        if (rows.length === 0 && Number(st.countLeases.get(s.gid)) > 0) st.orphans.run(s.gid)
+        const until = now + s.visibilityMs
+        for (const r of rows) {
+          if (s.opts.guarantee === 'at-most-once') st.deleteLease.run(s.gid, r.seq)
+          else st.lease.run(s.owner, until, s.gid, r.seq)
+        }
+        return rows
+      })
+      .immediate()
+  }
+
+  function setTimer(s: SubState, at: number): void {
+    if (s.dueTimer !== undefined && s.dueAt <= at) return
+    if (s.dueTimer !== undefined) clearTimeout(s.dueTimer)
+    s.dueAt = at
+    s.dueTimer = setTimeout(
+      () => {
+        s.dueTimer = undefined
+        wake(s)
+      },
+      Math.max(0, at - Date.now()),
+    )
+  }
+
+  function scheduleDue(s: SubState, now: number): void {
+    const next = st.nextDue.get(s.gid, now) as number | null | undefined
+    if (typeof next === 'number') setTimer(s, next + 1)
+  }
+
+  function tx(fn: () => void): void {
+    const d = db
+    if (d === undefined || !d.open) throw new NotConnectedError(BACKEND, 'acknowledge')
+    d.transaction(fn).immediate()
+  }
+
+  function rawStandIn(row: ClaimedRow): OmnibusEvent {
+    const data: Uint8Array | string =
+      typeof row.body === 'string'
+        ? row.body
+        : new Uint8Array(row.body.buffer, row.body.byteOffset, row.body.byteLength)
+    return {
+      id: row.id,
+      topic: isValidTopic(row.topic) ? row.topic : 'omnibus.invalid',
+      data,
+      time: Date.now(),
+      source: 'omnibus:sqlite',
+      headers: {},
+      guarantee: 'at-least-once',
+    }
+  }
+
+  function deadLetter(
+    s: SubState,
+    row: ClaimedRow,
+    event: OmnibusEvent,
+    reason: string,
+    error: unknown,
+    attempt: number,
+  ): void {
+    const now = Date.now()
+    tx(() => {
+      if (s.opts.deadLetter !== false) {
+        appendInTx(
+          deadLetterInput(event, s.opts.deadLetter, {
+            reason,
+            group: s.opts.group,
+            attempts: attempt,
+            firstFailureAt: row.firstFailure ?? now,
+            lastFailureAt: now,
+            error,
+            backend: BACKEND,
+          }),
+        )
+      }
+      st.deleteLease.run(s.gid, row.seq)
+    })
+    if (s.opts.deadLetter === false)
+      logger.warn('sqlite: event dropped (deadLetter: false)', { id: event.id, reason })
+    wakeAll()
+    notifyPeers()
+  }
+
+  async function deliver(s: SubState, row: ClaimedRow): Promise<void> {
+    const attempt = row.attempts + 1
+    if (s.closing || !s.active || state !== 'open') {
+      // Not started: hand it back without counting the claim as an attempt.
+      if (s.opts.guarantee !== 'at-most-once' && db?.open) st.release.run(1, s.gid, row.seq, s.owner)
+      return
+    }
+    let event: OmnibusEvent
+    try {
+      event = decodeEvent(row.body)
+    } catch (error) {
+      const reason =
+        error instanceof InvalidEnvelopeError ? error.message : `undecodable row: ${String(error)}`
+      logger.warn('sqlite: dead-lettering a row that is not an Omnibus envelope', { seq: row.seq, reason })
+      deadLetter(s, row, rawStandIn(row), reason, error, attempt)
+      return
+    }
+    if (s.opts.guarantee !== 'at-most-once' && attempt > s.opts.retry.maxAttempts) {
+      // Earlier claims ended without an answer (the consumer died or lost its lease).
+      deadLetter(
+        s,
+        row,
+        event,
+        `delivered ${row.attempts} times without an acknowledgement (consumer ended or lease expired)`,
+        undefined,
+        row.attempts,
+      )
+      return
+    }
+    s.running.add(row.seq)
+    let outcome: Awaited<ReturnType<typeof invokeHandler>>
+    try {
+      outcome = await invokeHandler({
+        handler: s.handler,
+        event,
+        attempt,
+        subscription: s.subscription,
+        logger,
+        signal: s.abort.signal,
+      })
+    } finally {
+      s.running.delete(row.seq)
+    }
+    if (db === undefined || !db.open) return
+    if (s.opts.guarantee === 'at-most-once') {
+      if (outcome.kind !== 'ack')
+        logger.debug('sqlite: at-most-once handler failed; not redelivered', { id: event.id })
+      return
+    }
+    if (outcome.kind === 'ack') {
+      tx(() => {
+        if (s.opts.guarantee === 'exactly-once') st.markProcessed.run(s.gid, event.id, Date.now())
+        st.deleteLease.run(s.gid, row.seq)
+      })
+      wakePeersOfKey(row)
+      return
+    }
+    const decision = decideFailure(s.opts, attempt, outcome)
+    if (decision.action === 'retry') {
+      const now = Date.now()
+      tx(() => {
+        st.retryLater.run(now + decision.delayMs, now, s.gid, row.seq, s.owner)
+      })
+      setTimer(s, now + decision.delayMs)
+      return
+    }
+    if (decision.action === 'dead-letter') {
+      deadLetter(s, row, event, decision.reason, outcome.error, attempt)
+      return
+    }
+    tx(() => {
+      st.deleteLease.run(s.gid, row.seq)
+    })
+    logger.debug('sqlite: event dropped after failure', { id: event.id, reason: decision.reason })
+  }
+
+  function wakePeersOfKey(row: ClaimedRow): void {
+    // An ack can unblock the next event of the key for another consumer of the group.
+    if (row.pkey !== null) wakeAll()
+  }
+
+  function extendLeases(s: SubState): void {
+    if (s.held === 0 || db === undefined || !db.open || state !== 'open') return
+    try {
+      st.extend.run(Date.now() + s.visibilityMs, s.owner)
+    } catch (error) {
+      logger.warn('sqlite: lease extension failed, will retry', { error: String(error) })
+    }
+  }
+
+  async function subscribe<T = unknown>(
+    pattern: string,
+    handler: EventHandler<T>,
+    opts: SubscribeOptions = {},
+  ): Promise<Subscription> {
+    const resolved = resolveSubscribeOptions({ name: BACKEND, capabilities }, pattern, handler, opts)
+    if (state !== 'open') throw new NotConnectedError(BACKEND, 'subscribe')
+    const d = requireDb('subscribe')
+    const id = randomUUID()
+    const ephemeral = resolved.group === undefined
+    const name = resolved.group ?? `~${id}`
+    let gid: number
+    try {
+      gid = d
+        .transaction((): number => {
+          const start = resolved.from === 'earliest' ? 0 : Number(st.topSeq.get())
+          const row = st.upsertGroup.get(name, pattern, start, ephemeral ? 1 : 0, Date.now()) as {
+            gid: number
+          }
+          return row.gid
+        })
+        .immediate()
+    } catch (error) {
+      throw classifyError(error, 'subscribe', fileLabel)
+    }
+    const abort = new AbortController()
+    const visibilityMs = resolved.visibilityTimeoutMs ?? o.visibilityTimeoutMs
+    const s: SubState = {
+      id,
+      owner: `${process.pid}:${id}`,
+      gid,
+      ephemeral,
+      opts: resolved,
+      handler: handler as EventHandler,
+      match: compilePattern(pattern),
+      limiter: new KeyedLimiter(resolved.concurrency),
+      visibilityMs,
+      abort,
+      subscription: undefined as unknown as Subscription,
+      held: 0,
+      running: new Set(),
+      active: true,
+      closing: false,
+      dueTimer: undefined,
+      dueAt: 0,
+      extendTimer: undefined,
+      closed: undefined,
+    }
+    const subscription: Subscription = {
+      id,
+      pattern,
+      group: resolved.group,
+      get active() {
+        return s.active
+      },
+      unsubscribe: () => closeSubscription(s, undefined),
+    }
+    ;(s as { subscription: Subscription }).subscription = subscription
+    s.extendTimer = setInterval(() => extendLeases(s), Math.max(10, Math.floor(visibilityMs / 3)))
+    s.extendTimer.unref()
+    subs.set(id, s)
+    refreshKeepAlive()
+    if (resolved.signal !== undefined) {
+      if (resolved.signal.aborted) await closeSubscription(s, undefined)
+      else
+        resolved.signal.addEventListener('abort', () => void closeSubscription(s, undefined), { once: true })
+    }
+    wake(s)
+    return subscription
+  }
+
+  function closeSubscription(s: SubState, drainTimeoutMs: number | undefined): Promise<void> {
+    if (s.closed !== undefined) return s.closed
+    s.active = false
+    s.closing = true
+    s.closed = (async () => {
+      if (s.dueTimer !== undefined) clearTimeout(s.dueTimer)
+      let timedOut = false
+      if (drainTimeoutMs === undefined) await s.limiter.onIdle()
+      else {
+        let timer: NodeJS.Timeout | undefined
+        timedOut = await Promise.race([
+          s.limiter.onIdle().then(() => false),
+          new Promise<boolean>((resolve) => {
+            timer = setTimeout(() => resolve(true), drainTimeoutMs)
+          }),
+        ])
+        if (timer !== undefined) clearTimeout(timer)
+      }
+      if (timedOut) s.abort.abort(new Error('disconnect drain timeout reached'))
+      if (s.extendTimer !== undefined) clearInterval(s.extendTimer)
+      subs.delete(s.id)
+      dirty.delete(s)
+      refreshKeepAlive()
+      if (db?.open) {
+        try {
+          tx(() => {
+            // Whatever is still held (handlers cut off by the drain timeout) goes back to the group.
+            st.releaseOwner.run(s.owner)
+            if (s.ephemeral) dropGroupRows(s.gid)
+          })
+          notifyPeers()
+        } catch (error) {
+          logger.warn('sqlite: could not release leases on close; they expire after the visibility timeout', {
+            error: String(error),
+          })
+        }
+      }
+    })()
+    return s.closed
+  }
+
+  async function disconnect(opts: { readonly drainTimeoutMs?: number } = {}): Promise<void> {
+    if (connecting !== undefined) await connecting.catch(() => undefined)
+    if (state === 'closed') return
+    if (disconnecting !== undefined) return disconnecting
+    const drainMs = opts.drainTimeoutMs ?? o.drainTimeoutMs
+    state = 'closing'
+    disconnecting = (async () => {
+      flush()
+      await Promise.all([...subs.values()].map((s) => closeSubscription(s, drainMs)))
+      flush()
+      if (pollTimer !== undefined) clearInterval(pollTimer)
+      if (maintenanceTimer !== undefined) clearInterval(maintenanceTimer)
+      pollTimer = undefined
+      maintenanceTimer = undefined
+      if (peerKey !== undefined) localPeers.get(peerKey)?.delete(wakeFromPeer)
+      const d = db
+      db = undefined
+      insertEvents = undefined
+      state = 'closed'
+      if (d !== undefined && o.database === undefined && d.open) d.close()
+    })().finally(() => {
+      disconnecting = undefined
+    })
+    return disconnecting
+  }
+
+  async function healthCheck(): Promise<HealthStatus> {
+    const started = performance.now()
+    if (db === undefined || state !== 'open') {
+      return { healthy: false, latencyMs: 0, detail: 'not connected' }
+    }
+    try {
+      db.prepare('SELECT count(*) FROM omnibus_meta').pluck().get()
+      return { healthy: true, latencyMs: performance.now() - started, detail: fileLabel }
+    } catch (error) {
+      return {
+        healthy: false,
+        latencyMs: performance.now() - started,
+        detail: classifyError(error, 'connect', fileLabel).message,
+      }
+    }
+  }
+
+  async function cleanup(options: CleanupOptions = {}): Promise<CleanupResult> {
+    const maxAgeMs = options.maxAgeMs
+    if (
+      maxAgeMs !== undefined &&
+      (typeof maxAgeMs !== 'number' || !Number.isFinite(maxAgeMs) || maxAgeMs < 0)
+    ) {
+      throw new ConfigurationError(
+        `cleanup maxAgeMs must be a number of milliseconds >= 0, got ${String(maxAgeMs)}`,
+        {
+          backend: BACKEND,
+        },
+      )
+    }
+    try {
+      return runCleanup(maxAgeMs)
+    } catch (error) {
+      throw classifyError(error, 'cleanup', fileLabel)
+    }
+  }
+
+  return {
+    name: BACKEND,
+    capabilities,
+    path: o.path,
+    get isConnected() {
+      return state === 'open'
+    },
+    connect,
+    disconnect,
+    healthCheck,
+    publish,
+    publishBatch,
+    subscribe,
+    cleanup,
+    injectRaw,
+    describe: () => `sqlite(${inMemory ? ':memory:' : o.path}, ${state})`,
+  }
+}
+
+function makeStatements(d: Database.Database) {
+  return {
+    insertEvent: d.prepare('INSERT INTO omnibus_events (id, topic, pkey, time, body) VALUES (?, ?, ?, ?, ?)'),
+    dataVersion: d.prepare('PRAGMA data_version').pluck(),
+    topSeq: d.prepare('SELECT coalesce(max(seq), 0) FROM omnibus_events').pluck(),
+    upsertGroup: d.prepare(
+      `INSERT INTO omnibus_groups (name, pattern, cursor, ephemeral, heartbeat) VALUES (?, ?, ?, ?, ?)
+         ON CONFLICT (name, pattern) DO UPDATE SET heartbeat = excluded.heartbeat RETURNING gid`,
+    ),
+    precheck: d.prepare(
+      `SELECT (SELECT coalesce(max(seq), 0) FROM omnibus_events) > g.cursor AS fresh,
+                EXISTS (SELECT 1 FROM omnibus_leases l WHERE l.gid = g.gid AND l.due <= ?) AS due
+         FROM omnibus_groups g WHERE g.gid = ?`,
+    ),
+    countLeases: d.prepare('SELECT count(*) FROM omnibus_leases WHERE gid = ?').pluck(),
+    cursor: d.prepare('SELECT cursor FROM omnibus_groups WHERE gid = ?').pluck(),
+    setCursor: d.prepare('UPDATE omnibus_groups SET cursor = ?, heartbeat = ? WHERE gid = ?'),
+    scan: d.prepare('SELECT seq, id, topic, pkey FROM omnibus_events WHERE seq > ? ORDER BY seq LIMIT ?'),
+    processedHas: d.prepare('SELECT 1 FROM omnibus_processed WHERE gid = ? AND id = ?').pluck(),
+    leaseIdHas: d.prepare('SELECT 1 FROM omnibus_leases WHERE gid = ? AND id = ?').pluck(),
+    insertLease: d.prepare(
+      'INSERT OR IGNORE INTO omnibus_leases (gid, seq, id, pkey, due) VALUES (?, ?, ?, ?, 0)',
+    ),
+    claimable: d.prepare(
+      `SELECT l.seq AS seq, l.id AS id, e.topic AS topic, l.pkey AS pkey, e.body AS body,
+                l.attempts AS attempts, l.first_failure AS firstFailure
+         FROM omnibus_leases l JOIN omnibus_events e ON e.seq = l.seq
+         WHERE l.gid = ? AND l.due <= ?
+           AND (l.pkey IS NULL OR NOT EXISTS (
+             SELECT 1 FROM omnibus_leases p WHERE p.gid = l.gid AND p.pkey = l.pkey AND p.seq < l.seq))
+         ORDER BY l.seq LIMIT ?`,
+    ),
+    orphans: d.prepare(
+      'DELETE FROM omnibus_leases WHERE gid = ? AND NOT EXISTS (SELECT 1 FROM omnibus_events e WHERE e.seq = omnibus_leases.seq)',
+    ),
+    lease: d.prepare(
+      'UPDATE omnibus_leases SET owner = ?, due = ?, attempts = attempts + 1 WHERE gid = ? AND seq = ?',
+    ),
+    deleteLease: d.prepare('DELETE FROM omnibus_leases WHERE gid = ? AND seq = ?'),
+    markProcessed: d.prepare('INSERT OR IGNORE INTO omnibus_processed (gid, id, at) VALUES (?, ?, ?)'),
+    retryLater: d.prepare(
+      `UPDATE omnibus_leases SET owner = NULL, due = ?, first_failure = coalesce(first_failure, ?)
+         WHERE gid = ? AND seq = ? AND owner = ?`,
+    ),
+    release: d.prepare(
+      'UPDATE omnibus_leases SET owner = NULL, due = 0, attempts = max(0, attempts - ?) WHERE gid = ? AND seq = ? AND owner = ?',
+    ),
+    releaseOwner: d.prepare('UPDATE omnibus_leases SET owner = NULL, due = 0 WHERE owner = ?'),
+    extend: d.prepare('UPDATE omnibus_leases SET due = ? WHERE owner = ?'),
+    nextDue: d.prepare('SELECT min(due) FROM omnibus_leases WHERE gid = ? AND due > ?').pluck(),
+    heartbeat: d.prepare('UPDATE omnibus_groups SET heartbeat = ? WHERE gid = ?'),
+    dropGroupLeases: d.prepare('DELETE FROM omnibus_leases WHERE gid = ?'),
+    dropGroupProcessed: d.prepare('DELETE FROM omnibus_processed WHERE gid = ?'),
+    dropGroup: d.prepare('DELETE FROM omnibus_groups WHERE gid = ?'),
+    staleEphemeral: d.prepare('SELECT gid FROM omnibus_groups WHERE ephemeral = 1 AND heartbeat < ?').pluck(),
+    getMeta: d.prepare('SELECT value FROM omnibus_meta WHERE key = ?').pluck(),
+    setMeta: d.prepare(
+      'INSERT INTO omnibus_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
+    ),
+    deleteOld: d.prepare('DELETE FROM omnibus_events WHERE time < ?'),
+    deleteOldProcessed: d.prepare('DELETE FROM omnibus_processed WHERE at < ?'),
+    deleteOrphanLeases: d.prepare(
+      'DELETE FROM omnibus_leases WHERE NOT EXISTS (SELECT 1 FROM omnibus_events e WHERE e.seq = omnibus_leases.seq)',
+    ),
+  }
+}
+
+type Statements = ReturnType<typeof makeStatements>
+
+function noop(): void {}

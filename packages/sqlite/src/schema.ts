@@ -1,0 +1,62 @@
+/**
+ * The tables. Every process on the host opens the same file; all coordination (cursors, leases,
+ * processed ids, the retention policy) lives here, none in process memory, so a killed process
+ * leaves nothing behind that another cannot take over.
+ */
+
+/** Version of the layout below, stored in `omnibus_meta` so a later layout can migrate. */
+export const SCHEMA_VERSION = 1
+
+/**
+ * - `omnibus_events`: append-only log (rows leave only through retention). `seq` is AUTOINCREMENT
+ *   so a sequence number is never reused even when retention empties the table, which keeps cursors valid.
+ * - `omnibus_groups`: one row per (group, pattern) with its cursor: the last `seq` examined.
+ *   Broadcast subscribers are `ephemeral` groups named `~<subscription id>`, kept alive by `heartbeat`.
+ * - `omnibus_leases`: the pending entries of a group, one per matching event not yet acknowledged.
+ *   `due` is when it may next be claimed: 0 for new ones, lease expiry when `owner` holds it,
+ *   the retry time after a failure. `attempts` counts claims, so a crash counts as an attempt.
+ * - `omnibus_processed`: ids acknowledged by exactly-once subscriptions, per group.
+ */
+export const SCHEMA_SQL = `
+CREATE TABLE IF NOT EXISTS omnibus_meta (
+  key TEXT PRIMARY KEY,
+  value TEXT NOT NULL
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS omnibus_events (
+  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  id TEXT NOT NULL,
+  topic TEXT NOT NULL,
+  pkey TEXT,
+  time INTEGER NOT NULL,
+  body BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS omnibus_groups (
+  gid INTEGER PRIMARY KEY,
+  name TEXT NOT NULL,
+  pattern TEXT NOT NULL,
+  cursor INTEGER NOT NULL,
+  ephemeral INTEGER NOT NULL DEFAULT 0,
+  heartbeat INTEGER NOT NULL,
+  UNIQUE (name, pattern)
+);
+CREATE TABLE IF NOT EXISTS omnibus_leases (
+  gid INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  id TEXT NOT NULL,
+  pkey TEXT,
+  due INTEGER NOT NULL,
+  owner TEXT,
+  attempts INTEGER NOT NULL DEFAULT 0,
+  first_failure INTEGER,
+  PRIMARY KEY (gid, seq)
+) WITHOUT ROWID;
+CREATE INDEX IF NOT EXISTS omnibus_leases_by_key ON omnibus_leases (gid, pkey, seq);
+CREATE INDEX IF NOT EXISTS omnibus_leases_by_id ON omnibus_leases (gid, id);
+CREATE INDEX IF NOT EXISTS omnibus_leases_by_owner ON omnibus_leases (owner);
+CREATE TABLE IF NOT EXISTS omnibus_processed (
+  gid INTEGER NOT NULL,
+  id TEXT NOT NULL,
+  at INTEGER NOT NULL,
+  PRIMARY KEY (gid, id)
+) WITHOUT ROWID;
+`

@@ -1,0 +1,67 @@
+/**
+ * `sqlite://` URLs for the core registry (`createBackend('sqlite://./events.db')`).
+ */
+import { ConfigurationError } from '@omnibus/core'
+import { createSqliteBackend, type SqliteBackend } from './backend.ts'
+import type { SqliteBackendOptions } from './options.ts'
+
+const NUMERIC_PARAMS = [
+  'busyTimeoutMs',
+  'pollIntervalMs',
+  'visibilityTimeoutMs',
+  'maxPayloadBytes',
+  'drainTimeoutMs',
+]
+const STRING_PARAMS = ['synchronous', 'source']
+
+/**
+ * The database path of a `sqlite:` URL:
+ * - `sqlite://./events.db` → `./events.db` (relative to the working directory);
+ * - `sqlite:///abs/path.db` → `/abs/path.db`;
+ * - `sqlite://:memory:`, `sqlite://memory` or `sqlite:///:memory:` → `:memory:` (private to the instance).
+ */
+export function sqlitePathFromUrl(url: URL): string {
+  if (url.protocol !== 'sqlite:') {
+    throw new ConfigurationError(`expected a sqlite:// URL, got ${url.protocol}//`, { backend: 'sqlite' })
+  }
+  const host = decodeURIComponent(url.host)
+  const pathname = decodeURIComponent(url.pathname)
+  if (
+    host === ':memory:' ||
+    (host === 'memory' && (pathname === '' || pathname === '/')) ||
+    pathname === '/:memory:'
+  ) {
+    return ':memory:'
+  }
+  const path = host === '' ? pathname : `${host}${pathname}`
+  if (path === '' || path === '/' || path.endsWith('/')) {
+    throw new ConfigurationError(
+      `sqlite URL "${url.href}" names no database file: use sqlite://./events.db or sqlite:///abs/path.db`,
+      { backend: 'sqlite' },
+    )
+  }
+  return path
+}
+
+/**
+ * Creates an SQLite backend from a `sqlite:` URL (used by `createBackend`). Query parameters
+ * (`?busyTimeoutMs=2000&synchronous=full`) set options; `options` wins over them. Unknown
+ * parameters are a `ConfigurationError`.
+ */
+export function backendFromUrl(url: URL, options: Readonly<Record<string, unknown>> = {}): SqliteBackend {
+  const fromUrl: Record<string, unknown> = { path: sqlitePathFromUrl(url) }
+  for (const [key, value] of url.searchParams) {
+    if (NUMERIC_PARAMS.includes(key)) {
+      const n = Number(value)
+      fromUrl[key] = value.trim() === '' || !Number.isFinite(n) ? value : n
+    } else if (STRING_PARAMS.includes(key)) {
+      fromUrl[key] = value
+    } else {
+      throw new ConfigurationError(
+        `unknown sqlite URL parameter "${key}": use ${[...NUMERIC_PARAMS, ...STRING_PARAMS].join(', ')}`,
+        { backend: 'sqlite' },
+      )
+    }
+  }
+  return createSqliteBackend({ ...fromUrl, ...options } as SqliteBackendOptions)
+}
