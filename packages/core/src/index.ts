@@ -3,6 +3,22 @@
  * and matcher index, the CloudEvents codec, the error taxonomy, the backend registry and the
  * delivery helpers every backend shares.
  */
+
+export {
+  AGENT_HEADERS,
+  type AgentBusStats,
+  type AgentContext,
+  type AgentHandler,
+  type AgentMessage,
+  AgentMessageBus,
+  type AgentMessageBusOptions,
+  type AgentMessageKind,
+  AgentReplyError,
+  type AgentSubscription,
+  type RequestOptions,
+  type SendOptions,
+  type SubscribeAgentOptions,
+} from './agent-bus.ts'
 export {
   assertEncodable,
   decodeEvent,
@@ -58,7 +74,31 @@ export {
   type BatchReceipt,
   DEFAULT_DEAD_LETTER_TOPIC,
   type EventBackend,
+export {
+  compositeExporter,
+  type ExportLogger,
+  type FilteringExporterOptions,
+  filteringExporter,
+  type JsonLinesExporterOptions,
+  jsonLinesExporter,
+  type LoggerExporterOptions,
+  loggerExporter,
+  type TelemetryExporter,
+} from './exporters.ts'
   type EventData,
+export {
+  BufferFullError,
+  type DropReason,
+  type EmitOptions,
+  ObservabilityBus,
+  type ObservabilityBusOptions,
+  type ObservabilityStats,
+  type OverflowStrategy,
+  PRIORITY_HEADER,
+  type TelemetryPriority,
+  type ToolSpan,
+} from './observability-bus.ts'
+export { PrometheusWriter, prometheusText } from './prometheus.ts'
   type EventHandler,
   type EventInput,
   GUARANTEES,
@@ -90,5 +130,16 @@ export {
   type PatternSegment,
   parsePattern,
   validatePattern,
+export { INVALID_TOPIC_RATE, isErrorTopic, Sampler, type SamplingOptions } from './sampling.ts'
+export {
+  type HandlerSpy,
+  handlerSpy,
+  type RecordingExporter,
+  recordingExporter,
+  type SpyCall,
+  type WaitOptions,
+  waitForMessage,
+  waitUntil,
+} from './testing.ts'
   validateTopic,
 } from './topic.ts'

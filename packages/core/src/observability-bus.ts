@@ -1,0 +1,731 @@
+/**
+ * The ObservabilityBus: high-volume telemetry, lossy by choice, never in the caller's way.
+ *
+ * `emit()` is synchronous: it samples, then puts a small record into a bounded ring buffer and
+ * returns. A background flusher turns records into envelopes and sends them with `publishBatch`
+ * (at most one batch in flight), and copies each batch to the exporters. When the buffer is full
+ * the overflow strategy decides what is lost, and every loss is counted by reason. Nothing on this
+ * path throws into the application. Agent traffic never goes through this buffer.
+ */
+import { createEvent, currentEvent } from './envelope.ts'
+import { ConfigurationError, OmnibusError } from './errors.ts'
+import type { TelemetryExporter } from './exporters.ts'
+import { prometheusText } from './prometheus.ts'
+import type {
+  EventBackend,
+  EventHandler,
+  EventInput,
+  Logger,
+  OmnibusEvent,
+  SubscribeOptions,
+  Subscription,
+} from './protocol.ts'
+import { createBackend } from './registry.ts'
+import { INVALID_TOPIC_RATE, Sampler, type SamplingOptions } from './sampling.ts'
+
+/** What happens to an event emitted while the buffer is full. */
+export type OverflowStrategy = 'drop-oldest' | 'drop-newest' | 'block' | 'reject'
+
+/** Telemetry priority; `critical` is never sampled out. */
+export type TelemetryPriority = 'critical' | 'high' | 'normal' | 'low'
+
+/** Why an event was not delivered to the backend. */
+export type DropReason =
+  | 'drop-oldest'
+  | 'drop-newest'
+  | 'reject'
+  | 'block-full'
+  | 'invalid'
+  | 'publish-failed'
+  | 'closed'
+
+/** Header carrying the telemetry priority. */
+export const PRIORITY_HEADER = 'omnibus-priority'
+
+/** Options of one `emit`. */
+export interface EmitOptions {
+  /** Headers of the envelope (`traceparent`/`tracestate` for trace context). */
+  readonly headers?: Readonly<Record<string, string>>
+  /** `critical` events are never sampled out and get a reserved lane when the buffer is full. */
+  readonly priority?: TelemetryPriority
+  readonly partitionKey?: string
+  readonly correlationId?: string
+  /** Overrides the bus's `source` for this event. */
+  readonly source?: string
+}
+
+/** Options of an {@link ObservabilityBus}. */
+export interface ObservabilityBusOptions {
+  /** Events held before the overflow strategy applies. @default 10000 */
+  readonly bufferSize?: number
+  /** Largest batch handed to `publishBatch`. @default 500 */
+  readonly batchSize?: number
+  /** Longest time an event waits in the buffer while the buffer holds less than a batch. @default 50 */
+  readonly flushIntervalMs?: number
+  /** @default 'drop-oldest' */
+  readonly overflow?: OverflowStrategy
+  /** Fill ratio (0–1) at which a warning is logged and counted, once per excursion. @default 0.8 */
+  readonly warningThreshold?: number
+  /** Sampling rates; errors and critical events are always kept. @default keep everything */
+  readonly sampling?: SamplingOptions
+  /** Exporters that receive every flushed batch. */
+  readonly exporters?: readonly TelemetryExporter[]
+  /** `source` of emitted envelopes. @default `omnibus:<pid>` */
+  readonly source?: string
+  /** Receives the bus's own warnings (buffer high, flush and exporter failures). @default console warnings */
+  readonly logger?: Logger
+  /** Called when the buffer crosses `warningThreshold`. */
+  readonly onWarning?: (stats: ObservabilityStats) => void
+}
+
+/** Counters of an {@link ObservabilityBus}; all cumulative except `buffered` and `highWaterMark`. */
+export interface ObservabilityStats {
+  /** Calls to `emit`/`emitAsync` (and the convenience emitters). */
+  readonly emitted: number
+  readonly sampledOut: number
+  /** Events lost, by reason. */
+  readonly dropped: Readonly<Record<DropReason, number>>
+  readonly droppedTotal: number
+  /** Events waiting in the buffer now. */
+  readonly buffered: number
+  readonly bufferCapacity: number
+  /** Largest `buffered` seen. */
+  readonly highWaterMark: number
+  /** Events the backend accepted. */
+  readonly flushed: number
+  /** Batches sent. */
+  readonly batches: number
+  /** Batches whose `publishBatch` threw or rejected (their events count as `publish-failed`). */
+  readonly flushFailures: number
+  /** Exporter calls that threw or rejected. */
+  readonly exporterFailures: number
+  readonly exporterFailuresByName: Readonly<Record<string, number>>
+  /** Times the buffer crossed the warning threshold. */
+  readonly warnings: number
+}
+
+/** `emitAsync` was refused because the buffer is full and the strategy is `reject`. */
+export class BufferFullError extends OmnibusError {
+  constructor(capacity: number) {
+    super(
+      `telemetry buffer full (${capacity} events) and overflow is 'reject': emit less, raise bufferSize, or choose another overflow strategy`,
+      { code: 'BUFFER_FULL', retryable: true },
+    )
+  }
+}
+
+interface PendingRecord {
+  readonly topic: string
+  readonly data: unknown
+  readonly time: number
+  readonly opts: EmitOptions | undefined
+  readonly parent: OmnibusEvent | undefined
+}
+
+/** A running tool call from {@link ObservabilityBus.startTool}. */
+export interface ToolSpan {
+  readonly tool: string
+  readonly callId: string
+  /** Emits `tool.end` with the duration; later calls do nothing. */
+  end(result?: unknown, extra?: { readonly success?: boolean }): void
+  /** Emits `tool.end` with `success: false` and the error; later calls do nothing. */
+  fail(error: unknown): void
+}
+
+function positiveInt(name: string, value: unknown, fallback: number): number {
+  const v = value ?? fallback
+  if (typeof v !== 'number' || !Number.isInteger(v) || v < 1) {
+    throw new ConfigurationError(`ObservabilityBus ${name} must be an integer >= 1, got ${String(value)}`)
+  }
+  return v
+}
+
+const STRATEGIES: readonly OverflowStrategy[] = ['drop-oldest', 'drop-newest', 'block', 'reject']
+
+function segmentSafe(name: string): string {
+  const cleaned = String(name)
+    .replace(/[^A-Za-z0-9_.-]/g, '_')
+    .replace(/\.{2,}/g, '.')
+    .replace(/^\.|\.$/g, '')
+  return cleaned.length === 0 ? 'unnamed' : cleaned
+}
+
+function errorFields(error: unknown): Record<string, unknown> {
+  if (error instanceof Error) {
+    const out: Record<string, unknown> = { name: error.name, message: error.message }
+    if (error.stack !== undefined) out.stack = error.stack
+    const code = (error as { code?: unknown }).code
+    if (typeof code === 'string' || typeof code === 'number') out.code = code
+    return out
+  }
+  return { name: typeof error, message: String(error) }
+}
+
+let toolCallCounter = 0
+
+/** High-volume telemetry over any backend. See the module comment for the guarantees. */
+export class ObservabilityBus {
+  readonly #backend: EventBackend
+  #ownsBackend = false
+  readonly #capacity: number
+  readonly #batchSize: number
+  readonly #intervalMs: number
+  readonly #overflow: OverflowStrategy
+  readonly #warnAt: number
+  readonly #source: string | undefined
+  readonly #logger: Logger
+  readonly #onWarning: ((stats: ObservabilityStats) => void) | undefined
+  #sampler: Sampler
+  readonly #exporters: TelemetryExporter[]
+
+  // Ring buffer of records; critical records that find it full wait in their own bounded lane.
+  readonly #ring: Array<PendingRecord | undefined>
+  #head = 0
+  #length = 0
+  readonly #critical: PendingRecord[] = []
+
+  #emitted = 0
+  #sampledOut = 0
+  readonly #dropped: Record<DropReason, number> = {
+    'drop-oldest': 0,
+    'drop-newest': 0,
+    reject: 0,
+    'block-full': 0,
+    invalid: 0,
+    'publish-failed': 0,
+    closed: 0,
+  }
+  #highWater = 0
+  #flushed = 0
+  #batches = 0
+  #flushFailures = 0
+  #exporterFailures = 0
+  readonly #exporterFailuresByName: Record<string, number> = {}
+  #warnings = 0
+  #warned = false
+
+  #started = false
+  #closed = false
+  #scheduled = false
+  #timer: NodeJS.Timeout | NodeJS.Immediate | undefined
+  #inflight: Promise<void> | undefined
+  #roomWaiters: Array<() => void> = []
+  readonly #toolStarts = new Map<string, number>()
+
+  /**
+   * Creates a bus over `backend` (not connected by the bus: call {@link start}, or use
+   * {@link ObservabilityBus.connect}). Throws `ConfigurationError` for invalid options.
+   */
+  constructor(backend: EventBackend, options: ObservabilityBusOptions = {}) {
+    if (backend === null || typeof backend !== 'object' || typeof backend.publishBatch !== 'function') {
+      throw new ConfigurationError(
+        'ObservabilityBus needs an EventBackend (from createBackend(url) or a factory)',
+      )
+    }
+    this.#backend = backend
+    this.#capacity = positiveInt('bufferSize', options.bufferSize, 10_000)
+    this.#batchSize = positiveInt('batchSize', options.batchSize, 500)
+    this.#intervalMs = positiveInt('flushIntervalMs', options.flushIntervalMs, 50)
+    const overflow = options.overflow ?? 'drop-oldest'
+    if (!STRATEGIES.includes(overflow)) {
+      throw new ConfigurationError(
+        `ObservabilityBus overflow must be one of ${STRATEGIES.join(', ')}, got ${String(overflow)}`,
+      )
+    }
+    this.#overflow = overflow
+    const threshold = options.warningThreshold ?? 0.8
+    if (typeof threshold !== 'number' || !(threshold > 0 && threshold <= 1)) {
+      throw new ConfigurationError(
+        `ObservabilityBus warningThreshold must be a number in (0, 1], got ${String(threshold)}`,
+      )
+    }
+    this.#warnAt = Math.max(1, Math.ceil(this.#capacity * threshold))
+    this.#source = options.source
+    this.#logger = options.logger ?? {
+      debug() {},
+      info() {},
+      warn(message, fields) {
+        console.warn(`[omnibus] ${message}`, fields ?? '')
+      },
+      error(message, fields) {
+        console.error(`[omnibus] ${message}`, fields ?? '')
+      },
+    }
+    this.#onWarning = options.onWarning
+    this.#sampler = new Sampler(options.sampling)
+    this.#exporters = [...(options.exporters ?? [])]
+    this.#ring = new Array(this.#capacity)
+  }
+
+  /**
+   * Creates the backend from a URL (or takes a backend), connects it and starts the bus. A bus
+   * made from a URL owns its backend: `close()` disconnects it.
+   */
+  static async connect(
+    target: string | URL | EventBackend,
+    options: ObservabilityBusOptions = {},
+  ): Promise<ObservabilityBus> {
+    const owns = typeof target === 'string' || target instanceof URL
+    const backend = owns ? await createBackend(target) : target
+    const bus = new ObservabilityBus(backend, options)
+    bus.#ownsBackend = owns
+    await bus.start()
+    return bus
+  }
+
+  /** The backend the bus publishes to. */
+  get backend(): EventBackend {
+    return this.#backend
+  }
+
+  /** Connects the backend (idempotent) and starts the background flusher. */
+  async start(): Promise<void> {
+    if (this.#closed) throw new ConfigurationError('this ObservabilityBus is closed; create a new one')
+    await this.#backend.connect()
+    this.#started = true
+    if (this.#length + this.#critical.length > 0) this.#schedule()
+  }
+
+  /**
+   * Records an event. Synchronous, never throws, never waits for I/O. Returns `true` when the
+   * event was buffered, `false` when it was sampled out or dropped (see {@link stats}).
+   */
+  emit(topic: string, data: unknown, opts?: EmitOptions): boolean {
+    this.#emitted++
+    try {
+      const rate = this.#sampler.rateFor(topic)
+      if (rate < 1) {
+        if (rate === INVALID_TOPIC_RATE) return this.#invalid(topic)
+        if (opts?.priority !== 'critical' && Math.random() >= rate) {
+          this.#sampledOut++
+          return false
+        }
+      }
+      if (this.#closed) {
+        this.#dropped.closed++
+        return false
+      }
+      return this.#enqueue({ topic, data, time: Date.now(), opts, parent: currentEvent() })
+    } catch {
+      this.#dropped.invalid++
+      return false
+    }
+  }
+
+  /**
+   * Like {@link emit}, for callers that can wait: with `block` it waits for room in the buffer;
+   * with `reject` it rejects with {@link BufferFullError} when the buffer is full. Resolves
+   * `true` when buffered, `false` when sampled out or dropped.
+   */
+  async emitAsync(topic: string, data: unknown, opts?: EmitOptions): Promise<boolean> {
+    const critical = opts?.priority === 'critical'
+    if (!critical && this.#full() && this.#sampler.rateFor(topic) >= 0) {
+      if (this.#overflow === 'reject' && !this.#closed) {
+        this.#emitted++
+        this.#dropped.reject++
+        throw new BufferFullError(this.#capacity)
+      }
+      if (this.#overflow === 'block') {
+        while (this.#full() && !this.#closed) {
+          if (!this.#scheduled && this.#started) this.#schedule()
+          await new Promise<void>((resolve) => this.#roomWaiters.push(resolve))
+        }
+      }
+    }
+    return this.emit(topic, data, opts)
+  }
+
+  /** Emits an error on `error.<kind>` (default `error.raised`): always kept by sampling. */
+  emitError(
+    error: unknown,
+    context?: Record<string, unknown>,
+    opts?: EmitOptions & { readonly kind?: string },
+  ): boolean {
+    const data: Record<string, unknown> = { error: errorFields(error) }
+    if (context !== undefined) data.context = context
+    const kind = opts?.kind === undefined ? 'raised' : segmentSafe(opts.kind)
+    return this.emit(`error.${kind}`, data, { priority: 'high', ...opts })
+  }
+
+  /** Emits a metric on `metric.<name>` with `{ name, value, unit, tags }`. */
+  emitMetric(
+    name: string,
+    value: number,
+    unit?: string,
+    tags?: Record<string, string>,
+    opts?: EmitOptions,
+  ): boolean {
+    const data: Record<string, unknown> = { name, value }
+    if (unit !== undefined) data.unit = unit
+    if (tags !== undefined) data.tags = tags
+    return this.emit(`metric.${segmentSafe(name)}`, data, opts)
+  }
+
+  /** Emits a lifecycle event on `lifecycle.<name>`. */
+  emitLifecycle(name: string, data: Record<string, unknown> = {}, opts?: EmitOptions): boolean {
+    return this.emit(`lifecycle.${segmentSafe(name)}`, { name, ...data }, opts)
+  }
+
+  /** Emits `tool.start` and returns the call id to pass to {@link emitToolEnd}. */
+  emitToolStart(tool: string, args?: unknown, opts?: EmitOptions): string {
+    const callId = `${process.pid.toString(36)}-${(++toolCallCounter).toString(36)}`
+    const data: Record<string, unknown> = { tool, callId }
+    if (args !== undefined) data.args = args
+    if (this.#toolStarts.size > 10_000) this.#toolStarts.clear()
+    this.#toolStarts.set(callId, performance.now())
+    this.emit('tool.start', data, opts)
+    return callId
+  }
+
+  /**
+   * Emits `tool.end` with `durationMs` (measured from {@link emitToolStart} when `callId` is
+   * given, or taken from `durationMs`), `success` (default true) and `result` or `error`.
+   */
+  emitToolEnd(
+    tool: string,
+    info: {
+      readonly callId?: string
+      readonly result?: unknown
+      readonly success?: boolean
+      readonly durationMs?: number
+      readonly error?: unknown
+    } = {},
+    opts?: EmitOptions,
+  ): boolean {
+    let durationMs = info.durationMs
+    if (info.callId !== undefined) {
+      const started = this.#toolStarts.get(info.callId)
+      this.#toolStarts.delete(info.callId)
+      if (durationMs === undefined && started !== undefined) durationMs = performance.now() - started
+    }
+    const success = info.success ?? info.error === undefined
+    const data: Record<string, unknown> = { tool, success }
+    if (info.callId !== undefined) data.callId = info.callId
+    if (durationMs !== undefined) data.durationMs = Math.round(durationMs * 1000) / 1000
+    if (info.result !== undefined) data.result = info.result
+    if (info.error !== undefined) data.error = errorFields(info.error)
+    return this.emit('tool.end', data, opts)
+  }
+
+  /** Starts a tool call: emits `tool.start` now and `tool.end` with the duration when ended. */
+  startTool(tool: string, args?: unknown, opts?: EmitOptions): ToolSpan {
+    const callId = this.emitToolStart(tool, args, opts)
+    let done = false
+    return {
+      tool,
+      callId,
+      end: (result, extra) => {
+        if (done) return
+        done = true
+        const info: { callId: string; result?: unknown; success?: boolean } = { callId }
+        if (result !== undefined) info.result = result
+        if (extra?.success !== undefined) info.success = extra.success
+        this.emitToolEnd(tool, info, opts)
+      },
+      fail: (error) => {
+        if (done) return
+        done = true
+        this.emitToolEnd(tool, { callId, error, success: false }, opts)
+      },
+    }
+  }
+
+  /**
+   * Subscribes through the backend; telemetry subscriptions default to `at-most-once` (pass
+   * `guarantee` to ask for more).
+   */
+  subscribe<T = unknown>(
+    pattern: string,
+    handler: EventHandler<T>,
+    opts: SubscribeOptions = {},
+  ): Promise<Subscription> {
+    return this.#backend.subscribe(pattern, handler, { guarantee: 'at-most-once', ...opts })
+  }
+
+  /** Adds an exporter for the following batches. */
+  addExporter(exporter: TelemetryExporter): void {
+    this.#exporters.push(exporter)
+  }
+
+  /** Replaces the sampling configuration. Throws `ConfigurationError` for a bad rate or pattern. */
+  configureSampling(sampling: SamplingOptions): void {
+    this.#sampler = new Sampler(sampling)
+  }
+
+  /** The sampling configuration in effect. */
+  get sampling(): { defaultRate: number; rates: Record<string, number>; keepErrors: boolean } {
+    return this.#sampler.config
+  }
+
+  /** Sends everything buffered now and resolves when the backend and exporters have it. */
+  async flush(): Promise<void> {
+    for (;;) {
+      if (this.#inflight !== undefined) {
+        await this.#inflight
+        continue
+      }
+      if (this.#length + this.#critical.length === 0) return
+      if (!this.#backend.isConnected) return
+      await this.#runBatch()
+    }
+  }
+
+  /**
+   * Flushes, stops the flusher and closes the exporters. Later emits are dropped (reason
+   * `closed`). Disconnects the backend only when the bus created it ({@link ObservabilityBus.connect}
+   * with a URL). Idempotent.
+   */
+  async close(): Promise<void> {
+    if (this.#closed) return
+    try {
+      await this.flush()
+    } finally {
+      this.#closed = true
+      if (this.#timer !== undefined) {
+        clearTimeout(this.#timer as NodeJS.Timeout)
+        clearImmediate(this.#timer as NodeJS.Immediate)
+        this.#timer = undefined
+      }
+      this.#wakeWaiters(Number.POSITIVE_INFINITY)
+      const left = this.#length + this.#critical.length
+      if (left > 0) {
+        this.#dropped.closed += left
+        this.#ring.fill(undefined)
+        this.#length = 0
+        this.#critical.length = 0
+      }
+      await Promise.allSettled(this.#exporters.map(async (e) => e.close?.()))
+      if (this.#ownsBackend) await this.#backend.disconnect()
+    }
+  }
+
+  /** A snapshot of the counters. */
+  stats(): ObservabilityStats {
+    let droppedTotal = 0
+    for (const k in this.#dropped) droppedTotal += this.#dropped[k as DropReason]
+    return {
+      emitted: this.#emitted,
+      sampledOut: this.#sampledOut,
+      dropped: { ...this.#dropped },
+      droppedTotal,
+      buffered: this.#length + this.#critical.length,
+      bufferCapacity: this.#capacity,
+      highWaterMark: this.#highWater,
+      flushed: this.#flushed,
+      batches: this.#batches,
+      flushFailures: this.#flushFailures,
+      exporterFailures: this.#exporterFailures,
+      exporterFailuresByName: { ...this.#exporterFailuresByName },
+      warnings: this.#warnings,
+    }
+  }
+
+  /** The counters in Prometheus text exposition format (`omnibus_telemetry_*`). */
+  prometheus(labels: Readonly<Record<string, string>> = {}): string {
+    return prometheusText(this.stats(), labels)
+  }
+
+  #full(): boolean {
+    return this.#length >= this.#capacity
+  }
+
+  #invalid(topic: unknown): boolean {
+    if (this.#dropped.invalid++ === 0) {
+      this.#logger.warn('telemetry event dropped: invalid topic (further ones are only counted)', {
+        topic: String(topic),
+      })
+    }
+    return false
+  }
+
+  #enqueue(record: PendingRecord): boolean {
+    if (this.#length >= this.#capacity) {
+      if (record.opts?.priority === 'critical' && this.#critical.length < this.#capacity) {
+        this.#critical.push(record)
+        if (!this.#scheduled) this.#schedule()
+        return true
+      }
+      switch (this.#overflow) {
+        case 'drop-oldest':
+          this.#ring[this.#head] = undefined
+          this.#head = (this.#head + 1) % this.#capacity
+          this.#length--
+          this.#dropped['drop-oldest']++
+          break
+        case 'drop-newest':
+          this.#dropped['drop-newest']++
+          return false
+        case 'block':
+          this.#dropped['block-full']++
+          return false
+        case 'reject':
+          this.#dropped.reject++
+          return false
+      }
+    }
+    let tail = this.#head + this.#length
+    if (tail >= this.#capacity) tail -= this.#capacity
+    this.#ring[tail] = record
+    const length = ++this.#length
+    if (length > this.#highWater) {
+      this.#highWater = length
+    }
+    if (length >= this.#warnAt && !this.#warned) this.#warn()
+    if (!this.#scheduled) this.#schedule()
+    return true
+  }
+
+  #warn(): void {
+    this.#warned = true
+    this.#warnings++
+    this.#logger.warn('telemetry buffer above its warning threshold', {
+      buffered: this.#length,
+      capacity: this.#capacity,
+      overflow: this.#overflow,
+    })
+    try {
+      this.#onWarning?.(this.stats())
+    } catch {
+      // A warning callback must not break telemetry.
+    }
+  }
+
+  #schedule(): void {
+    if (!this.#started || this.#closed || this.#scheduled) return
+    this.#scheduled = true
+    const run = (): void => {
+      this.#timer = undefined
+      this.#scheduled = false
+      if (this.#inflight !== undefined) return
+      if (!this.#backend.isConnected) {
+        // Keep trying while the backend reconnects; records stay bounded by the buffer.
+        this.#timer = undefined
+        this.#scheduleLater()
+        return
+      }
+      void this.#runBatch().then(() => {
+        if (this.#length + this.#critical.length > 0) this.#schedule()
+      })
+    }
+    this.#timer =
+      this.#length + this.#critical.length >= this.#batchSize
+        ? setImmediate(run)
+        : setTimeout(run, this.#intervalMs)
+  }
+
+  #scheduleLater(): void {
+    if (this.#closed || this.#scheduled) return
+    this.#scheduled = true
+    this.#timer = setTimeout(() => {
+      this.#scheduled = false
+      this.#timer = undefined
+      this.#schedule()
+    }, this.#intervalMs)
+  }
+
+  #take(max: number): PendingRecord[] {
+    const out: PendingRecord[] = []
+    while (out.length < max && this.#critical.length > 0) out.push(this.#critical.shift() as PendingRecord)
+    while (out.length < max && this.#length > 0) {
+      out.push(this.#ring[this.#head] as PendingRecord)
+      this.#ring[this.#head] = undefined
+      this.#head = this.#head + 1 === this.#capacity ? 0 : this.#head + 1
+      this.#length--
+    }
+    return out
+  }
+
+  #wakeWaiters(n: number): void {
+    if (this.#roomWaiters.length === 0) return
+    const woken = this.#roomWaiters.splice(0, Math.min(n, this.#roomWaiters.length))
+    for (const w of woken) w()
+  }
+
+  #toInput(r: PendingRecord): EventInput {
+    const o = r.opts
+    const headers: Record<string, string> = o?.headers === undefined ? {} : { ...o.headers }
+    if (o?.priority !== undefined) headers[PRIORITY_HEADER] = o.priority
+    const input: { -readonly [K in keyof EventInput]: EventInput[K] } = {
+      topic: r.topic,
+      data: r.data,
+      time: r.time,
+      headers,
+      guarantee: 'at-most-once',
+    }
+    const source = o?.source ?? this.#source
+    if (source !== undefined) input.source = source
+    if (o?.partitionKey !== undefined) input.partitionKey = o.partitionKey
+    const correlationId = o?.correlationId ?? r.parent?.correlationId ?? r.parent?.id
+    if (correlationId !== undefined) input.correlationId = correlationId
+    if (r.parent !== undefined) input.causationId = r.parent.id
+    return input
+  }
+
+  #runBatch(): Promise<void> {
+    const p = this.#sendBatch().finally(() => {
+      this.#inflight = undefined
+    })
+    this.#inflight = p
+    return p
+  }
+
+  async #sendBatch(): Promise<void> {
+    const records = this.#take(this.#batchSize)
+    if (this.#warned && this.#length < this.#warnAt / 2) this.#warned = false
+    this.#wakeWaiters(records.length)
+    if (records.length === 0) return
+    const events: OmnibusEvent[] = []
+    for (const r of records) {
+      try {
+        events.push(createEvent(this.#toInput(r)))
+      } catch (error) {
+        this.#invalid(r.topic)
+        this.#logger.debug('telemetry event dropped', { topic: r.topic, error: String(error) })
+      }
+    }
+    if (events.length === 0) return
+    this.#batches++
+    await Promise.all([this.#publish(events), ...this.#exporters.map((e) => this.#export(e, events))])
+  }
+
+  async #publish(events: OmnibusEvent[]): Promise<void> {
+    try {
+      const receipt = await this.#backend.publishBatch(events)
+      this.#flushed += receipt.succeeded
+      if (receipt.failed > 0) {
+        this.#dropped['publish-failed'] += receipt.failed
+        const first = receipt.results.find((r) => !r.ok)
+        this.#logger.debug('telemetry events refused by the backend', {
+          failed: receipt.failed,
+          error: first !== undefined && !first.ok ? first.error.message : undefined,
+        })
+      }
+    } catch (error) {
+      this.#flushFailures++
+      this.#dropped['publish-failed'] += events.length
+      if (this.#flushFailures === 1 || this.#flushFailures % 100 === 0) {
+        this.#logger.warn('telemetry batch could not be published', {
+          events: events.length,
+          failures: this.#flushFailures,
+          error: error instanceof Error ? error.message : String(error),
+        })
+      }
+    }
+  }
+
+  async #export(exporter: TelemetryExporter, events: readonly OmnibusEvent[]): Promise<void> {
+    try {
+      await exporter.export(events)
+    } catch (error) {
+      this.#exporterFailures++
+      const n = (this.#exporterFailuresByName[exporter.name] ?? 0) + 1
+      this.#exporterFailuresByName[exporter.name] = n
+      if (n === 1) {
+        this.#logger.warn('telemetry exporter failed (further failures are only counted)', {
+          exporter: exporter.name,
+          error: error instanceof Error ? error.message : String(error),
+        })
+      }
+    }
+  }
+}

@@ -1,0 +1,104 @@
+/**
+ * The buses' own counters in the Prometheus text exposition format (version 0.0.4), so a
+ * `/metrics` endpoint can return `bus.prometheus()` as it is.
+ */
+import type { ObservabilityStats } from './observability-bus.ts'
+
+function escapeLabel(value: string): string {
+  return value.replace(/\\/g, '\\\\').replace(/\n/g, '\\n').replace(/"/g, '\\"')
+}
+
+function labelText(labels: Readonly<Record<string, string>>): string {
+  const parts: string[] = []
+  for (const [k, v] of Object.entries(labels)) {
+    if (!/^[a-zA-Z_][a-zA-Z0-9_]*$/.test(k)) continue
+    parts.push(`${k}="${escapeLabel(v)}"`)
+  }
+  return parts.length === 0 ? '' : `{${parts.join(',')}}`
+}
+
+/** Builds exposition text from metric families. */
+export class PrometheusWriter {
+  readonly #lines: string[] = []
+  readonly #base: Readonly<Record<string, string>>
+
+  /** `base` labels are added to every sample. */
+  constructor(base: Readonly<Record<string, string>> = {}) {
+    this.#base = base
+  }
+
+  /** Adds one metric family with its samples. */
+  family(
+    name: string,
+    type: 'counter' | 'gauge',
+    help: string,
+    samples: ReadonlyArray<readonly [Readonly<Record<string, string>>, number]>,
+  ): this {
+    this.#lines.push(`# HELP ${name} ${help.replace(/\n/g, ' ')}`, `# TYPE ${name} ${type}`)
+    for (const [labels, value] of samples) {
+      this.#lines.push(
+        `${name}${labelText({ ...this.#base, ...labels })} ${Number.isFinite(value) ? value : 0}`,
+      )
+    }
+    return this
+  }
+
+  /** The exposition text, ending with a newline. */
+  toString(): string {
+    return `${this.#lines.join('\n')}\n`
+  }
+}
+
+/** Prometheus text for an ObservabilityBus's stats. */
+export function prometheusText(
+  stats: ObservabilityStats,
+  labels: Readonly<Record<string, string>> = {},
+): string {
+  const w = new PrometheusWriter(labels)
+  w.family('omnibus_telemetry_emitted_total', 'counter', 'Telemetry events passed to emit.', [
+    [{}, stats.emitted],
+  ])
+  w.family('omnibus_telemetry_sampled_out_total', 'counter', 'Telemetry events discarded by sampling.', [
+    [{}, stats.sampledOut],
+  ])
+  w.family(
+    'omnibus_telemetry_dropped_total',
+    'counter',
+    'Telemetry events lost, by reason.',
+    Object.entries(stats.dropped).map(([reason, n]) => [{ reason }, n] as const),
+  )
+  w.family('omnibus_telemetry_buffered', 'gauge', 'Telemetry events waiting in the buffer.', [
+    [{}, stats.buffered],
+  ])
+  w.family('omnibus_telemetry_buffer_capacity', 'gauge', 'Capacity of the telemetry buffer.', [
+    [{}, stats.bufferCapacity],
+  ])
+  w.family('omnibus_telemetry_buffer_high_water', 'gauge', 'Largest number of buffered events seen.', [
+    [{}, stats.highWaterMark],
+  ])
+  w.family('omnibus_telemetry_flushed_total', 'counter', 'Telemetry events accepted by the backend.', [
+    [{}, stats.flushed],
+  ])
+  w.family('omnibus_telemetry_batches_total', 'counter', 'Telemetry batches sent to the backend.', [
+    [{}, stats.batches],
+  ])
+  w.family('omnibus_telemetry_flush_failures_total', 'counter', 'Telemetry batches the backend refused.', [
+    [{}, stats.flushFailures],
+  ])
+  const byName = Object.entries(stats.exporterFailuresByName)
+  w.family(
+    'omnibus_telemetry_exporter_failures_total',
+    'counter',
+    'Exporter calls that failed, by exporter.',
+    byName.length === 0
+      ? [[{}, stats.exporterFailures]]
+      : byName.map(([exporter, n]) => [{ exporter }, n] as const),
+  )
+  w.family(
+    'omnibus_telemetry_buffer_warnings_total',
+    'counter',
+    'Times the buffer crossed its warning threshold.',
+    [[{}, stats.warnings]],
+  )
+  return w.toString()
+}
