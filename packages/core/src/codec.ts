@@ -41,27 +41,38 @@ function unencodable(topic: string, path: string, what: string): SerializationEr
   )
 }
 
-function checkValue(topic: string, value: unknown, path: string, seen: Set<object>): void {
+// Keys from the root to the value being checked; turned into a path string only on failure, so
+// checking a payload that is fine allocates nothing per value.
+type PathKey = string | number
+
+function formatPath(keys: readonly PathKey[]): string {
+  let out = 'data'
+  for (const k of keys) out += typeof k === 'number' ? `[${k}]` : `.${k}`
+  return out
+}
+
+// Returns what cannot be encoded (with `keys` left at its path), or undefined when all is fine.
+// `ancestors` holds the objects on the current path: a value that is its own ancestor is a cycle,
+// while the same object reached twice by different paths is fine (JSON writes it twice).
+function findProblem(value: unknown, keys: PathKey[], ancestors: object[]): string | undefined {
   switch (typeof value) {
     case 'string':
     case 'boolean':
-      return
-    case 'number':
-      if (!Number.isFinite(value)) throw unencodable(topic, path, `the number ${value}`)
-      return
-    case 'bigint':
-      throw unencodable(topic, path, 'a BigInt (convert it to a string)')
-    case 'function':
-      throw unencodable(topic, path, 'a function')
-    case 'symbol':
-      throw unencodable(topic, path, 'a symbol')
     case 'undefined':
-      return
+      return undefined
+    case 'number':
+      return Number.isFinite(value) ? undefined : `the number ${value}`
+    case 'bigint':
+      return 'a BigInt (convert it to a string)'
+    case 'function':
+      return 'a function'
+    case 'symbol':
+      return 'a symbol'
     case 'object': {
-      if (value === null) return
-      if (seen.has(value)) throw unencodable(topic, path, 'a circular reference')
+      if (value === null) return undefined
+      if (ancestors.includes(value)) return 'a circular reference'
       if (ArrayBuffer.isView(value) || value instanceof ArrayBuffer) {
-        throw unencodable(topic, path, 'nested binary data (only the whole payload may be a Uint8Array)')
+        return 'nested binary data (only the whole payload may be a Uint8Array)'
       }
       if (
         value instanceof Map ||
@@ -69,30 +80,50 @@ function checkValue(topic: string, value: unknown, path: string, seen: Set<objec
         value instanceof WeakMap ||
         value instanceof WeakSet
       ) {
-        throw unencodable(topic, path, `a ${value.constructor.name} (convert it to an object or array)`)
+        return `a ${value.constructor.name} (convert it to an object or array)`
       }
-      if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return
-      seen.add(value)
+      if (typeof (value as { toJSON?: unknown }).toJSON === 'function') return undefined
+      ancestors.push(value)
       if (Array.isArray(value)) {
-        for (let i = 0; i < value.length; i++) checkValue(topic, value[i], `${path}[${i}]`, seen)
-      } else {
-        for (const key in value) {
-          if (Object.hasOwn(value, key)) {
-            checkValue(topic, (value as Record<string, unknown>)[key], `${path}.${key}`, seen)
+        for (let i = 0; i < value.length; i++) {
+          const item: unknown = value[i]
+          if (
+            typeof item === 'object' ||
+            typeof item === 'number' ||
+            typeof item === 'bigint' ||
+            typeof item === 'function' ||
+            typeof item === 'symbol'
+          ) {
+            keys.push(i)
+            const problem = findProblem(item, keys, ancestors)
+            if (problem !== undefined) return problem
+            keys.pop()
           }
         }
+      } else {
+        for (const key in value) {
+          if (!Object.hasOwn(value, key)) continue
+          keys.push(key)
+          const problem = findProblem((value as Record<string, unknown>)[key], keys, ancestors)
+          if (problem !== undefined) return problem
+          keys.pop()
+        }
       }
-      seen.delete(value)
-      return
+      ancestors.pop()
+      return undefined
     }
   }
+  return undefined
 }
 
 /** Throws a {@link SerializationError} naming the path of anything in `data` that JSON cannot carry. */
 export function assertEncodable(data: unknown, topic = 'event'): void {
   if (data instanceof Uint8Array) return
   if (data === undefined) throw unencodable(topic, 'data', 'undefined (send null for "no data")')
-  checkValue(topic, data, 'data', new Set())
+  if (typeof data === 'string' || typeof data === 'boolean' || data === null) return
+  const keys: PathKey[] = []
+  const problem = findProblem(data, keys, [])
+  if (problem !== undefined) throw unencodable(topic, formatPath(keys), problem)
 }
 
 function toBase64(bytes: Uint8Array): string {

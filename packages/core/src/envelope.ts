@@ -4,26 +4,123 @@
  * through an AsyncLocalStorage scope that {@link runWithEventContext} opens around every handler.
  */
 import { AsyncLocalStorage } from 'node:async_hooks'
-import { v7 as uuidv7 } from 'uuid'
+import { randomFillSync } from 'node:crypto'
 import { ConfigurationError, SerializationError } from './errors.ts'
 import { type EventInput, GUARANTEES, type Guarantee, type OmnibusEvent } from './protocol.ts'
 import { validateTopic } from './topic.ts'
 
-/** A new UUIDv7 string. */
+// Ids are generated here rather than with the `uuid` package: it asks the OS for 16 random bytes
+// per id (a few microseconds each), which alone capped in-process publishing near 300k events/s.
+// Random bytes come from a pooled buffer instead, and the timestamp is the caller's when it has one.
+const HEX: readonly string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'))
+const pool = new Uint8Array(4096)
+let poolAt = pool.length
+let lastMs = -1
+let seq = 0
+
+function randomAt(n: number): number {
+  if (poolAt + n > pool.length) {
+    randomFillSync(pool)
+    poolAt = 0
+  }
+  const at = poolAt
+  poolAt += n
+  return at
+}
+
+function h(byte: number): string {
+  return HEX[byte] as string
+}
+
+function uuidv7At(now: number): string {
+  const r = randomAt(10)
+  // RFC 9562 method 1: a 31-bit counter (12 bits of rand_a, 19 of rand_b) seeded at random each
+  // millisecond and incremented within it, so ids are strictly increasing in one process even when
+  // the clock stands still or steps back.
+  if (now > lastMs) {
+    lastMs = now
+    seq =
+      (((pool[r] as number) & 0x7f) << 24) |
+      ((pool[r + 1] as number) << 16) |
+      ((pool[r + 2] as number) << 8) |
+      (pool[r + 3] as number)
+  } else {
+    seq = (seq + 1) | 0
+    if (seq < 0 || seq > 0x7fffffff) {
+      seq = 0
+      lastMs++
+    }
+  }
+  const ms = lastMs
+  return (
+    h(Math.floor(ms / 0x10000000000) & 0xff) +
+    h(Math.floor(ms / 0x100000000) & 0xff) +
+    h(Math.floor(ms / 0x1000000) & 0xff) +
+    h(Math.floor(ms / 0x10000) & 0xff) +
+    '-' +
+    h(Math.floor(ms / 0x100) & 0xff) +
+    h(ms & 0xff) +
+    '-' +
+    h(0x70 | ((seq >>> 28) & 0x0f)) +
+    h((seq >>> 20) & 0xff) +
+    '-' +
+    h(0x80 | ((seq >>> 14) & 0x3f)) +
+    h((seq >>> 6) & 0xff) +
+    '-' +
+    h(((seq << 2) & 0xff) | ((pool[r + 4] as number) & 0x03)) +
+    h(pool[r + 5] as number) +
+    h(pool[r + 6] as number) +
+    h(pool[r + 7] as number) +
+    h(pool[r + 8] as number) +
+    h(pool[r + 9] as number)
+  )
+}
+
+/** A new UUIDv7 string: time-ordered, and strictly increasing within one process. */
 export function newEventId(): string {
-  return uuidv7()
+  return uuidv7At(Date.now())
 }
 
 const handling = new AsyncLocalStorage<OmnibusEvent>()
+// The event of a synchronous handler call (see callWithEventContextSync). It is only ever set for
+// the duration of one synchronous call, so no other code can observe a stale value.
+let syncHandling: OmnibusEvent | undefined
 
 /** Runs `fn` with `event` as the event being handled, so events published inside inherit causation. */
 export function runWithEventContext<R>(event: OmnibusEvent, fn: () => R): R {
-  return handling.run(event, fn)
+  const outer = syncHandling
+  syncHandling = undefined
+  try {
+    return handling.run(event, fn)
+  } finally {
+    syncHandling = outer
+  }
+}
+
+/**
+ * Calls `fn(event, arg)` with `event` as the event being handled, like {@link runWithEventContext}
+ * but for the synchronous part of the call only: it costs a few nanoseconds instead of an async
+ * context switch (hundreds), and events published by `fn` before it returns inherit causation,
+ * while callbacks and promise continuations scheduled by `fn` do not. For handlers known to be
+ * synchronous; use {@link runWithEventContext} for anything that may await.
+ */
+export function callWithEventContextSync<A, R>(
+  event: OmnibusEvent,
+  fn: (event: OmnibusEvent, arg: A) => R,
+  arg: A,
+): R {
+  const outer = syncHandling
+  syncHandling = event
+  try {
+    return fn(event, arg)
+  } finally {
+    syncHandling = outer
+  }
 }
 
 /** The event whose handler is running in the current async context, if any. */
 export function currentEvent(): OmnibusEvent | undefined {
-  return handling.getStore()
+  return syncHandling ?? handling.getStore()
 }
 
 /** Defaults applied by {@link createEvent}. */
@@ -74,16 +171,17 @@ export function createEvent<T>(input: EventInput<T>, defaults: EventDefaults = {
   if (input.data === undefined) {
     throw new SerializationError(`event data for "${topic}" is undefined: send null for "no data"`)
   }
-  const parent = handling.getStore()
+  const parent = syncHandling ?? handling.getStore()
+  const now = input.time === undefined ? Date.now() : 0
   const correlationId = input.correlationId ?? parent?.correlationId ?? parent?.id
   const causationId = input.causationId ?? parent?.id
   const event: {
     -readonly [K in keyof OmnibusEvent<T>]: OmnibusEvent<T>[K]
   } = {
-    id: input.id ?? uuidv7(),
+    id: input.id ?? (input.time === undefined ? uuidv7At(now) : newEventId()),
     topic,
     data: input.data,
-    time: input.time ?? Date.now(),
+    time: input.time ?? now,
     source: input.source ?? defaults.source ?? DEFAULT_SOURCE,
     headers: checkHeaders(input.headers),
     guarantee,

@@ -51,7 +51,14 @@ export {
   resolveSubscribeOptions,
   silentLogger,
 } from './delivery.ts'
-export { createEvent, currentEvent, type EventDefaults, newEventId, runWithEventContext } from './envelope.ts'
+export {
+  callWithEventContextSync,
+  createEvent,
+  currentEvent,
+  type EventDefaults,
+  newEventId,
+  runWithEventContext,
+} from './envelope.ts'
 export {
   CapabilityError,
   ConfigurationError,
@@ -67,13 +74,6 @@ export {
   SubscriptionError,
   TimeoutError,
 } from './errors.ts'
-export { compilePattern, MatcherIndex, matchTopic, oracleMatch } from './matcher.ts'
-export {
-  type BackendCapabilities,
-  type BatchEntryResult,
-  type BatchReceipt,
-  DEFAULT_DEAD_LETTER_TOPIC,
-  type EventBackend,
 export {
   compositeExporter,
   type ExportLogger,
@@ -85,7 +85,7 @@ export {
   loggerExporter,
   type TelemetryExporter,
 } from './exporters.ts'
-  type EventData,
+export { compilePattern, MatcherIndex, matchTopic, oracleMatch } from './matcher.ts'
 export {
   BufferFullError,
   type DropReason,
@@ -99,6 +99,13 @@ export {
   type ToolSpan,
 } from './observability-bus.ts'
 export { PrometheusWriter, prometheusText } from './prometheus.ts'
+export {
+  type BackendCapabilities,
+  type BatchEntryResult,
+  type BatchReceipt,
+  DEFAULT_DEAD_LETTER_TOPIC,
+  type EventBackend,
+  type EventData,
   type EventHandler,
   type EventInput,
   GUARANTEES,
@@ -123,13 +130,6 @@ export {
   registerBackend,
   registeredSchemes,
 } from './registry.ts'
-export {
-  isLiteralPattern,
-  isValidTopic,
-  MAX_TOPIC_LENGTH,
-  type PatternSegment,
-  parsePattern,
-  validatePattern,
 export { INVALID_TOPIC_RATE, isErrorTopic, Sampler, type SamplingOptions } from './sampling.ts'
 export {
   type HandlerSpy,
@@ -141,5 +141,12 @@ export {
   waitForMessage,
   waitUntil,
 } from './testing.ts'
+export {
+  isLiteralPattern,
+  isValidTopic,
+  MAX_TOPIC_LENGTH,
+  type PatternSegment,
+  parsePattern,
+  validatePattern,
   validateTopic,
 } from './topic.ts'
