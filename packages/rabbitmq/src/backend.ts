@@ -1,0 +1,582 @@
+/**
+ * The RabbitMQ `EventBackend`: one topic exchange, a durable queue per (group, pattern), an
+ * exclusive auto-delete queue per broadcast subscriber, confirms on every publish, manual acks
+ * after the handler, retries through shared delay queues, dead letters as events.
+ */
+import {
+  type BackendCapabilities,
+  type BatchEntryResult,
+  type BatchReceipt,
+  compilePattern,
+  createEvent,
+  type DeadLetterDiagnostics,
+  deadLetterInput,
+  decideFailure,
+  decodeEvent,
+  type EventBackend,
+  type EventHandler,
+  type EventInput,
+  encodeEventChecked,
+  type HealthStatus,
+  InvalidEnvelopeError,
+  invokeHandler,
+  isValidTopic,
+  KeyedLimiter,
+  NotConnectedError,
+  newEventId,
+  type OmnibusEvent,
+  type PublishReceipt,
+  type ResolvedSubscribeOptions,
+  resolveSubscribeOptions,
+  type SubscribeOptions,
+  type Subscription,
+} from '@omnibus/core'
+import type { Channel, ChannelModel, ConsumeMessage, Options } from 'amqplib'
+import { classifyError } from './errors.ts'
+import { DELAY_HEADER, Link } from './link.ts'
+import { type RabbitMQBackendOptions, type ResolvedRabbitMQOptions, resolveOptions } from './options.ts'
+import { bindingKey, delayBucket, groupQueueName } from './topology.ts'
+
+/** Message headers the backend sets on retry copies. */
+export const RETRY_HEADERS = {
+  /** Attempt number of the copy (1 = first delivery; absent on first publishes). */
+  attempt: 'omnibus-attempt',
+  /** Epoch ms of the first failed attempt. */
+  firstFailure: 'omnibus-first-failure',
+} as const
+
+const CONTENT_TYPE = 'application/cloudevents+json'
+const DEFAULT_DRAIN_MS = 10_000
+
+interface SubState {
+  readonly id: string
+  readonly opts: ResolvedSubscribeOptions
+  readonly handler: EventHandler
+  readonly matches: (topic: string) => boolean
+  readonly binding: string
+  readonly limiter: KeyedLimiter
+  readonly abort: AbortController
+  readonly dedupeKey: string
+  /** Ids being handled now (exactly-once): a duplicate waits for the first copy's outcome. */
+  readonly handling: Map<string, Promise<void>>
+  subscription: Subscription
+  active: boolean
+  queue: string | undefined
+  channel: Channel | undefined
+  consumerTag: string | undefined
+  attaching: Promise<void> | undefined
+  closing: Promise<void> | undefined
+}
+
+function headerNumber(headers: Record<string, unknown> | undefined, name: string): number | undefined {
+  const v = headers?.[name]
+  const n = typeof v === 'number' ? v : typeof v === 'string' ? Number(v) : Number.NaN
+  return Number.isFinite(n) ? n : undefined
+}
+
+/** Creates an unconnected RabbitMQ backend. Options are validated now; nothing touches the network. */
+export function createRabbitMQBackend(options: RabbitMQBackendOptions = {}): EventBackend {
+  const o: ResolvedRabbitMQOptions = resolveOptions(options)
+  const log = o.logger
+  const subs = new Set<SubState>()
+  let subCounter = 0
+  let connecting: Promise<void> | undefined
+  let userConnected = false
+
+  const capabilities: BackendCapabilities = {
+    guarantees:
+      o.dedupeStore === undefined
+        ? ['at-most-once', 'at-least-once']
+        : ['at-most-once', 'at-least-once', 'exactly-once'],
+    persistent: true,
+    crossProcess: true,
+    groups: true,
+    orderedPerKey: false,
+    replay: false,
+    maxPayloadBytes: o.maxPayloadBytes,
+    networked: true,
+    wildcardDiscoveryMs: 0,
+  }
+
+  const link = new Link(o, {
+    async onUp(model) {
+      await Promise.all(
+        [...subs].map((s) =>
+          attach(s, model).catch((error: unknown) => {
+            log.error('rabbitmq: re-attaching a subscription failed', {
+              pattern: s.opts.pattern,
+              error: String(error),
+            })
+          }),
+        ),
+      )
+    },
+    onDown() {
+      for (const s of subs) {
+        s.channel = undefined
+        s.consumerTag = undefined
+      }
+    },
+  })
+
+  function deadline(): number {
+    return Date.now() + o.publishTimeoutMs
+  }
+
+  function props(event: OmnibusEvent, headers?: Record<string, unknown>): Options.Publish {
+    const p: Options.Publish = {
+      persistent: true,
+      contentType: CONTENT_TYPE,
+      messageId: event.id,
+    }
+    if (headers !== undefined) p.headers = headers
+    return p
+  }
+
+  async function publishEvent(event: OmnibusEvent, headers?: Record<string, unknown>): Promise<void> {
+    const { json } = encodeEventChecked(event, o.maxPayloadBytes, 'rabbitmq')
+    await link.publish(o.exchange, event.topic, Buffer.from(json), props(event, headers), deadline())
+  }
+
+  function requireOpen(action: string): void {
+    if (!userConnected) throw new NotConnectedError('rabbitmq', action)
+  }
+
+  async function publishInput(input: EventInput): Promise<PublishReceipt> {
+    const event = createEvent(input, o.source === undefined ? {} : { source: o.source })
+    await publishEvent(event)
+    return { id: event.id, topic: event.topic }
+  }
+
+  // --- consuming ---------------------------------------------------------------------------
+
+  async function attach(s: SubState, model: ChannelModel): Promise<void> {
+    if (!s.active) return
+    // onUp and subscribe may race for the same subscription: one consumer per link is enough.
+    if (s.attaching !== undefined) return s.attaching
+    if (s.channel !== undefined && link.model === model) return
+    const run = async (): Promise<void> => {
+      const ch = await model.createChannel()
+      ch.on('error', (error: Error) =>
+        log.warn('rabbitmq consumer channel error', { pattern: s.opts.pattern, error: error.message }),
+      )
+      ch.on('close', () => {
+        if (s.channel !== ch) return
+        s.channel = undefined
+        s.consumerTag = undefined
+        // The connection is alive but this channel died (queue deleted, refused ack): start over.
+        const current = link.model
+        if (s.active && current !== undefined && current === model) {
+          attach(s, current).catch((error: unknown) =>
+            log.error('rabbitmq: re-attaching a subscription failed', {
+              pattern: s.opts.pattern,
+              error: String(error),
+            }),
+          )
+        }
+      })
+      try {
+        await ch.prefetch(s.opts.concurrency)
+        let queue: string
+        if (s.opts.group !== undefined) {
+          queue = groupQueueName(o.prefix, s.opts.group, s.opts.pattern)
+          await ch.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': o.queueType } })
+        } else {
+          const reply = await ch.assertQueue('', { exclusive: true, autoDelete: true, durable: false })
+          queue = reply.queue
+        }
+        await ch.bindQueue(queue, o.exchange, s.binding)
+        if (!s.active) {
+          await ch.close().catch(() => {})
+          return
+        }
+        s.queue = queue
+        s.channel = ch
+        const { consumerTag } = await ch.consume(queue, (msg) => onMessage(s, ch, msg), { noAck: false })
+        s.consumerTag = consumerTag
+      } catch (error) {
+        if (s.channel === ch) s.channel = undefined
+        await ch.close().catch(() => {})
+        throw classifyError(error, 'subscribe', o.endpoint)
+      }
+    }
+    const p = run().finally(() => {
+      if (s.attaching === p) s.attaching = undefined
+    })
+    s.attaching = p
+    await p
+  }
+
+  function safeAck(ch: Channel, msg: ConsumeMessage): void {
+    try {
+      ch.ack(msg)
+    } catch {
+      // The channel closed: the broker requeues the message and redelivers it.
+    }
+  }
+
+  function safeNack(ch: Channel, msg: ConsumeMessage): void {
+    try {
+      ch.nack(msg, false, true)
+    } catch {
+      // Same as above: the message returns to the queue with the channel.
+    }
+  }
+
+  function onMessage(s: SubState, ch: Channel, msg: ConsumeMessage | null): void {
+    if (msg === null) {
+      // The broker cancelled the consumer (queue deleted): re-declare and consume again.
+      if (s.channel === ch) {
+        s.channel = undefined
+        ch.close().catch(() => {})
+      }
+      return
+    }
+    if (s.opts.guarantee === 'at-most-once') safeAck(ch, msg)
+    s.limiter
+      .run(undefined, () => handle(s, ch, msg))
+      .catch((error: unknown) => {
+        log.error('rabbitmq: handling a message failed; it will be redelivered', { error: String(error) })
+        if (s.opts.guarantee !== 'at-most-once') safeNack(ch, msg)
+      })
+  }
+
+  async function handle(s: SubState, ch: Channel, msg: ConsumeMessage): Promise<void> {
+    const amo = s.opts.guarantee === 'at-most-once'
+    let event: OmnibusEvent
+    try {
+      event = decodeEvent(msg.content)
+    } catch (error) {
+      // Only the subscription whose pattern matches the routing key owns a foreign message;
+      // broader bindings of other patterns must not dead-letter it a second time.
+      if (!s.matches(msg.fields.routingKey)) return amo ? undefined : safeAck(ch, msg)
+      if (!amo) await deadLetterForeign(s, msg, error)
+      return amo ? undefined : safeAck(ch, msg)
+    }
+    if (!s.matches(event.topic)) return amo ? undefined : safeAck(ch, msg)
+    if (!s.active && !amo) return safeNack(ch, msg)
+    const headers = msg.properties.headers
+    const attempt = Math.max(1, Math.floor(headerNumber(headers, RETRY_HEADERS.attempt) ?? 1))
+    if (amo) {
+      await invokeHandler({
+        handler: s.handler,
+        event,
+        attempt,
+        subscription: s.subscription,
+        logger: log,
+        signal: s.abort.signal,
+      })
+      return
+    }
+    if (s.opts.guarantee === 'exactly-once') {
+      await exactlyOnce(s, ch, msg, event, attempt)
+      return
+    }
+    await runAndSettle(s, ch, msg, event, attempt)
+  }
+
+  async function exactlyOnce(
+    s: SubState,
+    ch: Channel,
+    msg: ConsumeMessage,
+    event: OmnibusEvent,
+    attempt: number,
+  ): Promise<void> {
+    const store = o.dedupeStore
+    if (store === undefined) return runAndSettle(s, ch, msg, event, attempt)
+    for (;;) {
+      const earlier = s.handling.get(event.id)
+      if (earlier === undefined) break
+      await earlier
+    }
+    if (await store.has(s.dedupeKey, event.id)) return safeAck(ch, msg)
+    const p = runAndSettle(s, ch, msg, event, attempt, async () => {
+      await store.add(s.dedupeKey, event.id)
+    })
+    const tracked = p.then(
+      () => {},
+      () => {},
+    )
+    s.handling.set(event.id, tracked)
+    try {
+      await p
+    } finally {
+      if (s.handling.get(event.id) === tracked) s.handling.delete(event.id)
+    }
+  }
+
+  async function runAndSettle(
+    s: SubState,
+    ch: Channel,
+    msg: ConsumeMessage,
+    event: OmnibusEvent,
+    attempt: number,
+    beforeAck?: () => Promise<void>,
+  ): Promise<void> {
+    const outcome = await invokeHandler({
+      handler: s.handler,
+      event,
+      attempt,
+      subscription: s.subscription,
+      logger: log,
+      signal: s.abort.signal,
+    })
+    if (outcome.kind === 'ack') {
+      if (beforeAck !== undefined) await beforeAck()
+      return safeAck(ch, msg)
+    }
+    const now = Date.now()
+    const firstFailure = headerNumber(msg.properties.headers, RETRY_HEADERS.firstFailure) ?? now
+    const decision = decideFailure(s.opts, attempt, outcome)
+    if (decision.action === 'retry') {
+      await scheduleRetry(s, msg, attempt + 1, decision.delayMs, firstFailure)
+    } else if (decision.action === 'dead-letter' && s.opts.deadLetter !== false) {
+      const d: DeadLetterDiagnostics = {
+        reason: decision.reason,
+        group: s.opts.group,
+        attempts: attempt,
+        firstFailureAt: firstFailure,
+        lastFailureAt: now,
+        error: outcome.error,
+        backend: 'rabbitmq',
+      }
+      await publishDeadLetter(deadLetterInput(event, s.opts.deadLetter, d))
+    } else {
+      log.warn('rabbitmq: event dropped after its last attempt (deadLetter: false)', {
+        id: event.id,
+        topic: event.topic,
+        reason: decision.action === 'drop' ? decision.reason : '',
+      })
+    }
+    safeAck(ch, msg)
+  }
+
+  async function publishDeadLetter(input: EventInput): Promise<void> {
+    const event = createEvent(input)
+    // Dead letters keep the original payload even when it is just over the publish limit.
+    const { json } = encodeEventChecked(event, undefined, 'rabbitmq')
+    await link.publish(o.exchange, event.topic, Buffer.from(json), props(event), deadline())
+  }
+
+  async function deadLetterForeign(s: SubState, msg: ConsumeMessage, error: unknown): Promise<void> {
+    const reason =
+      error instanceof InvalidEnvelopeError ? error.message : `undecodable message: ${String(error)}`
+    if (s.opts.deadLetter === false) {
+      log.warn('rabbitmq: dropped a message that is not a valid envelope (deadLetter: false)', {
+        routingKey: msg.fields.routingKey,
+        reason,
+      })
+      return
+    }
+    const routingKey = msg.fields.routingKey
+    const now = Date.now()
+    const foreign: OmnibusEvent = {
+      id:
+        typeof msg.properties.messageId === 'string' && msg.properties.messageId !== ''
+          ? msg.properties.messageId
+          : newEventId(),
+      topic: isValidTopic(routingKey) ? routingKey : s.opts.deadLetter,
+      data: new Uint8Array(msg.content.buffer, msg.content.byteOffset, msg.content.byteLength),
+      time: now,
+      source: `rabbitmq:${o.exchange}`,
+      headers: { 'omnibus-dlq-content-type': String(msg.properties.contentType ?? 'unknown') },
+      guarantee: 'at-least-once',
+    }
+    await publishDeadLetter(
+      deadLetterInput(foreign, s.opts.deadLetter, {
+        reason,
+        group: s.opts.group,
+        attempts: 1,
+        firstFailureAt: now,
+        lastFailureAt: now,
+        error,
+        backend: 'rabbitmq',
+      }),
+    )
+  }
+
+  async function scheduleRetry(
+    s: SubState,
+    msg: ConsumeMessage,
+    nextAttempt: number,
+    delayMs: number,
+    firstFailure: number,
+  ): Promise<void> {
+    const queue = s.queue
+    if (queue === undefined) throw new Error('subscription has no queue')
+    const headers: Record<string, unknown> = {
+      [RETRY_HEADERS.attempt]: nextAttempt,
+      [RETRY_HEADERS.firstFailure]: firstFailure,
+    }
+    const p: Options.Publish = {
+      persistent: true,
+      contentType: msg.properties.contentType ?? CONTENT_TYPE,
+      headers,
+    }
+    if (typeof msg.properties.messageId === 'string') p.messageId = msg.properties.messageId
+    const d = deadline()
+    if (delayMs < 1) {
+      await link.publish('', queue, msg.content, p, d)
+      return
+    }
+    const bucket = delayBucket(delayMs)
+    await link.ensureDelayQueue(bucket, d)
+    headers[DELAY_HEADER] = String(bucket)
+    await link.publish(`${o.prefix}.delay`, queue, msg.content, p, d)
+  }
+
+  async function closeSub(s: SubState, drainMs: number | undefined): Promise<void> {
+    s.closing ??= (async () => {
+      s.active = false
+      subs.delete(s)
+      await s.attaching?.catch(() => {})
+      const ch = s.channel
+      const tag = s.consumerTag
+      if (ch !== undefined && tag !== undefined) await ch.cancel(tag).catch(() => {})
+      if (drainMs === undefined) await s.limiter.onIdle()
+      else {
+        let timer: NodeJS.Timeout | undefined
+        await Promise.race([
+          s.limiter.onIdle(),
+          new Promise<void>((resolve) => {
+            timer = setTimeout(resolve, drainMs)
+          }),
+        ])
+        clearTimeout(timer)
+      }
+      s.abort.abort()
+      s.channel = undefined
+      // Closing the channel returns any unacknowledged message to the queue.
+      if (ch !== undefined) await ch.close().catch(() => {})
+    })()
+    await s.closing
+  }
+
+  // --- the backend object ------------------------------------------------------------------
+
+  const backend: EventBackend = {
+    name: 'rabbitmq',
+    capabilities,
+    get isConnected() {
+      return userConnected && link.up
+    },
+
+    async connect() {
+      if (userConnected) return
+      connecting ??= link.openFirst().finally(() => {
+        connecting = undefined
+      })
+      await connecting
+      userConnected = true
+    },
+
+    async disconnect(opts) {
+      if (!userConnected && !link.open) return
+      userConnected = false
+      const drainMs = opts?.drainTimeoutMs ?? DEFAULT_DRAIN_MS
+      await Promise.all([...subs].map((s) => closeSub(s, drainMs)))
+      await link.close(drainMs)
+    },
+
+    async healthCheck(): Promise<HealthStatus> {
+      const start = performance.now()
+      if (!userConnected) return { healthy: false, latencyMs: 0, detail: 'not connected' }
+      if (!link.up) {
+        return {
+          healthy: false,
+          latencyMs: 0,
+          detail: `reconnecting to ${o.endpoint}${link.lastError ? `: ${link.lastError.message}` : ''}`,
+        }
+      }
+      try {
+        const ch = await link.admin(Date.now() + 2000)
+        await ch.checkExchange(o.exchange)
+        return { healthy: true, latencyMs: performance.now() - start, detail: `connected to ${o.endpoint}` }
+      } catch (error) {
+        return {
+          healthy: false,
+          latencyMs: performance.now() - start,
+          detail: classifyError(error, 'other', o.endpoint).message,
+        }
+      }
+    },
+
+    async publish<T>(input: EventInput<T>): Promise<PublishReceipt> {
+      requireOpen('publish')
+      return publishInput(input)
+    },
+
+    async publishBatch(events: readonly EventInput[]): Promise<BatchReceipt> {
+      requireOpen('publish')
+      if (!Array.isArray(events)) {
+        throw new TypeError('publishBatch expects an array of events')
+      }
+      const settled = await Promise.allSettled(events.map((e) => publishInput(e)))
+      const results: BatchEntryResult[] = settled.map((r, index) =>
+        r.status === 'fulfilled'
+          ? { ok: true, index, receipt: r.value }
+          : { ok: false, index, error: r.reason instanceof Error ? r.reason : new Error(String(r.reason)) },
+      )
+      const succeeded = results.filter((r) => r.ok).length
+      return { results, succeeded, failed: results.length - succeeded }
+    },
+
+    async subscribe<T>(
+      pattern: string,
+      handler: EventHandler<T>,
+      opts?: SubscribeOptions,
+    ): Promise<Subscription> {
+      const resolved = resolveSubscribeOptions(backend, pattern, handler, opts)
+      requireOpen('subscribe')
+      const id = `rmq-${process.pid}-${++subCounter}`
+      const s: SubState = {
+        id,
+        opts: resolved,
+        handler: handler as EventHandler,
+        matches: compilePattern(pattern),
+        binding: bindingKey(pattern),
+        limiter: new KeyedLimiter(resolved.concurrency),
+        abort: new AbortController(),
+        dedupeKey: resolved.group ?? `broadcast.${id}`,
+        handling: new Map(),
+        subscription: undefined as unknown as Subscription,
+        active: true,
+        queue: undefined,
+        channel: undefined,
+        consumerTag: undefined,
+        attaching: undefined,
+        closing: undefined,
+      }
+      s.subscription = {
+        id,
+        pattern,
+        group: resolved.group,
+        get active() {
+          return s.active
+        },
+        unsubscribe: () => closeSub(s, undefined),
+      }
+      if (resolved.signal?.aborted) {
+        s.active = false
+        return s.subscription
+      }
+      subs.add(s)
+      try {
+        const model = await link.waitUp(deadline(), 'subscribe')
+        await attach(s, model)
+      } catch (error) {
+        s.active = false
+        subs.delete(s)
+        throw classifyError(error, 'subscribe', o.endpoint)
+      }
+      resolved.signal?.addEventListener('abort', () => void closeSub(s, undefined), { once: true })
+      return s.subscription
+    },
+  }
+  return backend
+}
+
+/** Creates a backend from an `amqp://` or `amqps://` URL (used by `createBackend` in core). */
+export function backendFromUrl(url: URL, options: Readonly<Record<string, unknown>> = {}): EventBackend {
+  return createRabbitMQBackend({ ...(options as RabbitMQBackendOptions), url: url.toString() })
+}

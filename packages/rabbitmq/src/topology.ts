@@ -1,0 +1,63 @@
+/**
+ * How topics, patterns and groups map onto RabbitMQ names: routing key = topic, binding key =
+ * the pattern narrowed to what a topic exchange understands, one durable queue per (group,
+ * pattern), shared delay queues for retries.
+ */
+import { createHash } from 'node:crypto'
+import { parsePattern } from '@omnibus/core'
+
+/**
+ * The topic-exchange binding key for a pattern: literal segments stay, `*` stays, `**` becomes
+ * `#`, and a segment holding a glob (`read_*`, `{a,b}`, `?`) becomes `*`. The key is never
+ * narrower than the pattern (it may be broader, e.g. `#` also matches zero segments where
+ * `*.**` needs one), so the core matcher filters what arrives.
+ */
+export function bindingKey(pattern: string): string {
+  const out: string[] = []
+  for (const seg of parsePattern(pattern)) {
+    switch (seg.kind) {
+      case 'literal':
+        out.push(seg.text)
+        break
+      case 'star':
+      case 'glob':
+        out.push('*')
+        break
+      case 'globstar':
+        if (out.at(-1) !== '#') out.push('#')
+        break
+    }
+  }
+  return out.join('.')
+}
+
+function shortHash(text: string): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, 12)
+}
+
+/**
+ * The durable queue of a group for one pattern: members of a group that subscribe to the same
+ * pattern share it; another pattern in the same group gets its own queue, so a member never
+ * receives an event its own pattern does not match. The pattern's hash keeps the name short
+ * and free of characters the management UI would have to escape.
+ */
+export function groupQueueName(prefix: string, group: string, pattern: string): string {
+  return `${prefix}.group.${group}.${shortHash(pattern)}`
+}
+
+/** Name of the shared delay queue that holds retries for `delayMs` before they return. */
+export function delayQueueName(prefix: string, delayMs: number): string {
+  return `${prefix}.delay.${delayMs}`
+}
+
+/**
+ * Rounds a retry delay up to two significant digits (1234 → 1300 ms), so retries share a small
+ * set of delay queues instead of one queue per jittered value; never shorter than asked, at most
+ * 10% longer.
+ */
+export function delayBucket(delayMs: number): number {
+  const ms = Math.max(1, Math.ceil(delayMs))
+  if (ms < 100) return ms
+  const step = 10 ** (Math.floor(Math.log10(ms)) - 1)
+  return Math.ceil(ms / step) * step
+}
