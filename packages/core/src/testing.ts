@@ -63,7 +63,7 @@ export interface HandlerSpy<A extends unknown[], R> {
  * Wraps a handler (or nothing) so tests can await "a message matching X was handled". Errors of
  * the implementation are recorded and rethrown, so delivery semantics are unchanged.
  */
-export function handlerSpy<A extends unknown[] = [OmnibusEvent, unknown], R = unknown>(
+export function handlerSpy<A extends unknown[] = unknown[], R = unknown>(
   impl?: (...args: A) => R,
 ): HandlerSpy<A, R> {
   const calls: SpyCall<A>[] = []
