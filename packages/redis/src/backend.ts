@@ -1,0 +1,492 @@
+/**
+ * The Redis backend object: connection management, the publish path (one pipeline per tick)
+ * and the topic registry. Consumers live in `consumer.ts`.
+ */
+import {
+  type BackendCapabilities,
+  type BatchEntryResult,
+  type BatchReceipt,
+  ConfigurationError,
+  ConnectionError,
+  compilePattern,
+  consoleLogger,
+  createEvent,
+  type EventBackend,
+  type EventHandler,
+  type EventInput,
+  encodeEventChecked,
+  type HealthStatus,
+  isLiteralPattern,
+  type Logger,
+  NotConnectedError,
+  type PublishReceipt,
+  resolveSubscribeOptions,
+  type SubscribeOptions,
+  type Subscription,
+} from '@omnibus/core'
+import { Redis, type RedisOptions } from 'ioredis'
+import { type Consumer, type ConsumerHost, startConsumer } from './consumer.ts'
+import { classifyError } from './errors.ts'
+import { EVENT_FIELD, type KeyMap, keyMap, startIdAt } from './keys.ts'
+import {
+  clusterRefused,
+  describeEndpoint,
+  type RedisBackendOptions,
+  type ResolvedRedisOptions,
+  resolveRedisOptions,
+} from './options.ts'
+
+/** The Redis `EventBackend`, with a few Redis-specific extras. */
+export interface RedisBackend extends EventBackend {
+  /** Key names this backend uses (prefix, streams, registry). */
+  readonly keys: KeyMap
+  /** Endpoint and settings, without credentials. */
+  describe(): string
+  /**
+   * The ioredis connection the backend sends its non-blocking commands on (for inspection,
+   * trimming or tests). Throws `NotConnectedError` before `connect()`.
+   */
+  commandClient(): Redis
+}
+
+interface QueuedAdd {
+  readonly topic: string
+  readonly json: string
+  readonly resolve: (position: string) => void
+  readonly reject: (error: Error) => void
+}
+
+/** Creates the command client from resolved options (not connected). */
+function newClient(cfg: ResolvedRedisOptions): Redis {
+  const opts: RedisOptions = {
+    ...cfg.redisOptions,
+    lazyConnect: true,
+    connectTimeout: cfg.connectTimeoutMs,
+    // Reconnect forever with a capped backoff; commands wait in the offline queue meanwhile and
+    // fail after maxRetriesPerRequest reconnect attempts with a retryable ConnectionError.
+    retryStrategy: (times: number) => Math.min(50 * 2 ** Math.min(times, 6), 2_000),
+  }
+  if (cfg.username !== undefined) opts.username = cfg.username
+  if (cfg.password !== undefined) opts.password = cfg.password
+  if (cfg.tls !== undefined) opts.tls = cfg.tls
+  if (cfg.redisOptions.sentinels !== undefined) return new Redis(opts)
+  return new Redis(cfg.url, opts)
+}
+
+function waitReady(client: Redis, timeoutMs: number): Promise<void> {
+  if (client.status === 'ready') return Promise.resolve()
+  return new Promise<void>((resolve, reject) => {
+    const timer = setTimeout(() => finish(new Error(`no answer within ${timeoutMs} ms`)), timeoutMs)
+    const onReady = () => finish()
+    const onError = (err: Error) => finish(err)
+    const onEnd = () => finish(new Error('connection closed'))
+    function finish(err?: Error) {
+      clearTimeout(timer)
+      client.off('ready', onReady)
+      client.off('error', onError)
+      client.off('end', onEnd)
+      if (err === undefined) resolve()
+      else reject(err)
+    }
+    client.on('ready', onReady)
+    client.on('error', onError)
+    client.on('end', onEnd)
+    if (client.status === 'wait') client.connect().catch(() => {})
+  })
+}
+
+function parseVersion(info: string): [number, number] {
+  const m = /redis_version:(\d+)\.(\d+)/.exec(info)
+  return m === null ? [0, 0] : [Number(m[1]), Number(m[2])]
+}
+
+/**
+ * Creates a Redis Streams backend (not connected; call `connect()`). Options are validated now:
+ * a bad value throws `ConfigurationError` naming the field.
+ */
+export function createRedisBackend(options: RedisBackendOptions = {}): RedisBackend {
+  const cfg = resolveRedisOptions(options)
+  const keys = keyMap(cfg.keyPrefix)
+  const logger: Logger = cfg.logger ?? consoleLogger
+  const endpoint = describeEndpoint(cfg)
+  const capabilities: BackendCapabilities = {
+    guarantees: ['at-most-once', 'at-least-once', 'exactly-once'],
+    persistent: true,
+    crossProcess: true,
+    groups: true,
+    orderedPerKey: false,
+    replay: true,
+    maxPayloadBytes: cfg.maxPayloadBytes,
+    networked: true,
+    wildcardDiscoveryMs: cfg.discoveryIntervalMs + 1_000,
+  }
+
+  let cmd: Redis | undefined
+  let owned = false
+  let connected = false
+  let connecting: Promise<void> | undefined
+  let disconnecting: Promise<void> | undefined
+  let notifier: Redis | undefined
+  let notifierReady: Promise<void> | undefined
+  let rescanTimer: NodeJS.Timeout | undefined
+  let lastTopicCount = -1
+  const knownTopics = new Set<string>()
+  const consumers = new Set<Consumer>()
+  let queue: QueuedAdd[] = []
+  let flushScheduled = false
+  const inflightPublishes = new Set<Promise<unknown>>()
+  const readers = new Set<Redis>()
+  const onCmdError = (err: Error) => logger.debug('redis connection error', { error: err.message })
+  const onCmdReady = () => {
+    // After a reconnect the registry may have been lost (server without persistence): announce
+    // topics again on their next publish.
+    knownTopics.clear()
+  }
+
+  function client(action: string): Redis {
+    if (!connected || cmd === undefined) throw new NotConnectedError('redis', action)
+    return cmd
+  }
+
+  const xaddArgs = (topic: string, json: string): (string | number)[] =>
+    cfg.maxLen === undefined
+      ? [keys.stream(topic), '*', EVENT_FIELD, json]
+      : [keys.stream(topic), 'MAXLEN', '~', cfg.maxLen, '*', EVENT_FIELD, json]
+
+  function flush(): void {
+    flushScheduled = false
+    const items = queue
+    queue = []
+    if (items.length === 0) return
+    if (cmd === undefined) {
+      for (const it of items) it.reject(new NotConnectedError('redis', 'publish'))
+      return
+    }
+    const p = cmd.pipeline()
+    const announced: string[] = []
+    for (const it of items) p.call('XADD', ...xaddArgs(it.topic, it.json))
+    for (const it of items) {
+      if (!knownTopics.has(it.topic) && !announced.includes(it.topic)) announced.push(it.topic)
+    }
+    // The registry write follows the entries in the same round trip, so a subscriber that learns
+    // of a topic finds its first entry already in the stream.
+    for (const t of announced) {
+      p.call('SADD', keys.topics, t)
+      p.call('PUBLISH', keys.topicsChannel, t)
+    }
+    const run = p
+      .exec()
+      .then((results) => {
+        for (let i = 0; i < items.length; i++) {
+          const it = items[i] as QueuedAdd
+          const r = results?.[i]
+          if (r === undefined) it.reject(classifyError(new Error('no reply for XADD'), 'publish'))
+          else if (r[0] !== null) it.reject(classifyError(r[0], 'publish'))
+          else it.resolve(String(r[1]))
+        }
+        for (let j = 0; j < announced.length; j++) {
+          const r = results?.[items.length + 2 * j]
+          if (r !== undefined && r[0] === null) knownTopics.add(announced[j] as string)
+        }
+      })
+      .catch((err: unknown) => {
+        const e = classifyError(err, 'publish')
+        for (const it of items) it.reject(e)
+      })
+    inflightPublishes.add(run)
+    void run.finally(() => inflightPublishes.delete(run))
+  }
+
+  function enqueue(topic: string, json: string): Promise<string> {
+    return new Promise<string>((resolve, reject) => {
+      queue.push({ topic, json, resolve, reject })
+      if (!flushScheduled) {
+        flushScheduled = true
+        process.nextTick(flush)
+      }
+    })
+  }
+
+  const defaults = cfg.source === undefined ? {} : { source: cfg.source }
+
+  function prepare(input: EventInput): { topic: string; id: string; json: string } {
+    const event = createEvent(input, defaults)
+    const { json } = encodeEventChecked(event, cfg.maxPayloadBytes, 'redis')
+    return { topic: event.topic, id: event.id, json }
+  }
+
+  async function ensureNotifier(): Promise<void> {
+    if (notifierReady !== undefined) return notifierReady
+    const c = client('subscribe')
+    const n = c.duplicate({ lazyConnect: true, maxRetriesPerRequest: null, enableAutoPipelining: false })
+    notifier = n
+    n.on('error', (err: Error) => logger.debug('redis notifier error', { error: err.message }))
+    n.on('message', (_channel: string, topic: string) => announce(topic))
+    notifierReady = (async () => {
+      await waitReady(n, cfg.connectTimeoutMs)
+      await n.subscribe(keys.topicsChannel)
+    })()
+    rescanTimer = setInterval(() => void rescan(), cfg.discoveryIntervalMs)
+    rescanTimer.unref()
+    return notifierReady
+  }
+
+  function announce(topic: string): void {
+    for (const c of consumers) if (c.wildcard && c.matches(topic)) c.addTopic(topic)
+  }
+
+  async function rescan(): Promise<void> {
+    const c = cmd
+    if (c === undefined || c.status !== 'ready' || ![...consumers].some((x) => x.wildcard)) return
+    try {
+      const count = Number(await c.scard(keys.topics))
+      if (count === lastTopicCount) return
+      const topics = await c.smembers(keys.topics)
+      lastTopicCount = count
+      for (const t of topics) announce(t)
+    } catch (err) {
+      logger.debug('topic registry rescan failed', { error: (err as Error).message })
+    }
+  }
+
+  async function serverTimeMs(): Promise<number> {
+    const [sec, usec] = (await client('subscribe').time()) as [string, string] | [number, number]
+    return Number(sec) * 1000 + Math.floor(Number(usec) / 1000)
+  }
+
+  const host: ConsumerHost = {
+    cfg,
+    keys,
+    logger,
+    command: () => client('subscribe'),
+    newReader: async () => {
+      const r = client('subscribe').duplicate({
+        lazyConnect: true,
+        maxRetriesPerRequest: null,
+        enableAutoPipelining: false,
+        enableOfflineQueue: true,
+      })
+      r.on('error', (err: Error) => logger.debug('redis reader error', { error: err.message }))
+      readers.add(r)
+      try {
+        await waitReady(r, cfg.connectTimeoutMs)
+      } catch (err) {
+        readers.delete(r)
+        r.disconnect()
+        throw classifyError(err, 'subscribe')
+      }
+      return r
+    },
+    releaseReader: (r) => {
+      readers.delete(r)
+      r.disconnect()
+    },
+    publishDeadLetter: async (input) => {
+      const p = prepare(input)
+      await enqueue(p.topic, p.json)
+    },
+    removeConsumer: (c) => {
+      consumers.delete(c)
+    },
+  }
+
+  const backend: RedisBackend = {
+    name: 'redis',
+    capabilities,
+    keys,
+    get isConnected() {
+      return connected
+    },
+
+    commandClient() {
+      return client('use the command client')
+    },
+
+    describe() {
+      return `redis ${endpoint} prefix=${JSON.stringify(cfg.keyPrefix)}${cfg.maxLen === undefined ? '' : ` maxLen~${cfg.maxLen}`}${cfg.client === undefined ? '' : ' (caller-owned client)'}`
+    },
+
+    connect() {
+      if (connected) return Promise.resolve()
+      if (connecting !== undefined) return connecting
+      connecting = (async () => {
+        if (disconnecting !== undefined) await disconnecting
+        const c = cfg.client ?? newClient(cfg)
+        owned = cfg.client === undefined
+        c.on('error', onCmdError)
+        try {
+          await waitReady(c, cfg.connectTimeoutMs)
+          const info = String(await c.info('server'))
+          const [major, minor] = parseVersion(info)
+          if (major < 6 || (major === 6 && minor < 2)) {
+            throw new ConfigurationError(
+              `Redis ${major}.${minor} at ${endpoint} is too old: the backend needs Redis >= 6.2 (XAUTOCLAIM)`,
+              { backend: 'redis', code: 'SERVER_TOO_OLD' },
+            )
+          }
+          if (/redis_mode:cluster/.test(info)) throw clusterRefused()
+        } catch (err) {
+          c.off('error', onCmdError)
+          if (owned) c.disconnect()
+          const e = classifyError(err, 'connect')
+          if (e instanceof ConnectionError) {
+            throw new ConnectionError(`cannot connect to Redis at ${endpoint}: ${e.message}`, {
+              backend: 'redis',
+              code: e.code,
+              retryable: e.retryable,
+              cause: err,
+            })
+          }
+          throw e
+        }
+        c.on('ready', onCmdReady)
+        cmd = c
+        connected = true
+      })().finally(() => {
+        connecting = undefined
+      })
+      return connecting
+    },
+
+    disconnect(opts = {}) {
+      if (disconnecting !== undefined) return disconnecting
+      if (!connected && connecting === undefined) return Promise.resolve()
+      const drainTimeoutMs = opts.drainTimeoutMs ?? cfg.drainTimeoutMs
+      disconnecting = (async () => {
+        if (connecting !== undefined) await connecting.catch(() => {})
+        await Promise.all([...consumers].map((c) => c.close(drainTimeoutMs)))
+        if (flushScheduled) flush()
+        await Promise.allSettled([...inflightPublishes])
+        connected = false
+        if (rescanTimer !== undefined) clearInterval(rescanTimer)
+        rescanTimer = undefined
+        for (const r of readers) r.disconnect()
+        readers.clear()
+        if (notifier !== undefined) notifier.disconnect()
+        notifier = undefined
+        notifierReady = undefined
+        lastTopicCount = -1
+        const c = cmd
+        cmd = undefined
+        if (c !== undefined) {
+          c.off('error', onCmdError)
+          c.off('ready', onCmdReady)
+          if (owned) {
+            await c.quit().catch(() => c.disconnect())
+          }
+        }
+        knownTopics.clear()
+      })().finally(() => {
+        disconnecting = undefined
+      })
+      return disconnecting
+    },
+
+    async healthCheck(): Promise<HealthStatus> {
+      const started = performance.now()
+      const c = cmd
+      if (!connected || c === undefined) return { healthy: false, latencyMs: 0, detail: 'not connected' }
+      if (c.status !== 'ready') {
+        return { healthy: false, latencyMs: 0, detail: `connection to ${endpoint} is ${c.status}` }
+      }
+      try {
+        let timer: NodeJS.Timeout | undefined
+        const timeout = new Promise<never>((_, reject) => {
+          timer = setTimeout(() => reject(new Error('PING timed out')), Math.min(cfg.connectTimeoutMs, 2_000))
+        })
+        await Promise.race([c.ping(), timeout]).finally(() => clearTimeout(timer))
+        return { healthy: true, latencyMs: performance.now() - started, detail: `PING ${endpoint}` }
+      } catch (err) {
+        return {
+          healthy: false,
+          latencyMs: performance.now() - started,
+          detail: `PING ${endpoint} failed: ${(err as Error).message}`,
+        }
+      }
+    },
+
+    async publish(input) {
+      client('publish')
+      const p = prepare(input)
+      const position = await enqueue(p.topic, p.json)
+      const receipt: PublishReceipt = { id: p.id, topic: p.topic, position }
+      return receipt
+    },
+
+    async publishBatch(inputs) {
+      client('publishBatch')
+      if (!Array.isArray(inputs)) throw new ConfigurationError('publishBatch expects an array of events')
+      const results: BatchEntryResult[] = new Array(inputs.length)
+      const waits: Promise<void>[] = []
+      // Every valid entry is queued in this tick, so the whole batch leaves in one pipeline.
+      for (let index = 0; index < inputs.length; index++) {
+        try {
+          const p = prepare(inputs[index] as EventInput)
+          waits.push(
+            enqueue(p.topic, p.json).then(
+              (position) => {
+                results[index] = { ok: true, index, receipt: { id: p.id, topic: p.topic, position } }
+              },
+              (error: Error) => {
+                results[index] = { ok: false, index, error }
+              },
+            ),
+          )
+        } catch (error) {
+          results[index] = { ok: false, index, error: error as Error }
+        }
+      }
+      await Promise.all(waits)
+      const succeeded = results.filter((r) => r.ok).length
+      const receipt: BatchReceipt = { results, succeeded, failed: results.length - succeeded }
+      return receipt
+    },
+
+    async subscribe<T = unknown>(
+      pattern: string,
+      handler: EventHandler<T>,
+      opts?: SubscribeOptions,
+    ): Promise<Subscription> {
+      client('subscribe')
+      const resolved = resolveSubscribeOptions(backend, pattern, handler, opts)
+      const wildcard = !isLiteralPattern(pattern)
+      const matches = compilePattern(pattern)
+      if (wildcard) await ensureNotifier()
+      const startId = resolved.from === 'earliest' ? '0-0' : startIdAt(await serverTimeMs())
+      const consumer = startConsumer(host, {
+        resolved,
+        handler: handler as EventHandler,
+        wildcard,
+        matches,
+        startId,
+      })
+      consumers.add(consumer)
+      try {
+        const initial = wildcard
+          ? (await client('subscribe').smembers(keys.topics)).filter((t) => matches(t))
+          : [pattern]
+        await consumer.start(initial)
+      } catch (err) {
+        await consumer.close(0)
+        throw classifyError(err, 'subscribe')
+      }
+      return consumer.subscription
+    },
+  }
+  return backend
+}
+
+/**
+ * Creates a backend from a `redis://` or `rediss://` URL (used by `createBackend` of the core
+ * registry). Query parameters `keyPrefix` and `maxLen` are read; `options` override them.
+ */
+export function backendFromUrl(url: URL, options: Readonly<Record<string, unknown>> = {}): RedisBackend {
+  const fromQuery: Record<string, unknown> = {}
+  const prefix = url.searchParams.get('keyPrefix')
+  if (prefix !== null) fromQuery.keyPrefix = prefix
+  const maxLen = url.searchParams.get('maxLen')
+  if (maxLen !== null) fromQuery.maxLen = Number(maxLen)
+  const clean = new URL(url.toString())
+  clean.search = ''
+  return createRedisBackend({ ...fromQuery, ...options, url: clean.toString() } as RedisBackendOptions)
+}

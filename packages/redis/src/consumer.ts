@@ -1,0 +1,767 @@
+/**
+ * One subscription's consumer. A group subscription reads its topic streams with `XREADGROUP`
+ * as one consumer of a Redis consumer group named after the group, acknowledges with `XACK`
+ * once the handler resolved, keeps the entries it holds alive with a heartbeat (`XCLAIM … JUSTID`)
+ * and reclaims entries of dead members with `XAUTOCLAIM` once they sat idle for the visibility
+ * window. A broadcast subscription reads with `XREAD` from where it subscribed. Each consumer
+ * has its own connection for the blocking reads, woken with `CLIENT UNBLOCK` when its set of
+ * streams changes or it closes.
+ */
+import { randomUUID } from 'node:crypto'
+import { hostname } from 'node:os'
+import {
+  deadLetterInput,
+  decideFailure,
+  decodeEvent,
+  type EventHandler,
+  type EventInput,
+  InvalidEnvelopeError,
+  invokeHandler,
+  KeyedLimiter,
+  type Logger,
+  MemoryDedupeStore,
+  type OmnibusEvent,
+  type ResolvedSubscribeOptions,
+  type Subscription,
+} from '@omnibus/core'
+import type { Redis } from 'ioredis'
+import { classifyError } from './errors.ts'
+import { EVENT_FIELD, type KeyMap } from './keys.ts'
+import type { ResolvedRedisOptions } from './options.ts'
+
+/** What a consumer needs from its backend. */
+export interface ConsumerHost {
+  readonly cfg: ResolvedRedisOptions
+  readonly keys: KeyMap
+  readonly logger: Logger
+  /** The shared non-blocking command connection. */
+  command(): Redis
+  /** A new dedicated connection for blocking reads. */
+  newReader(): Promise<Redis>
+  releaseReader(r: Redis): void
+  publishDeadLetter(input: EventInput): Promise<void>
+  removeConsumer(c: Consumer): void
+}
+
+/** Arguments of {@link startConsumer}. */
+export interface ConsumerSpec {
+  readonly resolved: ResolvedSubscribeOptions
+  readonly handler: EventHandler
+  readonly wildcard: boolean
+  readonly matches: (topic: string) => boolean
+  /** Stream id the subscription reads after (`0-0` for earliest). */
+  readonly startId: string
+}
+
+/** A running subscription consumer. */
+export interface Consumer {
+  readonly subscription: Subscription
+  readonly wildcard: boolean
+  matches(topic: string): boolean
+  /** Starts reading `topics` (streams that exist or are named literally). */
+  start(topics: readonly string[]): Promise<void>
+  /** Adds a topic discovered after subscribing. */
+  addTopic(topic: string): void
+  /** Stops reading, waits for in-flight handlers up to `drainTimeoutMs`, releases the rest. */
+  close(drainTimeoutMs?: number): Promise<void>
+}
+
+/** An entry this consumer holds (read and not yet acknowledged). */
+interface Held {
+  readonly key: string
+  readonly id: string
+  readonly topic: string
+  /** The decoded event, or the decode failure. */
+  readonly event: OmnibusEvent | undefined
+  readonly invalid: InvalidEnvelopeError | undefined
+  readonly raw: Record<string, string>
+  attempt: number
+  firstFailureAt: number | undefined
+  timer: NodeJS.Timeout | undefined
+  running: boolean
+  /** Exactly-once record held while the handler runs. */
+  eoKey: string | undefined
+}
+
+const ACQUIRE_SCRIPT = `local v = redis.call('GET', KEYS[1])
+if v == false then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]) return 'acquired' end
+if v == 'd' then return 'done' end
+if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 'acquired' end
+return 'busy'`
+
+const DELETE_IDLE_CONSUMER = `local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
+if #p == 0 then return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2]) end
+return -1`
+
+/** Idle time that makes a released entry claimable by any member at once. */
+const RELEASED_IDLE_MS = 2 ** 31
+
+function fieldsOf(list: unknown): Record<string, string> {
+  const out: Record<string, string> = {}
+  if (!Array.isArray(list)) return out
+  for (let i = 0; i + 1 < list.length; i += 2) out[String(list[i])] = String(list[i + 1])
+  return out
+}
+
+function entryTime(id: string): number {
+  const ms = Number(id.split('-')[0])
+  return Number.isFinite(ms) ? ms : Date.now()
+}
+
+let consumerSeq = 0
+
+/** Creates the consumer of one subscription (call `start`). */
+export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer {
+  const { cfg, keys, logger } = host
+  const opts = spec.resolved
+  const group = opts.group
+  const grouped = group !== undefined
+  const guarantee = opts.guarantee
+  const acked = grouped && guarantee !== 'at-most-once'
+  const vis = opts.visibilityTimeoutMs ?? cfg.visibilityTimeoutMs
+  const batch = cfg.batchSize
+  const prefetch = Math.max(batch * 2, opts.concurrency)
+  const subId = `${++consumerSeq}-${randomUUID().slice(0, 8)}`
+  const consumerName = `${hostname()}-${process.pid}-${subId}`
+  const limiter = new KeyedLimiter(opts.concurrency)
+  const handlerAbort = new AbortController()
+  const localDedupe =
+    !grouped && guarantee === 'exactly-once' ? new MemoryDedupeStore({ ttlMs: cfg.dedupeTtlMs }) : undefined
+
+  /** Streams being read → topic. */
+  const streams = new Map<string, string>()
+  const pendingTopics = new Set<string>()
+  /** Last id read per stream (broadcast). */
+  const lastIds = new Map<string, string>()
+  /** Entries held, by `key id`. */
+  const held = new Map<string, Held>()
+  const claimCursors = new Map<string, string>()
+  let active = 0
+  let closed = false
+  let closing: Promise<void> | undefined
+  let reader: Redis | undefined
+  let readerId: number | undefined
+  let blocked = false
+  let loopDone: Promise<void> | undefined
+  let wake: (() => void) | undefined
+  let heartbeatTimer: NodeJS.Timeout | undefined
+  let sweepTimer: NodeJS.Timeout | undefined
+  let sweeping = false
+  let ackQueue = new Map<string, string[]>()
+  let doneQueue: string[] = []
+  let ackScheduled = false
+  const ackFlushes = new Set<Promise<unknown>>()
+  let abortListener: (() => void) | undefined
+
+  const subscription: Subscription = {
+    id: subId,
+    pattern: opts.pattern,
+    group,
+    get active() {
+      return !closed
+    },
+    unsubscribe: () => close(),
+  }
+
+  function heldKey(key: string, id: string): string {
+    return `${key} ${id}`
+  }
+
+  function nudge(): void {
+    const w = wake
+    wake = undefined
+    w?.()
+    if (blocked && readerId !== undefined) {
+      // Interrupt the blocking read so it restarts with the new stream set (or stops).
+      host
+        .command()
+        .call('CLIENT', 'UNBLOCK', readerId)
+        .catch(() => {})
+    }
+  }
+
+  function sleepUntilNudged(maxMs: number): Promise<void> {
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        wake = undefined
+        resolve()
+      }, maxMs)
+      wake = () => {
+        clearTimeout(timer)
+        resolve()
+      }
+    })
+  }
+
+  async function ensureGroup(key: string): Promise<void> {
+    try {
+      await host.command().call('XGROUP', 'CREATE', key, group as string, spec.startId, 'MKSTREAM')
+    } catch (err) {
+      if (!/BUSYGROUP/.test((err as Error).message)) throw err
+    }
+  }
+
+  async function addStream(topic: string): Promise<void> {
+    const key = keys.stream(topic)
+    if (streams.has(key) || pendingTopics.has(topic) || closed) return
+    pendingTopics.add(topic)
+    try {
+      if (grouped) await ensureGroup(key)
+      else lastIds.set(key, spec.startId)
+      streams.set(key, topic)
+      nudge()
+    } finally {
+      pendingTopics.delete(topic)
+    }
+  }
+
+  // ---- acknowledgements, coalesced per tick into one XACK per stream ----
+
+  function flushAcks(): void {
+    ackScheduled = false
+    const acks = ackQueue
+    const done = doneQueue
+    ackQueue = new Map()
+    doneQueue = []
+    if (acks.size === 0 && done.length === 0) return
+    let c: Redis
+    try {
+      c = host.command()
+    } catch {
+      return
+    }
+    const p = c.pipeline()
+    // Processed-id records first: once the entry is acknowledged the record is what prevents a
+    // second effect of the same id.
+    for (const k of done) p.call('SET', k, 'd', 'PX', cfg.dedupeTtlMs)
+    for (const [key, ids] of acks) p.call('XACK', key, group as string, ...ids)
+    const run = p
+      .exec()
+      .then((results) => {
+        for (const r of results ?? []) {
+          if (r[0] !== null) {
+            logger.warn('redis acknowledgement failed; the entries will be redelivered', {
+              error: (r[0] as Error).message,
+            })
+          }
+        }
+      })
+      .catch((err: unknown) =>
+        logger.warn('redis acknowledgement failed; the entries will be redelivered', {
+          error: (err as Error).message,
+        }),
+      )
+    ackFlushes.add(run)
+    void run.finally(() => ackFlushes.delete(run))
+  }
+
+  function ack(h: Held): void {
+    held.delete(heldKey(h.key, h.id))
+    if (!acked) return
+    if (h.eoKey !== undefined) doneQueue.push(h.eoKey)
+    const list = ackQueue.get(h.key)
+    if (list === undefined) ackQueue.set(h.key, [h.id])
+    else list.push(h.id)
+    if (!ackScheduled) {
+      ackScheduled = true
+      setImmediate(flushAcks)
+    }
+  }
+
+  // ---- delivery ----
+
+  function receive(key: string, id: string, fields: unknown, deliveryCount: number): void {
+    const hk = heldKey(key, id)
+    if (held.has(hk)) return
+    const topic = streams.get(key) ?? keys.topicOf(key) ?? key
+    const raw = fieldsOf(fields)
+    let event: OmnibusEvent | undefined
+    let invalid: InvalidEnvelopeError | undefined
+    const text = raw[EVENT_FIELD]
+    if (text === undefined) {
+      invalid = new InvalidEnvelopeError(
+        `stream entry ${id} of "${topic}" has no "${EVENT_FIELD}" field (fields: ${Object.keys(raw).join(', ') || 'none'})`,
+        JSON.stringify(raw),
+      )
+    } else {
+      try {
+        event = decodeEvent(text)
+      } catch (err) {
+        invalid =
+          err instanceof InvalidEnvelopeError
+            ? err
+            : new InvalidEnvelopeError((err as Error).message, text, err)
+      }
+    }
+    const h: Held = {
+      key,
+      id,
+      topic,
+      event,
+      invalid,
+      raw,
+      attempt: deliveryCount,
+      firstFailureAt: undefined,
+      timer: undefined,
+      running: false,
+      eoKey: undefined,
+    }
+    held.set(hk, h)
+    schedule(h)
+  }
+
+  function schedule(h: Held): void {
+    active++
+    limiter
+      .run(h.event?.partitionKey, () => processEntry(h))
+      .catch((err: unknown) =>
+        logger.error('redis consumer failed to process an entry', { error: String(err) }),
+      )
+      .finally(() => {
+        active--
+        if (active <= prefetch - batch || active === 0) {
+          const w = wake
+          wake = undefined
+          w?.()
+        }
+      })
+  }
+
+  async function processEntry(h: Held): Promise<void> {
+    if (closed) return
+    h.running = true
+    try {
+      await processOnce(h)
+    } finally {
+      h.running = false
+    }
+  }
+
+  async function deadLetter(h: Held, event: OmnibusEvent, reason: string, error: unknown, attempts: number) {
+    if (opts.deadLetter === false) {
+      logger.warn('redis event dropped after its last attempt (deadLetter: false)', {
+        topic: h.topic,
+        id: event.id,
+        reason,
+      })
+      return
+    }
+    const now = Date.now()
+    await host.publishDeadLetter(
+      deadLetterInput(event, opts.deadLetter, {
+        reason,
+        group,
+        attempts,
+        firstFailureAt: h.firstFailureAt ?? now,
+        lastFailureAt: now,
+        error,
+        backend: 'redis',
+      }),
+    )
+  }
+
+  async function processOnce(h: Held): Promise<void> {
+    if (h.invalid !== undefined || h.event === undefined) {
+      // Foreign or corrupt entry: dead-letter what was on the wire, with the reason.
+      const synthetic: OmnibusEvent = {
+        id: `redis-${h.topic}-${h.id}`,
+        topic: h.topic,
+        data: h.raw[EVENT_FIELD] ?? h.raw,
+        time: entryTime(h.id),
+        source: 'redis:unknown-producer',
+        headers: { 'omnibus-redis-stream': h.key, 'omnibus-redis-entry': h.id },
+        guarantee: 'at-least-once',
+      }
+      try {
+        await deadLetter(h, synthetic, h.invalid?.message ?? 'undecodable entry', h.invalid, h.attempt)
+        ack(h)
+      } catch (err) {
+        retryLater(h, 1_000, false, err)
+      }
+      return
+    }
+    const event = h.event
+    if (acked && h.attempt > opts.retry.maxAttempts) {
+      // Delivered maxAttempts times already without an acknowledgement (members died while
+      // handling it): do not run it again.
+      try {
+        await deadLetter(
+          h,
+          event,
+          `delivered ${h.attempt - 1} times without an acknowledgement (consumers lost while handling it)`,
+          undefined,
+          h.attempt - 1,
+        )
+        ack(h)
+      } catch (err) {
+        retryLater(h, 1_000, false, err)
+      }
+      return
+    }
+    if (localDedupe?.has(subId, event.id)) {
+      ack(h)
+      return
+    }
+    if (grouped && guarantee === 'exactly-once') {
+      const eoKey = keys.processed(group as string, event.id)
+      let state: string
+      try {
+        state = String(await host.command().call('EVAL', ACQUIRE_SCRIPT, 1, eoKey, `p:${consumerName}`, vis))
+      } catch (err) {
+        retryLater(h, 500, false, err)
+        return
+      }
+      if (state === 'done') {
+        ack(h)
+        return
+      }
+      if (state === 'busy') {
+        // Another member is handling the same event id right now: look again later.
+        retryLater(h, Math.min(vis, 1_000), false, undefined)
+        return
+      }
+      h.eoKey = eoKey
+    }
+    const outcome = await invokeHandler({
+      handler: spec.handler,
+      event,
+      attempt: h.attempt,
+      subscription,
+      logger,
+      signal: handlerAbort.signal,
+    })
+    if (outcome.kind === 'ack') {
+      localDedupe?.add(subId, event.id)
+      ack(h)
+      return
+    }
+    const now = Date.now()
+    h.firstFailureAt ??= now
+    if (h.eoKey !== undefined) {
+      const k = h.eoKey
+      h.eoKey = undefined
+      await host
+        .command()
+        .del(k)
+        .catch(() => {})
+    }
+    const decision = decideFailure(opts, h.attempt, outcome)
+    switch (decision.action) {
+      case 'retry':
+        retryLater(h, decision.delayMs, true, outcome.error)
+        return
+      case 'dead-letter':
+        try {
+          await deadLetter(h, event, decision.reason, outcome.error, h.attempt)
+          ack(h)
+        } catch (err) {
+          logger.warn('redis dead-letter publish failed; retrying it', { error: (err as Error).message })
+          retryLater(h, 1_000, false, err)
+        }
+        return
+      case 'drop':
+        logger.debug('redis event not redelivered', { topic: h.topic, id: event.id, reason: decision.reason })
+        ack(h)
+        return
+    }
+  }
+
+  /** Runs the entry again after `delayMs` without holding a concurrency slot meanwhile. */
+  function retryLater(h: Held, delayMs: number, countsAsAttempt: boolean, _error: unknown): void {
+    if (closed) return
+    h.timer = setTimeout(() => {
+      h.timer = undefined
+      if (closed) return
+      if (countsAsAttempt) h.attempt++
+      if (!acked || !countsAsAttempt) {
+        schedule(h)
+        return
+      }
+      // Record the attempt in the pending entry's delivery count, so a member that reclaims it
+      // after a crash continues the count instead of restarting it.
+      host
+        .command()
+        .call('XCLAIM', h.key, group as string, consumerName, 0, h.id, 'RETRYCOUNT', h.attempt, 'JUSTID')
+        .then((ids) => {
+          if (Array.isArray(ids) && ids.length === 0) {
+            held.delete(heldKey(h.key, h.id))
+            return
+          }
+          schedule(h)
+        })
+        .catch(() => schedule(h))
+    }, delayMs)
+  }
+
+  // ---- reading ----
+
+  async function readOnce(r: Redis): Promise<void> {
+    const keysList = [...streams.keys()]
+    const count = Math.max(1, Math.min(batch, prefetch - active))
+    let reply: unknown
+    blocked = true
+    try {
+      if (grouped) {
+        const args: (string | number)[] = [
+          'GROUP',
+          group as string,
+          consumerName,
+          'COUNT',
+          count,
+          'BLOCK',
+          cfg.blockMs,
+        ]
+        if (!acked) args.push('NOACK')
+        args.push('STREAMS', ...keysList)
+        for (let i = 0; i < keysList.length; i++) args.push('>')
+        reply = await r.call('XREADGROUP', ...args)
+      } else {
+        const args: (string | number)[] = ['COUNT', count, 'BLOCK', cfg.blockMs, 'STREAMS', ...keysList]
+        for (const k of keysList) args.push(lastIds.get(k) ?? spec.startId)
+        reply = await r.call('XREAD', ...args)
+      }
+    } finally {
+      blocked = false
+    }
+    if (!Array.isArray(reply)) return
+    for (const s of reply as [string, [string, unknown][]][]) {
+      const key = String(s[0])
+      const entries = s[1]
+      if (!Array.isArray(entries)) continue
+      for (const [id, fields] of entries) {
+        if (!grouped) lastIds.set(key, id)
+        if (closed) continue
+        if (fields === null) {
+          // Entry deleted (trimmed) while pending: nothing left to deliver.
+          continue
+        }
+        receive(key, id, fields, 1)
+      }
+    }
+  }
+
+  async function loop(): Promise<void> {
+    let failures = 0
+    while (!closed) {
+      const r = reader
+      if (r === undefined) break
+      if (streams.size === 0) {
+        await sleepUntilNudged(cfg.blockMs)
+        continue
+      }
+      if (active >= prefetch) {
+        await sleepUntilNudged(cfg.blockMs)
+        continue
+      }
+      try {
+        if (readerId === undefined) readerId = Number(await r.client('ID'))
+        await readOnce(r)
+        failures = 0
+      } catch (err) {
+        if (closed) break
+        const msg = (err as Error).message
+        if (/NOGROUP/.test(msg) && grouped) {
+          // The server lost the group (restarted without persistence, or the key was deleted).
+          await Promise.all([...streams.keys()].map((k) => ensureGroup(k).catch(() => {})))
+          continue
+        }
+        failures++
+        if (failures === 1 || failures % 50 === 0) {
+          logger.warn('redis read failed; retrying', { error: classifyError(err, 'subscribe').message })
+        }
+        await sleepUntilNudged(Math.min(100 * failures, 1_000))
+      }
+    }
+  }
+
+  // ---- leases: heartbeat for held entries, reclaim of idle entries of dead members ----
+
+  async function heartbeat(): Promise<void> {
+    const byKey = new Map<string, string[]>()
+    const eoKeys: string[] = []
+    for (const h of held.values()) {
+      const list = byKey.get(h.key)
+      if (list === undefined) byKey.set(h.key, [h.id])
+      else list.push(h.id)
+      if (h.eoKey !== undefined) eoKeys.push(h.eoKey)
+    }
+    if (byKey.size === 0) return
+    try {
+      const p = host.command().pipeline()
+      for (const [key, ids] of byKey)
+        p.call('XCLAIM', key, group as string, consumerName, 0, ...ids, 'JUSTID')
+      for (const k of eoKeys) p.call('PEXPIRE', k, vis)
+      await p.exec()
+    } catch (err) {
+      logger.debug('redis lease heartbeat failed', { error: (err as Error).message })
+    }
+  }
+
+  async function sweep(): Promise<void> {
+    if (sweeping || closed) return
+    sweeping = true
+    try {
+      const c = host.command()
+      if (c.status !== 'ready') return
+      for (const key of streams.keys()) {
+        const room = prefetch - active
+        if (room <= 0 || closed) break
+        const cursor = claimCursors.get(key) ?? '0-0'
+        const reply = (await c.call(
+          'XAUTOCLAIM',
+          key,
+          group as string,
+          consumerName,
+          vis,
+          cursor,
+          'COUNT',
+          Math.min(room, batch),
+        )) as [string, [string, unknown][] | null, string[] | undefined]
+        claimCursors.set(key, String(reply[0]))
+        const entries = (reply[1] ?? []).filter((e) => Array.isArray(e) && e[1] !== null)
+        const deleted = reply[2] ?? []
+        if (deleted.length > 0) {
+          logger.warn('redis entries were trimmed from the stream before they were acknowledged', {
+            stream: key,
+            count: deleted.length,
+          })
+        }
+        if (entries.length === 0 || closed) continue
+        // XAUTOCLAIM does not return delivery counts: read them from the pending list.
+        const first = entries[0]?.[0] as string
+        const last = entries[entries.length - 1]?.[0] as string
+        const pending = (await c.call(
+          'XPENDING',
+          key,
+          group as string,
+          first,
+          last,
+          entries.length,
+          consumerName,
+        )) as [string, string, number, number][]
+        const counts = new Map(pending.map((p) => [String(p[0]), Number(p[3])]))
+        for (const [id, fields] of entries) receive(key, id, fields, counts.get(id) ?? 2)
+      }
+    } catch (err) {
+      logger.debug('redis reclaim sweep failed', { error: (err as Error).message })
+    } finally {
+      sweeping = false
+    }
+  }
+
+  // ---- lifecycle ----
+
+  async function start(topics: readonly string[]): Promise<void> {
+    reader = await host.newReader()
+    reader.on('ready', () => {
+      readerId = undefined
+    })
+    reader.on('close', () => {
+      readerId = undefined
+    })
+    for (const t of topics) await addStream(t)
+    if (acked) {
+      heartbeatTimer = setInterval(() => void heartbeat(), Math.max(50, Math.floor(vis / 3)))
+      sweepTimer = setInterval(() => void sweep(), Math.max(50, Math.min(Math.floor(vis / 2), 5_000)))
+      heartbeatTimer.unref()
+      sweepTimer.unref()
+    }
+    loopDone = loop()
+    const signal = opts.signal
+    if (signal !== undefined) {
+      if (signal.aborted) void close()
+      else {
+        abortListener = () => void close()
+        signal.addEventListener('abort', abortListener, { once: true })
+      }
+    }
+  }
+
+  function close(drainTimeoutMs: number = cfg.drainTimeoutMs): Promise<void> {
+    if (closing !== undefined) return closing
+    closed = true
+    closing = (async () => {
+      if (abortListener !== undefined) opts.signal?.removeEventListener('abort', abortListener)
+      nudge()
+      for (const h of held.values()) {
+        if (h.timer !== undefined) {
+          clearTimeout(h.timer)
+          h.timer = undefined
+        }
+      }
+      let timer: NodeJS.Timeout | undefined
+      const drained = await Promise.race([
+        limiter.onIdle().then(() => true),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(false), drainTimeoutMs)
+        }),
+      ])
+      clearTimeout(timer)
+      if (!drained) handlerAbort.abort(new Error('subscription closed before the handler finished'))
+      if (ackScheduled) flushAcks()
+      await Promise.allSettled([...ackFlushes])
+      if (heartbeatTimer !== undefined) clearInterval(heartbeatTimer)
+      if (sweepTimer !== undefined) clearInterval(sweepTimer)
+      const r = reader
+      reader = undefined
+      if (r !== undefined) host.releaseReader(r)
+      await loopDone?.catch(() => {})
+      if (acked && held.size > 0) {
+        // Hand back what was read but not acknowledged: an idle time past any visibility window
+        // lets the next sweep of any member claim it at once.
+        try {
+          const p = host.command().pipeline()
+          const byKey = new Map<string, string[]>()
+          for (const h of held.values()) {
+            const list = byKey.get(h.key)
+            if (list === undefined) byKey.set(h.key, [h.id])
+            else list.push(h.id)
+          }
+          for (const [key, ids] of byKey) {
+            p.call(
+              'XCLAIM',
+              key,
+              group as string,
+              consumerName,
+              0,
+              ...ids,
+              'IDLE',
+              RELEASED_IDLE_MS,
+              'JUSTID',
+            )
+          }
+          await p.exec()
+        } catch {
+          // Not fatal: the entries become claimable once the visibility window passes.
+        }
+      } else if (grouped) {
+        try {
+          const p = host.command().pipeline()
+          for (const key of streams.keys())
+            p.call('EVAL', DELETE_IDLE_CONSUMER, 1, key, group as string, consumerName)
+          await p.exec()
+        } catch {
+          // Best effort: an idle consumer name left in the group costs nothing but a line in XINFO.
+        }
+      }
+      held.clear()
+      host.removeConsumer(consumer)
+    })()
+    return closing
+  }
+
+  const consumer: Consumer = {
+    subscription,
+    wildcard: spec.wildcard,
+    matches: spec.matches,
+    start,
+    addTopic(topic) {
+      if (closed || streams.has(keys.stream(topic))) return
+      addStream(topic).catch((err: unknown) =>
+        logger.warn('redis could not start reading a new topic', { topic, error: (err as Error).message }),
+      )
+    },
+    close,
+  }
+  return consumer
+}
