@@ -1,0 +1,56 @@
+/**
+ * Child-process consumer of the conformance suite. Started by `spawnConsumer` with one JSON
+ * argument; imports the backend module, subscribes, and reports every delivery to the parent
+ * over IPC, so the parent can kill it mid-handler and check that another process gets the events.
+ */
+import { isAbsolute } from 'node:path'
+import { pathToFileURL } from 'node:url'
+import type { EventBackend } from '@omnibus/core'
+import type { RunnerConfig, RunnerMessage } from './child.ts'
+
+const PROBE_HEADER = 'x-conformance-probe'
+
+function send(message: RunnerMessage): void {
+  process.send?.(message)
+}
+
+async function main(): Promise<void> {
+  const config = JSON.parse(process.argv[2] ?? '{}') as RunnerConfig
+  const url = isAbsolute(config.module) ? pathToFileURL(config.module).href : config.module
+  const mod = (await import(url)) as Record<string, unknown>
+  const factory = mod[config.exportName]
+  if (typeof factory !== 'function') {
+    throw new Error(`${config.module} does not export a function named "${config.exportName}"`)
+  }
+  const backend = (await factory()) as EventBackend
+  await backend.connect()
+  await backend.subscribe(
+    config.pattern,
+    async (event, ctx) => {
+      if (event.headers[PROBE_HEADER] !== undefined) {
+        send({ type: 'probe' })
+        return
+      }
+      send({ type: 'delivered', id: event.id, attempt: ctx.attempt })
+      if (config.behaviour === 'hang') await new Promise<never>(() => {})
+      if (config.handlerMs > 0) await new Promise((resolve) => setTimeout(resolve, config.handlerMs))
+      send({ type: 'acked', id: event.id })
+    },
+    config.subscribeOptions,
+  )
+  process.on('message', (m: { type?: string }) => {
+    if (m.type === 'stop') {
+      backend.disconnect().then(
+        () => process.exit(0),
+        () => process.exit(1),
+      )
+    }
+  })
+  send({ type: 'ready' })
+}
+
+main().catch((error: unknown) => {
+  send({ type: 'error', message: error instanceof Error ? `${error.name}: ${error.message}` : String(error) })
+  process.exitCode = 1
+  process.disconnect?.()
+})
