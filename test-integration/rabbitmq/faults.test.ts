@@ -1,0 +1,146 @@
+import { type ChildProcess, fork } from 'node:child_process'
+import { fileURLToPath } from 'node:url'
+import type { EventBackend, OmnibusEvent } from '@omnibus/core'
+import { createRabbitMQBackend } from '@omnibus/rabbitmq'
+import { afterEach, expect, it } from 'vitest'
+import { describeWithService, requireEndpoint, restartHint, serviceRestart } from '../setup/services.ts'
+
+const runId = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`
+
+async function waitFor(what: string, predicate: () => boolean, timeoutMs: number): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 25))
+  }
+}
+
+describeWithService('rabbitmq', 'RabbitMQ fault tests', () => {
+  const url = requireEndpoint('rabbitmq')
+  const restart = serviceRestart('rabbitmq')
+  const backends: EventBackend[] = []
+  const children: ChildProcess[] = []
+
+  async function backend(): Promise<EventBackend> {
+    const b = createRabbitMQBackend({ url, publishTimeoutMs: 60_000 })
+    await b.connect()
+    backends.push(b)
+    return b
+  }
+
+  afterEach(async () => {
+    for (const c of children.splice(0)) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
+    await Promise.allSettled(backends.splice(0).map((b) => b.disconnect({ drainTimeoutMs: 1000 })))
+  })
+
+  const restartTest = restart === undefined ? it.skip : it
+  restartTest(
+    `broker restart in the middle of 10,000 events: every acknowledged publish is received${restart === undefined ? ` (skipped: ${restartHint('rabbitmq')})` : ''}`,
+    async () => {
+      const restartBroker = restart as () => Promise<void>
+      const topic = `fault.${runId}.restart`
+      const consumer = await backend()
+      const publisher = await backend()
+      const received = new Set<string>()
+      let deliveries = 0
+      // Handlers hold their events until the outage is seen, so the restart hits unacknowledged
+      // deliveries as well as messages still queued and publishes still to come.
+      let openGate: () => void = () => {}
+      const gate = new Promise<void>((resolve) => {
+        openGate = resolve
+      })
+      await consumer.subscribe(
+        topic,
+        async (event: OmnibusEvent) => {
+          deliveries++
+          await gate
+          received.add(event.id)
+        },
+        { group: `fault-${runId}`, concurrency: 50 },
+      )
+      const acked: string[] = []
+      const retryable: string[] = []
+      const total = 10_000
+      let next = 0
+      async function worker(end: number): Promise<void> {
+        while (next < end) {
+          const id = `${runId}-${next++}`
+          for (;;) {
+            try {
+              await publisher.publish({ topic, id, data: { id } })
+              acked.push(id)
+              break
+            } catch (error) {
+              // Only retryable errors are allowed; the same id is sent again.
+              expect((error as { retryable?: boolean }).retryable, String(error)).toBe(true)
+              retryable.push(id)
+            }
+          }
+        }
+      }
+      await Promise.all(Array.from({ length: 100 }, () => worker(3000)))
+      const restarting = restartBroker()
+      let sawOutage = false
+      const until = Date.now() + 60_000
+      while (!sawOutage && Date.now() < until) {
+        sawOutage = !(await publisher.healthCheck()).healthy
+        if (!sawOutage) await new Promise((r) => setTimeout(r, 20))
+      }
+      expect(sawOutage, 'healthCheck reported unhealthy during the restart').toBe(true)
+      const receivedBeforeOutage = received.size
+      openGate()
+      // The other 7,000 are published while the broker is away and after it is back.
+      await Promise.all([restarting, ...Array.from({ length: 100 }, () => worker(total))])
+      expect(receivedBeforeOutage).toBe(0)
+      await waitFor('the publisher to be healthy again', () => publisher.isConnected, 60_000)
+      expect((await publisher.healthCheck()).healthy).toBe(true)
+      expect(acked.length).toBe(total)
+      await waitFor(
+        `every acknowledged publish to arrive (${received.size}/${total})`,
+        () => acked.every((id) => received.has(id)),
+        90_000,
+      )
+      console.log(
+        `restart run: ${total} acknowledged, ${received.size} distinct received, ${deliveries} deliveries, ${retryable.length} retryable publish errors`,
+      )
+    },
+    240_000,
+  )
+
+  it('a consumer process killed mid-handler: another process gets its events', async () => {
+    const topic = `fault.${runId}.kill`
+    const group = `kill-${runId}`
+    const child = fork(fileURLToPath(new URL('./fault-child.ts', import.meta.url)), [], {
+      execArgv: ['--conditions=@omnibus/source'],
+      env: { ...process.env, OMNIBUS_IT_AMQP_URL: url, FAULT_PATTERN: topic, FAULT_GROUP: group },
+      stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
+    })
+    children.push(child)
+    const heldByChild = new Set<string>()
+    let ready = false
+    child.on('message', (m: { type: string; id?: string }) => {
+      if (m.type === 'ready') ready = true
+      if (m.type === 'delivered' && m.id !== undefined) heldByChild.add(m.id)
+    })
+    await waitFor('the child consumer to subscribe', () => ready, 30_000)
+    const publisher = await backend()
+    const ids: string[] = []
+    for (let i = 0; i < 20; i++) ids.push((await publisher.publish({ topic, data: { i } })).id)
+    // The child holds up to its concurrency (5) unacknowledged events in never-ending handlers.
+    await waitFor('the child to hold events', () => heldByChild.size === 5, 10_000)
+    const survivor = await backend()
+    const received = new Set<string>()
+    await survivor.subscribe(topic, (e) => void received.add(e.id), { group, concurrency: 5 })
+    await waitFor('the survivor to get the events the child does not hold', () => received.size >= 15, 10_000)
+    expect([...heldByChild].some((id) => received.has(id))).toBe(false)
+    const exited = new Promise((resolve) => child.once('exit', resolve))
+    child.kill('SIGKILL')
+    await exited
+    await waitFor(
+      'the killed child’s events to reach the survivor',
+      () => ids.every((id) => received.has(id)),
+      15_000,
+    )
+    expect([...heldByChild].every((id) => received.has(id))).toBe(true)
+  }, 60_000)
+})
