@@ -1,6 +1,6 @@
 import { DLQ_HEADERS, type OmnibusEvent, redriveInput, type SubscribeOptions } from '@omnibus/core'
 import { expect } from 'vitest'
-import { type CaseContext, Inbox, publishAll } from '../harness.ts'
+import { Inbox, publishAll } from '../harness.ts'
 import { waitFor } from '../wait.ts'
 import { allOf, atLeastOnce, type ConformanceCase, groups } from './types.ts'
 
