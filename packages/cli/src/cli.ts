@@ -1,0 +1,227 @@
+/**
+ * Argument parsing and dispatch of the `omnibus` command. `main(argv, io)` returns the exit code
+ * instead of exiting, so it can be tested in-process; `bin.ts` wires it to the process.
+ */
+import { parseArgs } from 'node:util'
+import type { EventBackend } from '@omnibus/core'
+import { backendUrl, CliError, connectBackend, describe, EXIT } from './backend.ts'
+import { DEFAULT_DLQ_TOPIC, dlqList, dlqRedrive } from './commands/dlq.ts'
+import { health } from './commands/health.ts'
+import { publish } from './commands/publish.ts'
+import { tail } from './commands/tail.ts'
+import { runDemo } from './demo/coordinator.ts'
+import { runWorker } from './demo/worker.ts'
+import type { CommandIo } from './io.ts'
+
+const VERSION = '0.1.0'
+
+const USAGE = `omnibus — events across processes and brokers
+
+Usage: omnibus <command> [options]
+
+Commands:
+  tail [patterns…]          print live events (default pattern: **)
+  publish <topic> [json|-]  publish one event, or one per stdin line
+  health                    connect, report latency and capabilities
+  dlq list|redrive          inspect or re-publish dead letters
+  demo                      coordinator + worker agents in separate processes
+
+Global options:
+  --backend URL   sqlite://./omnibus.db (default), memory://, redis://host:6379,
+                  kafka://host:9092, amqp://user:pass@host:5672, sqs://host:9324
+                  (or set OMNIBUS_BACKEND)
+  --json          machine-readable output
+  -h, --help      help for a command: omnibus <command> --help
+  --version
+
+Exit codes: 0 ok, 1 command failed (unhealthy, publish refused, demo tasks lost),
+            2 usage error (bad option, URL or JSON; nothing sent), 3 backend unreachable.`
+
+const HELP: Readonly<Record<string, string>> = {
+  tail: `Usage: omnibus tail [patterns…] [--json] [--from earliest|latest] [--group NAME] [--count N]
+
+Prints events as they arrive, one per line, coloured by category.
+  patterns          topic globs: tool.*  **.error  agent.*.task   (default **)
+  --json            one CloudEvents JSON document per line
+  --from earliest   start from the oldest retained event (persistent backends)
+  --group NAME      join a consumer group (at-least-once) instead of observing
+  --count N         exit after N events
+
+Example: omnibus tail 'tool.*' '**.error' --backend redis://localhost:6379`,
+  publish: `Usage: omnibus publish <topic> [json | -] [--key K] [--header k=v]… [--json]
+
+Publishes the JSON value as event data. With "-" (or no data and a pipe), reads one JSON
+value per line from stdin and publishes them all; a bad line sends nothing.
+  --key K       partition key (ordering)
+  --header k=v  envelope header, repeatable
+
+Examples: omnibus publish task.created '{"id":1}' --header tenant=acme
+          printf '1\\n2\\n3\\n' | omnibus publish metric.ticks -`,
+  health: `Usage: omnibus health [--backend URL] [--json] [--timeout MS]
+
+Connects, runs a health check and prints latency and capabilities.
+Exit 0 healthy, 1 unhealthy, 3 unreachable within --timeout (default 10000 ms).`,
+  dlq: `Usage: omnibus dlq list|redrive [--topic T] [--limit N] [--idle MS] [--group NAME] [--json]
+
+  list      print dead letters from the earliest retained one (does not consume them)
+  redrive   re-publish each dead letter to its original topic, with its original id
+  --topic T   dead-letter topic (default ${DEFAULT_DLQ_TOPIC})
+  --limit N   stop after N dead letters
+  --idle MS   stop once none arrived for MS (default 1000)
+  --group     consumer group used by redrive (default omnibus-dlq-redrive)`,
+  demo: `Usage: omnibus demo [--workers N] [--tasks N] [--backend URL]
+
+Starts a coordinator and N worker agents (default 3) in separate processes. The coordinator sends
+tasks (default 60) with request/reply, to named workers and group-balanced; workers report tool
+calls, token usage, latency and occasional errors on the ObservabilityBus, shown live.
+Without --backend it runs on a fresh embedded SQLite file.`,
+}
+
+const OPTIONS = {
+  backend: { type: 'string' },
+  json: { type: 'boolean' },
+  help: { type: 'boolean', short: 'h' },
+  version: { type: 'boolean' },
+  from: { type: 'string' },
+  group: { type: 'string' },
+  count: { type: 'string' },
+  key: { type: 'string' },
+  header: { type: 'string', multiple: true },
+  timeout: { type: 'string' },
+  topic: { type: 'string' },
+  limit: { type: 'string' },
+  idle: { type: 'string' },
+  workers: { type: 'string' },
+  tasks: { type: 'string' },
+  // Internal: a demo worker process.
+  id: { type: 'string' },
+  run: { type: 'string' },
+} as const
+
+function intOption(name: string, value: string | undefined, min = 1): number | undefined {
+  if (value === undefined) return undefined
+  const n = Number(value)
+  if (!Number.isInteger(n) || n < min)
+    throw new CliError(`--${name} must be an integer >= ${min}, got "${value}"`, EXIT.usage)
+  return n
+}
+
+async function withBackend(
+  url: string,
+  timeoutMs: number,
+  fn: (backend: EventBackend) => Promise<number>,
+): Promise<number> {
+  const backend = await connectBackend(url, timeoutMs)
+  try {
+    return await fn(backend)
+  } finally {
+    await backend.disconnect({ drainTimeoutMs: 2000 }).catch(() => undefined)
+  }
+}
+
+/** Runs the command line `argv` (without node and script) and returns the exit code. */
+export async function main(argv: readonly string[], io: CommandIo): Promise<number> {
+  try {
+    return await dispatch(argv, io)
+  } catch (error) {
+    if (error instanceof CliError) {
+      io.err(`omnibus: ${error.message}`)
+      if (error.exitCode === EXIT.usage) io.err('run "omnibus --help" for usage')
+      return error.exitCode
+    }
+    io.err(`omnibus: ${describe(error)}`)
+    return EXIT.failure
+  }
+}
+
+async function dispatch(argv: readonly string[], io: CommandIo): Promise<number> {
+  let parsed: ReturnType<typeof parseArgs<{ options: typeof OPTIONS; allowPositionals: true; strict: true }>>
+  try {
+    parsed = parseArgs({ args: [...argv], options: OPTIONS, allowPositionals: true, strict: true })
+  } catch (error) {
+    throw new CliError(describe(error), EXIT.usage)
+  }
+  const { values, positionals } = parsed
+  const [command, ...rest] = positionals
+  if (values.version) {
+    io.out(VERSION)
+    return EXIT.ok
+  }
+  if (command === undefined || command === 'help') {
+    const topic = rest[0]
+    io.out(topic !== undefined && HELP[topic] !== undefined ? HELP[topic] : USAGE)
+    return command === undefined && !values.help ? EXIT.usage : EXIT.ok
+  }
+  if (values.help) {
+    io.out(HELP[command] ?? USAGE)
+    return HELP[command] === undefined ? EXIT.usage : EXIT.ok
+  }
+  const url = backendUrl(values.backend)
+  const timeoutMs = intOption('timeout', values.timeout) ?? 10_000
+  const json = values.json ?? false
+  switch (command) {
+    case 'tail': {
+      const from = values.from ?? 'latest'
+      if (from !== 'latest' && from !== 'earliest') {
+        throw new CliError(`--from must be earliest or latest, got "${from}"`, EXIT.usage)
+      }
+      const count = intOption('count', values.count)
+      return withBackend(url, timeoutMs, (b) =>
+        tail(b, { patterns: rest, json, from, group: values.group, count }, io),
+      )
+    }
+    case 'publish': {
+      const [topic, data, extra] = rest
+      if (topic === undefined)
+        throw new CliError('publish needs a topic: omnibus publish <topic> [json | -]', EXIT.usage)
+      if (extra !== undefined) {
+        throw new CliError(`unexpected argument "${extra}": quote the JSON data as one argument`, EXIT.usage)
+      }
+      if (data === undefined && (io.stdin as NodeJS.ReadStream).isTTY === true) {
+        throw new CliError('publish needs data: a JSON argument, or "-" with JSON lines on stdin', EXIT.usage)
+      }
+      return withBackend(url, timeoutMs, (b) =>
+        publish(b, { topic, data, key: values.key, headers: values.header ?? [], json }, io),
+      )
+    }
+    case 'health':
+      return withBackend(url, timeoutMs, (b) => health(b, url, json, io))
+    case 'dlq': {
+      const action = rest[0]
+      if (action !== 'list' && action !== 'redrive') {
+        throw new CliError(
+          `dlq needs "list" or "redrive", got ${action === undefined ? 'nothing' : `"${action}"`}`,
+          EXIT.usage,
+        )
+      }
+      const opts = {
+        topic: values.topic ?? DEFAULT_DLQ_TOPIC,
+        json,
+        limit: intOption('limit', values.limit),
+        idleMs: intOption('idle', values.idle) ?? 1000,
+        group: values.group ?? 'omnibus-dlq-redrive',
+      }
+      return withBackend(url, timeoutMs, (b) =>
+        action === 'list' ? dlqList(b, opts, io) : dlqRedrive(b, opts, io),
+      )
+    }
+    case 'demo':
+      return runDemo(
+        {
+          backend: values.backend ?? process.env.OMNIBUS_BACKEND,
+          workers: intOption('workers', values.workers) ?? 3,
+          tasks: intOption('tasks', values.tasks) ?? 60,
+          timeoutMs,
+        },
+        io,
+      )
+    case '__demo-worker': {
+      if (values.id === undefined || values.run === undefined || values.backend === undefined) {
+        throw new CliError('internal demo worker needs --id, --run and --backend', EXIT.usage)
+      }
+      return runWorker({ backend: values.backend, id: values.id, run: values.run }, io)
+    }
+    default:
+      throw new CliError(`unknown command "${command}"`, EXIT.usage)
+  }
+}
