@@ -13,11 +13,6 @@ interface GlobEdge<T> {
   readonly node: TrieNode<T>
 }
 
-interface Entry<T> {
-  readonly value: T
-  stamp: number
-}
-
 interface TrieNode<T> {
   literal: Map<string, TrieNode<T>> | undefined
   star: TrieNode<T> | undefined
@@ -25,7 +20,13 @@ interface TrieNode<T> {
   /** A trailing `**` that must consume at least one segment (see `PatternSegment`). */
   globstarPlus: TrieNode<T> | undefined
   globs: GlobEdge<T>[] | undefined
-  entries: Entry<T>[] | undefined
+  /** Values of the patterns ending here. Copied before mutation once handed out (`shared`). */
+  values: T[] | undefined
+  /** One token per value, in step with `values`, so a remover finds exactly its own entry. */
+  tokens: object[] | undefined
+  shared: boolean
+  /** Last match that collected this node: a node reached twice (through `**`) counts once. */
+  stamp: number
 }
 
 function newNode<T>(): TrieNode<T> {
@@ -35,7 +36,10 @@ function newNode<T>(): TrieNode<T> {
     globstar: undefined,
     globstarPlus: undefined,
     globs: undefined,
-    entries: undefined,
+    values: undefined,
+    tokens: undefined,
+    shared: false,
+    stamp: 0,
   }
 }
 
@@ -58,21 +62,90 @@ function isEmpty<T>(n: TrieNode<T>): boolean {
     n.globstar === undefined &&
     n.globstarPlus === undefined &&
     (n.globs === undefined || n.globs.length === 0) &&
-    (n.entries === undefined || n.entries.length === 0)
+    (n.values === undefined || n.values.length === 0)
   )
+}
+
+function ownValues<T>(node: TrieNode<T>): T[] {
+  if (node.values === undefined) node.values = []
+  else if (node.shared) node.values = node.values.slice()
+  node.shared = false
+  return node.values
 }
 
 const RESULT_CACHE_LIMIT = 10_000
 const EMPTY: readonly never[] = Object.freeze([])
 
+// State of the match in progress. Matching is synchronous and never re-entered (glob tests are
+// plain regular expressions), so one set of module variables serves every index.
+let stampCounter = 0
+let wSegs: string[] = []
+let wCount = 0
+let wStamp = 0
+let wFirst: TrieNode<unknown> | undefined
+let wOut: unknown[] | undefined
+
+function collect(node: TrieNode<unknown>): void {
+  const values = node.values
+  if (values === undefined || values.length === 0 || node.stamp === wStamp) return
+  node.stamp = wStamp
+  if (wFirst === undefined) {
+    wFirst = node
+    return
+  }
+  if (wOut === undefined) wOut = (wFirst.values as unknown[]).slice()
+  for (let i = 0; i < values.length; i++) wOut.push(values[i])
+}
+
+function isLeaf(n: TrieNode<unknown>): boolean {
+  return (
+    n.literal === undefined &&
+    n.star === undefined &&
+    n.globs === undefined &&
+    n.globstar === undefined &&
+    n.globstarPlus === undefined
+  )
+}
+
+function walk(node: TrieNode<unknown>, i: number): void {
+  const gs = node.globstar
+  if (gs !== undefined) {
+    // `**` consumes zero or more segments: try every split point. A trailing `**` (no children)
+    // matches whatever remains, so it is collected at once.
+    if (isLeaf(gs)) collect(gs)
+    else for (let j = i; j <= wCount; j++) walk(gs, j)
+  }
+  const gp = node.globstarPlus
+  if (gp !== undefined && i < wCount) {
+    if (isLeaf(gp)) collect(gp)
+    else for (let j = i + 1; j <= wCount; j++) walk(gp, j)
+  }
+  if (i === wCount) {
+    collect(node)
+    return
+  }
+  const seg = wSegs[i] as string
+  if (node.literal !== undefined) {
+    const next = node.literal.get(seg)
+    if (next !== undefined) walk(next, i + 1)
+  }
+  if (node.star !== undefined) walk(node.star, i + 1)
+  const globs = node.globs
+  if (globs !== undefined) {
+    for (let g = 0; g < globs.length; g++) {
+      const edge = globs[g] as GlobEdge<unknown>
+      if (edge.test(seg)) walk(edge.node, i + 1)
+    }
+  }
+}
+
 /**
  * An index of patterns, each with a value (a subscription, a handler). `match(topic)` returns the
- * values of every pattern that matches, each value once.
+ * values of every pattern that matches; a pattern reached through several `**` paths counts once.
  */
 export class MatcherIndex<T> {
   #root: TrieNode<T> = newNode()
   #size = 0
-  #stamp = 0
   #cache = new Map<string, readonly T[]>()
 
   /** Number of (pattern, value) pairs held. */
@@ -92,23 +165,23 @@ export class MatcherIndex<T> {
       node = this.#child(node, seg)
       path.push(node)
     }
-    const entry: Entry<T> = { value, stamp: 0 }
-    if (node.entries === undefined) node.entries = []
-    node.entries.push(entry)
+    const token = {}
+    ownValues(node).push(value)
+    if (node.tokens === undefined) node.tokens = []
+    node.tokens.push(token)
     this.#size++
     this.#cache.clear()
     let removed = false
     return () => {
       if (removed) return
       removed = true
-      const list = node.entries
-      const at = list === undefined ? -1 : list.indexOf(entry)
-      if (list !== undefined && at >= 0) {
-        list.splice(at, 1)
-        this.#size--
-        this.#cache.clear()
-        this.#prune(path, segments)
-      }
+      const at = node.tokens === undefined ? -1 : node.tokens.indexOf(token)
+      if (at < 0) return
+      node.tokens?.splice(at, 1)
+      ownValues(node).splice(at, 1)
+      this.#size--
+      this.#cache.clear()
+      this.#prune(path, segments)
     }
   }
 
@@ -116,11 +189,22 @@ export class MatcherIndex<T> {
   match(topic: string): readonly T[] {
     const cached = this.#cache.get(topic)
     if (cached !== undefined) return cached
-    const segments = topic.split('.')
-    const out: T[] = []
-    const stamp = ++this.#stamp
-    this.#walk(this.#root, segments, 0, out, stamp)
-    const result = out.length === 0 ? EMPTY : out
+    wSegs = topic.split('.')
+    wCount = wSegs.length
+    wStamp = ++stampCounter
+    wFirst = undefined
+    wOut = undefined
+    walk(this.#root as TrieNode<unknown>, 0)
+    let result: readonly T[] = EMPTY
+    const first = wFirst as TrieNode<unknown> | undefined
+    if (wOut !== undefined) result = wOut as T[]
+    else if (first !== undefined) {
+      // Hand out the node's own array; the next change to that node copies it first.
+      first.shared = true
+      result = first.values as T[]
+    }
+    wFirst = undefined
+    wOut = undefined
     if (this.#cache.size >= RESULT_CACHE_LIMIT) this.#cache.clear()
     this.#cache.set(topic, result)
     return result
@@ -182,40 +266,6 @@ export class MatcherIndex<T> {
       else if (seg.kind === 'globstar' && seg.minSegments === 1) parent.globstarPlus = undefined
       else if (seg.kind === 'globstar') parent.globstar = undefined
       else if (parent.globs !== undefined) parent.globs = parent.globs.filter((g) => g.node !== child)
-    }
-  }
-
-  #collect(node: TrieNode<T>, out: T[], stamp: number): void {
-    const entries = node.entries
-    if (entries === undefined) return
-    for (let i = 0; i < entries.length; i++) {
-      const e = entries[i] as Entry<T>
-      if (e.stamp !== stamp) {
-        e.stamp = stamp
-        out.push(e.value)
-      }
-    }
-  }
-
-  #walk(node: TrieNode<T>, segs: string[], i: number, out: T[], stamp: number): void {
-    if (node.globstar !== undefined) {
-      // `**` consumes zero or more segments: try every split point.
-      for (let j = i; j <= segs.length; j++) this.#walk(node.globstar, segs, j, out, stamp)
-    }
-    if (node.globstarPlus !== undefined) {
-      for (let j = i + 1; j <= segs.length; j++) this.#walk(node.globstarPlus, segs, j, out, stamp)
-    }
-    if (i === segs.length) {
-      this.#collect(node, out, stamp)
-      return
-    }
-    const seg = segs[i] as string
-    const lit = node.literal?.get(seg)
-    if (lit !== undefined) this.#walk(lit, segs, i + 1, out, stamp)
-    if (node.star !== undefined) this.#walk(node.star, segs, i + 1, out, stamp)
-    const globs = node.globs
-    if (globs !== undefined) {
-      for (const g of globs) if (g.test(seg)) this.#walk(g.node, segs, i + 1, out, stamp)
     }
   }
 }
