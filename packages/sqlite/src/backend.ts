@@ -7,6 +7,7 @@
  * transaction. Commits by other processes are noticed through `PRAGMA data_version`.
  */
 import { randomUUID } from 'node:crypto'
+import type { Worker } from 'node:worker_threads'
 import {
   type BackendCapabilities,
   type BatchEntryResult,
@@ -37,6 +38,7 @@ import {
   silentLogger,
 } from '@omnibus/core'
 import Database from 'better-sqlite3'
+import { startCheckpointWorker } from './checkpoint.ts'
 import { classifyError } from './errors.ts'
 import { type ResolvedSqliteOptions, resolveOptions, type SqliteBackendOptions } from './options.ts'
 import { SCHEMA_SQL, SCHEMA_VERSION } from './schema.ts'
@@ -74,6 +76,18 @@ export interface SqliteBackend extends EventBackend {
   injectRaw(topic: string, payload: Uint8Array | string): Promise<void>
   /** A short description for logs, without secrets. */
   describe(): string
+  /** Counters of this instance since it was created. */
+  stats(): SqliteBackendStats
+}
+
+/** Counters of one backend instance. */
+export interface SqliteBackendStats {
+  /** Events written by `publish`/`publishBatch`. */
+  readonly published: number
+  /** Transactions those events were written in (group commit: many events, one transaction). */
+  readonly publishTransactions: number
+  /** Events dead-lettered by this instance's subscriptions (failures and undecodable rows). */
+  readonly deadLettered: number
 }
 
 interface PendingPublish {
@@ -129,6 +143,7 @@ const MAX_PENDING = 2000
 const STALE_EPHEMERAL_MS = 60_000
 const MAINTENANCE_INTERVAL_MS = 5_000
 const RETENTION_INTERVAL_MS = 60_000
+const CHECKPOINT_INTERVAL_MS = 250
 
 /** Processes with several backends on one file wake each other without waiting for the poll. */
 const localPeers = new Map<string, Set<() => void>>()
@@ -164,6 +179,8 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
   let maintenanceTimer: NodeJS.Timeout | undefined
   let lastDataVersion = 0
   let lastRetentionAt = 0
+  let checkpointer: Worker | undefined
+  const counters = { published: 0, publishTransactions: 0, deadLettered: 0 }
   const subs = new Map<string, SubState>()
   const dirty = new Set<SubState>()
   let pumpScheduled = false
@@ -207,6 +224,9 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
         }
       }
       d.pragma(`synchronous = ${o.synchronous === 'full' ? 'FULL' : 'NORMAL'}`)
+      // Checkpoints (WAL → database file, with an fsync) would stall whichever commit crosses the
+      // threshold for tens of ms; a worker thread with its own connection runs them instead.
+      if (!inMemory) d.pragma('wal_autocheckpoint = 0')
       d.transaction(() => {
         d.exec(SCHEMA_SQL)
         const version = d.prepare("SELECT value FROM omnibus_meta WHERE key = 'schema_version'").pluck().get()
@@ -246,6 +266,7 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
           set.add(wakeFromPeer)
         }
         startTimers()
+        startCheckpointer()
         applyStoredRetention(true)
       } catch (error) {
         state = 'closed'
@@ -256,6 +277,23 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
       }
     })()
     return connecting
+  }
+
+  function startCheckpointer(): void {
+    if (inMemory) return
+    try {
+      checkpointer = startCheckpointWorker(db?.name ?? o.path, o.busyTimeoutMs, CHECKPOINT_INTERVAL_MS)
+      checkpointer.on('error', (error) => {
+        logger.warn('sqlite: checkpoint worker failed; checkpoints move to this thread', {
+          error: String(error),
+        })
+        checkpointer = undefined
+        db?.pragma('wal_autocheckpoint = 1000')
+      })
+    } catch (error) {
+      logger.warn('sqlite: no checkpoint worker; checkpoints run on commit', { error: String(error) })
+      db?.pragma('wal_autocheckpoint = 1000')
+    }
   }
 
   function startTimers(): void {
@@ -332,8 +370,8 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
           return { maxAgeMs: undefined, deletedEvents: 0, deletedProcessed: 0, deletedStaleSubscriptions }
         }
         const cutoff = now - policy
-        const deletedEvents = st.deleteOld.run(cutoff).changes ?? 0
-        const deletedProcessed = st.deleteOldProcessed.run(cutoff).changes ?? 0
+        const deletedEvents = st.deleteOld.run(cutoff).changes + st.tombstoneNewest.run(cutoff).changes
+        const deletedProcessed = st.deleteOldProcessed.run(cutoff).changes
         if (deletedEvents > 0) st.deleteOrphanLeases.run()
         st.setMeta.run('retention_last_run', String(now))
         return { maxAgeMs: policy, deletedEvents, deletedProcessed, deletedStaleSubscriptions }
@@ -363,12 +401,18 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
     let seqs: number[]
     try {
       if (db === undefined || insertEvents === undefined) throw new NotConnectedError(BACKEND, 'publish')
-      seqs = insertEvents(batch)
+      if (batch.length === 1) {
+        // One event: an autocommit INSERT skips the BEGIN/COMMIT round of a transaction.
+        const p = batch[0] as PendingPublish
+        seqs = [Number(st.insertEvent.run(p.id, p.topic, p.pkey, p.time, p.body).lastInsertRowid)]
+      } else seqs = insertEvents(batch)
     } catch (error) {
       const e = classifyError(error, 'publish', fileLabel)
       for (const p of batch) p.reject(e)
       return
     }
+    counters.published += batch.length
+    counters.publishTransactions++
     for (let i = 0; i < batch.length; i++) {
       const p = batch[i] as PendingPublish
       p.resolve({ id: p.id, topic: p.topic, position: String(seqs[i]) })
@@ -474,6 +518,7 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
   // ---- consuming --------------------------------------------------------------------------
 
   function wakeAll(): void {
+    if (subs.size === 0) return
     for (const s of subs.values()) dirty.add(s)
     schedulePump()
   }
@@ -634,6 +679,7 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
       }
       st.deleteLease.run(s.gid, row.seq)
     })
+    if (s.opts.deadLetter !== false) counters.deadLettered++
     if (s.opts.deadLetter === false)
       logger.warn('sqlite: event dropped (deadLetter: false)', { id: event.id, reason })
     wakeAll()
@@ -857,6 +903,9 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
       pollTimer = undefined
       maintenanceTimer = undefined
       if (peerKey !== undefined) localPeers.get(peerKey)?.delete(wakeFromPeer)
+      const worker = checkpointer
+      checkpointer = undefined
+      if (worker !== undefined) await worker.terminate()
       const d = db
       db = undefined
       insertEvents = undefined
@@ -920,6 +969,7 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
     subscribe,
     cleanup,
     injectRaw,
+    stats: () => ({ ...counters }),
     describe: () => `sqlite(${inMemory ? ':memory:' : o.path}, ${state})`,
   }
 }
@@ -983,7 +1033,15 @@ function makeStatements(d: Database.Database) {
     setMeta: d.prepare(
       'INSERT INTO omnibus_meta (key, value) VALUES (?, ?) ON CONFLICT (key) DO UPDATE SET value = excluded.value',
     ),
-    deleteOld: d.prepare('DELETE FROM omnibus_events WHERE time < ?'),
+    // New rows take max(seq) + 1 and cursors must never see a seq twice, so an expired newest row
+    // is not deleted but emptied into a tombstone whose empty topic matches no pattern.
+    deleteOld: d.prepare(
+      'DELETE FROM omnibus_events WHERE time < ? AND seq < (SELECT max(seq) FROM omnibus_events)',
+    ),
+    tombstoneNewest: d.prepare(
+      `UPDATE omnibus_events SET topic = '', body = '', pkey = NULL
+       WHERE seq = (SELECT max(seq) FROM omnibus_events) AND time < ? AND topic != ''`,
+    ),
     deleteOldProcessed: d.prepare('DELETE FROM omnibus_processed WHERE at < ?'),
     deleteOrphanLeases: d.prepare(
       'DELETE FROM omnibus_leases WHERE NOT EXISTS (SELECT 1 FROM omnibus_events e WHERE e.seq = omnibus_leases.seq)',

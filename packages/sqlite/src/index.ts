@@ -11,6 +11,7 @@ export {
   type CleanupResult,
   createSqliteBackend,
   type SqliteBackend,
+  type SqliteBackendStats,
 } from './backend.ts'
 export { classifyError, type SqliteOperation } from './errors.ts'
 export { resolveOptions, type SqliteBackendOptions } from './options.ts'

@@ -8,8 +8,9 @@
 export const SCHEMA_VERSION = 1
 
 /**
- * - `omnibus_events`: append-only log (rows leave only through retention). `seq` is AUTOINCREMENT
- *   so a sequence number is never reused even when retention empties the table, which keeps cursors valid.
+ * - `omnibus_events`: append-only log (rows leave only through retention). `seq` is the rowid
+ *   (max + 1); retention always keeps the newest row so a sequence number is never reused and
+ *   cursors stay valid. (AUTOINCREMENT would do the same at the cost of a page write per commit.)
  * - `omnibus_groups`: one row per (group, pattern) with its cursor: the last `seq` examined.
  *   Broadcast subscribers are `ephemeral` groups named `~<subscription id>`, kept alive by `heartbeat`.
  * - `omnibus_leases`: the pending entries of a group, one per matching event not yet acknowledged.
@@ -23,7 +24,7 @@ CREATE TABLE IF NOT EXISTS omnibus_meta (
   value TEXT NOT NULL
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS omnibus_events (
-  seq INTEGER PRIMARY KEY AUTOINCREMENT,
+  seq INTEGER PRIMARY KEY,
   id TEXT NOT NULL,
   topic TEXT NOT NULL,
   pkey TEXT,
