@@ -4,7 +4,7 @@
  * through an AsyncLocalStorage scope that {@link runWithEventContext} opens around every handler.
  */
 import { AsyncLocalStorage } from 'node:async_hooks'
-import { randomFillSync } from 'node:crypto'
+import { randomBytes } from 'node:crypto'
 import { ConfigurationError, SerializationError } from './errors.ts'
 import { type EventInput, GUARANTEES, type Guarantee, type OmnibusEvent } from './protocol.ts'
 import { validateTopic } from './topic.ts'
@@ -13,45 +13,66 @@ import { validateTopic } from './topic.ts'
 // per id (a few microseconds each), which alone capped in-process publishing near 300k events/s.
 // Random bytes come from a pooled buffer instead, and the timestamp is the caller's when it has one.
 const HEX: readonly string[] = Array.from({ length: 256 }, (_, i) => i.toString(16).padStart(2, '0'))
-const pool = new Uint8Array(4096)
-let poolAt = pool.length
+// Random hex digits, refilled in bulk: slicing a long string is cheaper than formatting bytes.
+let randomHex = ''
+let randomHexAt = 0
 let lastMs = -1
+let prefix = ''
 let seq = 0
-
-function randomAt(n: number): number {
-  if (poolAt + n > pool.length) {
-    randomFillSync(pool)
-    poolAt = 0
-  }
-  const at = poolAt
-  poolAt += n
-  return at
-}
 
 function h(byte: number): string {
   return HEX[byte] as string
 }
 
+function takeRandomHex(n: number): string {
+  if (randomHexAt + n > randomHex.length) {
+    randomHex = randomBytes(8192).toString('hex')
+    randomHexAt = 0
+  }
+  const at = randomHexAt
+  randomHexAt += n
+  return randomHex.slice(at, at + n)
+}
+
+// The id up to the counter's low 14 bits; changes once per millisecond or every 16384 ids.
+let head = ''
+let headKey = -1
+
 function uuidv7At(now: number): string {
-  const r = randomAt(10)
   // RFC 9562 method 1: a 31-bit counter (12 bits of rand_a, 19 of rand_b) seeded at random each
   // millisecond and incremented within it, so ids are strictly increasing in one process even when
   // the clock stands still or steps back.
   if (now > lastMs) {
     lastMs = now
-    seq =
-      (((pool[r] as number) & 0x7f) << 24) |
-      ((pool[r + 1] as number) << 16) |
-      ((pool[r + 2] as number) << 8) |
-      (pool[r + 3] as number)
+    seq = Number.parseInt(takeRandomHex(8), 16) & 0x7fffffff
+    prefix = msPrefix(now)
+    headKey = -1
   } else {
     seq = (seq + 1) | 0
-    if (seq < 0 || seq > 0x7fffffff) {
+    if (seq < 0) {
       seq = 0
       lastMs++
+      prefix = msPrefix(lastMs)
+      headKey = -1
     }
   }
-  const ms = lastMs
+  if (seq >>> 14 !== headKey) {
+    headKey = seq >>> 14
+    head =
+      prefix +
+      h(0x70 | ((seq >>> 28) & 0x0f)) +
+      h((seq >>> 20) & 0xff) +
+      '-' +
+      h(0x80 | ((seq >>> 14) & 0x3f))
+  }
+  const tail = takeRandomHex(11)
+  const c = tail.charCodeAt(10)
+  const twoRandomBits = (c <= 57 ? c - 48 : c - 87) & 0x03
+  return head + h((seq >>> 6) & 0xff) + '-' + h(((seq << 2) & 0xfc) | twoRandomBits) + tail.slice(0, 10)
+}
+
+// The first 48 bits (the millisecond) as `xxxxxxxx-xxxx-`, the same for every id of that millisecond.
+function msPrefix(ms: number): string {
   return (
     h(Math.floor(ms / 0x10000000000) & 0xff) +
     h(Math.floor(ms / 0x100000000) & 0xff) +
@@ -60,19 +81,7 @@ function uuidv7At(now: number): string {
     '-' +
     h(Math.floor(ms / 0x100) & 0xff) +
     h(ms & 0xff) +
-    '-' +
-    h(0x70 | ((seq >>> 28) & 0x0f)) +
-    h((seq >>> 20) & 0xff) +
-    '-' +
-    h(0x80 | ((seq >>> 14) & 0x3f)) +
-    h((seq >>> 6) & 0xff) +
-    '-' +
-    h(((seq << 2) & 0xff) | ((pool[r + 4] as number) & 0x03)) +
-    h(pool[r + 5] as number) +
-    h(pool[r + 6] as number) +
-    h(pool[r + 7] as number) +
-    h(pool[r + 8] as number) +
-    h(pool[r + 9] as number)
+    '-'
   )
 }
 
@@ -127,6 +136,11 @@ export function currentEvent(): OmnibusEvent | undefined {
 export interface EventDefaults {
   readonly source?: string
   readonly guarantee?: Guarantee
+  /**
+   * Publish time (epoch ms) for events without one, e.g. the time of a `publishBatch` call, so a
+   * batch reads the clock once instead of once per event.
+   */
+  readonly time?: number
 }
 
 const DEFAULT_SOURCE = `omnibus:${process.pid}`
@@ -172,7 +186,7 @@ export function createEvent<T>(input: EventInput<T>, defaults: EventDefaults = {
     throw new SerializationError(`event data for "${topic}" is undefined: send null for "no data"`)
   }
   const parent = syncHandling ?? handling.getStore()
-  const now = input.time === undefined ? Date.now() : 0
+  const now = input.time === undefined ? (defaults.time ?? Date.now()) : 0
   const correlationId = input.correlationId ?? parent?.correlationId ?? parent?.id
   const causationId = input.causationId ?? parent?.id
   const event: {
