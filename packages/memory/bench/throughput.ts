@@ -1,0 +1,209 @@
+/**
+ * Publish→handler throughput of the memory backend, against a bare EventEmitter delivering the same
+ * data to the same handlers in the same run.
+ *
+ *   node --conditions=@omnibus/source packages/memory/bench/throughput.ts [events]
+ *
+ * Scenarios: one exact subscription; 1,000 wildcard subscriptions of mixed shapes of which a few
+ * match each topic. Events go through `publishBatch` (batches of 1,000) unless the row says
+ * otherwise; handlers are synchronous and count.
+ */
+import { EventEmitter } from 'node:events'
+import { compilePattern, type EventBackend, type EventInput } from '@omnibus/core'
+import { createMemoryBackend, type MemoryBackendOptions } from '../src/index.ts'
+
+const TOTAL = Number(process.argv[2] ?? 1_000_000)
+const BATCH = 1000
+const silent = { debug() {}, info() {}, warn() {}, error() {} }
+
+interface Row {
+  readonly name: string
+  readonly eventsPerSec: number
+  readonly deliveriesPerSec: number
+}
+
+async function settle(done: () => boolean): Promise<void> {
+  // Bounded wait for the last deliveries (they run in microtasks right after publishBatch).
+  const deadline = Date.now() + 30_000
+  while (!done()) {
+    if (Date.now() > deadline) throw new Error('deliveries did not complete within 30 s')
+    await new Promise((r) => setImmediate(r))
+  }
+}
+
+function topicsFor(distinct: number): string[] {
+  const topics: string[] = []
+  for (let i = 0; i < distinct; i++)
+    topics.push(i % 2 === 0 ? `bench.orders${i}.done` : `bench.orders${i}.start`)
+  return topics
+}
+
+/** 1,000 patterns of mixed shapes; 4 of them match every `bench.ordersN.done`, 3 every `.start`. */
+function wildcardPatterns(): string[] {
+  const patterns = ['bench.*.done', 'bench.**', '*.*.done', 'bench.orders*.{done,start}', 'bench.*.start']
+  for (let i = 0; patterns.length < 1000; i++) {
+    switch (i % 5) {
+      case 0:
+        patterns.push(`svc${i}.orders.created`)
+        break
+      case 1:
+        patterns.push(`svc${i}.*.created`)
+        break
+      case 2:
+        patterns.push(`*.svc${i}`)
+        break
+      case 3:
+        patterns.push(`svc${i}.**`)
+        break
+      default:
+        patterns.push(`svc${i}.read_*.x`)
+    }
+  }
+  return patterns
+}
+
+async function runMemory(
+  name: string,
+  patterns: readonly string[],
+  topics: readonly string[],
+  options: MemoryBackendOptions,
+  mode: 'batch' | 'await',
+): Promise<Row> {
+  const backend: EventBackend = createMemoryBackend({ queueCapacity: 100_000, logger: silent, ...options })
+  await backend.connect()
+  let delivered = 0
+  for (const p of patterns) {
+    await backend.subscribe(p, () => {
+      delivered++
+    })
+  }
+  const perTopic = topics.map((t) => patterns.filter((p) => compilePattern(p)(t)).length)
+  const expected = (count: number) => {
+    let sum = 0
+    for (let n = 0; n < count; n++) sum += perTopic[n % topics.length] as number
+    return sum
+  }
+  const inputs: EventInput[][] = []
+  for (let b = 0; b < TOTAL / BATCH; b++) {
+    const batch: EventInput[] = []
+    for (let i = 0; i < BATCH; i++) {
+      const n = b * BATCH + i
+      batch.push({ topic: topics[n % topics.length] as string, data: { n, kind: 'bench' } })
+    }
+    inputs.push(batch)
+  }
+  const once = async (count: number): Promise<number> => {
+    delivered = 0
+    const started = performance.now()
+    for (let b = 0; b < count / BATCH; b++) {
+      const batch = inputs[b] as EventInput[]
+      if (mode === 'batch') await backend.publishBatch(batch)
+      else for (const e of batch) await backend.publish(e)
+    }
+    const want = expected(count)
+    await settle(() => delivered >= want)
+    if (delivered !== want) throw new Error(`${name}: ${delivered} deliveries, expected ${want}`)
+    return performance.now() - started
+  }
+  await once(Math.min(TOTAL, 100_000)) // warm-up
+  const ms = await once(TOTAL)
+  await backend.disconnect()
+  return { name, eventsPerSec: (TOTAL / ms) * 1000, deliveriesPerSec: (expected(TOTAL) / ms) * 1000 }
+}
+
+function runEmitter(name: string, patterns: readonly string[], topics: readonly string[]): Row {
+  // The EventEmitter has no wildcards: the handlers that the memory backend's patterns select for
+  // each topic are registered on that topic directly, and every other pattern gets a listener of
+  // its own that is never emitted to, so both sides hold as many handlers.
+  const ee = new EventEmitter()
+  ee.setMaxListeners(0)
+  let delivered = 0
+  for (const p of patterns) {
+    const matches = compilePattern(p)
+    const hits = topics.filter((t) => matches(t))
+    for (const t of hits) {
+      ee.on(t, () => {
+        delivered++
+      })
+    }
+    if (hits.length === 0) ee.on(`never.${p}`, () => {})
+  }
+  const perTopic = topics.map((t) => ee.listenerCount(t))
+  const expected = (count: number) => {
+    let sum = 0
+    for (let n = 0; n < count; n++) sum += perTopic[n % topics.length] as number
+    return sum
+  }
+  const data: unknown[] = []
+  for (let n = 0; n < TOTAL; n++) data.push({ n, kind: 'bench' })
+  const once = (count: number): number => {
+    delivered = 0
+    const started = performance.now()
+    for (let n = 0; n < count; n++) ee.emit(topics[n % topics.length] as string, data[n])
+    if (delivered !== expected(count)) throw new Error('EventEmitter baseline lost deliveries')
+    return performance.now() - started
+  }
+  once(Math.min(TOTAL, 100_000))
+  const ms = once(TOTAL)
+  return { name, eventsPerSec: (TOTAL / ms) * 1000, deliveriesPerSec: (expected(TOTAL) / ms) * 1000 }
+}
+
+const exactTopics = ['bench.exact']
+const wildTopics = topicsFor(64)
+const patterns = wildcardPatterns()
+
+const rows: Array<Row & { baseline?: Row; target?: number }> = []
+const eeExact = runEmitter('EventEmitter, 1 listener', ['bench.exact'], exactTopics)
+rows.push({ ...eeExact })
+rows.push({
+  ...(await runMemory('memory, 1 exact subscription', ['bench.exact'], exactTopics, {}, 'batch')),
+  baseline: eeExact,
+  target: 2_000_000,
+})
+rows.push({
+  ...(await runMemory(
+    'memory, 1 exact, maxPayloadBytes set',
+    ['bench.exact'],
+    exactTopics,
+    { maxPayloadBytes: 1_048_576 },
+    'batch',
+  )),
+  baseline: eeExact,
+})
+rows.push({
+  ...(await runMemory('memory, 1 exact, awaited publish()', ['bench.exact'], exactTopics, {}, 'await')),
+  baseline: eeExact,
+})
+const eeWild = runEmitter('EventEmitter, 1,000 listeners', patterns, wildTopics)
+rows.push({ ...eeWild })
+rows.push({
+  ...(await runMemory('memory, 1,000 wildcard subscriptions', patterns, wildTopics, {}, 'batch')),
+  baseline: eeWild,
+  target: 1_000_000,
+})
+
+const fmt = (n: number) => Math.round(n).toLocaleString('en-US')
+console.log(`events per run: ${fmt(TOTAL)}, batch ${BATCH}, node ${process.version}`)
+console.log(
+  [
+    'scenario'.padEnd(40),
+    'events/s'.padStart(12),
+    'deliveries/s'.padStart(14),
+    'vs EventEmitter'.padStart(16),
+    'target'.padStart(18),
+  ].join(' '),
+)
+for (const r of rows) {
+  const ratio = r.baseline === undefined ? '' : `${(r.eventsPerSec / r.baseline.eventsPerSec).toFixed(2)}x`
+  const target =
+    r.target === undefined ? '' : `${fmt(r.target)} ${r.eventsPerSec >= r.target ? 'met' : 'MISSED'}`
+  console.log(
+    [
+      r.name.padEnd(40),
+      fmt(r.eventsPerSec).padStart(12),
+      fmt(r.deliveriesPerSec).padStart(14),
+      ratio.padStart(16),
+      target.padStart(18),
+    ].join(' '),
+  )
+}

@@ -1,0 +1,294 @@
+/**
+ * `createMemoryBackend`: the `EventBackend` over an in-process {@link Bus}. The backend object is
+ * a thin shell: publish validates and builds the envelope, the bus routes it, subscriptions are
+ * members of the bus's queues, and disconnect drains this backend's members.
+ */
+import {
+  assertEncodable,
+  type BackendCapabilities,
+  type BatchEntryResult,
+  type BatchReceipt,
+  ConfigurationError,
+  createEvent,
+  type EventBackend,
+  type EventDefaults,
+  type EventHandler,
+  type EventInput,
+  encodeEventChecked,
+  GUARANTEES,
+  type HealthStatus,
+  NotConnectedError,
+  type OmnibusEvent,
+  type PublishReceipt,
+  resolveSubscribeOptions,
+  type SubscribeOptions,
+  type Subscription,
+} from '@omnibus/core'
+import { Bus, Member, namedBus, releaseNamedBus } from './bus.ts'
+import { type MemoryBackendOptions, type ResolvedMemoryOptions, resolveMemoryOptions } from './options.ts'
+
+/** The memory backend: an `EventBackend` with a few read-only facts about its bus. */
+export interface MemoryBackend extends EventBackend {
+  readonly name: 'memory'
+  /** Name of the shared bus, or undefined for a private one. */
+  readonly busName: string | undefined
+  /** The resolved options (the logger excluded). */
+  readonly options: Omit<ResolvedMemoryOptions, 'logger'>
+}
+
+let nextSubscription = 0
+
+/**
+ * Creates an in-process backend. It is not connected yet: call `connect()`.
+ * Throws `ConfigurationError` for an invalid option, naming the field and the value.
+ */
+export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryBackend {
+  const resolved = resolveMemoryOptions(options as Readonly<Record<string, unknown>>)
+  const { logger, ...shown } = resolved
+  const busSettings = {
+    queueCapacity: resolved.queueCapacity,
+    dedupeTtlMs: resolved.dedupeTtlMs,
+    dedupeMaxEntries: resolved.dedupeMaxEntries,
+  }
+  const capabilities: BackendCapabilities = Object.freeze({
+    guarantees: GUARANTEES,
+    persistent: false,
+    crossProcess: false,
+    groups: true,
+    orderedPerKey: true,
+    replay: false,
+    maxPayloadBytes: resolved.maxPayloadBytes,
+    networked: false,
+    wildcardDiscoveryMs: 0,
+  })
+  const defaults: EventDefaults = resolved.source === undefined ? {} : { source: resolved.source }
+  const maxPayloadBytes = resolved.maxPayloadBytes
+  const validate = resolved.validatePayloads
+  // A private bus lives as long as this backend, across reconnects, so leftovers of a group
+  // (events whose handler was cut off by a drain timeout) reach the group's next subscriber.
+  const privateBus = resolved.name === undefined ? new Bus(undefined, busSettings) : undefined
+  let bus: Bus | undefined
+  let connected = false
+  let closing: Promise<void> | undefined
+  const members = new Set<Member>()
+
+  function prepare(input: EventInput, eventDefaults: EventDefaults): OmnibusEvent {
+    const event = createEvent(input, eventDefaults)
+    if (maxPayloadBytes !== undefined) encodeEventChecked(event, maxPayloadBytes, 'memory')
+    else if (validate) assertEncodable(event.data, event.topic)
+    return event
+  }
+
+  async function closeMember(member: Member, timeoutMs: number, leaving: boolean): Promise<void> {
+    const queue = member.queue
+    const b = queue.bus
+    b.remove(member)
+    // A member that is the last of its queue delivers what the queue holds before it goes
+    // (nobody else could); otherwise it only finishes its own in-flight handlers.
+    const last = queue.members.length === 1 && queue.members[0] === member
+    const finishQueue = last && leaving
+    if (!finishQueue) queue.removeMember(member)
+    else queue.schedule()
+    const check = finishQueue ? () => queue.isEmpty() : () => member.inFlight === 0
+    if (!check()) {
+      let timer: ReturnType<typeof setTimeout> | undefined
+      const timedOut = await Promise.race([
+        queue.whenIdle(check).then(() => false),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(true), timeoutMs)
+        }),
+      ])
+      clearTimeout(timer)
+      if (timedOut) {
+        member.controller.abort(
+          new Error(`the memory backend stopped waiting for this handler after ${timeoutMs} ms`),
+        )
+        const isGroup = queue.group !== undefined
+        const cut = queue.abandon(member, isGroup)
+        if (cut > 0) {
+          logger.warn(
+            isGroup
+              ? `${cut} handler(s) still running after ${timeoutMs} ms; their events go back to group "${queue.group}"`
+              : `${cut} handler(s) still running after ${timeoutMs} ms; their events are not redelivered`,
+            { subscription: member.id, pattern: member.pattern },
+          )
+        }
+      }
+    }
+    if (finishQueue) queue.removeMember(member)
+    if (queue.group === undefined) {
+      const dropped = queue.discard()
+      if (dropped > 0) {
+        logger.warn(`${dropped} queued event(s) of a closed subscription were dropped`, {
+          subscription: member.id,
+          pattern: member.pattern,
+        })
+      }
+    }
+    member.controller.abort(new Error('the subscription is closed'))
+    members.delete(member)
+  }
+
+  function makeSubscription(member: Member): Subscription {
+    let closed: Promise<void> | undefined
+    return {
+      id: member.id,
+      pattern: member.pattern,
+      group: member.group,
+      get active() {
+        return closed === undefined && member.active
+      },
+      unsubscribe() {
+        if (closed === undefined) {
+          // Unsubscribing is a request to stop: the signal tells running handlers at once.
+          member.controller.abort(new Error('the subscription is closing'))
+          closed = members.has(member)
+            ? closeMember(member, resolved.drainTimeoutMs, false)
+            : Promise.resolve()
+        }
+        return closed
+      },
+    }
+  }
+
+  const backend: MemoryBackend = {
+    name: 'memory',
+    capabilities,
+    busName: resolved.name,
+    options: Object.freeze(shown),
+
+    get isConnected() {
+      return connected
+    },
+
+    async connect() {
+      if (closing !== undefined) await closing
+      if (connected) return
+      bus = privateBus ?? namedBus(resolved.name as string, busSettings)
+      bus.attached++
+      connected = true
+    },
+
+    disconnect(opts = {}) {
+      if (closing !== undefined) return closing
+      if (!connected) return Promise.resolve()
+      const timeoutMs = opts.drainTimeoutMs ?? resolved.drainTimeoutMs
+      if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs < 0) {
+        return Promise.reject(
+          new ConfigurationError(`drainTimeoutMs must be a number >= 0, got ${String(timeoutMs)}`, {
+            backend: 'memory',
+          }),
+        )
+      }
+      connected = false
+      const b = bus as Bus
+      closing = Promise.all([...members].map((m) => closeMember(m, timeoutMs, true))).then(() => {
+        b.attached--
+        releaseNamedBus(b)
+        bus = undefined
+        closing = undefined
+      })
+      return closing
+    },
+
+    async healthCheck(): Promise<HealthStatus> {
+      const started = performance.now()
+      const b = bus
+      if (!connected || b === undefined) {
+        return { healthy: false, latencyMs: 0, detail: 'not connected: call connect()' }
+      }
+      let held = 0
+      for (const m of members) held += m.queue.depth
+      return {
+        healthy: true,
+        latencyMs: performance.now() - started,
+        detail: `${b.name === undefined ? 'private bus' : `bus "${b.name}"`}: ${members.size} subscription(s) here, ${b.subscriptions} on the bus, ${held} event(s) queued or in flight for this backend`,
+      }
+    },
+
+    publish<T>(input: EventInput<T>): Promise<PublishReceipt> {
+      if (!connected) return Promise.reject(new NotConnectedError('memory', 'publish'))
+      let event: OmnibusEvent
+      try {
+        event = prepare(input, defaults)
+      } catch (error) {
+        return Promise.reject(error)
+      }
+      const pending = (bus as Bus).dispatch(event)
+      const receipt: PublishReceipt = { id: event.id, topic: event.topic }
+      return pending === undefined ? Promise.resolve(receipt) : pending.promise.then(() => receipt)
+    },
+
+    publishBatch(inputs: readonly EventInput[]): Promise<BatchReceipt> {
+      if (!connected) return Promise.reject(new NotConnectedError('memory', 'publish'))
+      if (!Array.isArray(inputs)) {
+        return Promise.reject(new ConfigurationError('publishBatch expects an array of events'))
+      }
+      const b = bus as Bus
+      const results: BatchEntryResult[] = new Array(inputs.length)
+      let failed = 0
+      let waits: Promise<void>[] | undefined
+      // One clock read for the whole batch: every event of it was handed over at this instant.
+      const batchDefaults: EventDefaults = { ...defaults, time: Date.now() }
+      for (let i = 0; i < inputs.length; i++) {
+        let event: OmnibusEvent
+        try {
+          event = prepare(inputs[i] as EventInput, batchDefaults)
+        } catch (error) {
+          results[i] = { ok: false, index: i, error: error as Error }
+          failed++
+          continue
+        }
+        const pending = b.dispatch(event)
+        if (pending !== undefined) {
+          if (waits === undefined) waits = []
+          waits.push(pending.promise)
+        }
+        results[i] = { ok: true, index: i, receipt: { id: event.id, topic: event.topic } }
+      }
+      const receipt: BatchReceipt = { results, succeeded: inputs.length - failed, failed }
+      return waits === undefined ? Promise.resolve(receipt) : Promise.all(waits).then(() => receipt)
+    },
+
+    async subscribe<T>(pattern: string, handler: EventHandler<T>, opts?: SubscribeOptions) {
+      const o = resolveSubscribeOptions(backend, pattern, handler, opts)
+      if (!connected || closing !== undefined) throw new NotConnectedError('memory', 'subscribe')
+      const b = bus as Bus
+      const id = `memory-${++nextSubscription}`
+      const member = new Member(id, handler as EventHandler, o, b.queueFor(o), logger)
+      const subscription = makeSubscription(member)
+      member.subscription = subscription
+      if (o.signal?.aborted) {
+        member.active = false
+        await subscription.unsubscribe()
+        return subscription
+      }
+      members.add(member)
+      b.add(member)
+      o.signal?.addEventListener('abort', () => void subscription.unsubscribe(), { once: true })
+      return subscription
+    },
+  }
+  return backend
+}
+
+/**
+ * Creates a memory backend from a URL, for `createBackend('memory://')` in core's registry.
+ * `memory://` is a private bus; `memory://name` joins the shared bus `name`. Query parameters
+ * set options (`memory://jobs?queueCapacity=1000`); `options` win over them.
+ */
+export function backendFromUrl(url: URL, options: Readonly<Record<string, unknown>> = {}): MemoryBackend {
+  if (url.protocol !== 'memory:') {
+    throw new ConfigurationError(`the memory backend takes memory:// URLs, got ${url.protocol}//`)
+  }
+  const fromUrl: Record<string, unknown> = {}
+  const host = decodeURIComponent(url.hostname)
+  if (host !== '') fromUrl.name = host
+  if (url.pathname !== '' && url.pathname !== '/') {
+    throw new ConfigurationError(
+      `memory URL "${url.href}" has a path: name the bus as the host, e.g. memory://my-bus`,
+    )
+  }
+  for (const [key, value] of url.searchParams) fromUrl[key] = value
+  return createMemoryBackend({ ...fromUrl, ...options } as MemoryBackendOptions)
+}

@@ -1,0 +1,799 @@
+/**
+ * The delivery engine of the memory backend. A {@link Bus} routes each event to queues: one per
+ * broadcast subscription and one per consumer group. A queue holds events in publish order and
+ * hands them to its members (one for a broadcast subscription, the group's subscriptions for a
+ * group) round-robin, each member up to its `concurrency`, never two events of one partition key
+ * at once. Handlers that return a non-promise are run and acknowledged synchronously inside the
+ * queue's drain loop, so the hot path allocates no promise per event.
+ */
+import {
+  callWithEventContextSync,
+  compilePattern,
+  createEvent,
+  currentEvent,
+  DLQ_HEADERS,
+  deadLetterInput,
+  decideFailure,
+  type EventHandler,
+  type EventInput,
+  type HandlerContext,
+  type HandlerOutcome,
+  type Logger,
+  MatcherIndex,
+  MemoryDedupeStore,
+  type OmnibusEvent,
+  type ResolvedSubscribeOptions,
+  runWithEventContext,
+  type Subscription,
+} from '@omnibus/core'
+
+/** An event waiting for another attempt. Fresh events sit in queues as bare envelopes. */
+class Redelivery {
+  readonly event: OmnibusEvent
+  readonly attempt: number
+  readonly firstFailureAt: number
+
+  constructor(event: OmnibusEvent, attempt: number, firstFailureAt: number) {
+    this.event = event
+    this.attempt = attempt
+    this.firstFailureAt = firstFailureAt
+  }
+}
+
+type Item = OmnibusEvent | Redelivery
+
+function eventOf(item: Item): OmnibusEvent {
+  return item instanceof Redelivery ? item.event : item
+}
+
+const ACK: HandlerOutcome = { kind: 'ack' }
+
+/** The context a handler receives; one small object per delivery, methods on the prototype. */
+class Context implements HandlerContext {
+  readonly attempt: number
+  readonly subscription: Subscription
+  readonly logger: Logger
+  readonly signal: AbortSignal
+  decision: HandlerOutcome | undefined = undefined
+  readonly #handler: EventHandler
+
+  constructor(attempt: number, member: Member) {
+    this.attempt = attempt
+    this.subscription = member.subscription
+    this.logger = member.logger
+    this.signal = member.controller.signal
+    this.#handler = member.handler
+  }
+
+  /** Calls the handler; shaped for `callWithEventContextSync`, so no closure per event. */
+  static call(event: OmnibusEvent, ctx: Context): unknown {
+    return ctx.#handler(event, ctx)
+  }
+
+  retry(delayMs?: number): void {
+    this.decision = { kind: 'retry', delayMs, error: new Error('handler asked for a retry') }
+  }
+
+  deadLetter(reason: string): void {
+    this.decision = { kind: 'dead-letter', reason, error: undefined }
+  }
+}
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    value !== null &&
+    (typeof value === 'object' || typeof value === 'function') &&
+    typeof (value as { then?: unknown }).then === 'function'
+  )
+}
+
+// How a member runs its handler. Async functions always get a full async context (events they
+// publish after an `await` still inherit causation). Other functions start with it too and switch
+// to the cheap synchronous scope after WARMUP calls that all returned a non-promise; a promise
+// seen later switches the member back for good.
+const MODE_ASYNC = 0
+const MODE_WARMUP = 1
+const MODE_SYNC = 2
+const WARMUP = 16
+const AsyncFunction = (async () => {}).constructor
+
+/** One in-flight async handler run; abandoned when its member is stopped past the drain timeout. */
+interface AsyncRun {
+  readonly item: Item
+  abandoned: boolean
+}
+
+/** A publish waiting for room in one or more full queues. */
+export class PendingPublish {
+  remaining = 0
+  readonly promise: Promise<void>
+  resolve!: () => void
+
+  constructor() {
+    this.promise = new Promise<void>((resolve) => {
+      this.resolve = resolve
+    })
+  }
+
+  done(): void {
+    if (--this.remaining === 0) this.resolve()
+  }
+}
+
+interface Overflow {
+  readonly item: Item
+  readonly pending: PendingPublish
+}
+
+interface IdleWaiter {
+  readonly check: () => boolean
+  readonly resolve: () => void
+}
+
+/** A subscription's or a group's share of the bus. */
+export class Member {
+  readonly id: string
+  readonly pattern: string
+  readonly group: string | undefined
+  readonly handler: EventHandler
+  readonly opts: ResolvedSubscribeOptions
+  readonly logger: Logger
+  readonly queue: DeliveryQueue
+  readonly controller = new AbortController()
+  readonly matches: (topic: string) => boolean
+  subscription!: Subscription
+  inFlight = 0
+  /** Taking new work. */
+  active = true
+  mode: number
+  syncCalls = 0
+  readonly asyncRuns = new Set<AsyncRun>()
+  removeFromIndex: (() => void) | undefined
+
+  constructor(
+    id: string,
+    handler: EventHandler,
+    opts: ResolvedSubscribeOptions,
+    queue: DeliveryQueue,
+    logger: Logger,
+  ) {
+    this.id = id
+    this.pattern = opts.pattern
+    this.group = opts.group
+    this.handler = handler
+    this.opts = opts
+    this.queue = queue
+    this.logger = logger
+    this.matches = compilePattern(opts.pattern)
+    this.mode = handler instanceof AsyncFunction ? MODE_ASYNC : MODE_WARMUP
+  }
+}
+
+/** Events of one broadcast subscription or one consumer group, in publish order. */
+export class DeliveryQueue {
+  readonly bus: Bus
+  readonly group: string | undefined
+  readonly capacity: number
+  members: Member[] = []
+  /** Members whose patterns differ: each event must go to a member whose pattern matches it. */
+  mixedPatterns = false
+  #rr = 0
+  #items: Item[] = []
+  #head = 0
+  /** Events whose turn came (retries due, or the next event of a key that was busy). */
+  #ready: Item[] = []
+  #readyHead = 0
+  /** Events waiting for their partition key to be free, per key, in order. */
+  #blocked = new Map<string, Item[]>()
+  #busyKeys = new Set<string>()
+  #overflow: Overflow[] = []
+  #overflowHead = 0
+  /** Events for which no current member's pattern matches (mixed-pattern groups only). */
+  #orphans: Item[] = []
+  /**
+   * Exactly-once: the delivery that currently owns each id being handled (including while it
+   * waits for a retry), and duplicates of that id parked until it settles.
+   */
+  #handling = new Map<string, { owner: Item; parked: Item[] }>()
+  #timers = new Set<ReturnType<typeof setTimeout>>()
+  #idleWaiters: IdleWaiter[] = []
+  #scheduled = false
+  #draining = false
+  /** Events held: queued, blocked by their key, or waiting for a retry. Not in-flight ones. */
+  queued = 0
+  retrying = 0
+  inFlight = 0
+  routeStamp = 0
+  /** Processed ids of exactly-once members; created when the first one joins. */
+  dedupe: MemoryDedupeStore | undefined
+  readonly #drainNow = () => {
+    this.#scheduled = false
+    this.drain()
+  }
+
+  constructor(bus: Bus, group: string | undefined) {
+    this.bus = bus
+    this.group = group
+    this.capacity = bus.queueCapacity
+  }
+
+  /** Events waiting or in flight, for health details. */
+  get depth(): number {
+    return this.queued + this.overflowLength + this.inFlight
+  }
+
+  get overflowLength(): number {
+    return this.#overflow.length - this.#overflowHead
+  }
+
+  /**
+   * Appends an event. Returns false when the queue is full and the caller must wait (the event
+   * is then held in arrival order and admitted as room frees up, resolving `pending`).
+   */
+  enqueue(item: Item, internal: boolean): boolean {
+    if (this.#overflowHead === this.#overflow.length) {
+      if (this.queued < this.capacity || internal || currentEvent() !== undefined) {
+        this.#items.push(item)
+        this.queued++
+        if (!this.#scheduled && !this.#draining) {
+          this.#scheduled = true
+          queueMicrotask(this.#drainNow)
+        }
+        return true
+      }
+    } else if (internal || currentEvent() !== undefined) {
+      // Handlers and the backend itself never wait for room: a handler waiting for its own
+      // queue to drain would wait forever.
+      this.#items.push(item)
+      this.queued++
+      this.schedule()
+      return true
+    }
+    return false
+  }
+
+  /** Holds an event that did not fit until there is room. */
+  hold(item: Item, pending: PendingPublish): void {
+    this.#overflow.push({ item, pending })
+  }
+
+  schedule(): void {
+    if (!this.#scheduled && !this.#draining) {
+      this.#scheduled = true
+      queueMicrotask(this.#drainNow)
+    }
+  }
+
+  addMember(member: Member): void {
+    if (this.members.some((m) => m.pattern !== member.pattern)) this.mixedPatterns = true
+    this.members.push(member)
+    if (this.#orphans.length > 0) {
+      for (const item of this.#orphans) this.#ready.push(item)
+      this.#orphans = []
+    }
+    this.schedule()
+  }
+
+  /** Stops giving work to `member`. */
+  removeMember(member: Member): void {
+    member.active = false
+    this.members = this.members.filter((m) => m !== member)
+    const first = this.members[0]
+    this.mixedPatterns = first !== undefined && this.members.some((m) => m.pattern !== first.pattern)
+    if (this.members.length > 0) this.schedule()
+    this.notify()
+  }
+
+  /** Resolves when `check()` holds, re-evaluated whenever work completes. */
+  whenIdle(check: () => boolean): Promise<void> {
+    if (check()) return Promise.resolve()
+    return new Promise((resolve) => this.#idleWaiters.push({ check, resolve }))
+  }
+
+  /** Nothing held or running for this queue. */
+  isEmpty(): boolean {
+    return this.queued === 0 && this.retrying === 0 && this.inFlight === 0 && this.overflowLength === 0
+  }
+
+  notify(): void {
+    if (this.#idleWaiters.length === 0) return
+    const still: IdleWaiter[] = []
+    for (const w of this.#idleWaiters) {
+      if (w.check()) w.resolve()
+      else still.push(w)
+    }
+    this.#idleWaiters = still
+  }
+
+  /**
+   * Drops everything held (a broadcast subscription that closed) and releases waiting publishers.
+   * Returns how many events were dropped.
+   */
+  discard(): number {
+    const dropped = this.queued + this.retrying + this.overflowLength
+    for (const t of this.#timers) clearTimeout(t)
+    this.#timers.clear()
+    this.retrying = 0
+    this.#items = []
+    this.#head = 0
+    this.#ready = []
+    this.#readyHead = 0
+    this.#blocked.clear()
+    this.#orphans = []
+    this.queued = 0
+    const overflow = this.#overflow.slice(this.#overflowHead)
+    this.#overflow = []
+    this.#overflowHead = 0
+    for (const o of overflow) o.pending.done()
+    this.notify()
+    return dropped
+  }
+
+  /** Delivers what members can take now. Re-entrant calls (a sync handler publishing) are no-ops. */
+  drain(): void {
+    if (this.#draining) return
+    this.#draining = true
+    try {
+      for (;;) {
+        if (this.queued === 0) break
+        const member = this.#pickMember()
+        if (member === undefined) break
+        const item = this.#take()
+        if (item === undefined) break
+        let target = member
+        if (this.mixedPatterns) {
+          const found = this.#memberFor(eventOf(item).topic)
+          if (found === undefined) {
+            this.#putBack(item)
+            break
+          }
+          if (found === null) {
+            this.#orphan(item)
+            continue
+          }
+          target = found
+        }
+        this.#deliver(target, item)
+        if (this.#overflowHead < this.#overflow.length) this.#admit()
+      }
+      if (this.#overflowHead < this.#overflow.length) this.#admit()
+    } finally {
+      this.#draining = false
+    }
+    this.notify()
+  }
+
+  #admit(): void {
+    while (this.#overflowHead < this.#overflow.length && this.queued < this.capacity) {
+      const o = this.#overflow[this.#overflowHead] as Overflow
+      this.#overflow[this.#overflowHead++] = undefined as unknown as Overflow
+      this.#items.push(o.item)
+      this.queued++
+      o.pending.done()
+    }
+    if (this.#overflowHead === this.#overflow.length) {
+      this.#overflow = []
+      this.#overflowHead = 0
+    }
+  }
+
+  #pickMember(): Member | undefined {
+    const members = this.members
+    const n = members.length
+    if (n === 1) {
+      const m = members[0] as Member
+      return m.inFlight < m.opts.concurrency ? m : undefined
+    }
+    for (let i = 0; i < n; i++) {
+      const at = (this.#rr + i) % n
+      const m = members[at] as Member
+      if (m.inFlight < m.opts.concurrency) {
+        this.#rr = at + 1
+        return m
+      }
+    }
+    return undefined
+  }
+
+  // For mixed-pattern groups: a free member matching `topic`, undefined if matching members are
+  // all busy, null if no member matches any more.
+  #memberFor(topic: string): Member | null | undefined {
+    let anyMatch = false
+    const n = this.members.length
+    for (let i = 0; i < n; i++) {
+      const at = (this.#rr + i) % n
+      const m = this.members[at] as Member
+      if (!m.matches(topic)) continue
+      anyMatch = true
+      if (m.inFlight < m.opts.concurrency) {
+        this.#rr = at + 1
+        return m
+      }
+    }
+    return anyMatch ? undefined : null
+  }
+
+  #orphan(item: Item): void {
+    this.#orphans.push(item)
+    this.queued++
+    this.#release(eventOf(item).partitionKey)
+  }
+
+  // Returns a taken item to the front (its key stays owned by it).
+  #putBack(item: Item): void {
+    this.#ready.splice(this.#readyHead, 0, item)
+    this.queued++
+  }
+
+  // Next deliverable item: due retries and unblocked keys first, then the queue in order; items
+  // whose key is busy are parked behind that key. The returned item owns its key.
+  #take(): Item | undefined {
+    if (this.#readyHead < this.#ready.length) {
+      const item = this.#ready[this.#readyHead] as Item
+      this.#ready[this.#readyHead++] = undefined as unknown as Item
+      if (this.#readyHead === this.#ready.length) {
+        this.#ready = []
+        this.#readyHead = 0
+      }
+      this.queued--
+      return item
+    }
+    const items = this.#items
+    while (this.#head < items.length) {
+      const item = items[this.#head] as Item
+      items[this.#head++] = undefined as unknown as Item
+      if (this.#head === items.length) {
+        items.length = 0
+        this.#head = 0
+      } else if (this.#head >= 4096 && this.#head * 2 >= items.length) {
+        this.#items = items.slice(this.#head)
+        this.#head = 0
+      }
+      this.queued--
+      const key = eventOf(item).partitionKey
+      if (key !== undefined) {
+        if (this.#busyKeys.has(key)) {
+          const waiting = this.#blocked.get(key)
+          if (waiting === undefined) this.#blocked.set(key, [item])
+          else waiting.push(item)
+          this.queued++
+          return this.#take()
+        }
+        this.#busyKeys.add(key)
+      }
+      return item
+    }
+    return undefined
+  }
+
+  // The item owning `key` is done: the next event of that key (if any) becomes ready.
+  #release(key: string | undefined): void {
+    if (key === undefined) return
+    const waiting = this.#blocked.get(key)
+    if (waiting === undefined) {
+      this.#busyKeys.delete(key)
+      return
+    }
+    const next = waiting.shift() as Item
+    if (waiting.length === 0) this.#blocked.delete(key)
+    this.#ready.push(next)
+  }
+
+  #deliver(member: Member, item: Item): void {
+    const event = eventOf(item)
+    const attempt = item instanceof Redelivery ? item.attempt : 1
+    if (member.opts.guarantee === 'exactly-once' && this.dedupe !== undefined) {
+      if (this.dedupe.has(this.group ?? member.id, event.id)) {
+        this.#release(event.partitionKey)
+        return
+      }
+      const handling = this.#handling.get(event.id)
+      if (handling === undefined) {
+        this.#handling.set(event.id, { owner: item, parked: [] })
+      } else if (handling.owner !== item) {
+        // A duplicate of an id in flight: it waits (keeping its own key) until the first settles,
+        // then meets the dedupe record if that one was acknowledged.
+        handling.parked.push(item)
+        this.queued++
+        return
+      }
+    }
+    member.inFlight++
+    this.inFlight++
+    const ctx = new Context(attempt, member)
+    let result: unknown
+    let threw = false
+    try {
+      if (member.mode === MODE_SYNC) {
+        result = callWithEventContextSync(event, Context.call, ctx)
+      } else {
+        result = runWithEventContext(event, () => member.handler(event, ctx))
+      }
+    } catch (error) {
+      threw = true
+      result = error
+    }
+    if (threw) {
+      this.#settle(member, item, ctx.decision ?? { kind: 'retry', delayMs: undefined, error: result })
+      return
+    }
+    if (result !== undefined && isThenable(result)) {
+      if (member.mode !== MODE_ASYNC) member.mode = MODE_ASYNC
+      const run: AsyncRun = { item, abandoned: false }
+      member.asyncRuns.add(run)
+      ;(result as PromiseLike<unknown>).then(
+        () => this.#settleAsync(member, run, ctx.decision ?? ACK),
+        (error: unknown) =>
+          this.#settleAsync(member, run, ctx.decision ?? { kind: 'retry', delayMs: undefined, error }),
+      )
+      return
+    }
+    if (member.mode === MODE_WARMUP && ++member.syncCalls >= WARMUP) member.mode = MODE_SYNC
+    this.#settle(member, item, ctx.decision ?? ACK)
+  }
+
+  #settleAsync(member: Member, run: AsyncRun, outcome: HandlerOutcome): void {
+    if (run.abandoned) return
+    member.asyncRuns.delete(run)
+    this.#settle(member, run.item, outcome)
+    this.schedule()
+    this.notify()
+  }
+
+  #settle(member: Member, item: Item, outcome: HandlerOutcome): void {
+    member.inFlight--
+    this.inFlight--
+    const event = eventOf(item)
+    const exactlyOnce = member.opts.guarantee === 'exactly-once' && this.dedupe !== undefined
+    if (outcome.kind === 'ack') {
+      if (exactlyOnce) {
+        this.dedupe?.add(this.group ?? member.id, event.id)
+        this.#releaseDuplicates(event.id)
+      }
+      this.#release(event.partitionKey)
+      return
+    }
+    const attempt = item instanceof Redelivery ? item.attempt : 1
+    const decision = decideFailure(member.opts, attempt, outcome)
+    if (decision.action === 'retry') {
+      const firstFailureAt = item instanceof Redelivery ? item.firstFailureAt : Date.now()
+      // The key stays owned by the retried event: later events of that key wait for it.
+      const next = new Redelivery(event, attempt + 1, firstFailureAt)
+      if (exactlyOnce) this.#transfer(event.id, next)
+      this.#scheduleRetry(next, decision.delayMs)
+      return
+    }
+    if (exactlyOnce) this.#releaseDuplicates(event.id)
+    this.#release(event.partitionKey)
+    if (decision.action === 'drop') {
+      if (member.opts.guarantee !== 'at-most-once') {
+        member.logger.warn('event dropped after its last attempt (deadLetter: false)', {
+          id: event.id,
+          topic: event.topic,
+          subscription: member.id,
+          reason: decision.reason,
+        })
+      } else if (outcome.kind === 'retry') {
+        member.logger.warn('at-most-once handler failed; the event is not redelivered', {
+          id: event.id,
+          topic: event.topic,
+          subscription: member.id,
+          error: outcome.error instanceof Error ? outcome.error.message : String(outcome.error),
+        })
+      }
+      return
+    }
+    const now = Date.now()
+    const dlq = deadLetterInput(event, member.opts.deadLetter as string, {
+      reason: decision.reason,
+      group: this.group,
+      attempts: attempt,
+      firstFailureAt: item instanceof Redelivery ? item.firstFailureAt : now,
+      lastFailureAt: now,
+      error: outcome.error,
+      backend: 'memory',
+    })
+    this.bus.publishInternal(dlq, member.logger)
+  }
+
+  #releaseDuplicates(id: string): void {
+    const handling = this.#handling.get(id)
+    if (handling === undefined) return
+    this.#handling.delete(id)
+    // Parked items still own their keys, so they may go straight to the ready list.
+    for (const item of handling.parked) this.#ready.push(item)
+    if (handling.parked.length > 0) this.schedule()
+  }
+
+  #transfer(id: string, owner: Item): void {
+    const handling = this.#handling.get(id)
+    if (handling !== undefined) handling.owner = owner
+  }
+
+  #scheduleRetry(item: Redelivery, delayMs: number): void {
+    this.retrying++
+    const timer = setTimeout(() => {
+      this.#timers.delete(timer)
+      this.retrying--
+      this.#ready.push(item)
+      this.queued++
+      this.schedule()
+    }, delayMs)
+    this.#timers.add(timer)
+  }
+
+  /**
+   * Stops `member`'s in-flight async runs without waiting for them (drain timeout passed): their
+   * events go back to the front of the queue for another member, or are dropped when the queue
+   * is a broadcast subscription's. Returns how many runs were abandoned.
+   */
+  abandon(member: Member, requeue: boolean): number {
+    let n = 0
+    // At-most-once events were acknowledged before their handler ran: never run them again.
+    const redeliver = requeue && member.opts.guarantee !== 'at-most-once'
+    for (const run of member.asyncRuns) {
+      run.abandoned = true
+      n++
+      member.inFlight--
+      this.inFlight--
+      const event = eventOf(run.item)
+      if (redeliver) {
+        const attempt = run.item instanceof Redelivery ? run.item.attempt : 1
+        const first = run.item instanceof Redelivery ? run.item.firstFailureAt : Date.now()
+        // Keeps its key: the redelivery comes before later events of that key.
+        const next = new Redelivery(event, attempt + 1, first)
+        this.#transfer(event.id, next)
+        this.#ready.push(next)
+        this.queued++
+      } else {
+        this.#release(event.partitionKey)
+        this.#releaseDuplicates(event.id)
+      }
+    }
+    member.asyncRuns.clear()
+    if (redeliver) this.schedule()
+    this.notify()
+    return n
+  }
+}
+
+/** What one bus remembers of a topic: the queues its events go to. */
+type Route = readonly DeliveryQueue[]
+
+const ROUTE_CACHE_LIMIT = 10_000
+
+/** An in-process broker: subscriptions, groups and the routing index. */
+export class Bus {
+  readonly name: string | undefined
+  readonly queueCapacity: number
+  readonly #dedupeTtlMs: number
+  readonly #dedupeMaxEntries: number
+  readonly #index = new MatcherIndex<Member>()
+  readonly groups = new Map<string, DeliveryQueue>()
+  readonly #routes = new Map<string, Route>()
+  #stamp = 0
+  /** Backends attached (connected) to this bus. */
+  attached = 0
+  subscriptions = 0
+
+  constructor(
+    name: string | undefined,
+    settings: { queueCapacity: number; dedupeTtlMs: number; dedupeMaxEntries: number },
+  ) {
+    this.name = name
+    this.queueCapacity = settings.queueCapacity
+    this.#dedupeTtlMs = settings.dedupeTtlMs
+    this.#dedupeMaxEntries = settings.dedupeMaxEntries
+  }
+
+  /** The queue a new subscription joins: its own, or its group's (created on first use). */
+  queueFor(opts: ResolvedSubscribeOptions): DeliveryQueue {
+    let q = opts.group === undefined ? undefined : this.groups.get(opts.group)
+    if (q === undefined) {
+      q = new DeliveryQueue(this, opts.group)
+      if (opts.group !== undefined) this.groups.set(opts.group, q)
+    }
+    if (opts.guarantee === 'exactly-once' && q.dedupe === undefined) {
+      q.dedupe = new MemoryDedupeStore({ ttlMs: this.#dedupeTtlMs, maxEntries: this.#dedupeMaxEntries })
+    }
+    return q
+  }
+
+  /** Starts routing events matching the member's pattern to its queue. */
+  add(member: Member): void {
+    member.removeFromIndex = this.#index.add(member.pattern, member)
+    member.queue.addMember(member)
+    this.#routes.clear()
+    this.subscriptions++
+  }
+
+  /** Stops routing to `member` (its queue keeps what it holds). */
+  remove(member: Member): void {
+    if (member.removeFromIndex === undefined) return
+    member.removeFromIndex()
+    member.removeFromIndex = undefined
+    this.#routes.clear()
+    this.subscriptions--
+  }
+
+  #route(topic: string): Route {
+    const cached = this.#routes.get(topic)
+    if (cached !== undefined) return cached
+    const members = this.#index.match(topic)
+    const stamp = ++this.#stamp
+    const queues: DeliveryQueue[] = []
+    for (const m of members) {
+      if (m.queue.routeStamp !== stamp) {
+        m.queue.routeStamp = stamp
+        queues.push(m.queue)
+      }
+    }
+    if (this.#routes.size >= ROUTE_CACHE_LIMIT) this.#routes.clear()
+    this.#routes.set(topic, queues)
+    return queues
+  }
+
+  /**
+   * Puts `event` into every queue it matches. Returns undefined when all took it at once, or a
+   * pending publish that resolves when full queues have admitted it.
+   */
+  dispatch(event: OmnibusEvent): PendingPublish | undefined {
+    const queues = this.#route(event.topic)
+    let pending: PendingPublish | undefined
+    for (let i = 0; i < queues.length; i++) {
+      const q = queues[i] as DeliveryQueue
+      if (!q.enqueue(event, false)) {
+        if (pending === undefined) pending = new PendingPublish()
+        pending.remaining++
+        q.hold(event, pending)
+      }
+    }
+    return pending
+  }
+
+  /** Publishes an event produced by the backend itself (a dead letter): never waits for room. */
+  publishInternal(input: EventInput, logger: Logger): void {
+    let event: OmnibusEvent
+    try {
+      event = createEvent(input)
+    } catch (error) {
+      logger.error('could not build the dead-letter event', { topic: input.topic, error: String(error) })
+      return
+    }
+    const queues = this.#route(event.topic)
+    if (queues.length === 0) {
+      logger.warn(
+        `dead letter on "${event.topic}" has no subscriber and is discarded (the memory backend keeps nothing)`,
+        {
+          originalTopic: event.headers[DLQ_HEADERS.originalTopic],
+          originalId: event.headers[DLQ_HEADERS.originalId],
+          reason: event.headers[DLQ_HEADERS.reason],
+        },
+      )
+      return
+    }
+    for (const q of queues) q.enqueue(event, true)
+  }
+}
+
+const named = new Map<string, Bus>()
+
+/** The shared bus called `name`, created on first use. */
+export function namedBus(
+  name: string,
+  settings: { queueCapacity: number; dedupeTtlMs: number; dedupeMaxEntries: number },
+): Bus {
+  let bus = named.get(name)
+  if (bus === undefined) {
+    bus = new Bus(name, settings)
+    named.set(name, bus)
+  }
+  return bus
+}
+
+/** Forgets a named bus once nothing is attached to it and it holds no events. */
+export function releaseNamedBus(bus: Bus): void {
+  if (bus.name === undefined || bus.attached > 0 || bus.subscriptions > 0) return
+  for (const q of bus.groups.values()) if (!q.isEmpty()) return
+  if (named.get(bus.name) === bus) named.delete(bus.name)
+}
