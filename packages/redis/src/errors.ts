@@ -60,7 +60,10 @@ export function classifyError(error: unknown, operation: RedisOperation = 'other
   }
   if (
     name === 'MaxRetriesPerRequestError' ||
-    /Connection is closed|Stream isn't writeable|connection (lost|closed)/i.test(msg)
+    name === 'AbortError' ||
+    /max retries per request|Connection is closed|Stream isn't writeable|connection (lost|closed|close)|aborted/i.test(
+      msg,
+    )
   ) {
     return new ConnectionError(
       `Redis connection lost: ${msg}; the command may be retried once it reconnects`,

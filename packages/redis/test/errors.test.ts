@@ -41,7 +41,10 @@ describe('classifyError', () => {
   it('maps a lost connection and exhausted retries to retryable ConnectionError', () => {
     const maxRetries = new Error('Reached the max retries per request limit (which is 20).')
     maxRetries.name = 'MaxRetriesPerRequestError'
-    for (const err of [maxRetries, new Error('Connection is closed.')]) {
+    const aborted = new Error('Command aborted due to connection close')
+    aborted.name = 'AbortError'
+    const unnamed = new Error('Reached the max retries per request limit (which is 20).')
+    for (const err of [maxRetries, aborted, unnamed, new Error('Connection is closed.')]) {
       const e = classifyError(err, 'publish')
       expect(e).toBeInstanceOf(ConnectionError)
       expect(e.retryable).toBe(true)

@@ -1,0 +1,177 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { randomUUID } from 'node:crypto'
+import { fileURLToPath } from 'node:url'
+import { type EventBackend, isRetryable, type Subscription } from '@omnibus/core'
+import { afterEach, expect, it } from 'vitest'
+import { describeWithService, restartHint, serviceEndpoint, serviceRestart } from '../setup/services.ts'
+import { makeBackend } from './backend.ts'
+
+async function until(what: string, deadlineMs: number, predicate: () => boolean): Promise<void> {
+  const end = Date.now() + deadlineMs
+  while (!predicate()) {
+    if (Date.now() > end) throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
+describeWithService('redis', 'redis fault tests', () => {
+  process.env.OMNIBUS_IT_REDIS_URL = serviceEndpoint('redis') as string
+  const restart = serviceRestart('redis')
+  const backends: EventBackend[] = []
+  const children: ChildProcess[] = []
+
+  async function backend(): Promise<EventBackend> {
+    const b = makeBackend()
+    backends.push(b)
+    await b.connect()
+    return b
+  }
+
+  afterEach(async () => {
+    for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL')
+    await Promise.allSettled(backends.splice(0).map((b) => b.disconnect({ drainTimeoutMs: 1_000 })))
+  })
+
+  it.skipIf(restart === undefined)(
+    `broker restart in the middle of 10,000 events: every acknowledged publish is received${restart === undefined ? ` (skipped: ${restartHint('redis')})` : ''}`,
+    async () => {
+      const run = randomUUID().slice(0, 8)
+      const topic = `fault.restart.r${run}`
+      const group = `g${run}`
+      const publisher = await backend()
+      const received = new Set<string>()
+      const subs: Subscription[] = []
+      for (let i = 0; i < 2; i++) {
+        const consumer = await backend()
+        subs.push(
+          await consumer.subscribe(topic, (e) => void received.add(e.id), {
+            group,
+            guarantee: 'at-least-once',
+            concurrency: 8,
+            visibilityTimeoutMs: 3_000,
+          }),
+        )
+      }
+      const acknowledged = new Set<string>()
+      let rejected = 0
+      let nonRetryable = 0
+      let restarted: Promise<void> | undefined
+      const total = 10_000
+      const window = 100
+      for (let start = 0; start < total; start += window) {
+        const batch = Array.from({ length: Math.min(window, total - start) }, (_, k) => ({
+          topic,
+          id: `${run}-${start + k}`,
+          data: { n: start + k },
+        }))
+        const results = await Promise.allSettled(batch.map((e) => publisher.publish(e)))
+        for (const r of results) {
+          if (r.status === 'fulfilled') acknowledged.add(r.value.id)
+          else {
+            rejected++
+            if (!isRetryable(r.reason)) {
+              nonRetryable++
+              if (nonRetryable === 1) console.error(r.reason)
+            }
+          }
+        }
+        if (restarted === undefined && acknowledged.size >= 3_000)
+          restarted = (restart as () => Promise<void>)()
+      }
+      await restarted
+      expect(nonRetryable, 'publish failures during the restart must be retryable').toBe(0)
+      expect(acknowledged.size).toBeGreaterThan(total / 2)
+      await until('every acknowledged event', 60_000, () => [...acknowledged].every((id) => received.has(id)))
+      const health = await publisher.healthCheck()
+      expect(health.healthy).toBe(true)
+      console.info(
+        `restart run: ${acknowledged.size} acknowledged, ${rejected} rejected (retryable), all received`,
+      )
+    },
+    180_000,
+  )
+
+  it('consumers replaced in a chain of batches (group declared first) lose nothing', async () => {
+    const run = randomUUID().slice(0, 8)
+    const topic = `fault.chain.r${run}`
+    const group = `g${run}`
+    const publisher = await backend()
+    const handled = new Set<string>()
+    const handler = async (e: { id: string }) => {
+      await new Promise((resolve) => setTimeout(resolve, 2))
+      handled.add(e.id)
+    }
+    // Declare the group, then leave: from here on it holds events for its next member.
+    const first = await backend()
+    await (await first.subscribe(topic, handler, { group, visibilityTimeoutMs: 2_000 })).unsubscribe()
+    await first.disconnect()
+    const all: string[] = []
+    for (let k = 0; k < 4; k++) {
+      for (let i = 0; i < 10; i++)
+        all.push((await publisher.publish({ topic, data: { k, i, gap: true } })).id)
+      const b = await backend()
+      const before = handled.size
+      await b.subscribe(topic, handler, { group, visibilityTimeoutMs: 2_000 })
+      for (let i = 0; i < 15; i++) all.push((await publisher.publish({ topic, data: { k, i } })).id)
+      await until(`consumer ${k + 1} to handle 5 events`, 10_000, () => handled.size >= before + 5)
+      await b.disconnect({ drainTimeoutMs: 1_000 })
+    }
+    const last = await backend()
+    await last.subscribe(topic, handler, { group, visibilityTimeoutMs: 2_000 })
+    await until('every event of the chain', 15_000, () => all.every((id) => handled.has(id)))
+  }, 60_000)
+
+  it('a consumer process killed mid-handler: another process gets its events', async () => {
+    const run = randomUUID().slice(0, 8)
+    const topic = `fault.kill.r${run}`
+    const group = `g${run}`
+    const visibilityMs = 2_000
+    const child = spawn(
+      process.execPath,
+      [
+        '--conditions=@omnibus/source',
+        fileURLToPath(new URL('./consumer-child.ts', import.meta.url)),
+        topic,
+        group,
+        String(visibilityMs),
+      ],
+      { env: { ...process.env }, stdio: ['ignore', 'pipe', 'inherit'] },
+    )
+    children.push(child)
+    const childHandling = new Set<string>()
+    let childReady = false
+    let buffered = ''
+    child.stdout?.on('data', (chunk: Buffer) => {
+      buffered += chunk.toString()
+      const lines = buffered.split('\n')
+      buffered = lines.pop() ?? ''
+      for (const line of lines) {
+        if (line === 'ready') childReady = true
+        else if (line.startsWith('handling ')) childHandling.add(line.slice('handling '.length))
+      }
+    })
+    await until('the child consumer to subscribe', 20_000, () => childReady)
+
+    const survivor = await backend()
+    const received = new Set<string>()
+    await survivor.subscribe(topic, (e) => void received.add(e.id), {
+      group,
+      visibilityTimeoutMs: visibilityMs,
+      concurrency: 4,
+    })
+    const publisher = await backend()
+    const ids: string[] = []
+    for (let i = 0; i < 50; i++) ids.push((await publisher.publish({ topic, data: { i } })).id)
+
+    await until('the child to start handling events', 10_000, () => childHandling.size > 0)
+    const exited = new Promise((resolve) => child.once('exit', resolve))
+    child.kill('SIGKILL')
+    await exited
+    const taken = [...childHandling]
+    expect(taken.some((id) => !received.has(id))).toBe(true)
+    await until("the killed process's events at the survivor", visibilityMs + 15_000, () =>
+      ids.every((id) => received.has(id)),
+    )
+    for (const id of taken) expect(received.has(id)).toBe(true)
+  }, 60_000)
+})
