@@ -1,0 +1,511 @@
+/**
+ * The SQS backend object: clients, the publisher's queue directory and batch sender, and one
+ * {@link Consumer} per subscription. See the package README for the routing design.
+ */
+import { randomUUID } from 'node:crypto'
+import http from 'node:http'
+import https from 'node:https'
+import {
+  CreateQueueCommand,
+  DeleteQueueCommand,
+  GetQueueUrlCommand,
+  ListQueuesCommand,
+  SQSClient,
+  type SQSClientConfig,
+} from '@aws-sdk/client-sqs'
+import {
+  type BackendCapabilities,
+  type BatchEntryResult,
+  type BatchReceipt,
+  ConfigurationError,
+  ConnectionError,
+  consoleLogger,
+  createEvent,
+  type DedupeStore,
+  type EventBackend,
+  type EventHandler,
+  type EventInput,
+  encodeEventChecked,
+  type HealthStatus,
+  MemoryDedupeStore,
+  NotConnectedError,
+  type OmnibusEvent,
+  PayloadTooLargeError,
+  type PublishReceipt,
+  resolveSubscribeOptions,
+  type SubscribeOptions,
+  type Subscription,
+  validateTopic,
+} from '@omnibus/core'
+import { Consumer } from './consumer.ts'
+import {
+  broadcastQueueName,
+  deduplicationId,
+  groupQueueName,
+  isFifoQueue,
+  messageGroupId,
+  QUEUE_TAGS,
+  QueueDirectory,
+  type QueueTarget,
+} from './directory.ts'
+import { classifyError, isQueueMissing } from './errors.ts'
+import { type ResolvedSqsOptions, resolveSqsOptions, type SqsBackendOptions } from './options.ts'
+import { BatchSender, type OutgoingMessage, QUEUE_GONE } from './sender.ts'
+
+/** The SQS backend: an `EventBackend` plus what it knows about its endpoint. */
+export interface SqsBackend extends EventBackend {
+  readonly name: 'sqs'
+  /** Where the backend points, for logs: the endpoint or the AWS region. Never holds secrets. */
+  describe(): string
+  /**
+   * Writes `body` as it is (no envelope, no checks beyond the size limit) to every queue whose
+   * pattern matches `topic`, for bridging foreign producers that already write CloudEvents.
+   * Consumers dead-letter bodies that are not valid envelopes. Resolves with the number of queues
+   * written.
+   */
+  publishRaw(topic: string, body: string | Uint8Array): Promise<number>
+  /**
+   * Deletes every queue under the queue prefix, durable group queues included, with the messages
+   * they hold. For tearing down test and staging environments. Resolves with the number deleted.
+   */
+  deleteAllQueues(): Promise<number>
+}
+
+interface Clients {
+  readonly control: SQSClient
+  readonly receive: SQSClient
+  readonly owned: boolean
+}
+
+/** Request size limit of one `SendMessageBatch` (the sum of its bodies). */
+const BATCH_BYTES = 262_144
+
+function describeEndpoint(o: ResolvedSqsOptions): string {
+  if (o.endpoint !== undefined) {
+    const u = new URL(o.endpoint)
+    return `SQS at ${u.protocol}//${u.host}`
+  }
+  if (o.client !== undefined) return 'SQS (the given client)'
+  return `SQS in ${o.region}`
+}
+
+function makeClients(o: ResolvedSqsOptions): Clients {
+  if (o.client !== undefined) return { control: o.client, receive: o.client, owned: false }
+  const base: SQSClientConfig = {
+    region: o.region,
+    maxAttempts: 3,
+    ...(o.endpoint === undefined ? {} : { endpoint: o.endpoint }),
+    ...(o.credentials === undefined ? {} : { credentials: o.credentials }),
+  }
+  const agentOptions = { keepAlive: true, maxSockets: o.maxSockets }
+  const control = new SQSClient({
+    ...base,
+    requestHandler: {
+      httpAgent: new http.Agent(agentOptions),
+      httpsAgent: new https.Agent(agentOptions),
+      connectionTimeout: o.connectTimeoutMs,
+      requestTimeout: 30_000,
+    },
+  })
+  // Long polls hold a socket for up to 20 s each: they get an agent of their own, unbounded, so
+  // a subscription never waits on sends for a socket and sends never wait on polls.
+  const pollAgent = { keepAlive: true, maxSockets: Number.POSITIVE_INFINITY }
+  const receive = new SQSClient({
+    ...base,
+    requestHandler: {
+      httpAgent: new http.Agent(pollAgent),
+      httpsAgent: new https.Agent(pollAgent),
+      connectionTimeout: o.connectTimeoutMs,
+      requestTimeout: (o.waitTimeSeconds + 10) * 1000,
+    },
+  })
+  return { control, receive, owned: true }
+}
+
+/**
+ * Creates an SQS backend (not connected). Options follow option → env var → default; see
+ * {@link SqsBackendOptions}. Throws `ConfigurationError` for invalid options.
+ */
+export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
+  const o = resolveSqsOptions(options)
+  const logger = o.logger ?? consoleLogger
+  const where = describeEndpoint(o)
+  const dedupe: DedupeStore = o.dedupeStore ?? new MemoryDedupeStore()
+  const capabilities: BackendCapabilities = {
+    guarantees: ['at-most-once', 'at-least-once', 'exactly-once'],
+    persistent: true,
+    crossProcess: true,
+    groups: true,
+    orderedPerKey: o.fifo,
+    replay: false,
+    maxPayloadBytes: o.maxPayloadBytes,
+    networked: true,
+    wildcardDiscoveryMs: o.discoveryIntervalMs,
+  }
+
+  let clients: Clients | undefined
+  let directory: QueueDirectory | undefined
+  let sender: BatchSender | undefined
+  let connecting: Promise<void> | undefined
+  let disconnecting: Promise<void> | undefined
+  const consumers = new Set<Consumer>()
+  const inFlightPublishes = new Set<Promise<unknown>>()
+
+  function requireConnected(
+    action: string,
+    internal = false,
+  ): { clients: Clients; directory: QueueDirectory; sender: BatchSender } {
+    // Dead letters of draining subscriptions still go out while disconnect() runs.
+    if (
+      clients === undefined ||
+      directory === undefined ||
+      sender === undefined ||
+      (disconnecting !== undefined && !internal)
+    ) {
+      throw new NotConnectedError('sqs', action)
+    }
+    return { clients, directory, sender }
+  }
+
+  async function probe(client: SQSClient): Promise<number> {
+    const started = Date.now()
+    await client.send(new ListQueuesCommand({ QueueNamePrefix: `${o.queuePrefix}-`, MaxResults: 1 }), {
+      abortSignal: AbortSignal.timeout(o.connectTimeoutMs),
+    })
+    return Date.now() - started
+  }
+
+  async function doConnect(): Promise<void> {
+    const c = makeClients(o)
+    try {
+      await probe(c.control)
+    } catch (error) {
+      if (c.owned) {
+        c.control.destroy()
+        c.receive.destroy()
+      }
+      const e = classifyError(error, 'connect', where)
+      const aborted = (error as { name?: string })?.name === 'AbortError'
+      throw new ConnectionError(
+        aborted
+          ? `cannot connect to ${where}: no answer within ${o.connectTimeoutMs} ms (connectTimeoutMs)`
+          : `cannot connect to ${where}: ${e.message}`,
+        { backend: 'sqs', code: e.code, retryable: e.retryable || aborted, cause: error },
+      )
+    }
+    clients = c
+    directory = new QueueDirectory(c.control, o.queuePrefix, o.discoveryIntervalMs, logger, where)
+    sender = new BatchSender(c.control, BATCH_BYTES, where)
+  }
+
+  function encode(event: OmnibusEvent): { json: string; bytes: number } {
+    return encodeEventChecked(event, o.maxPayloadBytes, 'sqs')
+  }
+
+  async function route(event: OmnibusEvent, json: string, bytes: number, internal: boolean): Promise<PublishReceipt> {
+    const { directory: dir, sender: out } = requireConnected('publish', internal)
+    const targets = await dir.targetsFor(event.topic)
+    const results = await Promise.all(
+      targets.map((t) => {
+        const message: { -readonly [K in keyof OutgoingMessage]: OutgoingMessage[K] } = { body: json, bytes }
+        if (t.fifo) {
+          message.groupId = messageGroupId(event.partitionKey, event.id)
+          message.deduplicationId = deduplicationId(event.id)
+        }
+        return out.send(t.url, message).then((r) => {
+          if (r === QUEUE_GONE) dir.forget(t.url)
+          return r
+        })
+      }),
+    )
+    const first = results.find((r) => r !== QUEUE_GONE)
+    return first === undefined ? { id: event.id, topic: event.topic } : { id: event.id, topic: event.topic, position: first }
+  }
+
+  function track<T>(p: Promise<T>): Promise<T> {
+    inFlightPublishes.add(p)
+    void p.then(
+      () => inFlightPublishes.delete(p),
+      () => inFlightPublishes.delete(p),
+    )
+    return p
+  }
+
+  async function publishInternal(input: EventInput, internal = false): Promise<PublishReceipt> {
+    requireConnected('publish', internal)
+    const event = createEvent(input, o.source === undefined ? {} : { source: o.source })
+    const { json, bytes } = encode(event)
+    return track(route(event, json, bytes, internal))
+  }
+
+  async function ensureQueue(name: string, tags: Record<string, string>, fifo: boolean): Promise<{ url: string; created: boolean }> {
+    const { clients: c } = requireConnected('subscribe')
+    try {
+      const existing = await c.control.send(new GetQueueUrlCommand({ QueueName: name }))
+      if (existing.QueueUrl !== undefined) return { url: existing.QueueUrl, created: false }
+    } catch (error) {
+      if (!isQueueMissing(error)) throw classifyError(error, 'subscribe', where)
+    }
+    try {
+      const res = await c.control.send(
+        new CreateQueueCommand({
+          QueueName: name,
+          Attributes: fifo ? { FifoQueue: 'true' } : {},
+          tags,
+        }),
+      )
+      if (res.QueueUrl === undefined) throw new Error('CreateQueue returned no QueueUrl')
+      return { url: res.QueueUrl, created: true }
+    } catch (error) {
+      throw classifyError(error, 'subscribe', where)
+    }
+  }
+
+  const backend: SqsBackend = {
+    name: 'sqs',
+    capabilities,
+    get isConnected() {
+      return clients !== undefined && disconnecting === undefined
+    },
+    describe() {
+      return `sqs backend (${where}, queue prefix "${o.queuePrefix}"${o.fifo ? ', FIFO' : ''})`
+    },
+    connect() {
+      if (clients !== undefined && disconnecting === undefined) return Promise.resolve()
+      if (disconnecting !== undefined) {
+        return Promise.reject(
+          new ConfigurationError('this sqs backend was disconnected; create a new one to connect again', {
+            backend: 'sqs',
+          }),
+        )
+      }
+      if (connecting === undefined) {
+        connecting = doConnect().catch((error: unknown) => {
+          connecting = undefined
+          throw error
+        })
+      }
+      return connecting
+    },
+    disconnect(opts) {
+      if (disconnecting !== undefined) return disconnecting
+      if (clients === undefined) {
+        disconnecting = Promise.resolve()
+        return disconnecting
+      }
+      const c = clients
+      const drain = opts?.drainTimeoutMs ?? o.drainTimeoutMs
+      disconnecting = (async () => {
+        await Promise.allSettled([...inFlightPublishes])
+        await Promise.allSettled([...consumers].map((k) => closeConsumer(k, drain)))
+        await Promise.allSettled([...inFlightPublishes])
+        await sender?.idle()
+        directory?.close()
+        if (c.owned) {
+          c.control.destroy()
+          c.receive.destroy()
+        }
+      })()
+      return disconnecting
+    },
+    async healthCheck(): Promise<HealthStatus> {
+      if (clients === undefined || disconnecting !== undefined) {
+        return { healthy: false, latencyMs: 0, detail: 'not connected' }
+      }
+      const started = Date.now()
+      try {
+        const latencyMs = await probe(clients.control)
+        return { healthy: true, latencyMs, detail: `${where}, ${consumers.size} subscription(s)` }
+      } catch (error) {
+        return {
+          healthy: false,
+          latencyMs: Date.now() - started,
+          detail: classifyError(error, 'connect', where).message,
+        }
+      }
+    },
+    publish(input) {
+      return publishInternal(input as EventInput)
+    },
+    async publishRaw(topic, body) {
+      const { directory: dir, sender: out } = requireConnected('publish')
+      validateTopic(topic)
+      const text = typeof body === 'string' ? body : Buffer.from(body).toString('utf8')
+      const bytes = Buffer.byteLength(text)
+      if (bytes > o.maxPayloadBytes) throw new PayloadTooLargeError(bytes, o.maxPayloadBytes, { backend: 'sqs' })
+      const targets = await dir.targetsFor(topic)
+      const id = randomUUID()
+      const sent = await Promise.all(
+        targets.map((t) =>
+          out.send(
+            t.url,
+            t.fifo ? { body: text, bytes, groupId: id, deduplicationId: `${id}-${t.url.length}` } : { body: text, bytes },
+          ),
+        ),
+      )
+      return sent.filter((r) => r !== QUEUE_GONE).length
+    },
+    async publishBatch(inputs): Promise<BatchReceipt> {
+      requireConnected('publish')
+      if (!Array.isArray(inputs)) {
+        throw new ConfigurationError('publishBatch expects an array of events', { backend: 'sqs' })
+      }
+      const settled = await Promise.allSettled(inputs.map((input) => publishInternal(input)))
+      const results: BatchEntryResult[] = settled.map((r, index) =>
+        r.status === 'fulfilled'
+          ? { ok: true, index, receipt: r.value }
+          : { ok: false, index, error: r.reason instanceof Error ? r.reason : new Error(String(r.reason)) },
+      )
+      const succeeded = results.filter((r) => r.ok).length
+      return { results, succeeded, failed: results.length - succeeded }
+    },
+    async deleteAllQueues() {
+      const { clients: c } = requireConnected('delete queues')
+      const urls: string[] = []
+      let token: string | undefined
+      try {
+        do {
+          const page = await c.control.send(
+            new ListQueuesCommand({
+              QueueNamePrefix: `${o.queuePrefix}-`,
+              MaxResults: 1000,
+              ...(token === undefined ? {} : { NextToken: token }),
+            }),
+          )
+          urls.push(...(page.QueueUrls ?? []))
+          token = page.NextToken
+        } while (token !== undefined && token !== '')
+      } catch (error) {
+        throw classifyError(error, 'admin', where)
+      }
+      for (const url of urls) await deleteQueue(url)
+      return urls.length
+    },
+    async subscribe<T>(pattern: string, handler: EventHandler<T>, opts?: SubscribeOptions): Promise<Subscription> {
+      const resolved = resolveSubscribeOptions(backend, pattern, handler, opts)
+      const { directory: dir } = requireConnected('subscribe')
+      const fifo = o.fifo
+      const kind = resolved.group === undefined ? 'broadcast' : 'group'
+      const name =
+        resolved.group === undefined
+          ? broadcastQueueName(o.queuePrefix, fifo)
+          : groupQueueName(o.queuePrefix, resolved.group, pattern, fifo)
+      const tags: Record<string, string> = { [QUEUE_TAGS.pattern]: pattern, [QUEUE_TAGS.kind]: kind }
+      if (resolved.group !== undefined) tags[QUEUE_TAGS.group] = resolved.group.slice(0, 256)
+      const { url, created } = await ensureQueue(name, tags, fifo)
+      const target: QueueTarget = { url, pattern, kind, fifo: isFifoQueue(url) }
+      dir.addLocal(target)
+      if (created) {
+        // Publishers elsewhere refresh their listing at least this often: once it has passed,
+        // every publish that starts after subscribe() resolved reaches this queue.
+        await new Promise((resolve) => setTimeout(resolve, o.discoveryIntervalMs))
+      }
+      if (disconnecting !== undefined || clients === undefined) {
+        if (kind === 'broadcast') await deleteQueue(url)
+        throw new NotConnectedError('sqs', 'subscribe')
+      }
+      const c = clients
+      const consumer = new Consumer(
+        {
+          client: c.control,
+          receiveClient: c.receive,
+          where,
+          logger,
+          dedupe,
+          waitTimeSeconds: o.waitTimeSeconds,
+          prefetch: o.prefetch,
+          localRetryMaxMs: o.localRetryMaxMs,
+          publish: (input) => publishInternal(input, true),
+          recreateQueue: async () => {
+            const again = await ensureQueue(name, tags, fifo)
+            dir.addLocal({ ...target, url: again.url })
+            return again.url
+          },
+          onClosed: (k) => {
+            consumers.delete(k)
+          },
+        },
+        {
+          id: randomUUID(),
+          queueUrl: url,
+          queueName: name,
+          kind,
+          fifo: target.fifo,
+          options: resolved,
+          handler: handler as EventHandler,
+          visibilityTimeoutMs: o.visibilityTimeoutMs,
+        },
+      )
+      consumers.add(consumer)
+      consumer.start()
+      const sub = consumer.subscription
+      return {
+        id: sub.id,
+        pattern: sub.pattern,
+        group: sub.group,
+        get active() {
+          return sub.active
+        },
+        unsubscribe: () => closeConsumer(consumer, o.drainTimeoutMs),
+      }
+    },
+  }
+
+  async function deleteQueue(url: string): Promise<void> {
+    directory?.forget(url)
+    if (clients === undefined) return
+    try {
+      await clients.control.send(new DeleteQueueCommand({ QueueUrl: url }))
+    } catch (error) {
+      if (!isQueueMissing(error)) {
+        logger.warn('sqs: broadcast queue could not be deleted', {
+          queue: url,
+          error: classifyError(error, 'admin', where).message,
+        })
+      }
+    }
+  }
+
+  async function closeConsumer(consumer: Consumer, drainTimeoutMs: number): Promise<void> {
+    await consumer.close(drainTimeoutMs)
+    // Broadcast queues belong to their subscriber; group queues outlive members (durable groups).
+    if (consumer.kind === 'broadcast') await deleteQueue(consumer.queueUrl)
+  }
+
+  return backend
+}
+
+/**
+ * Creates a backend from an `sqs://` URL for the core registry:
+ * `sqs://host:port` → endpoint `http://host:port` (`?tls=true` for https); `sqs://aws` or
+ * `sqs://` → the AWS endpoint of the region. Query parameters: `region`, `prefix`, `fifo`.
+ * Explicit `options` win over the URL.
+ */
+export function backendFromUrl(url: URL, options: Readonly<Record<string, unknown>> = {}): SqsBackend {
+  if (url.protocol !== 'sqs:') {
+    throw new ConfigurationError(`backendFromUrl expects an sqs:// URL, got "${url.protocol}//"`, { backend: 'sqs' })
+  }
+  if (url.username !== '' || url.password !== '') {
+    throw new ConfigurationError('sqs:// URLs must not carry credentials: use the AWS chain or the credentials option', {
+      backend: 'sqs',
+    })
+  }
+  const fromUrl: Record<string, unknown> = {}
+  const host = url.host
+  if (host !== '' && host !== 'aws') {
+    const tls = url.searchParams.get('tls')
+    fromUrl.endpoint = `${tls === 'true' || tls === '1' ? 'https' : 'http'}://${host}`
+  }
+  const region = url.searchParams.get('region')
+  if (region !== null && region !== '') fromUrl.region = region
+  const prefix = url.searchParams.get('prefix')
+  if (prefix !== null && prefix !== '') fromUrl.queuePrefix = prefix
+  const fifo = url.searchParams.get('fifo')
+  if (fifo !== null) {
+    if (!/^(true|false|1|0)$/.test(fifo)) {
+      throw new ConfigurationError(`sqs:// URL parameter fifo must be true or false, got "${fifo}"`, { backend: 'sqs' })
+    }
+    fromUrl.fifo = fifo === 'true' || fifo === '1'
+  }
+  return createSqsBackend({ ...fromUrl, ...options } as SqsBackendOptions)
+}

@@ -1,0 +1,221 @@
+/**
+ * Queue naming and the publisher's queue directory. SQS has no topics: every subscription reads
+ * its own queue (one per group and pattern, one per broadcast subscriber) and records its pattern
+ * in the queue's tags. Publishers list the queues under the prefix, read the tags of queues they
+ * have not seen, and index the patterns in a `MatcherIndex`; a publish goes to every queue whose
+ * pattern matches its topic. The listing is refreshed in the background and never used when it
+ * is older than `discoveryIntervalMs`, which bounds how long a new subscription stays unseen.
+ */
+import { createHash, randomBytes } from 'node:crypto'
+import { ListQueuesCommand, ListQueueTagsCommand, type SQSClient } from '@aws-sdk/client-sqs'
+import { compilePattern, type Logger, MatcherIndex } from '@omnibus/core'
+import { classifyError, isQueueMissing } from './errors.ts'
+
+/** Tag names written on every queue the backend creates. */
+export const QUEUE_TAGS = {
+  pattern: 'omnibus-pattern',
+  kind: 'omnibus-kind',
+  group: 'omnibus-group',
+} as const
+
+/** A queue a publisher routes to. */
+export interface QueueTarget {
+  readonly url: string
+  readonly pattern: string
+  readonly kind: 'group' | 'broadcast'
+  readonly fifo: boolean
+}
+
+function hash(text: string, length: number): string {
+  return createHash('sha256').update(text).digest('hex').slice(0, length)
+}
+
+/** Queue name of a group subscription: one queue per (group, pattern), stable across processes. */
+export function groupQueueName(prefix: string, group: string, pattern: string, fifo: boolean): string {
+  const readable = group.replace(/[^A-Za-z0-9_-]/g, '_').slice(0, 30)
+  return `${prefix}-g-${readable}-${hash(`${group}\n${pattern}`, 16)}${fifo ? '.fifo' : ''}`
+}
+
+/** Queue name of a broadcast subscription: unique to the subscriber, deleted when it leaves. */
+export function broadcastQueueName(prefix: string, fifo: boolean): string {
+  return `${prefix}-b-${randomBytes(12).toString('hex')}${fifo ? '.fifo' : ''}`
+}
+
+/** Whether a queue URL or name is a FIFO queue. */
+export function isFifoQueue(urlOrName: string): boolean {
+  return urlOrName.endsWith('.fifo')
+}
+
+/**
+ * A `MessageDeduplicationId` for an event id: the id itself when SQS accepts it (1-128 printable
+ * ASCII characters), otherwise a hash of it.
+ */
+export function deduplicationId(eventId: string): string {
+  if (/^[\x21-\x7e]{1,128}$/.test(eventId)) return eventId
+  return hash(eventId, 64)
+}
+
+/**
+ * A `MessageGroupId`: the partition key (per-key order), or the event id when there is none, so
+ * unkeyed events do not queue behind each other.
+ */
+export function messageGroupId(partitionKey: string | undefined, eventId: string): string {
+  const key = partitionKey ?? eventId
+  if (/^[\x21-\x7e]{1,128}$/.test(key)) return key
+  return hash(key, 64)
+}
+
+interface Known {
+  readonly target: QueueTarget
+  readonly remove: () => void
+  readonly local: boolean
+}
+
+/** The cached, periodically refreshed map from topics to queues. */
+export class QueueDirectory {
+  readonly #client: SQSClient
+  readonly #prefix: string
+  readonly #intervalMs: number
+  readonly #logger: Logger
+  readonly #where: string
+  readonly #index = new MatcherIndex<QueueTarget>()
+  readonly #known = new Map<string, Known>()
+  /** URLs under the prefix that are not ours (no pattern tag), so their tags are not read again. */
+  readonly #foreign = new Set<string>()
+  /** Start time of the last complete listing. */
+  #listedAt = Number.NEGATIVE_INFINITY
+  #refreshing: Promise<void> | undefined
+  #timer: NodeJS.Timeout | undefined
+  #closed = false
+
+  constructor(client: SQSClient, prefix: string, intervalMs: number, logger: Logger, where: string) {
+    this.#client = client
+    this.#prefix = prefix
+    this.#intervalMs = intervalMs
+    this.#logger = logger
+    this.#where = where
+  }
+
+  /** Queues whose pattern matches `topic`, from a listing no older than the discovery interval. */
+  async targetsFor(topic: string): Promise<readonly QueueTarget[]> {
+    this.#startTimer()
+    while (Date.now() - this.#listedAt > this.#intervalMs) {
+      await this.refresh()
+    }
+    return this.#index.match(topic)
+  }
+
+  /** Records a queue this process created, so its own publishes reach it at once. */
+  addLocal(target: QueueTarget): void {
+    this.#forget(target.url)
+    const remove = this.#index.add(target.pattern, target)
+    this.#known.set(target.url, { target, remove, local: true })
+  }
+
+  /** Drops a queue (deleted, or found missing by a send). */
+  forget(url: string): void {
+    this.#forget(url)
+  }
+
+  #forget(url: string): void {
+    const k = this.#known.get(url)
+    if (k !== undefined) {
+      k.remove()
+      this.#known.delete(url)
+    }
+  }
+
+  /** Lists the queues now (one listing at a time; concurrent callers share it). */
+  refresh(): Promise<void> {
+    if (this.#refreshing === undefined) {
+      this.#refreshing = this.#list().finally(() => {
+        this.#refreshing = undefined
+      })
+    }
+    return this.#refreshing
+  }
+
+  async #list(): Promise<void> {
+    const startedAt = Date.now()
+    const urls: string[] = []
+    let token: string | undefined
+    try {
+      do {
+        const page = await this.#client.send(
+          new ListQueuesCommand({
+            QueueNamePrefix: `${this.#prefix}-`,
+            MaxResults: 1000,
+            ...(token === undefined ? {} : { NextToken: token }),
+          }),
+        )
+        for (const url of page.QueueUrls ?? []) urls.push(url)
+        token = page.NextToken
+      } while (token !== undefined && token !== '')
+    } catch (error) {
+      throw classifyError(error, 'publish', this.#where)
+    }
+    const listed = new Set(urls)
+    const fresh = urls.filter((u) => !this.#known.has(u) && !this.#foreign.has(u))
+    for (let i = 0; i < fresh.length; i += 16) {
+      await Promise.all(fresh.slice(i, i + 16).map((url) => this.#learn(url)))
+    }
+    for (const [url, k] of this.#known) {
+      // Queues this process created are kept: a listing may lag their creation on AWS.
+      if (!listed.has(url) && !k.local) this.#forget(url)
+    }
+    for (const url of this.#foreign) if (!listed.has(url)) this.#foreign.delete(url)
+    this.#listedAt = startedAt
+  }
+
+  async #learn(url: string): Promise<void> {
+    let tags: Record<string, string> | undefined
+    try {
+      const res = await this.#client.send(new ListQueueTagsCommand({ QueueUrl: url }))
+      tags = res.Tags
+    } catch (error) {
+      if (isQueueMissing(error)) return
+      throw classifyError(error, 'publish', this.#where)
+    }
+    const pattern = tags?.[QUEUE_TAGS.pattern]
+    const kind = tags?.[QUEUE_TAGS.kind]
+    if (pattern === undefined || (kind !== 'group' && kind !== 'broadcast')) {
+      this.#foreign.add(url)
+      return
+    }
+    if (this.#known.has(url)) return
+    let target: QueueTarget
+    try {
+      compilePattern(pattern)
+      target = { url, pattern, kind, fifo: isFifoQueue(url) }
+    } catch {
+      this.#logger.warn('sqs: queue has an invalid omnibus-pattern tag; ignored', { url, pattern })
+      this.#foreign.add(url)
+      return
+    }
+    const remove = this.#index.add(pattern, target)
+    this.#known.set(url, { target, remove, local: false })
+  }
+
+  #startTimer(): void {
+    if (this.#timer !== undefined || this.#closed) return
+    // Refreshing ahead of the deadline keeps publishes from waiting on a listing.
+    this.#timer = setInterval(
+      () => {
+        this.refresh().catch((error: unknown) => {
+          this.#logger.warn('sqs: queue listing failed; publishes will retry it', {
+            error: (error as Error).message,
+          })
+        })
+      },
+      Math.max(25, Math.floor(this.#intervalMs * 0.6)),
+    )
+    this.#timer.unref()
+  }
+
+  /** Stops the background refresh. */
+  close(): void {
+    this.#closed = true
+    if (this.#timer !== undefined) clearInterval(this.#timer)
+    this.#timer = undefined
+  }
+}

@@ -1,0 +1,25 @@
+/**
+ * @omnibus/sqs — Amazon SQS (and SQS-compatible servers such as ElasticMQ) as an Omnibus backend.
+ * SQS has queues, not topics: each group subscription reads one durable queue per (group,
+ * pattern), each broadcast subscriber its own queue (deleted when it leaves); the pattern is a
+ * queue tag, and publishers send to every queue whose pattern matches, found through a cached
+ * listing refreshed at least every `discoveryIntervalMs`. Messages are deleted only after the
+ * handler resolves (at-least-once); exactly-once adds processed-id records; FIFO queues
+ * (`fifo: true`) give per-key order and broker-side dedupe.
+ */
+export { backendFromUrl, createSqsBackend, type SqsBackend } from './backend.ts'
+export { INVALID_MESSAGE_TOPIC } from './consumer.ts'
+export {
+  broadcastQueueName,
+  deduplicationId,
+  groupQueueName,
+  messageGroupId,
+  QUEUE_TAGS,
+} from './directory.ts'
+export { classifyError, isQueueMissing, type SqsOperation } from './errors.ts'
+export {
+  type ResolvedSqsOptions,
+  resolveSqsOptions,
+  type SqsBackendOptions,
+  type SqsCredentials,
+} from './options.ts'
