@@ -541,7 +541,9 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
 
   function pump(s: SubState): void {
     if (!s.active || s.closing || state !== 'open' || db === undefined) return
-    const room = s.opts.concurrency * 2 - s.held
+    // No prefetch: an event claimed here waits for nothing but a free handler slot, so a stuck
+    // handler never holds (and keeps extending) events another member could run.
+    const room = s.opts.concurrency - s.held
     if (room <= 0) return
     const now = Date.now()
     let rows: ClaimedRow[]
