@@ -8,6 +8,10 @@ import { allOf, atLeastOnce, type ConformanceCase, crossProcess, groups, persist
 const work = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const forever = () => new Promise<never>(() => {})
 
+/** Events published while a group has no live consumer. */
+const gapBatch = (topic: string, k: number) =>
+  Array.from({ length: 10 }, (_, i) => ({ topic, data: { k, i, gap: true } }))
+
 const needsChild = (o: { childProcess?: unknown }) =>
   o.childProcess === undefined ? 'no childProcess hooks given (options.childProcess)' : undefined
 
@@ -127,17 +131,14 @@ const chain: ConformanceCase = {
     const consumers: Inbox[] = []
     const all: string[] = []
     for (let k = 0; k < 4; k++) {
-      // Published while no consumer is attached: the next one must find it.
-      all.push(
-        ...(await publishAll(
-          pub,
-          Array.from({ length: 10 }, (_, i) => ({ topic, data: { k, i, gap: true } })),
-        )),
-      )
+      // Published while the group exists but no consumer is attached: the next one must find it.
+      if (k > 0) all.push(...(await publishAll(pub, gapBatch(topic, k))))
       const inbox = new Inbox(`consumer ${k + 1}`)
       consumers.push(inbox)
       const b = await h.backend()
       await h.subscribe(b, topic, inbox, { group }, () => work(2))
+      // The first consumer creates the group, which starts at 'latest': make sure it is live.
+      if (k === 0) await h.settle(pub, topic, [inbox])
       all.push(
         ...(await publishAll(
           pub,
@@ -175,12 +176,7 @@ const chainKilled: ConformanceCase = {
     const inboxes: Inbox[] = []
     const all: string[] = []
     for (let k = 0; k < 3; k++) {
-      all.push(
-        ...(await publishAll(
-          pub,
-          Array.from({ length: 10 }, (_, i) => ({ topic, data: { k, i, gap: true } })),
-        )),
-      )
+      if (k > 0) all.push(...(await publishAll(pub, gapBatch(topic, k))))
       const child = spawnConsumer(hooks, {
         label: `child consumer ${k + 1}`,
         pattern: topic,
@@ -192,6 +188,7 @@ const chainKilled: ConformanceCase = {
       h.defer(() => child.kill())
       inboxes.push(child.inbox)
       await child.ready
+      if (k === 0) await h.settle(pub, topic, [child.inbox])
       all.push(
         ...(await publishAll(
           pub,
