@@ -10,7 +10,11 @@ import type {
 } from '@omnibus/core'
 import type { ConformanceOptions, ResolvedTimeouts } from './options.ts'
 import { newRunId } from './run-id.ts'
-import { waitFor } from './wait.ts'
+import { waitFor, withDeadline } from './wait.ts'
+
+function describeStep(fn: () => unknown): string {
+  return fn.toString().replace(/\s+/g, ' ').slice(0, 80)
+}
 
 /** Header that marks the suite's readiness probes; inboxes count them apart from real events. */
 export const PROBE_HEADER = 'x-conformance-probe'
@@ -210,7 +214,12 @@ export function createCaseContext(
       const errors: unknown[] = []
       for (const fn of cleanups.reverse()) {
         try {
-          await fn()
+          // A cleanup step that hangs must fail the test with its name, not time the test out.
+          await withDeadline(
+            Promise.resolve().then(fn),
+            timeouts.deliveryMs * 2,
+            `cleanup step: ${describeStep(fn)}`,
+          )
         } catch (error) {
           errors.push(error)
         }

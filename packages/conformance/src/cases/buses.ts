@@ -1,7 +1,7 @@
 import { AgentMessageBus, ObservabilityBus, silentLogger, TimeoutError } from '@omnibus/core'
 import { expect } from 'vitest'
 import { caught, Inbox, isErrorOf } from '../harness.ts'
-import { waitFor } from '../wait.ts'
+import { waitFor, withDeadline } from '../wait.ts'
 import { atLeastOnce, type ConformanceCase } from './types.ts'
 
 const requestReply: ConformanceCase = {
@@ -123,7 +123,7 @@ const telemetry: ConformanceCase = {
       logger: silentLogger,
     })
     h.defer(() => bus.close())
-    await bus.start()
+    await withDeadline(bus.start(), h.timeouts.groupJoinMs, 'ObservabilityBus.start()')
     await h.settle(bus.backend, topic, [inbox])
 
     // A burst far larger than the buffer, emitted synchronously while the consumer is stuck.
@@ -154,13 +154,17 @@ const telemetry: ConformanceCase = {
 
     // The consumer catches up: what was flushed arrives, and new telemetry flows again without loss.
     release()
-    await bus.flush()
+    await withDeadline(
+      bus.flush(),
+      h.timeouts.deliveryMs * 2,
+      'ObservabilityBus.flush() after the consumer caught up',
+    )
     const beforeRecovery = bus.stats()
     expect(beforeRecovery.flushed + beforeRecovery.droppedTotal + beforeRecovery.sampledOut).toBe(
       beforeRecovery.emitted - beforeRecovery.buffered,
     )
     for (let i = 0; i < 50; i++) bus.emit(topic, { runId: h.runId, phase: 'recovered', i })
-    await bus.flush()
+    await withDeadline(bus.flush(), h.timeouts.deliveryMs * 2, 'ObservabilityBus.flush() of 50 new events')
     const after = bus.stats()
     expect(after.droppedTotal, 'drops after the consumer caught up').toBe(beforeRecovery.droppedTotal)
     const recovered = () =>
