@@ -442,9 +442,15 @@ export class KeyedLimiter {
       this.#waiting.push({
         key,
         run: () => {
-          task()
-            .then(resolve, reject)
-            .finally(() => this.#done(key))
+          // A task that throws synchronously or returns a plain value must still settle and
+          // release its slot and key; otherwise the limiter would stall for good.
+          let result: Promise<R>
+          try {
+            result = Promise.resolve(task())
+          } catch (error) {
+            result = Promise.reject(error)
+          }
+          result.then(resolve, reject).finally(() => this.#done(key))
         },
       })
       this.#pump()
