@@ -32,6 +32,7 @@ import {
   type Subscription,
 } from '@omnibus/core'
 import type { Channel, ChannelModel, ConsumeMessage, Options } from 'amqplib'
+import { AckBatcher } from './acks.ts'
 import { classifyError } from './errors.ts'
 import { DELAY_HEADER, Link } from './link.ts'
 import { type RabbitMQBackendOptions, type ResolvedRabbitMQOptions, resolveOptions } from './options.ts'
@@ -192,6 +193,8 @@ export function createRabbitMQBackend(options: RabbitMQBackendOptions = {}): Eve
         }
         s.queue = queue
         s.channel = ch
+        // At-most-once acks on receipt, one by one; the others settle after the handler, batched.
+        if (s.opts.guarantee !== 'at-most-once') ackers.set(ch, new AckBatcher(ch))
         const { consumerTag } = await ch.consume(queue, (msg) => onMessage(s, ch, msg), { noAck: false })
         s.consumerTag = consumerTag
       } catch (error) {
@@ -207,7 +210,14 @@ export function createRabbitMQBackend(options: RabbitMQBackendOptions = {}): Eve
     await p
   }
 
+  const ackers = new WeakMap<Channel, AckBatcher>()
+
   function safeAck(ch: Channel, msg: ConsumeMessage): void {
+    const acker = ackers.get(ch)
+    if (acker !== undefined) {
+      acker.ack(msg)
+      return
+    }
     try {
       ch.ack(msg)
     } catch {
@@ -216,6 +226,11 @@ export function createRabbitMQBackend(options: RabbitMQBackendOptions = {}): Eve
   }
 
   function safeNack(ch: Channel, msg: ConsumeMessage): void {
+    const acker = ackers.get(ch)
+    if (acker !== undefined) {
+      acker.nack(msg)
+      return
+    }
     try {
       ch.nack(msg, false, true)
     } catch {
@@ -233,6 +248,7 @@ export function createRabbitMQBackend(options: RabbitMQBackendOptions = {}): Eve
       return
     }
     if (s.opts.guarantee === 'at-most-once') safeAck(ch, msg)
+    else ackers.get(ch)?.track(msg)
     s.limiter
       .run(undefined, () => handle(s, ch, msg))
       .catch((error: unknown) => {
@@ -447,7 +463,10 @@ export function createRabbitMQBackend(options: RabbitMQBackendOptions = {}): Eve
       s.abort.abort()
       s.channel = undefined
       // Closing the channel returns any unacknowledged message to the queue.
-      if (ch !== undefined) await ch.close().catch(() => {})
+      if (ch !== undefined) {
+        ackers.get(ch)?.flush()
+        await ch.close().catch(() => {})
+      }
     })()
     await s.closing
   }

@@ -1,0 +1,265 @@
+/**
+ * Throughput and latency of the RabbitMQ backend against raw amqplib doing the same work on the
+ * same broker, in the same run:
+ * - publish: persistent messages of the same size into a quorum queue, confirms windowed
+ *   (raw: at most `WINDOW` unconfirmed; backend: many concurrent `publish()` calls, its own window);
+ * - consume+ack: a prefilled quorum queue drained with the same prefetch (raw: ack per message;
+ *   backend: a group subscription with `concurrency` = prefetch and a no-op handler);
+ * - publish → handler latency, one event at a time, p50/p99 (backend and raw).
+ *
+ * Run: node --conditions=@omnibus/source packages/rabbitmq/bench/throughput.ts
+ * Env: OMNIBUS_RABBITMQ_URL (default amqp://guest:guest@127.0.0.1:5672), BENCH_N (default 20000).
+ */
+import { createEvent, encodeEvent } from '@omnibus/core'
+import amqp from 'amqplib'
+import { createRabbitMQBackend, groupQueueName } from '../src/index.ts'
+
+const url = process.env.OMNIBUS_RABBITMQ_URL ?? 'amqp://guest:guest@127.0.0.1:5672'
+const N = Number(process.env.BENCH_N ?? 20_000)
+const WINDOW = 1000
+const PREFETCH = 100
+const LATENCY_N = 2000
+const run = `bench${Date.now().toString(36)}`
+const topic = `bench.${run}.evt`
+const payload = { user: 'u-123', action: 'tool.start', args: { path: '/tmp/x', n: 42 }, tags: ['a', 'b'] }
+const sampleBody = Buffer.from(encodeEvent(createEvent({ topic, data: payload, source: 'bench' })))
+
+const conn = await amqp.connect(url, { noDelay: true })
+const admin = await conn.createChannel()
+await admin.assertExchange('omnibus.events', 'topic', { durable: true })
+
+async function sinkQueue(name: string): Promise<void> {
+  await admin.assertQueue(name, { durable: true, arguments: { 'x-queue-type': 'quorum' } })
+  await admin.bindQueue(name, 'omnibus.events', topic)
+  await admin.purgeQueue(name)
+}
+
+async function waitEmpty(name: string): Promise<void> {
+  // Publish throughput includes the broker accepting into the queue; confirms already say so.
+  await admin.checkQueue(name)
+}
+
+function rate(n: number, ms: number): number {
+  return Math.round((n / ms) * 1000)
+}
+
+async function rawPublish(n: number): Promise<number> {
+  const ch = await conn.createConfirmChannel()
+  let inflight = 0
+  let sent = 0
+  let confirmed = 0
+  const t0 = performance.now()
+  await new Promise<void>((resolve, reject) => {
+    const pump = (): void => {
+      while (inflight < WINDOW && sent < n) {
+        inflight++
+        sent++
+        ch.publish(
+          'omnibus.events',
+          topic,
+          sampleBody,
+          { persistent: true, contentType: 'application/cloudevents+json', messageId: `raw-${sent}` },
+          (err) => {
+            if (err) return reject(err)
+            inflight--
+            if (++confirmed === n) resolve()
+            else pump()
+          },
+        )
+      }
+    }
+    pump()
+  })
+  const ms = performance.now() - t0
+  await ch.close()
+  return rate(n, ms)
+}
+
+async function backendPublish(n: number): Promise<number> {
+  const b = createRabbitMQBackend({ url, publishWindow: WINDOW })
+  await b.connect()
+  const t0 = performance.now()
+  const chunk = 5000
+  for (let i = 0; i < n; i += chunk) {
+    const k = Math.min(chunk, n - i)
+    await Promise.all(Array.from({ length: k }, () => b.publish({ topic, data: payload, source: 'bench' })))
+  }
+  const ms = performance.now() - t0
+  await b.disconnect()
+  return rate(n, ms)
+}
+
+async function prefill(queue: string, n: number): Promise<void> {
+  const ch = await conn.createConfirmChannel()
+  for (let i = 0; i < n; i++) {
+    const body = Buffer.from(encodeEvent(createEvent({ topic, data: payload, source: 'bench' })))
+    if (!ch.sendToQueue(queue, body, { persistent: true })) await new Promise((r) => ch.once('drain', r))
+  }
+  await ch.waitForConfirms()
+  await ch.close()
+}
+
+async function rawConsume(queue: string, n: number): Promise<number> {
+  const ch = await conn.createChannel()
+  await ch.prefetch(PREFETCH)
+  let got = 0
+  const t0 = performance.now()
+  let tag = ''
+  await new Promise<void>((resolve) => {
+    ch.consume(queue, (msg) => {
+      if (msg === null) return
+      JSON.parse(msg.content.toString('utf8'))
+      ch.ack(msg)
+      if (++got === n) resolve()
+    }).then((r) => {
+      tag = r.consumerTag
+    })
+  })
+  const ms = performance.now() - t0
+  await ch.cancel(tag)
+  await ch.close()
+  return rate(n, ms)
+}
+
+async function backendConsume(group: string, n: number): Promise<number> {
+  const b = createRabbitMQBackend({ url })
+  await b.connect()
+  let got = 0
+  let t0 = 0
+  let done: () => void = () => {}
+  const finished = new Promise<void>((resolve) => {
+    done = resolve
+  })
+  t0 = performance.now()
+  const sub = await b.subscribe(
+    topic,
+    () => {
+      if (++got === n) done()
+    },
+    { group, concurrency: PREFETCH },
+  )
+  await finished
+  const ms = performance.now() - t0
+  await sub.unsubscribe()
+  await b.disconnect()
+  return rate(n, ms)
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor(sorted.length * p))] ?? Number.NaN
+}
+
+async function backendLatency(n: number): Promise<{ p50: number; p99: number }> {
+  const b = createRabbitMQBackend({ url })
+  await b.connect()
+  const lat: number[] = []
+  let resolveOne: () => void = () => {}
+  await b.subscribe(`bench.${run}.lat`, (e) => {
+    lat.push(performance.now() - (e.data as { t: number }).t)
+    resolveOne()
+  })
+  for (let i = 0; i < n; i++) {
+    const got = new Promise<void>((r) => {
+      resolveOne = r
+    })
+    await b.publish({ topic: `bench.${run}.lat`, data: { t: performance.now() } })
+    await got
+  }
+  await b.disconnect()
+  lat.sort((a, b2) => a - b2)
+  return { p50: percentile(lat, 0.5), p99: percentile(lat, 0.99) }
+}
+
+async function rawLatency(n: number): Promise<{ p50: number; p99: number }> {
+  const pub = await conn.createConfirmChannel()
+  const sub = await conn.createChannel()
+  const q = await sub.assertQueue('', { exclusive: true, autoDelete: true })
+  await sub.bindQueue(q.queue, 'omnibus.events', `bench.${run}.rawlat`)
+  const lat: number[] = []
+  let resolveOne: () => void = () => {}
+  await sub.consume(q.queue, (msg) => {
+    if (msg === null) return
+    lat.push(performance.now() - JSON.parse(msg.content.toString()).t)
+    sub.ack(msg)
+    resolveOne()
+  })
+  for (let i = 0; i < n; i++) {
+    const got = new Promise<void>((r) => {
+      resolveOne = r
+    })
+    const body = Buffer.from(JSON.stringify({ t: performance.now() }))
+    await new Promise<void>((resolve, reject) =>
+      pub.publish('omnibus.events', `bench.${run}.rawlat`, body, { persistent: true }, (err) =>
+        err ? reject(err) : resolve(),
+      ),
+    )
+    await got
+  }
+  await pub.close()
+  await sub.close()
+  lat.sort((a, b2) => a - b2)
+  return { p50: percentile(lat, 0.5), p99: percentile(lat, 0.99) }
+}
+
+const sink = `omnibus.bench.${run}.sink`
+await sinkQueue(sink)
+// Warm-up: connection set-up, JIT, queue leader.
+await rawPublish(2000)
+await backendPublish(2000)
+await admin.purgeQueue(sink)
+
+const pubRaw: number[] = []
+const pubOurs: number[] = []
+for (let round = 0; round < 2; round++) {
+  pubRaw.push(await rawPublish(N))
+  await waitEmpty(sink)
+  await admin.purgeQueue(sink)
+  pubOurs.push(await backendPublish(N))
+  await admin.purgeQueue(sink)
+}
+await admin.deleteQueue(sink)
+const bestRawPub = Math.max(...pubRaw)
+const bestOursPub = Math.max(...pubOurs)
+console.log(`publish (persistent, confirms, window ${WINDOW}, ${N} events, best of 2)`)
+console.log(`  raw amqplib   ${bestRawPub} msg/s   (runs: ${pubRaw.join(', ')})`)
+console.log(`  backend       ${bestOursPub} msg/s   (runs: ${pubOurs.join(', ')})`)
+console.log(`  ratio         ${((bestOursPub / bestRawPub) * 100).toFixed(1)}%`)
+
+// Consume: the raw consumer drains a quorum queue; the backend drains its group queue.
+const rawQueue = `omnibus.bench.${run}.raw`
+await admin.assertQueue(rawQueue, { durable: true, arguments: { 'x-queue-type': 'quorum' } })
+const group = `bench-${run}`
+const groupQueue = groupQueueName('omnibus', group, topic)
+{
+  // Declare the group queue through the backend so its arguments match.
+  const b = createRabbitMQBackend({ url })
+  await b.connect()
+  await (await b.subscribe(topic, () => {}, { group })).unsubscribe()
+  await b.disconnect()
+  await admin.unbindQueue(groupQueue, 'omnibus.events', topic)
+}
+const consRaw: number[] = []
+const consOurs: number[] = []
+for (let round = 0; round < 2; round++) {
+  await prefill(rawQueue, N)
+  consRaw.push(await rawConsume(rawQueue, N))
+  await prefill(groupQueue, N)
+  consOurs.push(await backendConsume(group, N))
+}
+await admin.deleteQueue(rawQueue)
+await admin.deleteQueue(groupQueue)
+const bestRawCons = Math.max(...consRaw)
+const bestOursCons = Math.max(...consOurs)
+console.log(`consume+ack (quorum queue, prefetch ${PREFETCH}, ${N} events, best of 2)`)
+console.log(`  raw amqplib   ${bestRawCons} msg/s   (runs: ${consRaw.join(', ')})`)
+console.log(`  backend       ${bestOursCons} msg/s   (runs: ${consOurs.join(', ')})`)
+console.log(`  ratio         ${((bestOursCons / bestRawCons) * 100).toFixed(1)}%`)
+
+const ours = await backendLatency(LATENCY_N)
+const raw = await rawLatency(LATENCY_N)
+console.log(`publish → handler latency (one at a time, ${LATENCY_N} events, broadcast queue)`)
+console.log(`  backend       p50 ${ours.p50.toFixed(2)} ms   p99 ${ours.p99.toFixed(2)} ms`)
+console.log(`  raw amqplib   p50 ${raw.p50.toFixed(2)} ms   p99 ${raw.p99.toFixed(2)} ms`)
+
+await admin.close()
+await conn.close()
