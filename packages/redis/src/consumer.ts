@@ -74,7 +74,8 @@ interface Held {
   /** The decoded event, or the decode failure. */
   readonly event: OmnibusEvent | undefined
   readonly invalid: InvalidEnvelopeError | undefined
-  readonly raw: Record<string, string>
+  /** The entry's fields, kept only when it could not be decoded. */
+  readonly raw: Record<string, string> | undefined
   attempt: number
   firstFailureAt: number | undefined
   timer: NodeJS.Timeout | undefined
@@ -124,6 +125,9 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
   const subId = `${++consumerSeq}-${randomUUID().slice(0, 8)}`
   const consumerName = `${hostname()}-${process.pid}-${subId}`
   const limiter = new KeyedLimiter(opts.concurrency)
+  const lane: Held[] | undefined = opts.concurrency === 1 ? [] : undefined
+  let laneRunning = false
+  let idleWaiters: Array<() => void> = []
   const handlerAbort = new AbortController()
   const localDedupe =
     !grouped && guarantee === 'exactly-once' ? new MemoryDedupeStore({ ttlMs: cfg.dedupeTtlMs }) : undefined
@@ -274,11 +278,18 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
     const hk = heldKey(key, id)
     if (held.has(hk)) return
     const topic = streams.get(key) ?? keys.topicOf(key) ?? key
-    const raw = fieldsOf(fields)
     let event: OmnibusEvent | undefined
     let invalid: InvalidEnvelopeError | undefined
-    const text = raw[EVENT_FIELD]
+    let raw: Record<string, string> | undefined
+    // The common entry is exactly [event, <json>]; anything else is looked at field by field.
+    let text: string | undefined
+    if (Array.isArray(fields) && fields.length === 2 && fields[0] === EVENT_FIELD) text = String(fields[1])
+    else {
+      raw = fieldsOf(fields)
+      text = raw[EVENT_FIELD]
+    }
     if (text === undefined) {
+      raw ??= fieldsOf(fields)
       invalid = new InvalidEnvelopeError(
         `stream entry ${id} of "${topic}" has no "${EVENT_FIELD}" field (fields: ${Object.keys(raw).join(', ') || 'none'})`,
         JSON.stringify(raw),
@@ -291,6 +302,7 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
           err instanceof InvalidEnvelopeError
             ? err
             : new InvalidEnvelopeError((err as Error).message, text, err)
+        raw ??= fieldsOf(fields)
       }
     }
     const h: Held = {
@@ -310,21 +322,58 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
     schedule(h)
   }
 
+  function settled(): void {
+    active--
+    if (active <= prefetch - batch || active === 0) {
+      const w = wake
+      wake = undefined
+      w?.()
+    }
+    if (active === 0) {
+      const waiters = idleWaiters
+      idleWaiters = []
+      for (const w of waiters) w()
+    }
+  }
+
+  function failed(err: unknown): void {
+    logger.error('redis consumer failed to process an entry', { error: String(err) })
+  }
+
   function schedule(h: Held): void {
     active++
-    limiter
-      .run(h.event?.partitionKey, () => processEntry(h))
-      .catch((err: unknown) =>
-        logger.error('redis consumer failed to process an entry', { error: String(err) }),
-      )
-      .finally(() => {
-        active--
-        if (active <= prefetch - batch || active === 0) {
-          const w = wake
-          wake = undefined
-          w?.()
+    if (lane === undefined) {
+      limiter
+        .run(h.event?.partitionKey, () => processEntry(h))
+        .catch(failed)
+        .finally(settled)
+      return
+    }
+    lane.push(h)
+    if (!laneRunning) void drainLane(lane)
+  }
+
+  // With concurrency 1 entries run strictly one after another in arrival order, which a plain
+  // queue gives without a limiter's bookkeeping per entry (the hot path of the default setting).
+  async function drainLane(queue: Held[]): Promise<void> {
+    laneRunning = true
+    try {
+      for (let h = queue.shift(); h !== undefined; h = queue.shift()) {
+        try {
+          await processEntry(h)
+        } catch (err) {
+          failed(err)
         }
-      })
+        settled()
+      }
+    } finally {
+      laneRunning = false
+    }
+  }
+
+  function whenIdle(): Promise<void> {
+    if (active === 0) return Promise.resolve()
+    return new Promise((resolve) => idleWaiters.push(resolve))
   }
 
   async function processEntry(h: Held): Promise<void> {
@@ -366,7 +415,7 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
       const synthetic: OmnibusEvent = {
         id: `redis-${h.topic}-${h.id}`,
         topic: h.topic,
-        data: h.raw[EVENT_FIELD] ?? h.raw,
+        data: h.raw?.[EVENT_FIELD] ?? h.raw ?? null,
         time: entryTime(h.id),
         source: 'redis:unknown-producer',
         headers: { 'omnibus-redis-stream': h.key, 'omnibus-redis-entry': h.id },
@@ -691,7 +740,7 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
       }
       let timer: NodeJS.Timeout | undefined
       const drained = await Promise.race([
-        limiter.onIdle().then(() => true),
+        whenIdle().then(() => true),
         new Promise<boolean>((resolve) => {
           timer = setTimeout(() => resolve(false), drainTimeoutMs)
         }),

@@ -1,0 +1,252 @@
+/**
+ * Redis backend against raw ioredis doing the same work, in the same run, on the same server:
+ * - publish: `backend.publish` (N concurrent calls per window) and `publishBatch` vs one ioredis
+ *   pipeline of `XADD` per window, with the very same envelope JSON pre-encoded for the raw side;
+ * - consume: a group subscription with a no-op handler vs a loop of `XREADGROUP COUNT <batch>`
+ *   + one `XACK` per batch over the same pre-filled stream;
+ * - latency: publish → handler on a live group subscription, one event at a time, p50/p99.
+ *
+ *   node --conditions=@omnibus/source packages/redis/bench/throughput.ts [events] [url]
+ *
+ * Each throughput pair runs twice, alternating, and keeps the best of each side, so one noisy
+ * moment on a shared machine does not decide the ratio.
+ */
+import { randomUUID } from 'node:crypto'
+import { createEvent, encodeEvent, type Logger } from '@omnibus/core'
+import { Redis } from 'ioredis'
+import { createRedisBackend, type RedisBackend } from '../src/index.ts'
+
+const TOTAL = Number(process.argv[2] ?? 20_000)
+const URL_ = process.argv[3] ?? process.env.OMNIBUS_REDIS_URL ?? 'redis://127.0.0.1:6379'
+const WINDOW = 1_000
+const BATCH = 100
+const ROUNDS = Number(process.env.BENCH_ROUNDS ?? 3)
+const PREFIX = `omnibus-bench:${randomUUID().slice(0, 8)}:`
+const silent: Logger = { debug() {}, info() {}, warn() {}, error() {} }
+
+const raw = new Redis(URL_)
+const payload = (n: number) => ({ n, text: 'lorem ipsum dolor sit amet '.repeat(4), tags: ['a', 'b'] })
+
+function perSec(count: number, ms: number): number {
+  return Math.round((count / ms) * 1000)
+}
+
+function fmt(n: number): string {
+  return n.toLocaleString('en-US')
+}
+
+async function newBackend(): Promise<RedisBackend> {
+  const b = createRedisBackend({ url: URL_, keyPrefix: PREFIX, logger: silent, batchSize: BATCH })
+  await b.connect()
+  return b
+}
+
+/**
+ * Raw baseline. `docs` given: XADD of the very envelope JSON the backend writes, encoded before the
+ * clock starts (the strictest baseline). `docs` absent: what an application using ioredis directly
+ * does with the same payload, `XADD key * data JSON.stringify(payload)`.
+ */
+async function rawPublish(topic: string, docs: string[] | undefined): Promise<number> {
+  const key = `${PREFIX}stream:${topic}`
+  const t0 = performance.now()
+  for (let i = 0; i < TOTAL; i += WINDOW) {
+    const p = raw.pipeline()
+    for (let j = i; j < Math.min(i + WINDOW, TOTAL); j++) {
+      if (docs === undefined) p.xadd(key, '*', 'data', JSON.stringify(payload(j)))
+      else p.xadd(key, '*', 'event', docs[j] as string)
+    }
+    await p.exec()
+  }
+  return performance.now() - t0
+}
+
+async function omnibusPublish(b: RedisBackend, topic: string, batch: boolean): Promise<number> {
+  const t0 = performance.now()
+  for (let i = 0; i < TOTAL; i += WINDOW) {
+    const inputs = Array.from({ length: Math.min(WINDOW, TOTAL - i) }, (_, k) => ({
+      topic,
+      data: payload(i + k),
+    }))
+    if (batch) {
+      const r = await b.publishBatch(inputs)
+      if (r.failed > 0) throw new Error(`${r.failed} publishes failed`)
+    } else {
+      await Promise.all(inputs.map((e) => b.publish(e)))
+    }
+  }
+  return performance.now() - t0
+}
+
+async function benchPublish(): Promise<number> {
+  const b = await newBackend()
+  const docs = Array.from({ length: TOTAL }, (_, n) =>
+    encodeEvent(createEvent({ topic: 'bench.pub.raw', data: payload(n) })),
+  )
+  let rawBest = Number.POSITIVE_INFINITY
+  let appBest = Number.POSITIVE_INFINITY
+  let pubBest = Number.POSITIVE_INFINITY
+  let batchBest = Number.POSITIVE_INFINITY
+  for (let round = 0; round < ROUNDS; round++) {
+    rawBest = Math.min(rawBest, await rawPublish(`bench.pub.raw${round}`, docs))
+    appBest = Math.min(appBest, await rawPublish(`bench.pub.app${round}`, undefined))
+    pubBest = Math.min(pubBest, await omnibusPublish(b, `bench.pub.one${round}`, false))
+    batchBest = Math.min(batchBest, await omnibusPublish(b, `bench.pub.batch${round}`, true))
+  }
+  await b.disconnect()
+  const rawRate = perSec(TOTAL, rawBest)
+  const appRate = perSec(TOTAL, appBest)
+  const pubRate = perSec(TOTAL, pubBest)
+  const batchRate = perSec(TOTAL, batchBest)
+  const r = (x: number) => `ratio ${(x / appRate).toFixed(2)} (strict ${(x / rawRate).toFixed(2)})`
+  console.log(
+    `publish, ${fmt(TOTAL)} events (envelope ${docs[0]?.length} bytes), windows of ${WINDOW}, best of ${ROUNDS}`,
+  )
+  console.log(`  raw XADD, pre-encoded envelopes ${fmt(rawRate).padStart(9)} ev/s   (strict baseline)`)
+  console.log(`  raw XADD, JSON.stringify(data)  ${fmt(appRate).padStart(9)} ev/s   (baseline)`)
+  console.log(`  backend.publish (concurrent)    ${fmt(pubRate).padStart(9)} ev/s   ${r(pubRate)}`)
+  console.log(`  backend.publishBatch            ${fmt(batchRate).padStart(9)} ev/s   ${r(batchRate)}`)
+  return pubRate / appRate
+}
+
+async function fill(key: string): Promise<void> {
+  const docs = Array.from({ length: TOTAL }, (_, n) =>
+    encodeEvent(createEvent({ topic: 'bench.consume', data: payload(n) })),
+  )
+  for (let i = 0; i < docs.length; i += WINDOW) {
+    const p = raw.pipeline()
+    for (let j = i; j < Math.min(i + WINDOW, docs.length); j++) p.xadd(key, '*', 'event', docs[j] as string)
+    await p.exec()
+  }
+}
+
+async function rawConsume(key: string, parse: boolean): Promise<number> {
+  const group = `raw${parse ? 'p' : ''}`
+  await raw.xgroup('CREATE', key, group, '0')
+  const t0 = performance.now()
+  let seen = 0
+  while (seen < TOTAL) {
+    const reply = (await raw.call('XREADGROUP', 'GROUP', group, 'c1', 'COUNT', BATCH, 'STREAMS', key, '>')) as
+      | [string, [string, string[]][]][]
+      | null
+    const entries = reply?.[0]?.[1] ?? []
+    if (entries.length === 0) throw new Error('stream ran dry before every entry was read')
+    const ids: string[] = []
+    for (const [id, fields] of entries) {
+      if (parse) JSON.parse(fields[1] as string)
+      ids.push(id)
+    }
+    await raw.xack(key, group, ...ids)
+    seen += entries.length
+  }
+  return performance.now() - t0
+}
+
+async function omnibusConsume(topic: string, round: number): Promise<number> {
+  const b = await newBackend()
+  let seen = 0
+  let resolveDone: () => void = () => {}
+  const done = new Promise<void>((resolve) => {
+    resolveDone = resolve
+  })
+  const t0 = performance.now()
+  const sub = await b.subscribe(
+    topic,
+    () => {
+      if (++seen === TOTAL) resolveDone()
+    },
+    { group: `omnibus${round}`, from: 'earliest' },
+  )
+  await done
+  const ms = performance.now() - t0
+  await sub.unsubscribe()
+  await b.disconnect()
+  return ms
+}
+
+async function pendingOf(key: string, group: string): Promise<number> {
+  const summary = (await raw.xpending(key, group)) as [number, ...unknown[]]
+  return Number(summary[0])
+}
+
+async function benchConsume(): Promise<number> {
+  const topic = 'bench.consume'
+  const key = `${PREFIX}stream:${topic}`
+  await fill(key)
+  let rawBest = Number.POSITIVE_INFINITY
+  let rawParseBest = Number.POSITIVE_INFINITY
+  let omniBest = Number.POSITIVE_INFINITY
+  for (let round = 0; round < ROUNDS; round++) {
+    await raw.xgroup('DESTROY', key, 'raw').catch(() => {})
+    await raw.xgroup('DESTROY', key, 'rawp').catch(() => {})
+    rawBest = Math.min(rawBest, await rawConsume(key, false))
+    rawParseBest = Math.min(rawParseBest, await rawConsume(key, true))
+    omniBest = Math.min(omniBest, await omnibusConsume(topic, round))
+    // The backend acknowledged everything it handled (acks are flushed before unsubscribe resolves).
+    const left = await pendingOf(key, `omnibus${round}`)
+    if (left !== 0) throw new Error(`${left} entries left unacknowledged by the backend`)
+  }
+  const rawRate = perSec(TOTAL, rawBest)
+  const rawParseRate = perSec(TOTAL, rawParseBest)
+  const omniRate = perSec(TOTAL, omniBest)
+  console.log(`consume + ack, ${fmt(TOTAL)} entries, batch ${BATCH}`)
+  console.log(`  raw XREADGROUP + XACK loop     ${fmt(rawRate).padStart(9)} ev/s`)
+  console.log(`  raw loop + JSON.parse          ${fmt(rawParseRate).padStart(9)} ev/s`)
+  console.log(
+    `  backend group subscription     ${fmt(omniRate).padStart(9)} ev/s   ratio ${(omniRate / rawRate).toFixed(2)} (vs raw+parse ${(omniRate / rawParseRate).toFixed(2)})`,
+  )
+  return omniRate / rawRate
+}
+
+async function benchLatency(): Promise<void> {
+  const pub = await newBackend()
+  const sub = await newBackend()
+  const samples: number[] = []
+  let pending: ((at: number) => void) | undefined
+  const topic = 'bench.latency'
+  const s = await sub.subscribe(
+    topic,
+    () => {
+      pending?.(performance.now())
+    },
+    { group: 'lat' },
+  )
+  const count = Math.min(2_000, TOTAL)
+  for (let i = 0; i < count + 100; i++) {
+    const arrived = new Promise<number>((resolve) => {
+      pending = resolve
+    })
+    const t0 = performance.now()
+    await pub.publish({ topic, data: payload(i) })
+    const t1 = await arrived
+    if (i >= 100) samples.push(t1 - t0)
+  }
+  await s.unsubscribe()
+  await pub.disconnect()
+  await sub.disconnect()
+  samples.sort((a, b) => a - b)
+  const q = (p: number) =>
+    (samples[Math.min(samples.length - 1, Math.floor(p * samples.length))] as number).toFixed(2)
+  console.log(`latency publish → handler, ${fmt(count)} events one at a time (after 100 warm-up)`)
+  console.log(`  p50 ${q(0.5)} ms   p99 ${q(0.99)} ms   max ${q(1)} ms`)
+}
+
+async function cleanup(): Promise<void> {
+  let cursor = '0'
+  do {
+    const [next, found] = await raw.scan(cursor, 'MATCH', `${PREFIX}*`, 'COUNT', 1000)
+    cursor = next
+    if (found.length > 0) await raw.del(...found)
+  } while (cursor !== '0')
+}
+
+try {
+  const which = process.env.BENCH ?? 'all'
+  const ratios: string[] = []
+  if (which === 'all' || which === 'publish') ratios.push(`publish ${(await benchPublish()).toFixed(2)}`)
+  if (which === 'all' || which === 'consume') ratios.push(`consume ${(await benchConsume()).toFixed(2)}`)
+  if (which === 'all' || which === 'latency') await benchLatency()
+  console.log(`ratios vs raw ioredis (target >= 0.80): ${ratios.join(', ')}`)
+} finally {
+  await cleanup()
+  raw.disconnect()
+}
