@@ -196,15 +196,11 @@ export function encodeEventChecked(
   backend?: string,
 ): { readonly json: string; readonly bytes: number } {
   const json = encodeEvent(event)
-  // Fast path: a UTF-16 length already under a quarter of the limit cannot exceed it in UTF-8.
-  const bytes =
-    limitBytes !== undefined && json.length * 4 <= limitBytes ? json.length : Buffer.byteLength(json)
+  // The exact UTF-8 size, always: callers size broker batches with it, and the UTF-16 length
+  // undercounts non-ASCII text up to threefold.
+  const bytes = Buffer.byteLength(json)
   if (limitBytes !== undefined && bytes > limitBytes) {
-    throw new PayloadTooLargeError(
-      Buffer.byteLength(json),
-      limitBytes,
-      backend === undefined ? {} : { backend },
-    )
+    throw new PayloadTooLargeError(bytes, limitBytes, backend === undefined ? {} : { backend })
   }
   return { json, bytes }
 }
