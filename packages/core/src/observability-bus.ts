@@ -162,6 +162,7 @@ function errorFields(error: unknown): Record<string, unknown> {
 }
 
 let toolCallCounter = 0
+const CLOCK_REUSE = 64
 
 /** High-volume telemetry over any backend. See the module comment for the guarantees. */
 export class ObservabilityBus {
@@ -211,6 +212,9 @@ export class ObservabilityBus {
   #inflight: Promise<void> | undefined
   #roomWaiters: Array<() => void> = []
   readonly #toolStarts = new Map<string, number>()
+  #clock = 0
+  #clockUses = 0
+  #clockQueued = false
 
   /**
    * Creates a bus over `backend` (not connected by the bus: call {@link start}, or use
@@ -305,7 +309,7 @@ export class ObservabilityBus {
         this.#dropped.closed++
         return false
       }
-      return this.#enqueue({ topic, data, time: Date.now(), opts, parent: currentEvent() })
+      return this.#enqueue({ topic, data, time: this.#now(), opts, parent: currentEvent() })
     } catch {
       this.#dropped.invalid++
       return false
@@ -457,28 +461,45 @@ export class ObservabilityBus {
     return this.#sampler.config
   }
 
-  /** Sends everything buffered now and resolves when the backend and exporters have it. */
-  async flush(): Promise<void> {
+  /**
+   * Sends everything buffered now; resolves `true` when the backend and exporters have it, `false`
+   * when `timeoutMs` passed first (a stalled backend) or the backend is not connected.
+   */
+  async flush(timeoutMs?: number): Promise<boolean> {
+    if (timeoutMs === undefined) return this.#flushAll()
+    let timer: NodeJS.Timeout | undefined
+    const expired = new Promise<false>((resolve) => {
+      timer = setTimeout(() => resolve(false), timeoutMs)
+    })
+    try {
+      return await Promise.race([this.#flushAll(), expired])
+    } finally {
+      clearTimeout(timer)
+    }
+  }
+
+  async #flushAll(): Promise<boolean> {
     for (;;) {
       if (this.#inflight !== undefined) {
         await this.#inflight
         continue
       }
-      if (this.#length + this.#critical.length === 0) return
-      if (!this.#backend.isConnected) return
+      if (this.#length + this.#critical.length === 0) return true
+      if (!this.#backend.isConnected || this.#closed) return false
       await this.#runBatch()
     }
   }
 
   /**
-   * Flushes, stops the flusher and closes the exporters. Later emits are dropped (reason
-   * `closed`). Disconnects the backend only when the bus created it ({@link ObservabilityBus.connect}
-   * with a URL). Idempotent.
+   * Flushes (waiting at most `timeoutMs`, default 5000, for a stalled backend), stops the
+   * flusher and closes the exporters. Events still buffered then, and later emits, are dropped
+   * (reason `closed`). Disconnects the backend only when the bus created it
+   * ({@link ObservabilityBus.connect} with a URL). Idempotent.
    */
-  async close(): Promise<void> {
+  async close(options: { readonly timeoutMs?: number } = {}): Promise<void> {
     if (this.#closed) return
     try {
-      await this.flush()
+      await this.flush(options.timeoutMs ?? 5000)
     } finally {
       this.#closed = true
       if (this.#timer !== undefined) {
@@ -495,7 +516,7 @@ export class ObservabilityBus {
         this.#critical.length = 0
       }
       await Promise.allSettled(this.#exporters.map(async (e) => e.close?.()))
-      if (this.#ownsBackend) await this.#backend.disconnect()
+      if (this.#ownsBackend) await this.#backend.disconnect({ drainTimeoutMs: options.timeoutMs ?? 5000 })
     }
   }
 
@@ -523,6 +544,28 @@ export class ObservabilityBus {
   /** The counters in Prometheus text exposition format (`omnibus_telemetry_*`). */
   prometheus(labels: Readonly<Record<string, string>> = {}): string {
     return prometheusText(this.stats(), labels)
+  }
+
+  // Reading the clock is the largest part of an emit. The value is reused for up to
+  // CLOCK_REUSE emits within one synchronous run (refreshed at the next microtask), so a
+  // timestamp is never staler than that run of emits.
+  #now(): number {
+    if (this.#clockUses > 0) {
+      this.#clockUses--
+      return this.#clock
+    }
+    this.#clockUses = CLOCK_REUSE
+    if (!this.#clockQueued) {
+      this.#clockQueued = true
+      queueMicrotask(this.#expireClock)
+    }
+    this.#clock = Date.now()
+    return this.#clock
+  }
+
+  readonly #expireClock = (): void => {
+    this.#clockUses = 0
+    this.#clockQueued = false
   }
 
   #full(): boolean {
@@ -643,21 +686,28 @@ export class ObservabilityBus {
 
   #toInput(r: PendingRecord): EventInput {
     const o = r.opts
-    const headers: Record<string, string> = o?.headers === undefined ? {} : { ...o.headers }
-    if (o?.priority !== undefined) headers[PRIORITY_HEADER] = o.priority
     const input: { -readonly [K in keyof EventInput]: EventInput[K] } = {
       topic: r.topic,
       data: r.data,
       time: r.time,
-      headers,
       guarantee: 'at-most-once',
     }
-    const source = o?.source ?? this.#source
-    if (source !== undefined) input.source = source
-    if (o?.partitionKey !== undefined) input.partitionKey = o.partitionKey
-    const correlationId = o?.correlationId ?? r.parent?.correlationId ?? r.parent?.id
-    if (correlationId !== undefined) input.correlationId = correlationId
-    if (r.parent !== undefined) input.causationId = r.parent.id
+    if (o === undefined) return this.#withSource(input, r)
+    if (o.priority !== undefined) input.headers = { ...o.headers, [PRIORITY_HEADER]: o.priority }
+    else if (o.headers !== undefined) input.headers = o.headers
+    if (o.source !== undefined) input.source = o.source
+    if (o.partitionKey !== undefined) input.partitionKey = o.partitionKey
+    if (o.correlationId !== undefined) input.correlationId = o.correlationId
+    return this.#withSource(input, r)
+  }
+
+  #withSource(input: { -readonly [K in keyof EventInput]: EventInput[K] }, r: PendingRecord): EventInput {
+    if (input.source === undefined && this.#source !== undefined) input.source = this.#source
+    const parent = r.parent
+    if (parent !== undefined) {
+      if (input.correlationId === undefined) input.correlationId = parent.correlationId ?? parent.id
+      input.causationId = parent.id
+    }
     return input
   }
 
@@ -674,6 +724,18 @@ export class ObservabilityBus {
     if (this.#warned && this.#length < this.#warnAt / 2) this.#warned = false
     this.#wakeWaiters(records.length)
     if (records.length === 0) return
+    if (this.#exporters.length === 0) {
+      // No exporter needs the envelopes: the backend builds them (ids, validation) exactly once.
+      const inputs: EventInput[] = []
+      for (const r of records) {
+        if (r.data === undefined) this.#invalid(r.topic)
+        else inputs.push(this.#toInput(r))
+      }
+      if (inputs.length === 0) return
+      this.#batches++
+      await this.#publish(inputs)
+      return
+    }
     const events: OmnibusEvent[] = []
     for (const r of records) {
       try {
@@ -688,7 +750,7 @@ export class ObservabilityBus {
     await Promise.all([this.#publish(events), ...this.#exporters.map((e) => this.#export(e, events))])
   }
 
-  async #publish(events: OmnibusEvent[]): Promise<void> {
+  async #publish(events: readonly EventInput[]): Promise<void> {
     try {
       const receipt = await this.#backend.publishBatch(events)
       this.#flushed += receipt.succeeded
