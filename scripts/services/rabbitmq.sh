@@ -41,9 +41,16 @@ ensure_installed() {
   fi
   log "installing rabbitmq-server from Debian"
   export DEBIAN_FRONTEND=noninteractive
-  if ! apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends rabbitmq-server; then
-    apt-get -o DPkg::Lock::Timeout=600 update
-    apt-get -o DPkg::Lock::Timeout=600 install -y --no-install-recommends rabbitmq-server
+  # Other service scripts may run apt-get at the same moment: wait for the dpkg lock.
+  local apt=(apt-get -o DPkg::Lock::Timeout=600 -y --no-install-recommends)
+  if ! "${apt[@]}" install rabbitmq-server; then
+    local tries=0
+    until "${apt[@]}" update; do
+      tries=$((tries + 1))
+      [ "$tries" -lt 3 ] || return 1
+      sleep 5
+    done
+    "${apt[@]}" install rabbitmq-server
   fi
   stop_system_service
 }

@@ -1,5 +1,6 @@
 import { fileURLToPath } from 'node:url'
-import { conformanceSuite } from '@omnibus/conformance'
+import { CASE_IDS, conformanceSuite } from '@omnibus/conformance'
+import { MemoryDedupeStore } from '@omnibus/core'
 import { createRabbitMQBackend } from '@omnibus/rabbitmq'
 import { describeWithService, requireEndpoint, serviceRestart } from '../setup/services.ts'
 import { closedPort, injectRaw } from './amqp.ts'
@@ -22,5 +23,17 @@ describeWithService('rabbitmq', 'RabbitMQ backend', () => {
       module: fileURLToPath(new URL('./child-backend.ts', import.meta.url)),
       env: { OMNIBUS_IT_AMQP_URL: url },
     },
+  })
+
+  // Exactly-once is offered only with a dedupe store shared by every consumer of a group; backends
+  // made in this process share one, which is what case 26 needs. The other cases ran above.
+  const shared = new MemoryDedupeStore()
+  const only = new Set(['26-exactly-once', '27-undeclared-guarantee'])
+  conformanceSuite('rabbitmq with a shared dedupe store', {
+    makeBackend: () => createRabbitMQBackend({ url, dedupeStore: shared }),
+    timeouts: { deliveryMs: 5000, groupJoinMs: 5000 },
+    exclude: Object.fromEntries(
+      CASE_IDS.filter((id) => !only.has(id)).map((id) => [id, 'covered by the suite without a dedupe store']),
+    ),
   })
 })
