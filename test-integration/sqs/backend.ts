@@ -3,8 +3,22 @@
  * and the queue prefix come from the environment, so a child reaches the same queues as its
  * parent. Short visibility and long-poll settings keep redelivery cases fast.
  */
-import { silentLogger } from '@omnibus/core'
+import { type Logger, silentLogger } from '@omnibus/core'
 import { createSqsBackend, type SqsBackend, type SqsBackendOptions } from '@omnibus/sqs'
+
+const print =
+  (level: string) =>
+  (message: string, fields?: Record<string, unknown>): void => {
+    console.log(`[sqs ${level}] ${message}`, fields === undefined ? '' : JSON.stringify(fields))
+  }
+
+/** Every log line, for `OMNIBUS_IT_SQS_DEBUG=1` runs. */
+const printLogger: Logger = {
+  debug: print('debug'),
+  info: print('info'),
+  warn: print('warn'),
+  error: print('error'),
+}
 
 /** A fresh, unconnected backend on the test server. */
 export function makeBackend(extra: SqsBackendOptions = {}): SqsBackend {
@@ -20,7 +34,7 @@ export function makeBackend(extra: SqsBackendOptions = {}): SqsBackend {
     waitTimeSeconds: 5,
     visibilityTimeoutMs: 2000,
     drainTimeoutMs: 2000,
-    logger: silentLogger,
+    logger: process.env.OMNIBUS_IT_SQS_DEBUG === '1' ? printLogger : silentLogger,
     ...extra,
   })
 }

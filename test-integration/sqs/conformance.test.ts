@@ -41,7 +41,11 @@ describeWithService('sqs', 'sqs backend', () => {
     ...(restart === undefined ? {} : { restart }),
     unreachable: {
       makeBackend: () =>
-        createSqsBackend({ endpoint: `http://127.0.0.1:${port}`, connectTimeoutMs: 2_000, queuePrefix: prefix }),
+        createSqsBackend({
+          endpoint: `http://127.0.0.1:${port}`,
+          connectTimeoutMs: 2_000,
+          queuePrefix: prefix,
+        }),
       endpoint: `127.0.0.1:${port}`,
     },
     childProcess: {

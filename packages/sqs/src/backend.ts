@@ -202,7 +202,12 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
     return encodeEventChecked(event, o.maxPayloadBytes, 'sqs')
   }
 
-  async function route(event: OmnibusEvent, json: string, bytes: number, internal: boolean): Promise<PublishReceipt> {
+  async function route(
+    event: OmnibusEvent,
+    json: string,
+    bytes: number,
+    internal: boolean,
+  ): Promise<PublishReceipt> {
     const { directory: dir, sender: out } = requireConnected('publish', internal)
     const targets = await dir.targetsFor(event.topic)
     const results = await Promise.all(
@@ -213,13 +218,18 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
           message.deduplicationId = deduplicationId(event.id)
         }
         return out.send(t.url, message).then((r) => {
-          if (r === QUEUE_GONE) dir.forget(t.url)
+          if (r === QUEUE_GONE) {
+            logger.debug('sqs: queue is gone; publishes stop going to it', { queue: t.url })
+            dir.forget(t.url)
+          }
           return r
         })
       }),
     )
     const first = results.find((r) => r !== QUEUE_GONE)
-    return first === undefined ? { id: event.id, topic: event.topic } : { id: event.id, topic: event.topic, position: first }
+    return first === undefined
+      ? { id: event.id, topic: event.topic }
+      : { id: event.id, topic: event.topic, position: first }
   }
 
   function track<T>(p: Promise<T>): Promise<T> {
@@ -238,7 +248,11 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
     return track(route(event, json, bytes, internal))
   }
 
-  async function ensureQueue(name: string, tags: Record<string, string>, fifo: boolean): Promise<{ url: string; created: boolean }> {
+  async function ensureQueue(
+    name: string,
+    tags: Record<string, string>,
+    fifo: boolean,
+  ): Promise<{ url: string; created: boolean }> {
     const { clients: c } = requireConnected('subscribe')
     try {
       const existing = await c.control.send(new GetQueueUrlCommand({ QueueName: name }))
@@ -332,14 +346,17 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
       validateTopic(topic)
       const text = typeof body === 'string' ? body : Buffer.from(body).toString('utf8')
       const bytes = Buffer.byteLength(text)
-      if (bytes > o.maxPayloadBytes) throw new PayloadTooLargeError(bytes, o.maxPayloadBytes, { backend: 'sqs' })
+      if (bytes > o.maxPayloadBytes)
+        throw new PayloadTooLargeError(bytes, o.maxPayloadBytes, { backend: 'sqs' })
       const targets = await dir.targetsFor(topic)
       const id = randomUUID()
       const sent = await Promise.all(
         targets.map((t) =>
           out.send(
             t.url,
-            t.fifo ? { body: text, bytes, groupId: id, deduplicationId: `${id}-${t.url.length}` } : { body: text, bytes },
+            t.fifo
+              ? { body: text, bytes, groupId: id, deduplicationId: `${id}-${t.url.length}` }
+              : { body: text, bytes },
           ),
         ),
       )
@@ -381,7 +398,11 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
       for (const url of urls) await deleteQueue(url)
       return urls.length
     },
-    async subscribe<T>(pattern: string, handler: EventHandler<T>, opts?: SubscribeOptions): Promise<Subscription> {
+    async subscribe<T>(
+      pattern: string,
+      handler: EventHandler<T>,
+      opts?: SubscribeOptions,
+    ): Promise<Subscription> {
       const resolved = resolveSubscribeOptions(backend, pattern, handler, opts)
       const { directory: dir } = requireConnected('subscribe')
       const fifo = o.fifo
@@ -483,12 +504,17 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
  */
 export function backendFromUrl(url: URL, options: Readonly<Record<string, unknown>> = {}): SqsBackend {
   if (url.protocol !== 'sqs:') {
-    throw new ConfigurationError(`backendFromUrl expects an sqs:// URL, got "${url.protocol}//"`, { backend: 'sqs' })
-  }
-  if (url.username !== '' || url.password !== '') {
-    throw new ConfigurationError('sqs:// URLs must not carry credentials: use the AWS chain or the credentials option', {
+    throw new ConfigurationError(`backendFromUrl expects an sqs:// URL, got "${url.protocol}//"`, {
       backend: 'sqs',
     })
+  }
+  if (url.username !== '' || url.password !== '') {
+    throw new ConfigurationError(
+      'sqs:// URLs must not carry credentials: use the AWS chain or the credentials option',
+      {
+        backend: 'sqs',
+      },
+    )
   }
   const fromUrl: Record<string, unknown> = {}
   const host = url.host
@@ -503,7 +529,9 @@ export function backendFromUrl(url: URL, options: Readonly<Record<string, unknow
   const fifo = url.searchParams.get('fifo')
   if (fifo !== null) {
     if (!/^(true|false|1|0)$/.test(fifo)) {
-      throw new ConfigurationError(`sqs:// URL parameter fifo must be true or false, got "${fifo}"`, { backend: 'sqs' })
+      throw new ConfigurationError(`sqs:// URL parameter fifo must be true or false, got "${fifo}"`, {
+        backend: 'sqs',
+      })
     }
     fromUrl.fifo = fifo === 'true' || fifo === '1'
   }

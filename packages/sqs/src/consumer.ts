@@ -13,8 +13,8 @@ import {
 } from '@aws-sdk/client-sqs'
 import {
   compilePattern,
-  type DedupeStore,
   DEFAULT_DEAD_LETTER_TOPIC,
+  type DedupeStore,
   deadLetterInput,
   decideFailure,
   decodeEvent,
@@ -233,10 +233,11 @@ export class Consumer {
         )
         messages = res.Messages ?? []
         failures = 0
-      } catch (error) {
+      } catch (receiveError) {
         if (!this.#running) break
+        let error: unknown = receiveError
         failures++
-        if (isQueueMissing(error)) {
+        if (isQueueMissing(receiveError)) {
           try {
             this.#queueUrl = await this.#deps.recreateQueue()
             this.#deps.logger.warn('sqs: queue vanished (broker reset?) and was created again', {
@@ -265,7 +266,11 @@ export class Consumer {
     const atMostOnce = this.#config.options.guarantee === 'at-most-once'
     for (const m of messages) {
       if (m.ReceiptHandle === undefined) continue
-      const held: Held = { receipt: m.ReceiptHandle, messageId: m.MessageId ?? m.ReceiptHandle, state: 'held' }
+      const held: Held = {
+        receipt: m.ReceiptHandle,
+        messageId: m.MessageId ?? m.ReceiptHandle,
+        state: 'held',
+      }
       this.#held.add(held)
       const receiveCount = Math.max(1, Number(m.Attributes?.ApproximateReceiveCount ?? '1') || 1)
       let event: OmnibusEvent
@@ -387,7 +392,11 @@ export class Consumer {
           await this.#changeVisibility([held], this.#visibilitySeconds)
           return
         }
-        this.#deps.logger.warn('sqs: event dead-lettered', { id: event.id, topic: event.topic, reason: decision.reason })
+        this.#deps.logger.warn('sqs: event dead-lettered', {
+          id: event.id,
+          topic: event.topic,
+          reason: decision.reason,
+        })
       }
       this.#failures.delete(held.messageId)
       await this.#ack(held)
@@ -398,7 +407,8 @@ export class Consumer {
   async #invalid(held: Held, m: Message, receiveCount: number, error: unknown): Promise<void> {
     held.state = 'running'
     const opts = this.#config.options
-    const reason = error instanceof InvalidEnvelopeError ? error.message : `undecodable message: ${String(error)}`
+    const reason =
+      error instanceof InvalidEnvelopeError ? error.message : `undecodable message: ${String(error)}`
     if (opts.deadLetter === false) {
       this.#deps.logger.warn('sqs: invalid message dropped (deadLetter: false)', { reason })
       await this.#ack(held)
@@ -530,7 +540,11 @@ export class Consumer {
         await this.#deps.client.send(
           new ChangeMessageVisibilityBatchCommand({
             QueueUrl: this.#queueUrl,
-            Entries: chunk.map((h, k) => ({ Id: String(k), ReceiptHandle: h.receipt, VisibilityTimeout: seconds })),
+            Entries: chunk.map((h, k) => ({
+              Id: String(k),
+              ReceiptHandle: h.receipt,
+              VisibilityTimeout: seconds,
+            })),
           }),
         )
       } catch (error) {

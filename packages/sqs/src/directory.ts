@@ -161,7 +161,10 @@ export class QueueDirectory {
     }
     for (const [url, k] of this.#known) {
       // Queues this process created are kept: a listing may lag their creation on AWS.
-      if (!listed.has(url) && !k.local) this.#forget(url)
+      if (!listed.has(url) && !k.local) {
+        this.#logger.debug('sqs: queue no longer listed; publishes stop going to it', { url })
+        this.#forget(url)
+      }
     }
     for (const url of this.#foreign) if (!listed.has(url)) this.#foreign.delete(url)
     this.#listedAt = startedAt
@@ -179,7 +182,12 @@ export class QueueDirectory {
     const pattern = tags?.[QUEUE_TAGS.pattern]
     const kind = tags?.[QUEUE_TAGS.kind]
     if (pattern === undefined || (kind !== 'group' && kind !== 'broadcast')) {
-      this.#foreign.add(url)
+      // A queue named like ours may be read between its creation and its tagging: ask again
+      // on the next listing instead of ignoring it for good.
+      const name = url.slice(url.lastIndexOf('/') + 1)
+      if (!name.startsWith(`${this.#prefix}-g-`) && !name.startsWith(`${this.#prefix}-b-`))
+        this.#foreign.add(url)
+      else this.#logger.debug('sqs: queue has no pattern tag yet; will look again', { url })
       return
     }
     if (this.#known.has(url)) return

@@ -226,11 +226,18 @@ function isLoopback(endpoint: string): boolean {
 }
 
 /** Resolves and validates options: option → env var → default. */
-export function resolveSqsOptions(options: SqsBackendOptions = {}, env: Env = process.env): ResolvedSqsOptions {
+export function resolveSqsOptions(
+  options: SqsBackendOptions = {},
+  env: Env = process.env,
+): ResolvedSqsOptions {
   if (options === null || typeof options !== 'object') fail('createSqsBackend expects an options object')
   const client = options.client
   if (client !== undefined) {
-    if (client === null || typeof client !== 'object' || typeof (client as { send?: unknown }).send !== 'function') {
+    if (
+      client === null ||
+      typeof client !== 'object' ||
+      typeof (client as { send?: unknown }).send !== 'function'
+    ) {
       fail('client must be an SQSClient from @aws-sdk/client-sqs')
     }
   }
@@ -249,7 +256,12 @@ export function resolveSqsOptions(options: SqsBackendOptions = {}, env: Env = pr
       fail('endpoint must not carry credentials: pass them in `credentials` or the AWS chain')
     }
   }
-  const region = strOption('region', ['OMNIBUS_SQS_REGION', 'AWS_REGION', 'AWS_DEFAULT_REGION'], options.region, env)
+  const region = strOption(
+    'region',
+    ['OMNIBUS_SQS_REGION', 'AWS_REGION', 'AWS_DEFAULT_REGION'],
+    options.region,
+    env,
+  )
   let credentials = options.credentials
   if (credentials !== undefined) {
     if (
@@ -271,7 +283,8 @@ export function resolveSqsOptions(options: SqsBackendOptions = {}, env: Env = pr
     // Local SQS-compatible servers accept any signature; the AWS chain would fail without one.
     credentials = { accessKeyId: 'omnibus', secretAccessKey: 'omnibus' }
   }
-  const queuePrefix = strOption('queuePrefix', ['OMNIBUS_SQS_QUEUE_PREFIX'], options.queuePrefix, env) ?? 'omnibus'
+  const queuePrefix =
+    strOption('queuePrefix', ['OMNIBUS_SQS_QUEUE_PREFIX'], options.queuePrefix, env) ?? 'omnibus'
   if (!/^[A-Za-z0-9_-]{1,20}$/.test(queuePrefix)) {
     fail(`queuePrefix must be 1-20 letters, digits, '-' or '_', got "${queuePrefix}"`)
   }
@@ -299,7 +312,15 @@ export function resolveSqsOptions(options: SqsBackendOptions = {}, env: Env = pr
       50,
       600_000,
     ),
-    waitTimeSeconds: intOption('waitTimeSeconds', 'OMNIBUS_SQS_WAIT_TIME_SECONDS', options.waitTimeSeconds, env, 20, 0, 20),
+    waitTimeSeconds: intOption(
+      'waitTimeSeconds',
+      'OMNIBUS_SQS_WAIT_TIME_SECONDS',
+      options.waitTimeSeconds,
+      env,
+      20,
+      0,
+      20,
+    ),
     visibilityTimeoutMs: intOption(
       'visibilityTimeoutMs',
       'OMNIBUS_SQS_VISIBILITY_TIMEOUT_MS',

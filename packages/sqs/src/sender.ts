@@ -128,11 +128,14 @@ export class BatchSender {
       if (p === undefined) continue
       settled.add(i)
       p.reject(
-        new PublishError(`${this.#where} rejected the message (${bad.Code ?? 'unknown'}): ${bad.Message ?? ''}`, {
-          backend: 'sqs',
-          code: bad.SenderFault === true ? 'REJECTED' : 'SERVER_ERROR',
-          retryable: bad.SenderFault !== true,
-        }),
+        new PublishError(
+          `${this.#where} rejected the message (${bad.Code ?? 'unknown'}): ${bad.Message ?? ''}`,
+          {
+            backend: 'sqs',
+            code: bad.SenderFault === true ? 'REJECTED' : 'SERVER_ERROR',
+            retryable: bad.SenderFault !== true,
+          },
+        ),
       )
     }
     batch.forEach((p, i) => {
