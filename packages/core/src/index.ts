@@ -125,6 +125,7 @@ export {
   type BackendModule,
   BUILTIN_SCHEMES,
   createBackend,
+  importBackendPackage,
   parseBackendUrl,
   redactUrl,
   registerBackend,

@@ -59,6 +59,16 @@ function isModuleNotFound(error: unknown, pkg: string): boolean {
   )
 }
 
+/**
+ * Imports a backend package the way `createBackend` does for built-in schemes: from the core's
+ * location, then from the application's working directory. A package that is not installed is a
+ * `ConfigurationError` saying what to install; loaders of third-party schemes use it to give
+ * their users the same hint.
+ */
+export function importBackendPackage(pkg: string): Promise<BackendModule> {
+  return importPackage(pkg)
+}
+
 async function importPackage(pkg: string): Promise<BackendModule> {
   try {
     return (await import(pkg)) as BackendModule
