@@ -247,8 +247,7 @@ export function createRabbitMQBackend(options: RabbitMQBackendOptions = {}): Eve
       }
       return
     }
-    if (s.opts.guarantee === 'at-most-once') safeAck(ch, msg)
-    else ackers.get(ch)?.track(msg)
+    ackers.get(ch)?.track(msg)
     s.limiter
       .run(undefined, () => handle(s, ch, msg))
       .catch((error: unknown) => {
@@ -258,19 +257,23 @@ export function createRabbitMQBackend(options: RabbitMQBackendOptions = {}): Eve
   }
 
   async function handle(s: SubState, ch: Channel, msg: ConsumeMessage): Promise<void> {
+    // Not started before the subscription closed: back to the queue, for another consumer.
+    if (!s.active) return safeNack(ch, msg)
     const amo = s.opts.guarantee === 'at-most-once'
+    // At-most-once acks when the handler is about to run, not on receipt: prefetch then still
+    // bounds how many messages wait in this process.
+    if (amo) safeAck(ch, msg)
+    const settle = amo ? () => {} : () => safeAck(ch, msg)
     let event: OmnibusEvent
     try {
       event = decodeEvent(msg.content)
     } catch (error) {
       // Only the subscription whose pattern matches the routing key owns a foreign message;
       // broader bindings of other patterns must not dead-letter it a second time.
-      if (!s.matches(msg.fields.routingKey)) return amo ? undefined : safeAck(ch, msg)
-      if (!amo) await deadLetterForeign(s, msg, error)
-      return amo ? undefined : safeAck(ch, msg)
+      if (s.matches(msg.fields.routingKey)) await deadLetterForeign(s, msg, error)
+      return settle()
     }
-    if (!s.matches(event.topic)) return amo ? undefined : safeAck(ch, msg)
-    if (!s.active && !amo) return safeNack(ch, msg)
+    if (!s.matches(event.topic)) return settle()
     const headers = msg.properties.headers
     const attempt = Math.max(1, Math.floor(headerNumber(headers, RETRY_HEADERS.attempt) ?? 1))
     if (amo) {
