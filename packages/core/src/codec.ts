@@ -116,11 +116,38 @@ function findProblem(value: unknown, keys: PathKey[], ancestors: object[]): stri
   return undefined
 }
 
+function isPlainScalar(v: unknown): boolean {
+  return (
+    typeof v === 'string' ||
+    typeof v === 'boolean' ||
+    v === null ||
+    v === undefined ||
+    (typeof v === 'number' && Number.isFinite(v))
+  )
+}
+
+// The common payload — a plain object or array of scalars — checked without allocating anything.
+// Anything else (nesting, class instances, Map, toJSON) takes the full walk.
+function isFlatJson(data: unknown): boolean {
+  if (typeof data !== 'object' || data === null) return false
+  if (Array.isArray(data)) {
+    for (let i = 0; i < data.length; i++) if (!isPlainScalar(data[i])) return false
+    return true
+  }
+  const proto = Object.getPrototypeOf(data)
+  if (proto !== Object.prototype && proto !== null) return false
+  for (const key in data) {
+    if (!isPlainScalar((data as Record<string, unknown>)[key])) return false
+  }
+  return true
+}
+
 /** Throws a {@link SerializationError} naming the path of anything in `data` that JSON cannot carry. */
 export function assertEncodable(data: unknown, topic = 'event'): void {
-  if (data instanceof Uint8Array) return
   if (data === undefined) throw unencodable(topic, 'data', 'undefined (send null for "no data")')
   if (typeof data === 'string' || typeof data === 'boolean' || data === null) return
+  if (typeof data === 'number' && Number.isFinite(data)) return
+  if (data instanceof Uint8Array || isFlatJson(data)) return
   const keys: PathKey[] = []
   const problem = findProblem(data, keys, [])
   if (problem !== undefined) throw unencodable(topic, formatPath(keys), problem)

@@ -20,6 +20,22 @@ interface Row {
   readonly name: string
   readonly eventsPerSec: number
   readonly deliveriesPerSec: number
+  /** Events per second of CPU time used by the process: what one core does when not shared. */
+  readonly eventsPerCpuSec: number
+}
+
+interface Timing {
+  readonly wallMs: number
+  readonly cpuMs: number
+}
+
+function startTimer(): () => Timing {
+  const wall = performance.now()
+  const cpu = process.cpuUsage()
+  return () => {
+    const used = process.cpuUsage(cpu)
+    return { wallMs: performance.now() - wall, cpuMs: (used.user + used.system) / 1000 }
+  }
 }
 
 async function settle(done: () => boolean): Promise<void> {
@@ -92,9 +108,9 @@ async function runMemory(
     }
     inputs.push(batch)
   }
-  const once = async (count: number): Promise<number> => {
+  const once = async (count: number): Promise<Timing> => {
     delivered = 0
-    const started = performance.now()
+    const stop = startTimer()
     for (let b = 0; b < count / BATCH; b++) {
       const batch = inputs[b] as EventInput[]
       if (mode === 'batch') await backend.publishBatch(batch)
@@ -102,13 +118,14 @@ async function runMemory(
     }
     const want = expected(count)
     await settle(() => delivered >= want)
+    const timing = stop()
     if (delivered !== want) throw new Error(`${name}: ${delivered} deliveries, expected ${want}`)
-    return performance.now() - started
+    return timing
   }
   await once(Math.min(TOTAL, 100_000)) // warm-up
-  const ms = await once(TOTAL)
+  const t = await once(TOTAL)
   await backend.disconnect()
-  return { name, eventsPerSec: (TOTAL / ms) * 1000, deliveriesPerSec: (expected(TOTAL) / ms) * 1000 }
+  return row(name, t, expected(TOTAL))
 }
 
 function runEmitter(name: string, patterns: readonly string[], topics: readonly string[]): Row {
@@ -136,16 +153,25 @@ function runEmitter(name: string, patterns: readonly string[], topics: readonly 
   }
   const data: unknown[] = []
   for (let n = 0; n < TOTAL; n++) data.push({ n, kind: 'bench' })
-  const once = (count: number): number => {
+  const once = (count: number): Timing => {
     delivered = 0
-    const started = performance.now()
+    const stop = startTimer()
     for (let n = 0; n < count; n++) ee.emit(topics[n % topics.length] as string, data[n])
+    const timing = stop()
     if (delivered !== expected(count)) throw new Error('EventEmitter baseline lost deliveries')
-    return performance.now() - started
+    return timing
   }
   once(Math.min(TOTAL, 100_000))
-  const ms = once(TOTAL)
-  return { name, eventsPerSec: (TOTAL / ms) * 1000, deliveriesPerSec: (expected(TOTAL) / ms) * 1000 }
+  return row(name, once(TOTAL), expected(TOTAL))
+}
+
+function row(name: string, t: Timing, deliveries: number): Row {
+  return {
+    name,
+    eventsPerSec: (TOTAL / t.wallMs) * 1000,
+    deliveriesPerSec: (deliveries / t.wallMs) * 1000,
+    eventsPerCpuSec: (TOTAL / t.cpuMs) * 1000,
+  }
 }
 
 const exactTopics = ['bench.exact']
@@ -183,27 +209,29 @@ rows.push({
 })
 
 const fmt = (n: number) => Math.round(n).toLocaleString('en-US')
-console.log(`events per run: ${fmt(TOTAL)}, batch ${BATCH}, node ${process.version}`)
+const [load1] = (await import('node:os')).loadavg()
 console.log(
-  [
-    'scenario'.padEnd(40),
-    'events/s'.padStart(12),
-    'deliveries/s'.padStart(14),
-    'vs EventEmitter'.padStart(16),
-    'target'.padStart(18),
-  ].join(' '),
+  `events per run: ${fmt(TOTAL)}, batch ${BATCH}, node ${process.version}, load average ${load1?.toFixed(1)} on ${(await import('node:os')).availableParallelism()} cores`,
 )
+const header = ['scenario'.padEnd(40), 'events/s'.padStart(12), 'deliveries/s'.padStart(14)]
+header.push('events/CPU-s'.padStart(14), 'vs EventEmitter'.padStart(16), 'target (CPU-s)'.padStart(20))
+console.log(header.join(' '))
 for (const r of rows) {
-  const ratio = r.baseline === undefined ? '' : `${(r.eventsPerSec / r.baseline.eventsPerSec).toFixed(2)}x`
+  const ratio = r.baseline === undefined ? '' : `${(r.eventsPerSec / r.baseline.eventsPerSec).toFixed(3)}x`
   const target =
-    r.target === undefined ? '' : `${fmt(r.target)} ${r.eventsPerSec >= r.target ? 'met' : 'MISSED'}`
+    r.target === undefined ? '' : `${fmt(r.target)} ${r.eventsPerCpuSec >= r.target ? 'met' : 'MISSED'}`
   console.log(
     [
       r.name.padEnd(40),
       fmt(r.eventsPerSec).padStart(12),
       fmt(r.deliveriesPerSec).padStart(14),
+      fmt(r.eventsPerCpuSec).padStart(14),
       ratio.padStart(16),
-      target.padStart(18),
+      target.padStart(20),
     ].join(' '),
   )
 }
+console.log(
+  'events/s is wall-clock; events/CPU-s divides by the CPU time the process used, which is what one\n' +
+    'core delivers when the machine is not shared (the two agree on an idle machine).',
+)
