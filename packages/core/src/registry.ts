@@ -101,6 +101,10 @@ export function parseBackendUrl(url: string | URL): URL {
   try {
     return new URL(url)
   } catch (cause) {
+    // SQLite's in-memory name makes `sqlite://:memory:` an invalid WHATWG URL (empty host with a
+    // port ":memory:"); percent-encode it into the host, where the sqlite backend decodes it.
+    const memory = /^([a-z][a-z0-9+.-]*:\/\/):memory:([/?#].*)?$/i.exec(url)
+    if (memory !== null) return new URL(`${memory[1]}%3Amemory%3A${memory[2] ?? ''}`)
     throw new ConfigurationError(
       `"${redactUrl(url)}" is not a backend URL: use scheme://..., e.g. sqlite://./omnibus.db, redis://localhost:6379`,
       { cause },
