@@ -42,3 +42,20 @@ describe('sqlite URLs', () => {
     }
   })
 })
+
+describe('sqlite://:memory:', () => {
+  it('parses through the core registry into a private in-memory backend', async () => {
+    const b = await createBackend('sqlite://:memory:?maxPayloadBytes=4096')
+    expect(b.capabilities).toMatchObject({ persistent: false, crossProcess: false, maxPayloadBytes: 4096 })
+    await b.connect()
+    const got: unknown[] = []
+    await b.subscribe('mem.t', (e) => {
+      got.push(e.data)
+    })
+    await b.publish({ topic: 'mem.t', data: 'in memory' })
+    const deadline = Date.now() + 2000
+    while (got.length === 0 && Date.now() < deadline) await new Promise((r) => setTimeout(r, 5))
+    expect(got).toEqual(['in memory'])
+    await b.disconnect()
+  })
+})
