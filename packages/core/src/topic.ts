@@ -60,9 +60,19 @@ export function isValidTopic(topic: unknown): topic is string {
   return !prevDot
 }
 
+// Topics seen valid recently. Applications publish to a bounded set of topics, usually the same
+// string objects, whose hash V8 caches: a set lookup is several times cheaper than the scan.
+const recentlyValid = new Set<string>()
+const RECENT_LIMIT = 4096
+
 /** Throws an {@link InvalidTopicError} naming the problem unless `topic` is a valid concrete topic. */
 export function validateTopic(topic: unknown): string {
-  if (isValidTopic(topic)) return topic
+  if (recentlyValid.has(topic as string)) return topic as string
+  if (isValidTopic(topic)) {
+    if (recentlyValid.size >= RECENT_LIMIT) recentlyValid.clear()
+    recentlyValid.add(topic)
+    return topic
+  }
   const value = checkShape('topic', topic)
   for (let i = 0; i < value.length; i++) {
     const ch = value[i] as string
