@@ -240,10 +240,21 @@ export function createRabbitMQBackend(options: RabbitMQBackendOptions = {}): Eve
 
   function onMessage(s: SubState, ch: Channel, msg: ConsumeMessage | null): void {
     if (msg === null) {
-      // The broker cancelled the consumer (queue deleted): re-declare and consume again.
+      // The broker cancelled the consumer (queue deleted): start over on a new channel, which
+      // declares the queue again.
       if (s.channel === ch) {
         s.channel = undefined
+        s.consumerTag = undefined
         ch.close().catch(() => {})
+        const model = link.model
+        if (s.active && model !== undefined) {
+          attach(s, model).catch((error: unknown) =>
+            log.error('rabbitmq: re-attaching a cancelled subscription failed', {
+              pattern: s.opts.pattern,
+              error: String(error),
+            }),
+          )
+        }
       }
       return
     }

@@ -141,6 +141,15 @@ export function classifyError(
         return new ConnectionError(what, { ...opts, retryable: true })
     }
   }
+  if (/Expected ConnectionOpenOk; got <ConnectionClose/.test(message)) {
+    // amqplib drops the reply code here; RabbitMQ closes at connection.open for a vhost that
+    // does not exist or that the user may not access (530 NOT-ALLOWED).
+    return new ConfigurationError(
+      `RabbitMQ at ${endpoint} refused to open the virtual host: check that the vhost in the URL exists ` +
+        '(URL-encode it, "/" is %2F) and that the user has permissions on it',
+      { code: 'AMQP_NOT_ALLOWED', backend: BACKEND, cause: error },
+    )
+  }
   const name = (error as { name?: unknown } | null)?.name
   if (
     name === 'IllegalOperationError' ||

@@ -41,6 +41,17 @@ describe('classifyError', () => {
     expect(e.message).toMatch(/user, password, vhost/)
   })
 
+  it('a vhost the broker will not open is a ConfigurationError', () => {
+    const e = classifyError(
+      new Error('Expected ConnectionOpenOk; got <ConnectionClose channel:0>'),
+      'connect',
+      'amqp://h/v',
+    )
+    expect(e).toBeInstanceOf(ConfigurationError)
+    expect(e.code).toBe('AMQP_NOT_ALLOWED')
+    expect(e.message).toMatch(/vhost/)
+  })
+
   it('broker shutdown (320) and resource errors are retryable', () => {
     const forced = classifyError(amqpError(320, 'Connection closed: 320 (CONNECTION-FORCED)'))
     expect(forced).toBeInstanceOf(ConnectionError)

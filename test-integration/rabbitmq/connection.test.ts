@@ -1,0 +1,108 @@
+import { ConfigurationError, createBackend, type OmnibusEvent } from '@omnibus/core'
+import { createRabbitMQBackend, groupQueueName } from '@omnibus/rabbitmq'
+import { expect, it } from 'vitest'
+import { describeWithService, requireEndpoint } from '../setup/services.ts'
+import { rawConnect } from './amqp.ts'
+
+async function waitFor(what: string, predicate: () => boolean, timeoutMs = 5000): Promise<void> {
+  const deadline = Date.now() + timeoutMs
+  while (!predicate()) {
+    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
+
+function withCredentials(url: string, user: string, password: string, vhost?: string): string {
+  const u = new URL(url)
+  u.username = user
+  u.password = password
+  if (vhost !== undefined) u.pathname = `/${encodeURIComponent(vhost)}`
+  return u.toString()
+}
+
+describeWithService('rabbitmq', 'RabbitMQ connection options', () => {
+  const url = requireEndpoint('rabbitmq')
+  const run = Date.now().toString(36)
+
+  it('a wrong password is a ConfigurationError that does not show the password', async () => {
+    const b = createRabbitMQBackend({ url: withCredentials(url, 'guest', 'not-the-password-x7') })
+    const error = await b.connect().then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    )
+    expect(error).toBeInstanceOf(ConfigurationError)
+    expect(error?.message).toMatch(/403|ACCESS.REFUSED/)
+    expect(error?.message).not.toContain('not-the-password-x7')
+    expect(b.isConnected).toBe(false)
+  })
+
+  it('a vhost that does not exist is refused as configuration', async () => {
+    const b = createRabbitMQBackend({ url: withCredentials(url, 'guest', 'guest', `missing-${run}`) })
+    const error = await b.connect().then(
+      () => undefined,
+      (e: unknown) => e as Error,
+    )
+    expect(error).toBeInstanceOf(ConfigurationError)
+  })
+
+  it('createBackend picks this package for amqp:// URLs', async () => {
+    const b = await createBackend(url)
+    expect(b.name).toBe('rabbitmq')
+    await b.connect()
+    expect((await b.healthCheck()).healthy).toBe(true)
+    await b.disconnect()
+  })
+
+  it('works on a ready amqplib connection and leaves it open on disconnect', async () => {
+    const conn = await rawConnect(url)
+    try {
+      const b = createRabbitMQBackend({ connection: conn as never })
+      await b.connect()
+      const topic = `conn.${run}.ready`
+      const got: OmnibusEvent[] = []
+      await b.subscribe(topic, (e) => void got.push(e))
+      const receipt = await b.publish({ topic, data: { ok: true } })
+      await waitFor('the event', () => got.length === 1)
+      expect(got[0]?.id).toBe(receipt.id)
+      await b.disconnect()
+      expect(b.isConnected).toBe(false)
+      // The caller's connection is still usable.
+      const ch = await conn.createConfirmChannel()
+      await ch.close()
+    } finally {
+      await conn.close()
+    }
+  })
+
+  it('a subscription whose channel the broker closes is re-attached', async () => {
+    const b = createRabbitMQBackend({ url })
+    await b.connect()
+    try {
+      const topic = `conn.${run}.requeue`
+      const group = `conn-${run}`
+      const got = new Set<string>()
+      await b.subscribe(topic, (e) => void got.add(e.id), { group })
+      // Deleting the group queue cancels the consumer; the backend re-declares it and consumes again.
+      const conn = await rawConnect(url)
+      const ch = await conn.createConfirmChannel()
+      await ch.deleteQueue(groupQueueName('omnibus', group, topic))
+      await conn.close()
+      const deadline = Date.now() + 10_000
+      let id = ''
+      while (Date.now() < deadline && !got.has(id)) {
+        id = (await b.publish({ topic, data: 1 })).id
+        await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+      expect(got.has(id)).toBe(true)
+    } finally {
+      await b.disconnect()
+    }
+  })
+
+  it('publishing to a backend that never connected is refused at once', async () => {
+    const b = createRabbitMQBackend({ url })
+    await expect(b.publish({ topic: 'a.b', data: 1 })).rejects.toThrow(/connect\(\) first/)
+    await expect(b.subscribe('a.b', () => {})).rejects.toThrow(/connect\(\) first/)
+    await expect(b.disconnect()).resolves.toBeUndefined()
+  })
+})
