@@ -61,7 +61,7 @@ class Context implements HandlerContext {
     this.attempt = attempt
     this.subscription = member.subscription
     this.logger = member.logger
-    this.signal = member.controller.signal
+    this.signal = member.signal
     this.#handler = member.handler
   }
 
@@ -121,7 +121,7 @@ export class PendingPublish {
 }
 
 interface Overflow {
-  readonly item: Item
+  readonly item: OmnibusEvent
   readonly pending: PendingPublish
 }
 
@@ -140,6 +140,7 @@ export class Member {
   readonly logger: Logger
   readonly queue: DeliveryQueue
   readonly controller = new AbortController()
+  readonly signal: AbortSignal = this.controller.signal
   readonly matches: (topic: string) => boolean
   subscription!: Subscription
   inFlight = 0
@@ -178,7 +179,8 @@ export class DeliveryQueue {
   /** Members whose patterns differ: each event must go to a member whose pattern matches it. */
   mixedPatterns = false
   #rr = 0
-  #items: Item[] = []
+  /** Fresh events in publish order (redeliveries only ever go to the ready list). */
+  #items: OmnibusEvent[] = []
   #head = 0
   /** Events whose turn came (retries due, or the next event of a key that was busy). */
   #ready: Item[] = []
@@ -230,7 +232,7 @@ export class DeliveryQueue {
    * Appends an event. Returns false when the queue is full and the caller must wait (the event
    * is then held in arrival order and admitted as room frees up, resolving `pending`).
    */
-  enqueue(item: Item, internal: boolean): boolean {
+  enqueue(item: OmnibusEvent, internal: boolean): boolean {
     if (this.#overflowHead === this.#overflow.length) {
       if (this.queued < this.capacity || internal || currentEvent() !== undefined) {
         this.#items.push(item)
@@ -253,7 +255,7 @@ export class DeliveryQueue {
   }
 
   /** Holds an event that did not fit until there is room. */
-  hold(item: Item, pending: PendingPublish): void {
+  hold(item: OmnibusEvent, pending: PendingPublish): void {
     this.#overflow.push({ item, pending })
   }
 
@@ -440,8 +442,8 @@ export class DeliveryQueue {
     }
     const items = this.#items
     while (this.#head < items.length) {
-      const item = items[this.#head] as Item
-      items[this.#head++] = undefined as unknown as Item
+      const item = items[this.#head] as OmnibusEvent
+      items[this.#head++] = undefined as unknown as OmnibusEvent
       if (this.#head === items.length) {
         items.length = 0
         this.#head = 0
@@ -450,7 +452,7 @@ export class DeliveryQueue {
         this.#head = 0
       }
       this.queued--
-      const key = eventOf(item).partitionKey
+      const key = item.partitionKey
       if (key !== undefined) {
         if (this.#busyKeys.has(key)) {
           const waiting = this.#blocked.get(key)
@@ -480,8 +482,14 @@ export class DeliveryQueue {
   }
 
   #deliver(member: Member, item: Item): void {
-    const event = eventOf(item)
-    const attempt = item instanceof Redelivery ? item.attempt : 1
+    let event: OmnibusEvent
+    let attempt = 1
+    if (item instanceof Redelivery) {
+      event = item.event
+      attempt = item.attempt
+    } else {
+      event = item
+    }
     if (member.opts.guarantee === 'exactly-once' && this.dedupe !== undefined) {
       if (this.dedupe.has(this.group ?? member.id, event.id)) {
         this.#release(event.partitionKey)
@@ -514,7 +522,7 @@ export class DeliveryQueue {
       result = error
     }
     if (threw) {
-      this.#settle(member, item, ctx.decision ?? { kind: 'retry', delayMs: undefined, error: result })
+      this.#settle(member, item, event, ctx.decision ?? { kind: 'retry', delayMs: undefined, error: result })
       return
     }
     if (result !== undefined && isThenable(result)) {
@@ -529,28 +537,27 @@ export class DeliveryQueue {
       return
     }
     if (member.mode === MODE_WARMUP && ++member.syncCalls >= WARMUP) member.mode = MODE_SYNC
-    this.#settle(member, item, ctx.decision ?? ACK)
+    this.#settle(member, item, event, ctx.decision ?? ACK)
   }
 
   #settleAsync(member: Member, run: AsyncRun, outcome: HandlerOutcome): void {
     if (run.abandoned) return
     member.asyncRuns.delete(run)
-    this.#settle(member, run.item, outcome)
+    this.#settle(member, run.item, eventOf(run.item), outcome)
     this.schedule()
     this.notify()
   }
 
-  #settle(member: Member, item: Item, outcome: HandlerOutcome): void {
+  #settle(member: Member, item: Item, event: OmnibusEvent, outcome: HandlerOutcome): void {
     member.inFlight--
     this.inFlight--
-    const event = eventOf(item)
     const exactlyOnce = member.opts.guarantee === 'exactly-once' && this.dedupe !== undefined
     if (outcome.kind === 'ack') {
       if (exactlyOnce) {
         this.dedupe?.add(this.group ?? member.id, event.id)
         this.#releaseDuplicates(event.id)
       }
-      this.#release(event.partitionKey)
+      if (event.partitionKey !== undefined) this.#release(event.partitionKey)
       return
     }
     const attempt = item instanceof Redelivery ? item.attempt : 1
@@ -671,6 +678,9 @@ export class Bus {
   readonly #index = new MatcherIndex<Member>()
   readonly groups = new Map<string, DeliveryQueue>()
   readonly #routes = new Map<string, Route>()
+  // Bursts often go to one topic: the last route is kept beside the map.
+  #lastTopic: string | undefined
+  #lastRoute: Route = []
   #stamp = 0
   /** Backends attached (connected) to this bus. */
   attached = 0
@@ -703,7 +713,7 @@ export class Bus {
   add(member: Member): void {
     member.removeFromIndex = this.#index.add(member.pattern, member)
     member.queue.addMember(member)
-    this.#routes.clear()
+    this.#forgetRoutes()
     this.subscriptions++
   }
 
@@ -712,11 +722,25 @@ export class Bus {
     if (member.removeFromIndex === undefined) return
     member.removeFromIndex()
     member.removeFromIndex = undefined
-    this.#routes.clear()
+    this.#forgetRoutes()
     this.subscriptions--
   }
 
   #route(topic: string): Route {
+    if (topic === this.#lastTopic) return this.#lastRoute
+    const route = this.#lookup(topic)
+    this.#lastTopic = topic
+    this.#lastRoute = route
+    return route
+  }
+
+  #forgetRoutes(): void {
+    this.#routes.clear()
+    this.#lastTopic = undefined
+    this.#lastRoute = []
+  }
+
+  #lookup(topic: string): Route {
     const cached = this.#routes.get(topic)
     if (cached !== undefined) return cached
     const members = this.#index.match(topic)
