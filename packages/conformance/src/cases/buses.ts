@@ -167,18 +167,26 @@ const telemetry: ConformanceCase = {
     await withDeadline(bus.flush(), h.timeouts.deliveryMs * 2, 'ObservabilityBus.flush() of 50 new events')
     const after = bus.stats()
     expect(after.droppedTotal, 'drops after the consumer caught up').toBe(beforeRecovery.droppedTotal)
+    // Distinct indexes: a backend may deliver a telemetry event twice, never lose one here.
     const recovered = () =>
-      inbox.acked.filter((e) => (e.data as { phase?: string }).phase === 'recovered').length
-    await waitFor(() => recovered() === 50, {
+      new Set(
+        inbox.acked
+          .map((e) => e.data as { phase?: string; i?: number })
+          .filter((d) => d.phase === 'recovered')
+          .map((d) => d.i),
+      ).size
+    // drop-oldest keeps the newest: the burst's last event must arrive (in any order).
+    const lastOfBurst = () =>
+      inbox.acked.some((e) => {
+        const d = e.data as { phase?: string; i?: number }
+        return d.phase === 'burst' && d.i === burst - 1
+      })
+    await waitFor(() => recovered() === 50 && lastOfBurst(), {
       timeoutMs: h.timeouts.deliveryMs * 2,
-      message: () => `50 telemetry events after recovery (got ${recovered()})`,
+      message: () =>
+        `50 telemetry events after recovery (got ${recovered()}) and the newest event of the burst ` +
+        `(${lastOfBurst() ? 'arrived' : 'missing: drop-oldest must keep it'})`,
     })
-    const lastOfBurst = inbox.acked.some(
-      (e) =>
-        (e.data as { phase?: string; i?: number }).phase === 'burst' &&
-        (e.data as { i: number }).i === burst - 1,
-    )
-    expect(lastOfBurst, 'drop-oldest kept the newest event of the burst').toBe(true)
   },
 }
 
