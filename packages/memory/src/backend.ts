@@ -10,6 +10,7 @@ import {
   type BatchReceipt,
   ConfigurationError,
   createEvent,
+  currentEvent,
   type EventBackend,
   type EventDefaults,
   type EventHandler,
@@ -89,7 +90,18 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
     const finishQueue = last && leaving
     if (!finishQueue) queue.removeMember(member)
     else queue.schedule()
-    const check = finishQueue ? () => queue.isEmpty() : () => member.inFlight === 0
+    // Called from inside one of this subscription's own handlers (a handler that unsubscribes or
+    // disconnects and awaits it): that run cannot finish first, so it is not waited for.
+    const current = currentEvent()
+    const own = current !== undefined && member.isHandling(current) ? current : undefined
+    const running = own === undefined ? 0 : 1
+    const check = finishQueue
+      ? () =>
+          queue.queued === 0 &&
+          queue.retrying === 0 &&
+          queue.overflowLength === 0 &&
+          queue.inFlight <= running
+      : () => member.inFlight <= running
     if (!check()) {
       let timer: ReturnType<typeof setTimeout> | undefined
       const timedOut = await Promise.race([
@@ -104,7 +116,7 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
           new Error(`the memory backend stopped waiting for this handler after ${timeoutMs} ms`),
         )
         const isGroup = queue.group !== undefined
-        const cut = queue.abandon(member, isGroup)
+        const cut = queue.abandon(member, isGroup, own)
         if (cut > 0) {
           logger.warn(
             isGroup
@@ -140,8 +152,6 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
       },
       unsubscribe() {
         if (closed === undefined) {
-          // Unsubscribing is a request to stop: the signal tells running handlers at once.
-          member.controller.abort(new Error('the subscription is closing'))
           closed = members.has(member)
             ? closeMember(member, resolved.drainTimeoutMs, false)
             : Promise.resolve()
@@ -180,9 +190,11 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
           }),
         )
       }
-      connected = false
+      // Publishing keeps working while handlers drain (they often publish follow-ups); only new
+      // subscriptions are refused.
       const b = bus as Bus
       closing = Promise.all([...members].map((m) => closeMember(m, timeoutMs, true))).then(() => {
+        connected = false
         b.attached--
         releaseNamedBus(b)
         bus = undefined

@@ -150,6 +150,15 @@ export class Member {
   syncCalls = 0
   readonly asyncRuns = new Set<AsyncRun>()
   removeFromIndex: (() => void) | undefined
+  /** The event whose handler is being called right now (its synchronous part). */
+  calling: OmnibusEvent | undefined = undefined
+
+  /** Whether `event` is being handled by one of this member's async runs right now. */
+  isHandling(event: OmnibusEvent): boolean {
+    if (this.calling === event) return true
+    for (const run of this.asyncRuns) if (eventOf(run.item) === event) return true
+    return false
+  }
 
   constructor(
     id: string,
@@ -511,6 +520,8 @@ export class DeliveryQueue {
     const ctx = new Context(attempt, member)
     let result: unknown
     let threw = false
+    const outer = member.calling
+    member.calling = event
     try {
       if (member.mode === MODE_SYNC) {
         result = callWithEventContextSync(event, Context.call, ctx)
@@ -521,6 +532,7 @@ export class DeliveryQueue {
       threw = true
       result = error
     }
+    member.calling = outer
     if (threw) {
       this.#settle(member, item, event, ctx.decision ?? { kind: 'retry', delayMs: undefined, error: result })
       return
@@ -634,11 +646,13 @@ export class DeliveryQueue {
    * events go back to the front of the queue for another member, or are dropped when the queue
    * is a broadcast subscription's. Returns how many runs were abandoned.
    */
-  abandon(member: Member, requeue: boolean): number {
+  abandon(member: Member, requeue: boolean, except?: OmnibusEvent): number {
     let n = 0
     // At-most-once events were acknowledged before their handler ran: never run them again.
     const redeliver = requeue && member.opts.guarantee !== 'at-most-once'
     for (const run of member.asyncRuns) {
+      if (except !== undefined && eventOf(run.item) === except) continue
+      member.asyncRuns.delete(run)
       run.abandoned = true
       n++
       member.inFlight--
@@ -657,7 +671,6 @@ export class DeliveryQueue {
         this.#releaseDuplicates(event.id)
       }
     }
-    member.asyncRuns.clear()
     if (redeliver) this.schedule()
     this.notify()
     return n

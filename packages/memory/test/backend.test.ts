@@ -502,6 +502,60 @@ describe('closing', () => {
     expect(seen).toEqual([1])
   })
 
+  it('a handler may unsubscribe its own subscription and await it without waiting for itself', async () => {
+    const b = await backend({ drainTimeoutMs: 20_000 })
+    const seen: number[] = []
+    const retried: number[] = []
+    const sub = await b.subscribe(
+      'once',
+      async (e: OmnibusEvent<number>, ctx) => {
+        if (ctx.attempt > 1) retried.push(e.data)
+        seen.push(e.data)
+        await sub.unsubscribe()
+        unsubscribed++
+      },
+      { group: 'one-shot' },
+    )
+    let unsubscribed = 0
+    const t0 = Date.now()
+    await b.publish({ topic: 'once', data: 1 })
+    // The handler's own await returns promptly, not after the 20 s drain timeout.
+    await waitUntil(() => unsubscribed === 1, { timeoutMs: 5000 })
+    expect(sub.active).toBe(false)
+    await b.publish({ topic: 'once', data: 2 })
+    const probe: number[] = []
+    await b.subscribe('once', (e: OmnibusEvent<number>) => void probe.push(e.data))
+    await b.publish({ topic: 'once', data: 3 })
+    await waitUntil(() => probe.length === 1)
+    expect(Date.now() - t0).toBeLessThan(5000)
+    expect(seen).toEqual([1])
+    expect(retried).toEqual([])
+  })
+
+  it('handlers can still publish follow-ups while disconnect drains them', async () => {
+    const name = `followup-${randomUUID()}`
+    const worker = createMemoryBackend({ name, logger: silentLogger })
+    await worker.connect()
+    const sink = await backend({ name })
+    const followUps: unknown[] = []
+    await sink.subscribe('done', (e) => void followUps.push(e.data))
+    const started = deferred()
+    const release = deferred()
+    await worker.subscribe('work', async (e) => {
+      started.resolve()
+      await release.promise
+      await worker.publish({ topic: 'done', data: e.data })
+    })
+    await worker.publish({ topic: 'work', data: 'job-1' })
+    await started.promise
+    const closing = worker.disconnect({ drainTimeoutMs: 5000 })
+    release.resolve()
+    await closing
+    await waitUntil(() => followUps.length === 1)
+    expect(followUps).toEqual(['job-1'])
+    await expect(worker.publish({ topic: 'done', data: 'late' })).rejects.toBeInstanceOf(NotConnectedError)
+  })
+
   it('an AbortSignal ends the subscription; an already aborted one never starts it', async () => {
     const b = await backend()
     const seen: number[] = []
