@@ -13,6 +13,7 @@ import {
   type BatchEntryResult,
   type BatchReceipt,
   ConfigurationError,
+  ConnectionError,
   compilePattern,
   createEvent,
   deadLetterInput,
@@ -38,8 +39,8 @@ import {
   silentLogger,
 } from '@omnibus/core'
 import Database from 'better-sqlite3'
-import { startCheckpointWorker } from './checkpoint.ts'
 import { classifyError } from './errors.ts'
+import { type IoWorkerReply, ROW_FIELDS, startIoWorker } from './io-worker.ts'
 import { type ResolvedSqliteOptions, resolveOptions, type SqliteBackendOptions } from './options.ts'
 import { SCHEMA_SQL, SCHEMA_VERSION } from './schema.ts'
 
@@ -144,6 +145,10 @@ const STALE_EPHEMERAL_MS = 60_000
 const MAINTENANCE_INTERVAL_MS = 5_000
 const RETENTION_INTERVAL_MS = 60_000
 const CHECKPOINT_INTERVAL_MS = 250
+/** Batches at least this large are written by the I/O thread. */
+const IO_MIN_BATCH = 64
+/** Most events in one publish transaction when the I/O thread is writing. */
+const IO_CHUNK = 256
 
 /** Processes with several backends on one file wake each other without waiting for the poll. */
 const localPeers = new Map<string, Set<() => void>>()
@@ -179,7 +184,10 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
   let maintenanceTimer: NodeJS.Timeout | undefined
   let lastDataVersion = 0
   let lastRetentionAt = 0
-  let checkpointer: Worker | undefined
+  let ioWorker: Worker | undefined
+  let ioNextId = 0
+  const ioBatches = new Map<number, PendingPublish[]>()
+  let ioIdleWaiters: (() => void)[] = []
   const counters = { published: 0, publishTransactions: 0, deadLettered: 0 }
   const subs = new Map<string, SubState>()
   const dirty = new Set<SubState>()
@@ -225,7 +233,7 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
       }
       d.pragma(`synchronous = ${o.synchronous === 'full' ? 'FULL' : 'NORMAL'}`)
       // Checkpoints (WAL → database file, with an fsync) would stall whichever commit crosses the
-      // threshold for tens of ms; a worker thread with its own connection runs them instead.
+      // threshold for tens of ms; the I/O thread runs them instead (see io-worker.ts).
       if (!inMemory) d.pragma('wal_autocheckpoint = 0')
       d.transaction(() => {
         d.exec(SCHEMA_SQL)
@@ -266,7 +274,7 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
           set.add(wakeFromPeer)
         }
         startTimers()
-        startCheckpointer()
+        startIoThread()
         applyStoredRetention(true)
       } catch (error) {
         state = 'closed'
@@ -279,21 +287,96 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
     return connecting
   }
 
-  function startCheckpointer(): void {
-    if (inMemory) return
+  function startIoThread(): void {
+    if (inMemory || db === undefined) return
     try {
-      checkpointer = startCheckpointWorker(db?.name ?? o.path, o.busyTimeoutMs, CHECKPOINT_INTERVAL_MS)
-      checkpointer.on('error', (error) => {
-        logger.warn('sqlite: checkpoint worker failed; checkpoints move to this thread', {
-          error: String(error),
-        })
-        checkpointer = undefined
-        db?.pragma('wal_autocheckpoint = 1000')
+      const worker = startIoWorker({
+        file: db.name,
+        busyTimeoutMs: o.busyTimeoutMs,
+        synchronous: o.synchronous === 'full' ? 'FULL' : 'NORMAL',
+        checkpointIntervalMs: CHECKPOINT_INTERVAL_MS,
       })
+      worker.on('message', (reply: IoWorkerReply) => settleIoBatch(reply))
+      worker.on('error', (error) => ioWorkerFailed(worker, error))
+      worker.on('exit', (code) =>
+        ioWorkerFailed(worker, new Error(`the I/O thread exited with code ${code}`)),
+      )
+      ioWorker = worker
     } catch (error) {
-      logger.warn('sqlite: no checkpoint worker; checkpoints run on commit', { error: String(error) })
-      db?.pragma('wal_autocheckpoint = 1000')
+      logger.warn('sqlite: no I/O thread; publishes and checkpoints run on this thread', {
+        error: String(error),
+      })
+      db.pragma('wal_autocheckpoint = 1000')
     }
+  }
+
+  function ioWorkerFailed(worker: Worker, error: unknown): void {
+    if (ioWorker !== worker) return
+    ioWorker = undefined
+    logger.warn('sqlite: the I/O thread failed; publishes and checkpoints move to this thread', {
+      error: String(error),
+    })
+    if (db?.open) db.pragma('wal_autocheckpoint = 1000')
+    const failure = new ConnectionError(
+      `the sqlite I/O thread failed before confirming these publishes (${String(error)}); they may or may not be written: publish again (ids dedupe for exactly-once consumers)`,
+      { backend: BACKEND, retryable: true, cause: error },
+    )
+    for (const batch of ioBatches.values()) for (const p of batch) p.reject(failure)
+    ioBatches.clear()
+    ioIdle()
+  }
+
+  function ioIdle(): void {
+    if (ioBatches.size > 0) return
+    ioWorker?.unref()
+    const waiters = ioIdleWaiters
+    ioIdleWaiters = []
+    for (const w of waiters) w()
+  }
+
+  function ioDrained(): Promise<void> {
+    if (ioBatches.size === 0) return Promise.resolve()
+    return new Promise((resolve) => ioIdleWaiters.push(resolve))
+  }
+
+  function sendToIoWorker(worker: Worker, batch: PendingPublish[]): void {
+    const rows: unknown[] = new Array(batch.length * ROW_FIELDS)
+    let k = 0
+    for (const p of batch) {
+      rows[k++] = p.id
+      rows[k++] = p.topic
+      rows[k++] = p.pkey
+      rows[k++] = p.time
+      rows[k++] = p.body
+    }
+    const id = ++ioNextId
+    ioBatches.set(id, batch)
+    // Referenced while a batch is out, so a script awaiting its publish does not exit under it.
+    worker.ref()
+    worker.postMessage({ id, rows })
+  }
+
+  function settleIoBatch(reply: IoWorkerReply): void {
+    const batch = ioBatches.get(reply.id)
+    if (batch === undefined) return
+    ioBatches.delete(reply.id)
+    if (reply.error !== undefined || reply.first === undefined) {
+      const native = Object.assign(new Error(reply.error?.message ?? 'no result'), {
+        code: reply.error?.code,
+      })
+      const e = classifyError(native, 'publish', fileLabel)
+      for (const p of batch) p.reject(e)
+    } else {
+      counters.published += batch.length
+      counters.publishTransactions++
+      for (let i = 0; i < batch.length; i++) {
+        const p = batch[i] as PendingPublish
+        p.resolve({ id: p.id, topic: p.topic, position: String(reply.first + i) })
+      }
+      wakeAll()
+      notifyPeers()
+    }
+    ioIdle()
   }
 
   function startTimers(): void {
@@ -398,6 +481,13 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
     if (queue.length === 0) return
     const batch = queue
     queue = []
+    const worker = ioWorker
+    // Large batches go to the I/O thread; so does anything behind a batch still there, which keeps
+    // commits in publish order. Small ones are written here: a round trip would cost more.
+    if (worker !== undefined && (batch.length >= IO_MIN_BATCH || ioBatches.size > 0)) {
+      sendToIoWorker(worker, batch)
+      return
+    }
     let seqs: number[]
     try {
       if (db === undefined || insertEvents === undefined) throw new NotConnectedError(BACKEND, 'publish')
@@ -447,7 +537,10 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
       p.resolve = resolve
       p.reject = reject
       queue.push(p)
-      scheduleFlush()
+      // A long synchronous run of publishes is cut into chunks that the I/O thread writes while
+      // this thread encodes the next ones.
+      if (queue.length >= IO_CHUNK && ioWorker !== undefined) flush()
+      else scheduleFlush()
     })
   }
 
@@ -900,13 +993,14 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
       flush()
       await Promise.all([...subs.values()].map((s) => closeSubscription(s, drainMs)))
       flush()
+      await ioDrained()
       if (pollTimer !== undefined) clearInterval(pollTimer)
       if (maintenanceTimer !== undefined) clearInterval(maintenanceTimer)
       pollTimer = undefined
       maintenanceTimer = undefined
       if (peerKey !== undefined) localPeers.get(peerKey)?.delete(wakeFromPeer)
-      const worker = checkpointer
-      checkpointer = undefined
+      const worker = ioWorker
+      ioWorker = undefined
       if (worker !== undefined) await worker.terminate()
       const d = db
       db = undefined

@@ -28,6 +28,31 @@ describe('sqlite backend: publishing', () => {
     expect(b.stats().publishTransactions - after.publishTransactions).toBe(2)
   })
 
+  it('cuts a long run of concurrent publishes into ordered transactions written by the I/O thread', async () => {
+    const b = await pool.open({ path: tmp.file() })
+    const before = b.stats()
+    const receipts = await Promise.all(
+      Array.from({ length: 2000 }, (_, i) => b.publish({ topic: 'gc.long', data: i })),
+    )
+    const after = b.stats()
+    expect(after.published - before.published).toBe(2000)
+    // At most 256 per transaction, far fewer transactions than events.
+    expect(after.publishTransactions - before.publishTransactions).toBeGreaterThanOrEqual(8)
+    expect(after.publishTransactions - before.publishTransactions).toBeLessThanOrEqual(10)
+    const positions = receipts.map((r) => Number(r.position))
+    expect(positions).toEqual(positions.map((_, i) => (positions[0] as number) + i))
+    const got: number[] = []
+    await b.subscribe(
+      'gc.long',
+      (e) => {
+        got.push(e.data as number)
+      },
+      { group: 'long', from: 'earliest', concurrency: 1 },
+    )
+    await waitFor('all 2000 events', () => got.length === 2000, 15_000)
+    expect(got).toEqual(got.map((_, i) => i))
+  })
+
   it('a resolved publish is on disk: another connection reads it', async () => {
     const file = tmp.file()
     const b = await pool.open({ path: file })

@@ -1,0 +1,66 @@
+/**
+ * The I/O worker: a thread with its own connection to the database file that
+ * - writes large publish batches, so encoding the next events on the main thread overlaps with
+ *   inserting the previous ones (group commit stays one transaction per batch);
+ * - runs WAL checkpoints. A checkpoint copies the WAL into the database file and fsyncs it; run
+ *   by `wal_autocheckpoint` it stalls the commit that crosses the threshold by tens of ms. Here it
+ *   is a passive checkpoint on a timer, which never blocks readers or writers.
+ */
+import { createRequire } from 'node:module'
+import { Worker } from 'node:worker_threads'
+
+/** Fields per row in a batch message: id, topic, pkey, time, body. */
+export const ROW_FIELDS = 5
+
+// Plain CommonJS so the worker needs neither the TypeScript sources nor a build.
+const WORKER_SOURCE = `
+const { workerData, parentPort } = require('node:worker_threads')
+const Database = require(workerData.driver)
+const db = new Database(workerData.file, { timeout: workerData.busyTimeoutMs })
+db.pragma('busy_timeout = ' + workerData.busyTimeoutMs)
+db.pragma('synchronous = ' + workerData.synchronous)
+db.pragma('wal_autocheckpoint = 0')
+const insert = db.prepare('INSERT INTO omnibus_events (id, topic, pkey, time, body) VALUES (?, ?, ?, ?, ?)')
+const insertAll = db.transaction((rows) => {
+  let first = 0
+  for (let i = 0; i < rows.length; i += 5) {
+    const seq = Number(insert.run(rows[i], rows[i + 1], rows[i + 2], rows[i + 3], rows[i + 4]).lastInsertRowid)
+    if (i === 0) first = seq
+  }
+  return first
+})
+parentPort.on('message', (m) => {
+  try {
+    parentPort.postMessage({ id: m.id, first: insertAll(m.rows) })
+  } catch (error) {
+    parentPort.postMessage({ id: m.id, error: { code: error.code, message: String(error.message) } })
+  }
+})
+const checkpoint = db.prepare('PRAGMA wal_checkpoint(PASSIVE)')
+setInterval(() => {
+  try { checkpoint.get() } catch (error) { if (error.code !== 'SQLITE_BUSY') throw error }
+}, workerData.checkpointIntervalMs).unref()
+`
+
+/** Settings of {@link startIoWorker}. */
+export interface IoWorkerConfig {
+  readonly file: string
+  readonly busyTimeoutMs: number
+  readonly synchronous: 'NORMAL' | 'FULL'
+  readonly checkpointIntervalMs: number
+}
+
+/** A reply to a batch: the `seq` of its first row (rows of one transaction are consecutive), or the error. */
+export interface IoWorkerReply {
+  readonly id: number
+  readonly first?: number
+  readonly error?: { readonly code?: string; readonly message: string }
+}
+
+/** Starts the I/O worker on `config.file`; `terminate()` it on disconnect. Unreferenced while idle. */
+export function startIoWorker(config: IoWorkerConfig): Worker {
+  const driver = createRequire(import.meta.url).resolve('better-sqlite3')
+  const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { driver, ...config } })
+  worker.unref()
+  return worker
+}
