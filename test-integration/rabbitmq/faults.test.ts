@@ -1,6 +1,6 @@
 import { type ChildProcess, fork } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import type { EventBackend, OmnibusEvent } from '@omnibus/core'
+import { ConnectionError, type EventBackend, type OmnibusEvent } from '@omnibus/core'
 import { createRabbitMQBackend } from '@omnibus/rabbitmq'
 import { afterEach, expect, it } from 'vitest'
 import { describeWithService, requireEndpoint, restartHint, serviceRestart } from '../setup/services.ts'
@@ -105,6 +105,47 @@ describeWithService('rabbitmq', 'RabbitMQ fault tests', () => {
       )
     },
     240_000,
+  )
+
+  restartTest(
+    `publishes that cannot wait out the outage fail with a retryable ConnectionError; every accepted one arrives${restart === undefined ? ` (skipped: ${restartHint('rabbitmq')})` : ''}`,
+    async () => {
+      const restartBroker = restart as () => Promise<void>
+      const topic = `fault.${runId}.timeout`
+      const consumer = await backend()
+      const received = new Set<string>()
+      await consumer.subscribe(topic, (e: OmnibusEvent) => void received.add(e.id), {
+        group: `timeout-${runId}`,
+      })
+      const impatient = createRabbitMQBackend({ url, publishTimeoutMs: 300 })
+      await impatient.connect()
+      backends.push(impatient)
+      const restarting = restartBroker()
+      await waitFor('the outage', () => !impatient.isConnected, 60_000)
+      const accepted: string[] = []
+      const failures: unknown[] = []
+      for (let i = 0; i < 20; i++) {
+        const id = `${runId}-t-${i}`
+        try {
+          await impatient.publish({ topic, id, data: { i } })
+          accepted.push(id)
+        } catch (error) {
+          failures.push(error)
+        }
+      }
+      await restarting
+      expect(failures.length, 'publishes refused while the broker was away').toBeGreaterThan(0)
+      for (const e of failures) {
+        expect(e).toBeInstanceOf(ConnectionError)
+        expect((e as ConnectionError).retryable).toBe(true)
+        expect((e as Error).message).toMatch(/publish it again/)
+      }
+      // After recovery the same backend publishes again, and everything accepted arrives.
+      await waitFor('reconnect', () => impatient.isConnected, 60_000)
+      accepted.push((await impatient.publish({ topic, id: `${runId}-t-after`, data: {} })).id)
+      await waitFor('accepted events', () => accepted.every((id) => received.has(id)), 30_000)
+    },
+    120_000,
   )
 
   it('a consumer process killed mid-handler: another process gets its events', async () => {
