@@ -55,5 +55,10 @@ describeWithService('sqs', 'sqs backend', () => {
   }
 
   conformanceSuite('sqs (standard queues)', { makeBackend: () => makeBackend(), ...shared })
-  conformanceSuite('sqs (FIFO queues)', { makeBackend: () => makeBackend({ fifo: true }), ...shared })
+  conformanceSuite('sqs (FIFO queues)', {
+    makeBackend: () => makeBackend({ fifo: true }),
+    ...shared,
+    // The child's backend reads OMNIBUS_SQS_FIFO, so it joins the same FIFO queues.
+    childProcess: { ...shared.childProcess, env: { ...shared.childProcess.env, OMNIBUS_SQS_FIFO: 'true' } },
+  })
 })

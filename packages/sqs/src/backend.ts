@@ -215,7 +215,7 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
         const message: { -readonly [K in keyof OutgoingMessage]: OutgoingMessage[K] } = { body: json, bytes }
         if (t.fifo) {
           message.groupId = messageGroupId(event.partitionKey, event.id)
-          message.deduplicationId = deduplicationId(event.id)
+          message.deduplicationId = deduplicationId(event.id, event.time)
         }
         return out.send(t.url, message).then((r) => {
           if (r === QUEUE_GONE) {
@@ -311,7 +311,7 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
       const drain = opts?.drainTimeoutMs ?? o.drainTimeoutMs
       disconnecting = (async () => {
         await Promise.allSettled([...inFlightPublishes])
-        await Promise.allSettled([...consumers].map((k) => closeConsumer(k, drain)))
+        await Promise.allSettled([...consumers].map((k) => k.close(drain)))
         await Promise.allSettled([...inFlightPublishes])
         await sender?.idle()
         directory?.close()
@@ -426,7 +426,7 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
         throw new NotConnectedError('sqs', 'subscribe')
       }
       const c = clients
-      const consumer = new Consumer(
+      const consumer: Consumer = new Consumer(
         {
           client: c.control,
           receiveClient: c.receive,
@@ -442,8 +442,11 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
             dir.addLocal({ ...target, url: again.url })
             return again.url
           },
-          onClosed: (k) => {
+          drainTimeoutMs: o.drainTimeoutMs,
+          onClosed: async (k) => {
             consumers.delete(k)
+            // Broadcast queues belong to their subscriber; group queues outlive members (durable groups).
+            if (k.kind === 'broadcast') await deleteQueue(k.queueUrl)
           },
         },
         {
@@ -459,16 +462,7 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
       )
       consumers.add(consumer)
       consumer.start()
-      const sub = consumer.subscription
-      return {
-        id: sub.id,
-        pattern: sub.pattern,
-        group: sub.group,
-        get active() {
-          return sub.active
-        },
-        unsubscribe: () => closeConsumer(consumer, o.drainTimeoutMs),
-      }
+      return consumer.subscription
     },
   }
 
@@ -485,12 +479,6 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
         })
       }
     }
-  }
-
-  async function closeConsumer(consumer: Consumer, drainTimeoutMs: number): Promise<void> {
-    await consumer.close(drainTimeoutMs)
-    // Broadcast queues belong to their subscriber; group queues outlive members (durable groups).
-    if (consumer.kind === 'broadcast') await deleteQueue(consumer.queueUrl)
   }
 
   return backend

@@ -50,8 +50,10 @@ export interface ConsumerDeps {
   readonly publish: (input: EventInput) => Promise<unknown>
   /** Creates the queue again when it vanished (broker restarted without persistence). */
   readonly recreateQueue: () => Promise<string>
-  /** Called once the subscription is closed. */
-  readonly onClosed: (consumer: Consumer) => void
+  /** Drain timeout when `close()` is not given one. */
+  readonly drainTimeoutMs: number
+  /** Called once the subscription is closed (drops it, deletes a broadcast queue). */
+  readonly onClosed: (consumer: Consumer) => Promise<void>
 }
 
 /** What one consumer reads and how. */
@@ -189,7 +191,7 @@ export class Consumer {
     await this.#poll
     // Messages received but not started go back at once, so other members get them now.
     await this.#release([...this.#held].filter((h) => h.state === 'held'))
-    const drain = drainTimeoutMs ?? 10_000
+    const drain = drainTimeoutMs ?? this.#deps.drainTimeoutMs
     const idle = Promise.all([this.#limiter.onIdle(), Promise.allSettled([...this.#tracked])])
     let timer: NodeJS.Timeout | undefined
     const timedOut = await Promise.race([
@@ -205,7 +207,7 @@ export class Consumer {
     await this.#release([...this.#held].filter((h) => h.state === 'held' || h.state === 'running'))
     if (this.#heartbeat !== undefined) clearInterval(this.#heartbeat)
     await this.#flushDeletes()
-    this.#deps.onClosed(this)
+    await this.#deps.onClosed(this)
   }
 
   async #pollLoop(): Promise<void> {

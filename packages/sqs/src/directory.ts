@@ -47,12 +47,15 @@ export function isFifoQueue(urlOrName: string): boolean {
 }
 
 /**
- * A `MessageDeduplicationId` for an event id: the id itself when SQS accepts it (1-128 printable
- * ASCII characters), otherwise a hash of it.
+ * A `MessageDeduplicationId` for an event: its id and publish time, as they are when SQS accepts
+ * them (1-128 printable ASCII characters), otherwise a hash of both. Resending one envelope (SDK
+ * retries, a producer re-sending the event it built) is dropped by SQS within its 5-minute
+ * window; publishing an id again as a new event (the redrive of a dead letter) is delivered.
  */
-export function deduplicationId(eventId: string): string {
-  if (/^[\x21-\x7e]{1,128}$/.test(eventId)) return eventId
-  return hash(eventId, 64)
+export function deduplicationId(eventId: string, time: number): string {
+  const text = `${eventId}@${time}`
+  if (/^[\x21-\x7e]{1,128}$/.test(text)) return text
+  return hash(text, 64)
 }
 
 /**

@@ -89,10 +89,13 @@ describe('queue naming', () => {
     expect(long.endsWith('.fifo')).toBe(true)
   })
 
-  it('keeps SQS-legal ids as they are and hashes the rest', () => {
-    expect(deduplicationId('01920000-aaaa')).toBe('01920000-aaaa')
-    expect(deduplicationId('x'.repeat(200))).toMatch(/^[0-9a-f]{64}$/)
-    expect(deduplicationId('héllo')).toMatch(/^[0-9a-f]{64}$/)
+  it('keeps SQS-legal ids readable and hashes the rest', () => {
+    expect(deduplicationId('01920000-aaaa', 1700000000000)).toBe('01920000-aaaa@1700000000000')
+    expect(deduplicationId('01920000-aaaa', 1700000000001)).not.toBe(
+      deduplicationId('01920000-aaaa', 1700000000000),
+    )
+    expect(deduplicationId('x'.repeat(200), 1)).toMatch(/^[0-9a-f]{64}$/)
+    expect(deduplicationId('héllo', 1)).toMatch(/^[0-9a-f]{64}$/)
     expect(messageGroupId('user-1', 'id')).toBe('user-1')
     expect(messageGroupId(undefined, 'id-7')).toBe('id-7')
   })

@@ -1,0 +1,183 @@
+/**
+ * Throughput and latency of the SQS backend against raw @aws-sdk/client-sqs on the same server,
+ * in the same run:
+ *   - publish: `publish()` of N events (concurrent, coalesced into SendMessageBatch) vs raw
+ *     SendMessageBatch of 10 with the same number of batches in flight;
+ *   - consume: a subscription draining N queued events vs a raw ReceiveMessage(10) +
+ *     DeleteMessageBatch loop (one poller each);
+ *   - latency: publish → handler, one event at a time, p50/p99.
+ *
+ *   node --conditions=@omnibus/source packages/sqs/bench/throughput.ts
+ * Env: OMNIBUS_SQS_ENDPOINT (default http://127.0.0.1:9324), BENCH_N (default 3000),
+ * BENCH_LATENCY_N (default 200).
+ */
+import {
+  CreateQueueCommand,
+  DeleteMessageBatchCommand,
+  DeleteQueueCommand,
+  ReceiveMessageCommand,
+  SendMessageBatchCommand,
+  SQSClient,
+} from '@aws-sdk/client-sqs'
+import { createEvent, encodeEvent, silentLogger } from '@omnibus/core'
+import { createSqsBackend } from '../src/index.ts'
+
+const endpoint = process.env.OMNIBUS_SQS_ENDPOINT ?? 'http://127.0.0.1:9324'
+const N = Number(process.env.BENCH_N ?? 3000)
+const LATENCY_N = Number(process.env.BENCH_LATENCY_N ?? 200)
+const BATCHES_IN_FLIGHT = 16
+const prefix = `bench${Math.random().toString(36).slice(2, 7)}`
+const credentials = { accessKeyId: 'bench', secretAccessKey: 'bench' }
+
+const raw = new SQSClient({ endpoint, region: 'us-east-1', credentials })
+const backendOptions = {
+  endpoint,
+  queuePrefix: prefix,
+  discoveryIntervalMs: 1000,
+  waitTimeSeconds: 2,
+  logger: silentLogger,
+} as const
+
+const payload = (i: number) => ({ i, name: `event ${i}`, tags: ['a', 'b', 'c'], value: i * 1.5 })
+/** A body the size of an encoded Omnibus envelope, so both sides move the same bytes. */
+const rawBody = (i: number) => encodeEvent(createEvent({ topic: 'bench.raw', data: payload(i) }))
+
+function rate(n: number, ms: number): string {
+  return `${Math.round((n / ms) * 1000).toLocaleString('en-US')} msg/s`
+}
+
+function percentile(sorted: number[], p: number): number {
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] as number
+}
+
+async function rawQueue(name: string): Promise<string> {
+  const res = await raw.send(new CreateQueueCommand({ QueueName: `${prefix}-raw-${name}` }))
+  return res.QueueUrl as string
+}
+
+async function rawPublish(url: string, n: number): Promise<number> {
+  const bodies = Array.from({ length: n }, (_, i) => rawBody(i))
+  const started = performance.now()
+  let next = 0
+  async function worker(): Promise<void> {
+    while (next < n) {
+      const start = next
+      next += 10
+      const entries = bodies.slice(start, start + 10).map((b, k) => ({ Id: String(k), MessageBody: b }))
+      const res = await raw.send(new SendMessageBatchCommand({ QueueUrl: url, Entries: entries }))
+      if ((res.Failed ?? []).length > 0) throw new Error(`raw send failed: ${res.Failed?.[0]?.Message}`)
+    }
+  }
+  await Promise.all(Array.from({ length: BATCHES_IN_FLIGHT }, () => worker()))
+  return performance.now() - started
+}
+
+async function rawConsume(url: string, n: number): Promise<number> {
+  const started = performance.now()
+  let got = 0
+  while (got < n) {
+    const res = await raw.send(
+      new ReceiveMessageCommand({
+        QueueUrl: url,
+        MaxNumberOfMessages: 10,
+        WaitTimeSeconds: 2,
+        VisibilityTimeout: 30,
+      }),
+    )
+    const messages = res.Messages ?? []
+    if (messages.length === 0) continue
+    got += messages.length
+    await raw.send(
+      new DeleteMessageBatchCommand({
+        QueueUrl: url,
+        Entries: messages.map((m, k) => ({ Id: String(k), ReceiptHandle: m.ReceiptHandle as string })),
+      }),
+    )
+  }
+  return performance.now() - started
+}
+
+async function main(): Promise<void> {
+  console.log(`SQS bench against ${endpoint}: N=${N}, ${BATCHES_IN_FLIGHT} batches of 10 in flight`)
+
+  // Publish: raw first, then Omnibus, then raw again (the mean of both raw runs is the baseline).
+  const rawUrl = await rawQueue('pub')
+  const raw1 = await rawPublish(rawUrl, N)
+  const backend = createSqsBackend(backendOptions)
+  await backend.connect()
+  const topic = 'bench.publish'
+  // A durable group queue to publish into, with no consumer attached while publishing.
+  const holder = await backend.subscribe(topic, () => {}, { group: 'bench-pub' })
+  await holder.unsubscribe()
+  await backend.publish({ topic, data: payload(-1) })
+  const t0 = performance.now()
+  let sent = 0
+  async function publisher(): Promise<void> {
+    while (sent < N) {
+      const i = sent++
+      await backend.publish({ topic, data: payload(i) })
+    }
+  }
+  await Promise.all(Array.from({ length: BATCHES_IN_FLIGHT * 10 }, () => publisher()))
+  const omni = performance.now() - t0
+  const raw2 = await rawPublish(rawUrl, N)
+  const rawPub = (raw1 + raw2) / 2
+  console.log(
+    `publish  raw SendMessageBatch: ${rate(N, rawPub)}  omnibus publish(): ${rate(N, omni)}  ratio ${((rawPub / omni) * 100).toFixed(0)}%`,
+  )
+
+  // Consume: the raw queue now holds 2N, the group queue N + 1.
+  const rawCons = await rawConsume(rawUrl, N)
+  const consumer = createSqsBackend(backendOptions)
+  await consumer.connect()
+  let handled = 0
+  let doneAt = 0
+  let finish: () => void = () => {}
+  const finished = new Promise<void>((resolve) => {
+    finish = resolve
+  })
+  const startedAt = performance.now()
+  await consumer.subscribe(
+    topic,
+    () => {
+      handled++
+      if (handled === N + 1) {
+        doneAt = performance.now()
+        finish()
+      }
+    },
+    { group: 'bench-pub', concurrency: 10 },
+  )
+  await finished
+  const omniCons = doneAt - startedAt
+  console.log(
+    `consume  raw Receive+DeleteBatch: ${rate(N, rawCons)}  omnibus subscribe(): ${rate(N + 1, omniCons)}  ratio ${((rawCons / N / (omniCons / (N + 1))) * 100).toFixed(0)}%`,
+  )
+  await consumer.disconnect()
+
+  // Latency: one event at a time through a broadcast subscription.
+  const samples: number[] = []
+  let waiting: ((t: number) => void) | undefined
+  const latTopic = 'bench.latency'
+  const sub = await backend.subscribe(latTopic, () => waiting?.(performance.now()))
+  for (let i = 0; i < LATENCY_N + 10; i++) {
+    const arrived = new Promise<number>((resolve) => {
+      waiting = resolve
+    })
+    const t = performance.now()
+    await backend.publish({ topic: latTopic, data: { i } })
+    const at = await arrived
+    if (i >= 10) samples.push(at - t)
+  }
+  samples.sort((a, b) => a - b)
+  console.log(
+    `latency  publish→handler over ${LATENCY_N}: p50 ${percentile(samples, 50).toFixed(1)} ms, p99 ${percentile(samples, 99).toFixed(1)} ms`,
+  )
+  await sub.unsubscribe()
+  await backend.deleteAllQueues()
+  await backend.disconnect()
+  await raw.send(new DeleteQueueCommand({ QueueUrl: rawUrl }))
+  raw.destroy()
+}
+
+await main()

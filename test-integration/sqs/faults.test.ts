@@ -1,0 +1,156 @@
+import { type ChildProcess, spawn } from 'node:child_process'
+import { randomUUID } from 'node:crypto'
+import { fileURLToPath } from 'node:url'
+import { type EventBackend, isRetryable, type OmnibusEvent } from '@omnibus/core'
+import { afterAll, afterEach, expect, it } from 'vitest'
+import { describeWithService, restartHint, serviceEndpoint, serviceRestart } from '../setup/services.ts'
+import { makeBackend, runPrefix } from './backend.ts'
+import { deleteQueues } from './cleanup.ts'
+
+async function until(what: string, deadlineMs: number, predicate: () => boolean): Promise<void> {
+  const end = Date.now() + deadlineMs
+  while (!predicate()) {
+    if (Date.now() > end) throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+}
+
+describeWithService('sqs', 'sqs fault tests', () => {
+  const endpoint = serviceEndpoint('sqs') as string
+  const prefix = runPrefix('f')
+  process.env.OMNIBUS_IT_SQS_ENDPOINT = endpoint
+  process.env.OMNIBUS_IT_SQS_PREFIX = prefix
+  const restart = serviceRestart('sqs')
+  const backends: EventBackend[] = []
+  const children: ChildProcess[] = []
+
+  async function backend(): Promise<EventBackend> {
+    const b = makeBackend()
+    backends.push(b)
+    await b.connect()
+    return b
+  }
+
+  afterEach(async () => {
+    for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL')
+    await Promise.allSettled(backends.splice(0).map((b) => b.disconnect({ drainTimeoutMs: 1_000 })))
+  })
+  afterAll(() => deleteQueues(endpoint, prefix))
+
+  it('a consumer process killed mid-handler: another member handles the event after the visibility timeout', async () => {
+    const run = randomUUID().slice(0, 8)
+    const topic = `fault.kill.r${run}`
+    const group = `g${run}`
+    const visibilityMs = 2_000
+    const child = spawn(
+      process.execPath,
+      [
+        '--conditions=@omnibus/source',
+        fileURLToPath(new URL('./consumer-child.ts', import.meta.url)),
+        topic,
+        group,
+        String(visibilityMs),
+      ],
+      { env: process.env, stdio: ['ignore', 'pipe', 'inherit'] },
+    )
+    children.push(child)
+    const lines: string[] = []
+    child.stdout?.setEncoding('utf8')
+    child.stdout?.on('data', (chunk: string) => lines.push(...chunk.split('\n').filter((l) => l !== '')))
+    await until('the child to subscribe', 30_000, () => lines.includes('ready'))
+
+    const publisher = await backend()
+    const ids: string[] = []
+    for (let i = 0; i < 3; i++) ids.push((await publisher.publish({ topic, data: { i } })).id)
+    await until('the child to start all three handlers', 10_000, () =>
+      ids.every((id) => lines.some((l) => l.startsWith(`handling ${id}`))),
+    )
+
+    // The survivor joins while the child still holds the messages: it must not get them early.
+    const survivor = await backend()
+    const got: Array<{ event: OmnibusEvent; attempt: number; at: number }> = []
+    await survivor.subscribe(
+      topic,
+      (event, ctx) => void got.push({ event, attempt: ctx.attempt, at: Date.now() }),
+      {
+        group,
+        visibilityTimeoutMs: visibilityMs,
+      },
+    )
+    await new Promise((resolve) => setTimeout(resolve, visibilityMs + 500))
+    expect(got, 'the child extends its lease while alive: nothing is redelivered yet').toEqual([])
+
+    child.kill('SIGKILL')
+    const killedAt = Date.now()
+    await until('the survivor to handle every event of the killed member', visibilityMs * 2 + 8_000, () =>
+      ids.every((id) => got.some((g) => g.event.id === id)),
+    )
+    for (const g of got) {
+      expect(g.attempt, 'a redelivery counts as a new attempt').toBeGreaterThanOrEqual(2)
+      expect(g.at - killedAt).toBeLessThanOrEqual(visibilityMs * 2 + 8_000)
+    }
+    expect(new Set(got.map((g) => g.event.id)).size).toBe(3)
+  })
+
+  it.skipIf(restart === undefined)(
+    `broker restart: queues and unacknowledged messages survive (persistent ElasticMQ), publishers see retryable errors, consumers resume${restart === undefined ? ` (skipped: ${restartHint('sqs')})` : ''}`,
+    async () => {
+      const run = randomUUID().slice(0, 8)
+      const topic = `fault.restart.r${run}`
+      const group = `g${run}`
+      const publisher = await backend()
+      const live = await backend()
+      const received = new Set<string>()
+      await live.subscribe(topic, (e) => void received.add(e.id), { group, concurrency: 4 })
+      // Published before the restart and left in the queue (no consumer of this second group yet).
+      const parked = `p${run}`
+      const parkedSub = await (await backend()).subscribe(topic, () => {}, { group: parked })
+      await parkedSub.unsubscribe()
+      const before: string[] = []
+      for (let i = 0; i < 50; i++) before.push((await publisher.publish({ topic, data: { i } })).id)
+      await until('the live group to handle the first 50', 10_000, () =>
+        before.every((id) => received.has(id)),
+      )
+
+      const restarting = (restart as () => Promise<void>)()
+      let unhealthySeen = false
+      let rejected = 0
+      let nonRetryable = 0
+      const acknowledged: string[] = []
+      let done = false
+      void restarting.finally(() => {
+        done = true
+      })
+      let n = 0
+      while (!done) {
+        const h = await publisher.healthCheck()
+        if (!h.healthy) unhealthySeen = true
+        try {
+          acknowledged.push((await publisher.publish({ topic, data: { during: n++ } })).id)
+        } catch (error) {
+          rejected++
+          if (!isRetryable(error)) nonRetryable++
+        }
+        await new Promise((resolve) => setTimeout(resolve, 50))
+      }
+      await restarting
+      expect(unhealthySeen, 'healthCheck reported the broker down').toBe(true)
+      expect(rejected, 'publishes failed while the broker was down').toBeGreaterThan(0)
+      expect(nonRetryable, 'every failure during the restart is retryable').toBe(0)
+      expect((await publisher.healthCheck()).healthy).toBe(true)
+
+      const after: string[] = []
+      for (let i = 0; i < 20; i++) after.push((await publisher.publish({ topic, data: { after: i } })).id)
+      await until('the live consumer to resume and handle everything acknowledged', 30_000, () =>
+        [...acknowledged, ...after].every((id) => received.has(id)),
+      )
+
+      // The parked group's queue kept its 50 + everything accepted since, across the restart.
+      const parkedGot = new Set<string>()
+      await (await backend()).subscribe(topic, (e) => void parkedGot.add(e.id), { group: parked })
+      await until('the parked group to find every event published since it was created', 20_000, () =>
+        [...before, ...acknowledged, ...after].every((id) => parkedGot.has(id)),
+      )
+    },
+  )
+})
