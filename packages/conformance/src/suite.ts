@@ -41,8 +41,8 @@ export function conformanceSuite(name: string, options: ConformanceOptions): voi
       const excluded = options.exclude?.[c.id]
       const staticReason =
         (excluded === undefined ? undefined : `excluded: ${excluded}`) ??
-        c.needs?.(options) ??
-        (options.capabilities === undefined ? undefined : c.gate?.(options.capabilities))
+        (options.capabilities === undefined ? undefined : c.gate?.(options.capabilities)) ??
+        c.needs?.(options)
       if (staticReason !== undefined) {
         it.skip(`${title} — skipped: ${staticReason}`, () => {})
         continue
