@@ -35,6 +35,47 @@ function fmt(n: number): string {
   return n.toLocaleString('en-US')
 }
 
+/** One contender: best wall time over the rounds, and CPU per event (client and server) of that round. */
+interface Side {
+  readonly label: string
+  bestMs: number
+  clientUs: number
+  serverUs: number
+}
+
+function side(label: string): Side {
+  return { label, bestMs: Number.POSITIVE_INFINITY, clientUs: 0, serverUs: 0 }
+}
+
+async function serverCpuSeconds(): Promise<number> {
+  const info = await raw.info('cpu')
+  const user = Number(/used_cpu_user:([\d.]+)/.exec(info)?.[1] ?? 0)
+  const sys = Number(/used_cpu_sys:([\d.]+)/.exec(info)?.[1] ?? 0)
+  return user + sys
+}
+
+/** Runs `fn` (which returns its own wall time) and keeps the round if it is the fastest so far. */
+async function measure(s: Side, fn: () => Promise<number>): Promise<void> {
+  const server0 = await serverCpuSeconds()
+  const cpu0 = process.cpuUsage()
+  const ms = await fn()
+  const cpu = process.cpuUsage(cpu0)
+  const server = (await serverCpuSeconds()) - server0
+  if (ms < s.bestMs) {
+    s.bestMs = ms
+    s.clientUs = (cpu.user + cpu.system) / TOTAL
+    s.serverUs = (server * 1e6) / TOTAL
+  }
+}
+
+function line(s: Side, baseline?: Side, strict?: Side): string {
+  const rate = perSec(TOTAL, s.bestMs)
+  let out = `  ${s.label.padEnd(34)} ${fmt(rate).padStart(9)} ev/s   cpu/event client ${s.clientUs.toFixed(1)} µs, redis ${s.serverUs.toFixed(1)} µs`
+  if (baseline !== undefined) out += `   ratio ${(baseline.bestMs / s.bestMs).toFixed(2)}`
+  if (strict !== undefined) out += ` (strict ${(strict.bestMs / s.bestMs).toFixed(2)})`
+  return out
+}
+
 async function newBackend(): Promise<RedisBackend> {
   const b = createRedisBackend({ url: URL_, keyPrefix: PREFIX, logger: silent, batchSize: BATCH })
   await b.connect()
@@ -82,30 +123,25 @@ async function benchPublish(): Promise<number> {
   const docs = Array.from({ length: TOTAL }, (_, n) =>
     encodeEvent(createEvent({ topic: 'bench.pub.raw', data: payload(n) })),
   )
-  let rawBest = Number.POSITIVE_INFINITY
-  let appBest = Number.POSITIVE_INFINITY
-  let pubBest = Number.POSITIVE_INFINITY
-  let batchBest = Number.POSITIVE_INFINITY
+  const strict = side('raw XADD, pre-encoded envelopes')
+  const app = side('raw XADD, JSON.stringify(data)')
+  const one = side('backend.publish (concurrent)')
+  const many = side('backend.publishBatch')
   for (let round = 0; round < ROUNDS; round++) {
-    rawBest = Math.min(rawBest, await rawPublish(`bench.pub.raw${round}`, docs))
-    appBest = Math.min(appBest, await rawPublish(`bench.pub.app${round}`, undefined))
-    pubBest = Math.min(pubBest, await omnibusPublish(b, `bench.pub.one${round}`, false))
-    batchBest = Math.min(batchBest, await omnibusPublish(b, `bench.pub.batch${round}`, true))
+    await measure(strict, () => rawPublish(`bench.pub.raw${round}`, docs))
+    await measure(app, () => rawPublish(`bench.pub.app${round}`, undefined))
+    await measure(one, () => omnibusPublish(b, `bench.pub.one${round}`, false))
+    await measure(many, () => omnibusPublish(b, `bench.pub.batch${round}`, true))
   }
   await b.disconnect()
-  const rawRate = perSec(TOTAL, rawBest)
-  const appRate = perSec(TOTAL, appBest)
-  const pubRate = perSec(TOTAL, pubBest)
-  const batchRate = perSec(TOTAL, batchBest)
-  const r = (x: number) => `ratio ${(x / appRate).toFixed(2)} (strict ${(x / rawRate).toFixed(2)})`
   console.log(
     `publish, ${fmt(TOTAL)} events (envelope ${docs[0]?.length} bytes), windows of ${WINDOW}, best of ${ROUNDS}`,
   )
-  console.log(`  raw XADD, pre-encoded envelopes ${fmt(rawRate).padStart(9)} ev/s   (strict baseline)`)
-  console.log(`  raw XADD, JSON.stringify(data)  ${fmt(appRate).padStart(9)} ev/s   (baseline)`)
-  console.log(`  backend.publish (concurrent)    ${fmt(pubRate).padStart(9)} ev/s   ${r(pubRate)}`)
-  console.log(`  backend.publishBatch            ${fmt(batchRate).padStart(9)} ev/s   ${r(batchRate)}`)
-  return pubRate / appRate
+  console.log(`${line(strict)}   (strict baseline)`)
+  console.log(`${line(app)}   (baseline)`)
+  console.log(line(one, app, strict))
+  console.log(line(many, app, strict))
+  return app.bestMs / one.bestMs
 }
 
 async function fill(key: string): Promise<void> {
@@ -172,29 +208,24 @@ async function benchConsume(): Promise<number> {
   const topic = 'bench.consume'
   const key = `${PREFIX}stream:${topic}`
   await fill(key)
-  let rawBest = Number.POSITIVE_INFINITY
-  let rawParseBest = Number.POSITIVE_INFINITY
-  let omniBest = Number.POSITIVE_INFINITY
+  const rawSide = side('raw XREADGROUP + XACK loop')
+  const parseSide = side('raw loop + JSON.parse')
+  const omni = side('backend group subscription')
   for (let round = 0; round < ROUNDS; round++) {
     await raw.xgroup('DESTROY', key, 'raw').catch(() => {})
     await raw.xgroup('DESTROY', key, 'rawp').catch(() => {})
-    rawBest = Math.min(rawBest, await rawConsume(key, false))
-    rawParseBest = Math.min(rawParseBest, await rawConsume(key, true))
-    omniBest = Math.min(omniBest, await omnibusConsume(topic, round))
+    await measure(rawSide, () => rawConsume(key, false))
+    await measure(parseSide, () => rawConsume(key, true))
+    await measure(omni, () => omnibusConsume(topic, round))
     // The backend acknowledged everything it handled (acks are flushed before unsubscribe resolves).
     const left = await pendingOf(key, `omnibus${round}`)
     if (left !== 0) throw new Error(`${left} entries left unacknowledged by the backend`)
   }
-  const rawRate = perSec(TOTAL, rawBest)
-  const rawParseRate = perSec(TOTAL, rawParseBest)
-  const omniRate = perSec(TOTAL, omniBest)
-  console.log(`consume + ack, ${fmt(TOTAL)} entries, batch ${BATCH}`)
-  console.log(`  raw XREADGROUP + XACK loop     ${fmt(rawRate).padStart(9)} ev/s`)
-  console.log(`  raw loop + JSON.parse          ${fmt(rawParseRate).padStart(9)} ev/s`)
-  console.log(
-    `  backend group subscription     ${fmt(omniRate).padStart(9)} ev/s   ratio ${(omniRate / rawRate).toFixed(2)} (vs raw+parse ${(omniRate / rawParseRate).toFixed(2)})`,
-  )
-  return omniRate / rawRate
+  console.log(`consume + ack, ${fmt(TOTAL)} entries, batch ${BATCH}, best of ${ROUNDS}`)
+  console.log(`${line(rawSide)}   (strict baseline)`)
+  console.log(`${line(parseSide)}   (baseline)`)
+  console.log(line(omni, parseSide, rawSide))
+  return parseSide.bestMs / omni.bestMs
 }
 
 async function benchLatency(): Promise<void> {

@@ -79,7 +79,6 @@ interface Held {
   attempt: number
   firstFailureAt: number | undefined
   timer: NodeJS.Timeout | undefined
-  running: boolean
   /** Exactly-once record held while the handler runs. */
   eoKey: string | undefined
 }
@@ -146,6 +145,9 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
   let reader: Redis | undefined
   let readerId: number | undefined
   let blocked = false
+  /** Number of the current (or last) blocking read. */
+  let readSeq = 0
+  let interrupting = -1
   let loopDone: Promise<void> | undefined
   let wake: (() => void) | undefined
   let heartbeatTimer: NodeJS.Timeout | undefined
@@ -175,12 +177,31 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
     const w = wake
     wake = undefined
     w?.()
-    if (blocked && readerId !== undefined) {
-      // Interrupt the blocking read so it restarts with the new stream set (or stops).
-      host
-        .command()
-        .call('CLIENT', 'UNBLOCK', readerId)
-        .catch(() => {})
+    if (blocked) void interruptRead(readSeq)
+  }
+
+  /**
+   * Interrupts the blocking read number `seq` so it restarts with the new stream set (or stops).
+   * The read may not have reached the server yet (CLIENT UNBLOCK then answers 0), so this repeats
+   * until the server unblocked it or it returned on its own.
+   */
+  async function interruptRead(seq: number): Promise<void> {
+    if (interrupting === seq) return
+    interrupting = seq
+    try {
+      for (let tries = 0; blocked && readSeq === seq && tries < 200; tries++) {
+        const id = readerId
+        if (id !== undefined) {
+          const n = await host
+            .command()
+            .call('CLIENT', 'UNBLOCK', id)
+            .catch(() => 0)
+          if (Number(n) === 1) return
+        }
+        await new Promise((resolve) => setTimeout(resolve, 5))
+      }
+    } finally {
+      if (interrupting === seq) interrupting = -1
     }
   }
 
@@ -315,7 +336,6 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
       attempt: deliveryCount,
       firstFailureAt: undefined,
       timer: undefined,
-      running: false,
       eoKey: undefined,
     }
     held.set(hk, h)
@@ -376,16 +396,6 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
     return new Promise((resolve) => idleWaiters.push(resolve))
   }
 
-  async function processEntry(h: Held): Promise<void> {
-    if (closed) return
-    h.running = true
-    try {
-      await processOnce(h)
-    } finally {
-      h.running = false
-    }
-  }
-
   async function deadLetter(h: Held, event: OmnibusEvent, reason: string, error: unknown, attempts: number) {
     if (opts.deadLetter === false) {
       logger.warn('redis event dropped after its last attempt (deadLetter: false)', {
@@ -409,7 +419,8 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
     )
   }
 
-  async function processOnce(h: Held): Promise<void> {
+  async function processEntry(h: Held): Promise<void> {
+    if (closed) return
     if (h.invalid !== undefined || h.event === undefined) {
       // Foreign or corrupt entry: dead-letter what was on the wire, with the reason.
       const synthetic: OmnibusEvent = {
@@ -548,6 +559,7 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
     const keysList = [...streams.keys()]
     const count = Math.max(1, Math.min(batch, prefetch - active))
     let reply: unknown
+    readSeq++
     blocked = true
     try {
       if (grouped) {
