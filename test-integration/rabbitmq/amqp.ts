@@ -4,7 +4,7 @@
  * listens.
  */
 import { createRequire } from 'node:module'
-import { createServer } from 'node:net'
+import { connect, createServer, type Socket } from 'node:net'
 
 /** The few amqplib calls the tests use. */
 export interface RawChannel {
@@ -61,4 +61,64 @@ export async function closedPort(): Promise<number> {
   await new Promise<void>((resolve) => server.close(() => resolve()))
   if (address === null || typeof address === 'string') throw new Error('no port')
   return address.port
+}
+
+/** A TCP proxy in front of the broker that a test can cut, to drop connections without a restart. */
+export interface CuttableProxy {
+  /** `amqp://` URL through the proxy, with the broker URL's credentials and vhost. */
+  readonly url: string
+  /** Destroys every proxied connection; with `refuse`, new ones are refused until `heal()`. */
+  cut(refuse: boolean): void
+  heal(): void
+  close(): Promise<void>
+}
+
+/** Starts a {@link CuttableProxy} on a free loopback port for the broker at `brokerUrl`. */
+export async function cuttableProxy(brokerUrl: string): Promise<CuttableProxy> {
+  const target = new URL(brokerUrl)
+  const sockets = new Set<Socket>()
+  let refusing = false
+  const server = createServer((client) => {
+    if (refusing) {
+      client.destroy()
+      return
+    }
+    const upstream = connect(Number(target.port || 5672), target.hostname)
+    sockets.add(client)
+    sockets.add(upstream)
+    const drop = (): void => {
+      client.destroy()
+      upstream.destroy()
+      sockets.delete(client)
+      sockets.delete(upstream)
+    }
+    client.on('error', drop)
+    upstream.on('error', drop)
+    client.on('close', drop)
+    upstream.on('close', drop)
+    client.pipe(upstream)
+    upstream.pipe(client)
+  })
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
+  const address = server.address()
+  if (address === null || typeof address === 'string') throw new Error('proxy has no port')
+  const url = new URL(brokerUrl)
+  url.hostname = '127.0.0.1'
+  url.port = String(address.port)
+  return {
+    url: url.toString(),
+    cut(refuse) {
+      refusing = refuse
+      for (const s of sockets) s.destroy()
+      sockets.clear()
+    },
+    heal() {
+      refusing = false
+    },
+    async close() {
+      refusing = true
+      for (const s of sockets) s.destroy()
+      await new Promise<void>((resolve) => server.close(() => resolve()))
+    },
+  }
 }

@@ -132,6 +132,15 @@ export class Link {
       if (this.#o.connection === undefined) await model.close().catch(() => {})
       throw error
     }
+    if (this.#state === 'closed') {
+      // disconnect() ran while this attempt was connecting: do not come back to life.
+      const pub = this.#pub
+      this.#model = undefined
+      this.#pub = undefined
+      if (this.#o.connection === undefined) await model.close().catch(() => {})
+      else await pub?.close().catch(() => {})
+      return
+    }
     this.#state = 'up'
     this.#lastError = undefined
     const waiters = this.#upWaiters
