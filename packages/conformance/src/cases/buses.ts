@@ -86,7 +86,7 @@ const requestReply: ConformanceCase = {
     expect(isErrorOf(late, TimeoutError)).toBe(true)
     releaseSlow()
     await waitFor(() => slowReplied.length > 0 && requester.stats().lateReplies > lateBefore, {
-      timeoutMs: h.timeouts.deliveryMs,
+      timeoutMs: h.timeouts.deliveryMs + h.caps.wildcardDiscoveryMs,
       message: () =>
         `the late reply to be received and discarded (lateReplies = ${requester.stats().lateReplies})`,
     })

@@ -172,7 +172,8 @@ const topicIsolation: ConformanceCase = {
     )
     const ids = await publishAll(b, inputs)
     const idsOf = (t: string) => ids.filter((_, k) => inputs[k]?.topic === t)
-    await h.waitAcked(all, ids)
+    // The catch-all is a wildcard meeting two brand-new topics: allow the declared discovery delay.
+    await h.waitAcked(all, ids, h.timeouts.deliveryMs + h.caps.wildcardDiscoveryMs)
     await h.waitAcked(inA, idsOf(names.a))
     await h.waitAcked(inB, idsOf(names.b))
     expect(inA.acked.filter((e) => e.topic !== names.a).map((e) => e.topic)).toEqual([])

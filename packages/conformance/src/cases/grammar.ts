@@ -84,8 +84,9 @@ const concreteTopic: ConformanceCase = {
       (topic) => ({ topic, data: { topic } }),
     )
     const ids = await publishAll(b, inputs)
-    await h.waitAcked(one, ids.slice(0, 2))
-    await h.waitAcked(many, ids)
+    const discovery = h.timeouts.deliveryMs + h.caps.wildcardDiscoveryMs
+    await h.waitAcked(one, ids.slice(0, 2), discovery)
+    await h.waitAcked(many, ids, discovery)
     for (const inbox of [one, many]) {
       for (const d of inbox.deliveries) expect(d.event.topic).toBe((d.event.data as { topic: string }).topic)
     }
