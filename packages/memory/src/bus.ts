@@ -195,7 +195,7 @@ export class DeliveryQueue {
   #ready: Item[] = []
   #readyHead = 0
   /** Events waiting for their partition key to be free, per key, in order. */
-  #blocked = new Map<string, Item[]>()
+  #blocked = new Map<string, { items: Item[]; head: number }>()
   #busyKeys = new Set<string>()
   #overflow: Overflow[] = []
   #overflowHead = 0
@@ -292,7 +292,21 @@ export class DeliveryQueue {
     const first = this.members[0]
     this.mixedPatterns = first !== undefined && this.members.some((m) => m.pattern !== first.pattern)
     if (this.members.length > 0) this.schedule()
+    else this.#admitAll()
     this.notify()
+  }
+
+  // A queue without members takes everything held for it at once (over capacity if need be):
+  // those publishes are accepted and stay for the group's next member instead of waiting forever.
+  #admitAll(): void {
+    for (let i = this.#overflowHead; i < this.#overflow.length; i++) {
+      const o = this.#overflow[i] as Overflow
+      this.#items.push(o.item)
+      this.queued++
+      o.pending.done()
+    }
+    this.#overflow = []
+    this.#overflowHead = 0
   }
 
   /** Resolves when `check()` holds, re-evaluated whenever work completes. */
@@ -424,10 +438,10 @@ export class DeliveryQueue {
     return anyMatch ? undefined : null
   }
 
+  // Keeps its key: later events of that key wait until a member that can take it arrives.
   #orphan(item: Item): void {
     this.#orphans.push(item)
     this.queued++
-    this.#release(eventOf(item).partitionKey)
   }
 
   // Returns a taken item to the front (its key stays owned by it).
@@ -449,7 +463,7 @@ export class DeliveryQueue {
       this.queued--
       return item
     }
-    const items = this.#items
+    let items = this.#items
     while (this.#head < items.length) {
       const item = items[this.#head] as OmnibusEvent
       items[this.#head++] = undefined as unknown as OmnibusEvent
@@ -457,7 +471,8 @@ export class DeliveryQueue {
         items.length = 0
         this.#head = 0
       } else if (this.#head >= 4096 && this.#head * 2 >= items.length) {
-        this.#items = items.slice(this.#head)
+        items = items.slice(this.#head)
+        this.#items = items
         this.#head = 0
       }
       this.queued--
@@ -465,10 +480,10 @@ export class DeliveryQueue {
       if (key !== undefined) {
         if (this.#busyKeys.has(key)) {
           const waiting = this.#blocked.get(key)
-          if (waiting === undefined) this.#blocked.set(key, [item])
-          else waiting.push(item)
+          if (waiting === undefined) this.#blocked.set(key, { items: [item], head: 0 })
+          else waiting.items.push(item)
           this.queued++
-          return this.#take()
+          continue
         }
         this.#busyKeys.add(key)
       }
@@ -485,8 +500,9 @@ export class DeliveryQueue {
       this.#busyKeys.delete(key)
       return
     }
-    const next = waiting.shift() as Item
-    if (waiting.length === 0) this.#blocked.delete(key)
+    const next = waiting.items[waiting.head] as Item
+    waiting.items[waiting.head++] = undefined as unknown as Item
+    if (waiting.head === waiting.items.length) this.#blocked.delete(key)
     this.#ready.push(next)
   }
 

@@ -322,6 +322,32 @@ describe('delivery', () => {
     expect(order.slice(0, 2)).toEqual(['b1', 'b2']) // key b is not held up by key a's retry
   })
 
+  it('lets unkeyed events pass a long line of events waiting for one busy key', async () => {
+    const b = await backend({ queueCapacity: 50_000 })
+    const gate = deferred()
+    let keyed = 0
+    const free: number[] = []
+    await b.subscribe(
+      'line',
+      async (e: OmnibusEvent<number>) => {
+        if (e.partitionKey === undefined) {
+          free.push(e.data)
+          return
+        }
+        if (keyed++ === 0) await gate.promise
+      },
+      { concurrency: 2 },
+    )
+    await b.publishBatch(
+      Array.from({ length: 20_000 }, (_, i) => ({ topic: 'line', data: i, partitionKey: 'k' })),
+    )
+    await b.publish({ topic: 'line', data: -1 })
+    await waitUntil(() => free.length === 1)
+    expect(keyed).toBe(1)
+    gate.resolve()
+    await waitUntil(() => keyed === 20_000, { timeoutMs: 20_000 })
+  })
+
   it('ctx.retry(delay) redelivers with the next attempt; ctx.deadLetter sends at once with diagnostics', async () => {
     const b = await backend()
     const attempts: number[] = []
@@ -621,6 +647,42 @@ describe('closing', () => {
     })
     await waitUntil(() => again.length === 1)
     expect(again[0]).toEqual({ data: 'payload', attempt: 2 })
+  })
+
+  it('publishers waiting on a full group queue are released when its last member leaves', async () => {
+    const name = `full-${randomUUID()}`
+    const pub = await backend({ name, queueCapacity: 1 })
+    const first = createMemoryBackend({ name, queueCapacity: 1, logger: silentLogger })
+    await first.connect()
+    const started = deferred()
+    await first.subscribe(
+      'full',
+      () => {
+        started.resolve()
+        return new Promise(() => {})
+      },
+      { group: 'g' },
+    )
+    await pub.publish({ topic: 'full', data: 1 })
+    await started.promise
+    await pub.publish({ topic: 'full', data: 2 }) // queued: the queue is now full
+    let thirdAccepted = false
+    const third = pub.publish({ topic: 'full', data: 3 }).then(() => {
+      thirdAccepted = true
+    })
+    await new Promise((r) => setImmediate(r))
+    expect(thirdAccepted).toBe(false)
+    await first.disconnect({ drainTimeoutMs: 30 })
+    await third
+    const next = await backend({ name })
+    const got: Array<[unknown, number]> = []
+    await next.subscribe('full', (e, ctx) => void got.push([e.data, ctx.attempt]), { group: 'g' })
+    await waitUntil(() => got.length === 3)
+    expect(got).toEqual([
+      [1, 2],
+      [2, 1],
+      [3, 1],
+    ])
   })
 
   it('disconnect is idempotent and the backend can connect again', async () => {
