@@ -1,0 +1,101 @@
+import { randomUUID } from 'node:crypto'
+import { ConnectionError, type EventBackend, type OmnibusEvent } from '@omnibus/core'
+import { backendFromUrl, createRedisBackend } from '@omnibus/redis'
+import { afterEach, expect, it } from 'vitest'
+import { describeWithService, serviceEndpoint } from '../setup/services.ts'
+import { IT_PREFIX, makeBackend } from './backend.ts'
+
+async function until(what: string, deadlineMs: number, predicate: () => boolean): Promise<void> {
+  const end = Date.now() + deadlineMs
+  while (!predicate()) {
+    if (Date.now() > end) throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}`)
+    await new Promise((resolve) => setTimeout(resolve, 10))
+  }
+}
+
+describeWithService('redis', 'redis connections: ACL users, caller-owned clients, URLs', () => {
+  const url = serviceEndpoint('redis') as string
+  process.env.OMNIBUS_IT_REDIS_URL = url
+  const backends: EventBackend[] = []
+  const cleanups: Array<() => Promise<unknown>> = []
+
+  afterEach(async () => {
+    await Promise.allSettled(backends.splice(0).map((b) => b.disconnect({ drainTimeoutMs: 500 })))
+    for (const fn of cleanups.splice(0).reverse()) await fn().catch(() => {})
+  })
+
+  async function roundTrip(b: EventBackend, topic: string): Promise<OmnibusEvent> {
+    const got: OmnibusEvent[] = []
+    await b.subscribe(topic, (e) => void got.push(e), { group: 'rt' })
+    await b.publish({ topic, data: { hello: 'acl' } })
+    await until('the event', 5_000, () => got.length > 0)
+    return got[0] as OmnibusEvent
+  }
+
+  it('works as an ACL user limited to the key prefix, and refuses a wrong password without echoing it', async () => {
+    const admin = makeBackend()
+    backends.push(admin)
+    await admin.connect()
+    const user = `omnibus-it-${randomUUID().slice(0, 8)}`
+    const password = `pw-${randomUUID()}`
+    const raw = admin.commandClient()
+    await raw.call('ACL', 'SETUSER', user, 'on', `>${password}`, `~${IT_PREFIX}*`, `&${IT_PREFIX}*`, '+@all')
+    cleanups.push(() => raw.call('ACL', 'DELUSER', user))
+    const u = new URL(url)
+    u.username = user
+    u.password = password
+    const b = createRedisBackend({ url: u.toString(), keyPrefix: IT_PREFIX })
+    backends.push(b)
+    await b.connect()
+    const e = await roundTrip(b, `acl.ok.r${randomUUID().slice(0, 8)}`)
+    expect(e.data).toEqual({ hello: 'acl' })
+
+    const wrong = createRedisBackend({
+      url,
+      username: user,
+      password: 'not-the-password',
+      keyPrefix: IT_PREFIX,
+    })
+    const error = await wrong.connect().then(
+      () => undefined,
+      (err: unknown) => err,
+    )
+    expect(error).toBeInstanceOf(ConnectionError)
+    expect((error as ConnectionError).retryable).toBe(false)
+    expect((error as ConnectionError).code).toBe('AUTH_FAILED')
+    expect((error as Error).message).not.toContain('not-the-password')
+    expect(wrong.isConnected).toBe(false)
+  })
+
+  it("uses a caller's ioredis client and leaves it open on disconnect", async () => {
+    const owner = makeBackend()
+    backends.push(owner)
+    await owner.connect()
+    const client = owner.commandClient()
+    const b = createRedisBackend({ client, keyPrefix: IT_PREFIX })
+    await b.connect()
+    const e = await roundTrip(b, `client.r${randomUUID().slice(0, 8)}`)
+    expect(e.data).toEqual({ hello: 'acl' })
+    await b.disconnect()
+    expect(client.status).toBe('ready')
+    expect(await client.ping()).toBe('PONG')
+    expect(b.describe()).toContain('caller-owned client')
+  })
+
+  it('is created from a URL with query options (the core registry path)', async () => {
+    const prefix = `${IT_PREFIX}q${randomUUID().slice(0, 6)}:`
+    const u = new URL(url)
+    u.searchParams.set('keyPrefix', prefix)
+    u.searchParams.set('maxLen', '50')
+    const b = backendFromUrl(u)
+    backends.push(b)
+    await b.connect()
+    const topic = `url.r${randomUUID().slice(0, 8)}`
+    for (let i = 0; i < 300; i++) await b.publish({ topic, data: i })
+    const len = Number(await b.commandClient().xlen(`${prefix}stream:${topic}`))
+    // MAXLEN ~ trims whole macro-nodes: the stream stays near the cap, far under what was written.
+    expect(len).toBeGreaterThanOrEqual(50)
+    expect(len).toBeLessThan(300)
+    await b.commandClient().del(`${prefix}stream:${topic}`, `${prefix}topics`)
+  })
+})
