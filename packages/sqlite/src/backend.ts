@@ -114,7 +114,8 @@ interface ClaimedRow {
 interface SubState {
   readonly id: string
   readonly owner: string
-  readonly gid: number
+  /** Row of `omnibus_groups`; replaced if another process removed it as stale. */
+  gid: number
   readonly ephemeral: boolean
   readonly opts: ResolvedSubscribeOptions
   readonly handler: EventHandler
@@ -413,9 +414,12 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
     try {
       const now = Date.now()
       const d = db
-      d.transaction(() => {
-        for (const s of subs.values()) if (s.ephemeral && s.active) st.heartbeat.run(now, s.gid)
-      }).immediate()
+      const ephemeral = [...subs.values()].filter((s) => s.ephemeral && s.active)
+      if (ephemeral.length > 0) {
+        d.transaction(() => {
+          for (const s of ephemeral) st.heartbeat.run(now, s.gid)
+        }).immediate()
+      }
       applyStoredRetention(false)
     } catch (error) {
       logger.warn('sqlite: maintenance failed, will retry', { error: String(error) })
@@ -643,10 +647,23 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
     try {
       const pre = st.precheck.get(now, s.gid) as { fresh: number; due: number } | undefined
       if (pre === undefined) {
-        // The group row vanished (retention of a stale broadcast subscription): recreate it.
-        logger.warn('sqlite: subscription state was removed from the database; it resumes from latest', {
+        // Another process removed the row as stale (this one was stalled past the heartbeat
+        // limit); start over at the current end rather than stop silently.
+        logger.warn('sqlite: subscription state was removed as stale; it resumes from the latest event', {
           pattern: s.opts.pattern,
         })
+        s.gid = (
+          st.upsertGroup.get(
+            groupName(s),
+            s.opts.pattern,
+            Number(st.topSeq.get()),
+            s.ephemeral ? 1 : 0,
+            now,
+          ) as {
+            gid: number
+          }
+        ).gid
+        wake(s)
         return
       }
       if (!pre.fresh && !pre.due) {
@@ -707,6 +724,10 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
         return rows
       })
       .immediate()
+  }
+
+  function groupName(s: SubState): string {
+    return s.opts.group ?? `~${s.id}`
   }
 
   function setTimer(s: SubState, at: number): void {
