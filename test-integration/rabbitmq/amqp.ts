@@ -11,6 +11,7 @@ export interface RawChannel {
   publish(exchange: string, routingKey: string, content: Buffer, options?: Record<string, unknown>): boolean
   waitForConfirms(): Promise<void>
   checkQueue(queue: string): Promise<{ messageCount: number; consumerCount: number }>
+  consume(queue: string, onMessage: (msg: unknown) => void): Promise<{ consumerTag: string }>
   deleteQueue(queue: string): Promise<unknown>
   close(): Promise<void>
 }

@@ -1,9 +1,10 @@
 import { type ChildProcess, fork } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
 import { ConnectionError, type EventBackend, type OmnibusEvent } from '@omnibus/core'
-import { createRabbitMQBackend } from '@omnibus/rabbitmq'
+import { createRabbitMQBackend, groupQueueName } from '@omnibus/rabbitmq'
 import { afterEach, expect, it } from 'vitest'
 import { describeWithService, requireEndpoint, restartHint, serviceRestart } from '../setup/services.ts'
+import { rawConnect } from './amqp.ts'
 
 const runId = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`
 
@@ -183,5 +184,40 @@ describeWithService('rabbitmq', 'RabbitMQ fault tests', () => {
       15_000,
     )
     expect([...heldByChild].every((id) => received.has(id))).toBe(true)
+  }, 60_000)
+
+  it('an event whose consumers keep dying mid-handler is dead-lettered after maxRedeliveries', async () => {
+    const topic = `fault.${runId}.poison`
+    const group = `poison-${runId}`
+    const dlqTopic = `fault.${runId}.poison-dlq`
+    const dead: OmnibusEvent[] = []
+    const watcher = await backend()
+    await watcher.subscribe(dlqTopic, (e: OmnibusEvent) => void dead.push(e))
+    // Declare the group queue, then leave it without a consumer.
+    const first = await backend()
+    await (await first.subscribe(topic, () => {}, { group, deadLetter: dlqTopic })).unsubscribe()
+    const publisher = await backend()
+    const { id } = await publisher.publish({ topic, data: { poison: true } })
+    // Three consumers take the message and die without acknowledging it.
+    const conn = await rawConnect(url)
+    for (let i = 0; i < 3; i++) {
+      const ch = await conn.createConfirmChannel()
+      let got = false
+      await ch.consume(groupQueueName('omnibus', group, topic), () => {
+        got = true
+      })
+      await waitFor(`delivery ${i + 1} to a doomed consumer`, () => got, 10_000)
+      await ch.close()
+    }
+    await conn.close()
+    const handled: string[] = []
+    const b = createRabbitMQBackend({ url, maxRedeliveries: 3 })
+    await b.connect()
+    backends.push(b)
+    await b.subscribe(topic, (e: OmnibusEvent) => void handled.push(e.id), { group, deadLetter: dlqTopic })
+    await waitFor('the dead letter', () => dead.length === 1, 10_000)
+    expect(handled).toEqual([])
+    expect(dead[0]?.headers['omnibus-dlq-original-id']).toBe(id)
+    expect(dead[0]?.headers['omnibus-dlq-reason']).toMatch(/delivered 4 times without an acknowledgement/)
   }, 60_000)
 })

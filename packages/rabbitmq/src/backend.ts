@@ -298,6 +298,11 @@ export function createRabbitMQBackend(options: RabbitMQBackendOptions = {}): Eve
       })
       return
     }
+    const redeliveries = headerNumber(headers, 'x-delivery-count') ?? 0
+    if (o.maxRedeliveries > 0 && redeliveries >= o.maxRedeliveries) {
+      await poisonDeadLetter(s, event, attempt, redeliveries)
+      return settle()
+    }
     if (s.opts.guarantee === 'exactly-once') {
       await exactlyOnce(s, ch, msg, event, attempt)
       return
@@ -386,6 +391,40 @@ export function createRabbitMQBackend(options: RabbitMQBackendOptions = {}): Eve
     // Dead letters keep the original payload even when it is just over the publish limit.
     const { json } = encodeEventChecked(event, undefined, 'rabbitmq')
     await link.publish(o.exchange, event.topic, Buffer.from(json), props(event), deadline())
+  }
+
+  /**
+   * A message the broker handed out `redeliveries` + 1 times without an ack: its consumers died
+   * or disconnected while handling it (a crash it may cause itself). Quorum queues count this in
+   * `x-delivery-count`; past the limit it goes to the dead-letter topic instead of looping.
+   */
+  async function poisonDeadLetter(
+    s: SubState,
+    event: OmnibusEvent,
+    attempt: number,
+    redeliveries: number,
+  ): Promise<void> {
+    const reason =
+      `delivered ${redeliveries + 1} times without an acknowledgement (consumers crashed or disconnected ` +
+      `while handling it; maxRedeliveries is ${o.maxRedeliveries})`
+    if (s.opts.deadLetter === false) {
+      log.warn('rabbitmq: dropped an event that was never acknowledged (deadLetter: false)', {
+        id: event.id,
+        reason,
+      })
+      return
+    }
+    const now = Date.now()
+    await publishDeadLetter(
+      deadLetterInput(event, s.opts.deadLetter, {
+        reason,
+        group: s.opts.group,
+        attempts: attempt,
+        firstFailureAt: now,
+        lastFailureAt: now,
+        backend: 'rabbitmq',
+      }),
+    )
   }
 
   async function deadLetterForeign(s: SubState, msg: ConsumeMessage, error: unknown): Promise<void> {

@@ -71,6 +71,14 @@ export interface RabbitMQBackendOptions {
    */
   readonly maxPayloadBytes?: number
   /**
+   * Deliveries of one message without an acknowledgement (its consumers crashed or disconnected
+   * mid-handler) after which it is dead-lettered instead of redelivered again. Read from the
+   * `x-delivery-count` that quorum queues keep; classic queues do not count. 0 = no limit.
+   * Handler failures are counted separately, by `retry.maxAttempts`.
+   * @default 20 — env `OMNIBUS_RABBITMQ_MAX_REDELIVERIES`
+   */
+  readonly maxRedeliveries?: number
+  /**
    * Processed-id store shared by every consumer of a group. Given: `exactly-once` subscriptions
    * are offered (effect once per event id while the store retains it). Absent: `exactly-once` is
    * refused with a `CapabilityError`, because RabbitMQ keeps no processed-id records.
@@ -100,6 +108,7 @@ export interface ResolvedRabbitMQOptions {
   readonly heartbeatSeconds: number
   readonly reconnectMaxDelayMs: number
   readonly maxPayloadBytes: number
+  readonly maxRedeliveries: number
   readonly dedupeStore: DedupeStore | undefined
   readonly source: string | undefined
   readonly logger: Logger
@@ -265,6 +274,14 @@ export function resolveOptions(
       env,
       8 * 1024 * 1024,
       1024,
+    ),
+    maxRedeliveries: intField(
+      'maxRedeliveries',
+      'OMNIBUS_RABBITMQ_MAX_REDELIVERIES',
+      options.maxRedeliveries,
+      env,
+      20,
+      0,
     ),
     dedupeStore: dedupe,
     source: source as string | undefined,
