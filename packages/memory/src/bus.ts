@@ -6,6 +6,7 @@
  * at once. Handlers that return a non-promise are run and acknowledged synchronously inside the
  * queue's drain loop, so the hot path allocates no promise per event.
  */
+import { AsyncLocalStorage } from 'node:async_hooks'
 import {
   callWithEventContextSync,
   compilePattern,
@@ -47,6 +48,11 @@ function eventOf(item: Item): OmnibusEvent {
 }
 
 const ACK: HandlerOutcome = { kind: 'ack' }
+
+// Drains run in the context the module was loaded in, not in whatever async
+// context happened to schedule them (a handler's, a publisher's): otherwise the first handler to
+// publish would leak its event as the "current" one into unrelated deliveries and dead letters.
+const inRootContext = AsyncLocalStorage.snapshot()
 
 /** The context a handler receives; one small object per delivery, methods on the prototype. */
 class Context implements HandlerContext {
@@ -219,8 +225,9 @@ export class DeliveryQueue {
   dedupe: MemoryDedupeStore | undefined
   readonly #drainNow = () => {
     this.#scheduled = false
-    this.drain()
+    inRootContext(this.#drainBound)
   }
+  readonly #drainBound = () => this.drain()
 
   constructor(bus: Bus, group: string | undefined) {
     this.bus = bus

@@ -449,6 +449,29 @@ describe('delivery', () => {
     expect(fromAsync.correlationId).toBe(parents.at(-1))
   })
 
+  it('a queue drain scheduled by a handler does not pass that handler on as the current event', async () => {
+    const b = await backend()
+    const dead: OmnibusEvent[] = []
+    await b.subscribe('omnibus.deadletter', (e) => void dead.push(e))
+    await b.subscribe(
+      'fails',
+      () => {
+        throw new Error('no')
+      },
+      { retry: { maxAttempts: 1 } },
+    )
+    await b.subscribe('trigger', async () => {
+      // The first publish to 'fails' in this tick: it schedules that queue's drain from here.
+      void b.publish({ topic: 'fails', data: 'from-handler' })
+    })
+    void b.publish({ topic: 'trigger', data: 1 })
+    // Runs after the trigger's handler, before the 'fails' queue drains: a top-level event.
+    queueMicrotask(() => void b.publish({ topic: 'fails', data: 'top-level' }))
+    await waitUntil(() => dead.length === 2)
+    const topLevel = dead.find((d) => d.data === 'top-level') as OmnibusEvent
+    expect(topLevel.correlationId).toBeUndefined()
+  })
+
   it('a plain function that returns promises keeps causation after its awaits', async () => {
     const b = await backend()
     const children: OmnibusEvent[] = []
