@@ -214,12 +214,17 @@ console.log(
   `events per run: ${fmt(TOTAL)}, batch ${BATCH}, node ${process.version}, load average ${load1?.toFixed(1)} on ${(await import('node:os')).availableParallelism()} cores`,
 )
 const header = ['scenario'.padEnd(40), 'events/s'.padStart(12), 'deliveries/s'.padStart(14)]
-header.push('events/CPU-s'.padStart(14), 'vs EventEmitter'.padStart(16), 'target (CPU-s)'.padStart(20))
+header.push('events/CPU-s'.padStart(14), 'vs EventEmitter'.padStart(16), 'target: wall / CPU'.padStart(30))
 console.log(header.join(' '))
+const verdict = (value: number, target: number) => (value >= target ? 'met' : 'missed')
 for (const r of rows) {
-  const ratio = r.baseline === undefined ? '' : `${(r.eventsPerSec / r.baseline.eventsPerSec).toFixed(3)}x`
+  // The ratio compares CPU-time throughputs: it does not move with the machine's other load.
+  const ratio =
+    r.baseline === undefined ? '' : `${(r.eventsPerCpuSec / r.baseline.eventsPerCpuSec).toFixed(3)}x`
   const target =
-    r.target === undefined ? '' : `${fmt(r.target)} ${r.eventsPerCpuSec >= r.target ? 'met' : 'MISSED'}`
+    r.target === undefined
+      ? ''
+      : `${fmt(r.target)}: ${verdict(r.eventsPerSec, r.target)} / ${verdict(r.eventsPerCpuSec, r.target)}`
   console.log(
     [
       r.name.padEnd(40),
@@ -227,7 +232,7 @@ for (const r of rows) {
       fmt(r.deliveriesPerSec).padStart(14),
       fmt(r.eventsPerCpuSec).padStart(14),
       ratio.padStart(16),
-      target.padStart(20),
+      target.padStart(30),
     ].join(' '),
   )
 }
