@@ -1,4 +1,9 @@
+import { spawn, spawnSync } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 import { ConnectionError, type EventBackend, type OmnibusEvent } from '@omnibus/core'
 import { backendFromUrl, createRedisBackend } from '@omnibus/redis'
 import { afterEach, expect, it } from 'vitest'
@@ -98,4 +103,57 @@ describeWithService('redis', 'redis connections: ACL users, caller-owned clients
     expect(len).toBeLessThan(300)
     await b.commandClient().del(`${prefix}stream:${topic}`, `${prefix}topics`)
   })
+
+  const hasRedisServer = spawnSync('redis-server', ['--version']).status === 0
+
+  it.skipIf(!hasRedisServer)(
+    `connects through Sentinel (redisOptions.sentinels)${hasRedisServer ? '' : ' (skipped: redis-server is not installed here to run a sentinel)'}`,
+    async () => {
+      const target = new URL(url)
+      const port = await new Promise<number>((resolve) => {
+        const srv = createServer()
+        srv.listen(0, '127.0.0.1', () => {
+          const a = srv.address()
+          srv.close(() => resolve(typeof a === 'object' && a !== null ? a.port : 0))
+        })
+      })
+      const dir = mkdtempSync(join(tmpdir(), 'omnibus-sentinel-'))
+      cleanups.push(async () => rmSync(dir, { recursive: true, force: true }))
+      const conf = join(dir, 'sentinel.conf')
+      writeFileSync(
+        conf,
+        [
+          `port ${port}`,
+          'bind 127.0.0.1',
+          `dir ${dir}`,
+          `sentinel monitor omnibus-it ${target.hostname} ${target.port || '6379'} 1`,
+          '',
+        ].join('\n'),
+      )
+      const sentinel = spawn('redis-server', [conf, '--sentinel'], { stdio: 'ignore' })
+      cleanups.push(async () => {
+        sentinel.kill('SIGKILL')
+      })
+      const b = createRedisBackend({
+        keyPrefix: IT_PREFIX,
+        connectTimeoutMs: 2_000,
+        redisOptions: { sentinels: [{ host: '127.0.0.1', port }], name: 'omnibus-it' },
+      })
+      backends.push(b)
+      const end = Date.now() + 10_000
+      for (;;) {
+        try {
+          await b.connect()
+          break
+        } catch (error) {
+          // The sentinel process may still be starting.
+          if (Date.now() > end) throw error
+          await new Promise((resolve) => setTimeout(resolve, 100))
+        }
+      }
+      expect(b.describe()).toContain('sentinel master "omnibus-it"')
+      const e = await roundTrip(b, `sentinel.r${randomUUID().slice(0, 8)}`)
+      expect(e.data).toEqual({ hello: 'acl' })
+    },
+  )
 })
