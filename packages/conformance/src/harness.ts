@@ -109,6 +109,8 @@ export interface CaseContext {
   waitAcked(inbox: Inbox, ids: Iterable<string>, timeoutMs?: number): Promise<void>
   /** Registers a cleanup step run (in reverse order) when the test ends. */
   defer(fn: () => unknown): void
+  /** Awaits a backend operation with a deadline of `groupJoinMs`, failing with `what` if it hangs. */
+  within<T>(promise: Promise<T>, what: string): Promise<T>
 }
 
 /** Builds the toolkit for one test; `close()` runs the cleanups. */
@@ -135,7 +137,7 @@ export function createCaseContext(
         b = await options.makeBackend()
       }
       cleanups.push(() => b.disconnect({ drainTimeoutMs: 1000 }))
-      await b.connect()
+      await withDeadline(b.connect(), timeouts.groupJoinMs, `connect() of a new ${b.name} backend`)
       return b
     },
     topic(...parts: string[]) {
@@ -166,7 +168,11 @@ export function createCaseContext(
         }
         inbox.acked.push(event)
       }
-      const sub = await backend.subscribe(pattern, handler, opts)
+      const sub = await withDeadline(
+        backend.subscribe(pattern, handler, opts),
+        timeouts.groupJoinMs * 2,
+        `subscribe("${pattern}")${opts?.group === undefined ? '' : ` in group ${opts.group}`}`,
+      )
       cleanups.push(() => sub.unsubscribe())
       return sub
     },
@@ -209,6 +215,9 @@ export function createCaseContext(
     },
     defer(fn: () => unknown) {
       cleanups.push(fn)
+    },
+    within<T>(promise: Promise<T>, what: string) {
+      return withDeadline(promise, timeouts.groupJoinMs, what)
     },
     async close() {
       const errors: unknown[] = []

@@ -149,7 +149,7 @@ const chain: ConformanceCase = {
         timeoutMs: h.timeouts.groupJoinMs + h.timeouts.deliveryMs,
         message: `consumer ${k + 1} to handle 5 events`,
       })
-      await b.disconnect()
+      await h.within(b.disconnect(), `disconnect() of consumer ${k + 1}`)
     }
     const last = new Inbox('last consumer')
     consumers.push(last)

@@ -231,7 +231,7 @@ const concurrentPublishers: ConformanceCase = {
           else throw r.reason
         }
         // Disconnect right after the last publish resolved: accepted events must survive it.
-        await p.disconnect()
+        await h.within(p.disconnect(), 'disconnect() of a publisher')
       }),
     )
     expect(accepted.length).toBe(200)
@@ -254,8 +254,8 @@ const publishBeforeSubscribe: ConformanceCase = {
       const first = new Inbox('first consumer')
       const sub = await h.subscribe(consumer, topic, first, opts)
       await h.settle(b, topic, [first])
-      await sub.unsubscribe()
-      await consumer.disconnect()
+      await h.within(sub.unsubscribe(), 'unsubscribe() of the first consumer')
+      await h.within(consumer.disconnect(), 'disconnect() of the first consumer')
       const ids = await publishAll(
         b,
         Array.from({ length: 10 }, (_, i) => ({ topic, data: { runId: h.runId, i } })),
