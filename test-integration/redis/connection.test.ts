@@ -1,6 +1,6 @@
 import { spawn, spawnSync } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
@@ -105,18 +105,37 @@ describeWithService('redis', 'redis connections: ACL users, caller-owned clients
   })
 
   const hasRedisServer = spawnSync('redis-server', ['--version']).status === 0
+  const hasOpenssl = spawnSync('openssl', ['version']).status === 0
+
+  function freePort(): Promise<number> {
+    return new Promise<number>((resolve) => {
+      const srv = createServer()
+      srv.listen(0, '127.0.0.1', () => {
+        const a = srv.address()
+        srv.close(() => resolve(typeof a === 'object' && a !== null ? a.port : 0))
+      })
+    })
+  }
+
+  async function connectWhenUp(b: EventBackend): Promise<void> {
+    const end = Date.now() + 10_000
+    for (;;) {
+      try {
+        await b.connect()
+        return
+      } catch (error) {
+        // The server process may still be starting.
+        if (Date.now() > end) throw error
+        await new Promise((resolve) => setTimeout(resolve, 100))
+      }
+    }
+  }
 
   it.skipIf(!hasRedisServer)(
     `connects through Sentinel (redisOptions.sentinels)${hasRedisServer ? '' : ' (skipped: redis-server is not installed here to run a sentinel)'}`,
     async () => {
       const target = new URL(url)
-      const port = await new Promise<number>((resolve) => {
-        const srv = createServer()
-        srv.listen(0, '127.0.0.1', () => {
-          const a = srv.address()
-          srv.close(() => resolve(typeof a === 'object' && a !== null ? a.port : 0))
-        })
-      })
+      const port = await freePort()
       const dir = mkdtempSync(join(tmpdir(), 'omnibus-sentinel-'))
       cleanups.push(async () => rmSync(dir, { recursive: true, force: true }))
       const conf = join(dir, 'sentinel.conf')
@@ -140,20 +159,87 @@ describeWithService('redis', 'redis connections: ACL users, caller-owned clients
         redisOptions: { sentinels: [{ host: '127.0.0.1', port }], name: 'omnibus-it' },
       })
       backends.push(b)
-      const end = Date.now() + 10_000
-      for (;;) {
-        try {
-          await b.connect()
-          break
-        } catch (error) {
-          // The sentinel process may still be starting.
-          if (Date.now() > end) throw error
-          await new Promise((resolve) => setTimeout(resolve, 100))
-        }
-      }
+      await connectWhenUp(b)
       expect(b.describe()).toContain('sentinel master "omnibus-it"')
       const e = await roundTrip(b, `sentinel.r${randomUUID().slice(0, 8)}`)
       expect(e.data).toEqual({ hello: 'acl' })
+    },
+  )
+
+  it.skipIf(!hasRedisServer || !hasOpenssl)(
+    `connects over TLS (rediss:// with a CA)${hasRedisServer && hasOpenssl ? '' : ' (skipped: needs redis-server and openssl here)'}`,
+    async () => {
+      const dir = mkdtempSync(join(tmpdir(), 'omnibus-tls-'))
+      cleanups.push(async () => rmSync(dir, { recursive: true, force: true }))
+      const cert = join(dir, 'cert.pem')
+      const key = join(dir, 'key.pem')
+      const made = spawnSync('openssl', [
+        'req',
+        '-x509',
+        '-newkey',
+        'rsa:2048',
+        '-nodes',
+        '-keyout',
+        key,
+        '-out',
+        cert,
+        '-days',
+        '1',
+        '-subj',
+        '/CN=127.0.0.1',
+        '-addext',
+        'subjectAltName=IP:127.0.0.1',
+      ])
+      expect(made.status, String(made.stderr)).toBe(0)
+      const port = await freePort()
+      const server = spawn(
+        'redis-server',
+        [
+          '--port',
+          '0',
+          '--tls-port',
+          String(port),
+          '--bind',
+          '127.0.0.1',
+          '--tls-cert-file',
+          cert,
+          '--tls-key-file',
+          key,
+          '--tls-ca-cert-file',
+          cert,
+          '--tls-auth-clients',
+          'no',
+          '--save',
+          '',
+          '--appendonly',
+          'no',
+          '--dir',
+          dir,
+        ],
+        { stdio: 'ignore' },
+      )
+      cleanups.push(async () => {
+        server.kill('SIGKILL')
+      })
+      const b = createRedisBackend({
+        url: `rediss://127.0.0.1:${port}`,
+        tls: { ca: readFileSync(cert) },
+        keyPrefix: IT_PREFIX,
+        connectTimeoutMs: 2_000,
+      })
+      backends.push(b)
+      await connectWhenUp(b)
+      const e = await roundTrip(b, `tls.r${randomUUID().slice(0, 8)}`)
+      expect(e.data).toEqual({ hello: 'acl' })
+      // Without the CA the self-signed certificate is refused.
+      const untrusted = createRedisBackend({ url: `rediss://127.0.0.1:${port}`, connectTimeoutMs: 2_000 })
+      const refused = await untrusted.connect().then(
+        () => undefined,
+        (err: unknown) => err,
+      )
+      expect(refused).toBeInstanceOf(ConnectionError)
+      expect((refused as ConnectionError).code).toBe('TLS_FAILED')
+      expect((refused as ConnectionError).retryable).toBe(false)
     },
   )
 })

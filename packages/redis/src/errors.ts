@@ -25,6 +25,15 @@ const RETRYABLE_SOCKET = new Set([
   'ECONNABORTED',
 ])
 
+const TLS_CODES = new Set([
+  'DEPTH_ZERO_SELF_SIGNED_CERT',
+  'SELF_SIGNED_CERT_IN_CHAIN',
+  'UNABLE_TO_VERIFY_LEAF_SIGNATURE',
+  'UNABLE_TO_GET_ISSUER_CERT_LOCALLY',
+  'CERT_HAS_EXPIRED',
+  'CERT_NOT_YET_VALID',
+])
+
 function text(error: unknown): string {
   if (error instanceof Error) return error.message
   return String(error)
@@ -50,6 +59,15 @@ export function classifyError(error: unknown, operation: RedisOperation = 'other
       ...base,
       code: 'CONNECTION_FAILED',
     })
+  }
+  if (
+    code !== undefined &&
+    (TLS_CODES.has(code) || code.startsWith('ERR_TLS_') || code.startsWith('ERR_SSL_'))
+  ) {
+    return new ConnectionError(
+      `TLS handshake with Redis failed (${code}): ${msg}; check the tls options (ca, servername) and the server certificate`,
+      { ...base, code: 'TLS_FAILED', retryable: false },
+    )
   }
   if (code === 'ENOTFOUND') {
     return new ConnectionError(`Redis host not found: ${msg}; check the host name in the URL`, {

@@ -38,6 +38,15 @@ describe('classifyError', () => {
     expect(e.code).toBe('HOST_NOT_FOUND')
   })
 
+  it('treats certificate failures as not retryable', () => {
+    for (const code of ['DEPTH_ZERO_SELF_SIGNED_CERT', 'ERR_TLS_CERT_ALTNAME_INVALID', 'CERT_HAS_EXPIRED']) {
+      const e = classifyError(socket(code), 'connect')
+      expect(e).toBeInstanceOf(ConnectionError)
+      expect(e.retryable).toBe(false)
+      expect(e.code).toBe('TLS_FAILED')
+    }
+  })
+
   it('maps a lost connection and exhausted retries to retryable ConnectionError', () => {
     const maxRetries = new Error('Reached the max retries per request limit (which is 20).')
     maxRetries.name = 'MaxRetriesPerRequestError'
