@@ -139,6 +139,7 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
     }
     member.controller.abort(new Error('the subscription is closed'))
     members.delete(member)
+    member.onClose?.()
   }
 
   function makeSubscription(member: Member): Subscription {
@@ -277,7 +278,13 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
       }
       members.add(member)
       b.add(member)
-      o.signal?.addEventListener('abort', () => void subscription.unsubscribe(), { once: true })
+      const signal = o.signal
+      if (signal !== undefined) {
+        const onAbort = () => void subscription.unsubscribe()
+        signal.addEventListener('abort', onAbort, { once: true })
+        // A long-lived signal shared by many subscriptions must not keep closed ones alive.
+        member.onClose = () => signal.removeEventListener('abort', onAbort)
+      }
       return subscription
     },
   }

@@ -156,6 +156,8 @@ export class Member {
   syncCalls = 0
   readonly asyncRuns = new Set<AsyncRun>()
   removeFromIndex: (() => void) | undefined
+  /** Called once the subscription is closed (removes its abort listener). */
+  onClose: (() => void) | undefined = undefined
   /** The event whose handler is being called right now (its synchronous part). */
   calling: OmnibusEvent | undefined = undefined
 
