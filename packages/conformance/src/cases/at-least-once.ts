@@ -9,8 +9,8 @@ const work = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 const forever = () => new Promise<never>(() => {})
 
 /** Events published while a group has no live consumer. */
-const gapBatch = (topic: string, k: number) =>
-  Array.from({ length: 10 }, (_, i) => ({ topic, data: { k, i, gap: true } }))
+const gapBatch = (topic: string, runId: string, k: number) =>
+  Array.from({ length: 10 }, (_, i) => ({ topic, data: { runId, k, i, gap: true } }))
 
 const needsChild = (o: { childProcess?: unknown }) =>
   o.childProcess === undefined ? 'no childProcess hooks given (options.childProcess)' : undefined
@@ -41,10 +41,10 @@ const retryUntilSuccess: ConformanceCase = {
     await h.settle(b, topic, [inbox])
     const ids = await publishAll(
       b,
-      Array.from({ length: 5 }, (_, i) => ({ topic, data: { i, flaky: true } })),
+      Array.from({ length: 5 }, (_, i) => ({ topic, data: { runId: h.runId, i, flaky: true } })),
     )
     await h.waitAcked(inbox, ids)
-    const fence = await b.publish({ topic, data: { fence: true } })
+    const fence = await b.publish({ topic, data: { runId: h.runId, fence: true } })
     await h.waitAcked(inbox, [fence.id])
     for (const id of ids) {
       expect(
@@ -71,7 +71,7 @@ const consumerDies: ConformanceCase = {
     await h.settle(pub, topic, [dying])
     const ids = await publishAll(
       pub,
-      Array.from({ length: 5 }, (_, i) => ({ topic, data: { i } })),
+      Array.from({ length: 5 }, (_, i) => ({ topic, data: { runId: h.runId, i } })),
     )
     await waitFor(() => dying.deliveries.length > 0, {
       timeoutMs: h.timeouts.deliveryMs,
@@ -107,7 +107,7 @@ const consumerKilled: ConformanceCase = {
     await h.settle(pub, topic, [child.inbox])
     const ids = await publishAll(
       pub,
-      Array.from({ length: 5 }, (_, i) => ({ topic, data: { i } })),
+      Array.from({ length: 5 }, (_, i) => ({ topic, data: { runId: h.runId, i } })),
     )
     await waitFor(() => child.inbox.deliveries.length > 0, {
       timeoutMs: h.timeouts.deliveryMs,
@@ -132,7 +132,7 @@ const chain: ConformanceCase = {
     const all: string[] = []
     for (let k = 0; k < 4; k++) {
       // Published while the group exists but no consumer is attached: the next one must find it.
-      if (k > 0) all.push(...(await publishAll(pub, gapBatch(topic, k))))
+      if (k > 0) all.push(...(await publishAll(pub, gapBatch(topic, h.runId, k))))
       const inbox = new Inbox(`consumer ${k + 1}`)
       consumers.push(inbox)
       const b = await h.backend()
@@ -142,7 +142,7 @@ const chain: ConformanceCase = {
       all.push(
         ...(await publishAll(
           pub,
-          Array.from({ length: 15 }, (_, i) => ({ topic, data: { k, i } })),
+          Array.from({ length: 15 }, (_, i) => ({ topic, data: { runId: h.runId, k, i } })),
         )),
       )
       await waitFor(() => inbox.acked.length >= 5, {
@@ -176,7 +176,7 @@ const chainKilled: ConformanceCase = {
     const inboxes: Inbox[] = []
     const all: string[] = []
     for (let k = 0; k < 3; k++) {
-      if (k > 0) all.push(...(await publishAll(pub, gapBatch(topic, k))))
+      if (k > 0) all.push(...(await publishAll(pub, gapBatch(topic, h.runId, k))))
       const child = spawnConsumer(hooks, {
         label: `child consumer ${k + 1}`,
         pattern: topic,
@@ -192,7 +192,7 @@ const chainKilled: ConformanceCase = {
       all.push(
         ...(await publishAll(
           pub,
-          Array.from({ length: 15 }, (_, i) => ({ topic, data: { k, i } })),
+          Array.from({ length: 15 }, (_, i) => ({ topic, data: { runId: h.runId, k, i } })),
         )),
       )
       await waitFor(() => child.inbox.acked.length >= 5, {
@@ -228,11 +228,11 @@ const concurrency: ConformanceCase = {
     await h.settle(b, t4, [four])
     const ids1 = await publishAll(
       b,
-      Array.from({ length: 20 }, (_, i) => ({ topic: t1, data: { i } })),
+      Array.from({ length: 20 }, (_, i) => ({ topic: t1, data: { runId: h.runId, i } })),
     )
     const ids4 = await publishAll(
       b,
-      Array.from({ length: 40 }, (_, i) => ({ topic: t4, data: { i } })),
+      Array.from({ length: 40 }, (_, i) => ({ topic: t4, data: { runId: h.runId, i } })),
     )
     await h.waitAcked(one, ids1)
     await h.waitAcked(four, ids4)
@@ -262,10 +262,10 @@ const slowHandler: ConformanceCase = {
     await h.settle(b, topic, [inbox])
     const ids = await publishAll(
       b,
-      Array.from({ length: 3 }, (_, i) => ({ topic, data: { i, slow: true } })),
+      Array.from({ length: 3 }, (_, i) => ({ topic, data: { runId: h.runId, i, slow: true } })),
     )
     await h.waitAcked(inbox, ids, vis * 3 + h.timeouts.deliveryMs + h.timeouts.visibilityMs * 2)
-    const fence = await b.publish({ topic, data: { fence: true } })
+    const fence = await b.publish({ topic, data: { runId: h.runId, fence: true } })
     await h.waitAcked(inbox, [fence.id])
     for (const id of ids) {
       expect(
@@ -290,7 +290,7 @@ const drain: ConformanceCase = {
       (e.data as { slow?: boolean }).slow ? work(300) : undefined,
     )
     await h.settle(pub, topic, [finishing])
-    const slow = await pub.publish({ topic, data: { slow: true } })
+    const slow = await pub.publish({ topic, data: { runId: h.runId, slow: true } })
     await waitFor(() => finishing.deliveries.some((d) => d.event.id === slow.id), {
       timeoutMs: h.timeouts.deliveryMs,
       message: 'the slow handler to start',
@@ -318,7 +318,7 @@ const drain: ConformanceCase = {
       return forever()
     })
     await h.settle(pub, topic2, [hung])
-    const stuck = await pub.publish({ topic: topic2, data: { stuck: true } })
+    const stuck = await pub.publish({ topic: topic2, data: { runId: h.runId, stuck: true } })
     await waitFor(() => hung.deliveries.some((d) => d.event.id === stuck.id), {
       timeoutMs: h.timeouts.deliveryMs,
       message: 'the hung handler to start',
@@ -364,7 +364,7 @@ const drainKilled: ConformanceCase = {
     await h.settle(pub, topic, [child.inbox])
     const ids = await publishAll(
       pub,
-      Array.from({ length: 3 }, (_, i) => ({ topic, data: { i } })),
+      Array.from({ length: 3 }, (_, i) => ({ topic, data: { runId: h.runId, i } })),
     )
     await waitFor(() => child.inbox.deliveries.length > 0, {
       timeoutMs: h.timeouts.deliveryMs,
@@ -404,7 +404,7 @@ const unsubscribe: ConformanceCase = {
     await subAbort.unsubscribe()
     const ids = await publishAll(
       b,
-      Array.from({ length: 10 }, (_, i) => ({ topic, data: { i } })),
+      Array.from({ length: 10 }, (_, i) => ({ topic, data: { runId: h.runId, i } })),
     )
     await h.waitAcked(keep, ids)
     const leaked = [...gone.acked, ...abortedInbox.acked].filter((e) => ids.includes(e.id))

@@ -17,7 +17,7 @@ const traceContext: ConformanceCase = {
     const children = new Inbox('children')
     await h.subscribe(b, childTopic, children)
     await h.subscribe(b, parentTopic, parents, {}, async (e) => {
-      await b.publish({ topic: childTopic, data: { of: e.id } })
+      await b.publish({ topic: childTopic, data: { runId: h.runId, of: e.id } })
     })
     await h.settle(b, parentTopic, [parents])
     await h.settle(b, childTopic, [children])
@@ -25,11 +25,11 @@ const traceContext: ConformanceCase = {
     const tracestate = `conf=${h.runId},other=1`
     const withCorr = await b.publish({
       topic: parentTopic,
-      data: { n: 1 },
+      data: { runId: h.runId, n: 1 },
       correlationId: `corr-${h.runId}`,
       headers: { traceparent, tracestate },
     })
-    const withoutCorr = await b.publish({ topic: parentTopic, data: { n: 2 } })
+    const withoutCorr = await b.publish({ topic: parentTopic, data: { runId: h.runId, n: 2 } })
     await h.waitAcked(parents, [withCorr.id, withoutCorr.id])
     const p1 = parents.acked.find((e) => e.id === withCorr.id) as OmnibusEvent
     expect(p1.headers.traceparent).toBe(traceparent)

@@ -197,7 +197,7 @@ const manyTopics: ConformanceCase = {
       topics.map((t) =>
         publishAll(
           b,
-          Array.from({ length: 10 }, (_, i) => ({ topic: t, data: { t, i } })),
+          Array.from({ length: 10 }, (_, i) => ({ topic: t, data: { runId: h.runId, t, i } })),
         ),
       ),
     )
@@ -272,7 +272,7 @@ const publishBeforeSubscribe: ConformanceCase = {
       const inbox = new Inbox('late subscriber')
       await h.subscribe(b, topic, inbox)
       await h.settle(b, topic, [inbox])
-      const fence = await b.publish({ topic, data: { fence: true } })
+      const fence = await b.publish({ topic, data: { runId: h.runId, fence: true } })
       await h.waitAcked(inbox, [fence.id])
       expect(
         inbox.acked.filter((e) => ids.includes(e.id)).map((e) => e.id),
@@ -296,11 +296,11 @@ const batchPublish: ConformanceCase = {
     cyclic.self = cyclic
     const entries = [
       { topic, data: { runId: h.runId, i: 0 } },
-      { topic: 'not a topic!', data: { i: 1 } },
+      { topic: 'not a topic!', data: { runId: h.runId, i: 1 } },
       { topic, data: { runId: h.runId, i: 2 } },
       { topic, data: { big: 10n } as unknown },
       { topic, data: cyclic as unknown },
-      { topic: `${topic}.*`, data: { i: 5 } },
+      { topic: `${topic}.*`, data: { runId: h.runId, i: 5 } },
       { topic, data: { runId: h.runId, i: 6 } },
     ]
     const bad = new Map<number, abstract new (...args: never[]) => Error>([

@@ -81,7 +81,7 @@ const concreteTopic: ConformanceCase = {
     const subMany = await h.subscribe(b, h.topic('w', '**'), many)
     await h.settle(b, h.topic('w', 'probe'), [one, many])
     const inputs = [h.topic('w', 'alpha'), h.topic('w', 'beta'), h.topic('w', 'beta', 'deep', 'er')].map(
-      (topic) => ({ topic, data: { topic } }),
+      (topic) => ({ topic, data: { runId: h.runId, topic } }),
     )
     const ids = await publishAll(b, inputs)
     const discovery = h.timeouts.deliveryMs + h.caps.wildcardDiscoveryMs
@@ -111,9 +111,9 @@ const overlapping: ConformanceCase = {
     await h.settle(b, topic, [exact, star, deep])
     const ids = await publishAll(
       b,
-      Array.from({ length: 10 }, (_, i) => ({ topic, data: { i } })),
+      Array.from({ length: 10 }, (_, i) => ({ topic, data: { runId: h.runId, i } })),
     )
-    const fence = await b.publish({ topic: h.topic('ov', 'x'), data: { fence: true } })
+    const fence = await b.publish({ topic: h.topic('ov', 'x'), data: { runId: h.runId, fence: true } })
     for (const inbox of [exact, star, deep]) {
       await h.waitAcked(inbox, [...ids, fence.id])
       expect(inbox.duplicateAcks(), `${inbox.label} got duplicates`).toEqual([])
@@ -134,7 +134,7 @@ const discovery: ConformanceCase = {
     const topics = Array.from({ length: 5 }, (_, i) => h.topic('new', `fresh${i}`))
     const ids = await publishAll(
       b,
-      topics.map((topic) => ({ topic, data: { topic } })),
+      topics.map((topic) => ({ topic, data: { runId: h.runId, topic } })),
     )
     await h.waitAcked(inbox, ids, h.timeouts.deliveryMs + h.caps.wildcardDiscoveryMs)
   },

@@ -17,7 +17,7 @@ const twoGroups: ConformanceCase = {
     await h.settle(pub, topic, [g1, g2])
     const ids = await publishAll(
       pub,
-      Array.from({ length: 30 }, (_, i) => ({ topic, data: { i } })),
+      Array.from({ length: 30 }, (_, i) => ({ topic, data: { runId: h.runId, i } })),
     )
     await h.waitAcked(g1, ids)
     await h.waitAcked(g2, ids)
@@ -40,7 +40,7 @@ const competing: ConformanceCase = {
     await h.settle(pub, topic, [union(members)])
     const ids = await publishAll(
       pub,
-      Array.from({ length: 60 }, (_, i) => ({ topic, data: { i } })),
+      Array.from({ length: 60 }, (_, i) => ({ topic, data: { runId: h.runId, i } })),
     )
     const all = union(members)
     await h.waitAcked(all, ids)
@@ -74,7 +74,7 @@ const broadcast: ConformanceCase = {
     await h.settle(pub, topic, subs)
     const ids = await publishAll(
       pub,
-      Array.from({ length: 30 }, (_, i) => ({ topic, data: { i } })),
+      Array.from({ length: 30 }, (_, i) => ({ topic, data: { runId: h.runId, i } })),
     )
     for (const s of subs) {
       await h.waitAcked(s, ids)
@@ -94,7 +94,7 @@ const replay: ConformanceCase = {
     const topic = h.topic('replay')
     const history = await publishAll(
       pub,
-      Array.from({ length: 10 }, (_, i) => ({ topic, data: { i, phase: 'history' } })),
+      Array.from({ length: 10 }, (_, i) => ({ topic, data: { runId: h.runId, i, phase: 'history' } })),
     )
     const latest = new Inbox('new group, default start')
     const earliest = new Inbox("new group, from: 'earliest'")
@@ -103,7 +103,7 @@ const replay: ConformanceCase = {
     await h.settle(pub, topic, [latest, earliest])
     const fresh = await publishAll(
       pub,
-      Array.from({ length: 5 }, (_, i) => ({ topic, data: { i, phase: 'fresh' } })),
+      Array.from({ length: 5 }, (_, i) => ({ topic, data: { runId: h.runId, i, phase: 'fresh' } })),
     )
     await h.waitAcked(latest, fresh)
     await h.waitAcked(earliest, [...history, ...fresh])

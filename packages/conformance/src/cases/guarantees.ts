@@ -32,18 +32,18 @@ const atMostOnce: ConformanceCase = {
     await h.settle(b, topic, [inbox])
     const failing = await publishAll(
       b,
-      Array.from({ length: 10 }, (_, i) => ({ topic, data: { i, fail: true } })),
+      Array.from({ length: 10 }, (_, i) => ({ topic, data: { runId: h.runId, i, fail: true } })),
     )
     const fine = await publishAll(
       b,
-      Array.from({ length: 10 }, (_, i) => ({ topic, data: { i } })),
+      Array.from({ length: 10 }, (_, i) => ({ topic, data: { runId: h.runId, i } })),
     )
     await h.waitAcked(inbox, fine)
     await waitFor(() => failing.every((id) => inbox.runs(id).length > 0), {
       timeoutMs: h.timeouts.deliveryMs,
       message: () => `${failing.filter((id) => inbox.runs(id).length === 0).length} failing events never ran`,
     })
-    const fence = await b.publish({ topic, data: { fence: true } })
+    const fence = await b.publish({ topic, data: { runId: h.runId, fence: true } })
     await h.waitAcked(inbox, [fence.id])
     for (const id of [...failing, ...fine]) {
       expect(
@@ -75,7 +75,7 @@ const exactlyOnce: ConformanceCase = {
     const inputs = Array.from({ length: 10 }, (_, i) => ({
       topic,
       id: `${h.runId}-eo-${i}`,
-      data: { i, flaky: i % 2 === 0 },
+      data: { runId: h.runId, i, flaky: i % 2 === 0 },
       guarantee: 'exactly-once' as const,
     }))
     await Promise.all([publishAll(b, inputs), publishAll(b, inputs)])
@@ -84,7 +84,7 @@ const exactlyOnce: ConformanceCase = {
     await publishInOrder(b, inputs)
     const batch = await b.publishBatch(inputs)
     expect(batch.failed).toBe(0)
-    const fence = await b.publish({ topic, data: { fence: true }, guarantee: 'exactly-once' })
+    const fence = await b.publish({ topic, data: { runId: h.runId, fence: true }, guarantee: 'exactly-once' })
     await h.waitAcked(inbox, [fence.id])
     const counts = inbox.ackCounts()
     for (const id of ids) expect(counts.get(id), `handler effects for ${id}`).toBe(1)
@@ -165,7 +165,11 @@ const orderedPerKey: ConformanceCase = {
         keys.map((key) =>
           publishInOrder(
             pub,
-            Array.from({ length: perKey }, (_, seq) => ({ topic, partitionKey: key, data: { key, seq } })),
+            Array.from({ length: perKey }, (_, seq) => ({
+              topic,
+              partitionKey: key,
+              data: { runId: h.runId, key, seq },
+            })),
           ),
         ),
       )

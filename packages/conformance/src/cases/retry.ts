@@ -56,7 +56,7 @@ const deadLetter: ConformanceCase = {
     }))
     const ids = await publishAll(b, inputs)
     await waitLetters(dead, ids, h.timeouts.deliveryMs * 2)
-    const fence = await b.publish({ topic, data: { ok: true } })
+    const fence = await b.publish({ topic, data: { runId: h.runId, ok: true } })
     await h.waitAcked(work, [fence.id])
     for (const [k, id] of ids.entries()) {
       expect(
@@ -108,7 +108,7 @@ const retryInGroup: ConformanceCase = {
     await h.settle(b, dlq, [dead])
     const ids = await publishAll(
       b,
-      Array.from({ length: 5 }, (_, i) => ({ topic, data: { i } })),
+      Array.from({ length: 5 }, (_, i) => ({ topic, data: { runId: h.runId, i } })),
     )
     await h.waitAcked(good, ids)
     await waitLetters(dead, ids, h.timeouts.deliveryMs * 2)
@@ -145,7 +145,7 @@ const backoff: ConformanceCase = {
     await h.settle(b, dlq, [dead])
     const ids = await publishAll(
       b,
-      Array.from({ length: 3 }, (_, i) => ({ topic, data: { i } })),
+      Array.from({ length: 3 }, (_, i) => ({ topic, data: { runId: h.runId, i } })),
     )
     await waitLetters(dead, ids, 150 + 300 + 500 + h.timeouts.retrySlackMs * 3 + h.timeouts.deliveryMs)
     const schedule = [150, 300, 500] // 150 * 2^k, capped at maxDelayMs
