@@ -1,0 +1,323 @@
+/**
+ * `createKafkaBackend`: the `EventBackend` over Apache Kafka. Topics map one to one onto Kafka
+ * topics; subscriptions are consumer-group members; wildcard subscriptions discover new topics by
+ * polling the topic list (and at once for topics this process creates).
+ */
+import { randomUUID } from 'node:crypto'
+import {
+  type BackendCapabilities,
+  type BatchEntryResult,
+  type BatchReceipt,
+  ConfigurationError,
+  createEvent,
+  type EventBackend,
+  type EventHandler,
+  type EventInput,
+  encodeEventChecked,
+  type HealthStatus,
+  isLiteralPattern,
+  MemoryDedupeStore,
+  NotConnectedError,
+  type PublishReceipt,
+  resolveSubscribeOptions,
+  type SubscribeOptions,
+  type Subscription,
+} from '@omnibus/core'
+import { createKafkaClient, type KafkaClient } from './client.ts'
+import { classifyError } from './errors.ts'
+import { type KafkaBackendOptions, type ResolvedKafkaOptions, resolveKafkaOptions } from './options.ts'
+import { createPublisher, createTopicRegistry, type Publisher, type TopicRegistry } from './publisher.ts'
+import { KafkaSubscription, type SubscriptionHost } from './subscription.ts'
+
+/** The Kafka backend: an `EventBackend` plus a secret-free description of its configuration. */
+export interface KafkaBackend extends EventBackend {
+  /** Brokers, client id, group prefix and topic settings; never credentials. */
+  describe(): Readonly<Record<string, unknown>>
+}
+
+const DEFAULT_DRAIN_TIMEOUT_MS = 10_000
+
+/** Capabilities for a set of resolved options. */
+export function kafkaCapabilities(o: ResolvedKafkaOptions): BackendCapabilities {
+  return {
+    guarantees: ['at-most-once', 'at-least-once', 'exactly-once'],
+    persistent: true,
+    crossProcess: true,
+    groups: true,
+    orderedPerKey: true,
+    replay: true,
+    maxPayloadBytes: o.maxPayloadBytes,
+    networked: true,
+    // One refresh period to see the topic, then a rejoin: the other members notice the rebalance
+    // at their next heartbeat and the join/sync round trips complete within a few seconds.
+    wildcardDiscoveryMs: o.topicRefreshMs + 2 * o.heartbeatIntervalMs + 5000,
+  }
+}
+
+/**
+ * Creates a Kafka backend. Options resolve explicit → environment (`OMNIBUS_KAFKA_*`) → default
+ * and are validated here; nothing connects until `connect()`.
+ */
+export function createKafkaBackend(options: KafkaBackendOptions = {}): KafkaBackend {
+  const o = resolveKafkaOptions(options)
+  const endpoint = o.kafka === undefined ? o.brokers.join(',') : 'the given Kafka instance'
+  const capabilities = kafkaCapabilities(o)
+  const dedupe = o.dedupeStore ?? new MemoryDedupeStore()
+  const subs = new Set<KafkaSubscription>()
+
+  let client: KafkaClient | undefined
+  let topics: TopicRegistry | undefined
+  let publisher: Publisher | undefined
+  let connected = false
+  let connecting: Promise<void> | undefined
+  let refreshTimer: NodeJS.Timeout | undefined
+  let refreshing = false
+
+  const offerAll = (list: Iterable<string>): void => {
+    const arr = [...list]
+    for (const s of subs) s.offer(arr)
+  }
+
+  const refreshTopics = async (): Promise<void> => {
+    if (refreshing || topics === undefined) return
+    if (![...subs].some((s) => s.active)) return
+    refreshing = true
+    try {
+      offerAll(await topics.refresh())
+    } catch (error) {
+      o.logger.debug('kafka topic refresh failed', { error: classifyError(error, 'admin', endpoint).message })
+    } finally {
+      refreshing = false
+    }
+  }
+
+  const requireConnected = (
+    action: string,
+  ): { publisher: Publisher; topics: TopicRegistry; client: KafkaClient } => {
+    if (!connected || publisher === undefined || topics === undefined || client === undefined) {
+      throw new NotConnectedError('kafka', action)
+    }
+    return { publisher, topics, client }
+  }
+
+  const publishOne = async (input: EventInput): Promise<PublishReceipt> => {
+    const { publisher: p } = requireConnected('publish')
+    const event = createEvent(input, o.source === undefined ? {} : { source: o.source })
+    const { json, bytes } = encodeEventChecked(event, o.maxPayloadBytes, 'kafka')
+    await p.send(event.topic, { key: event.partitionKey ?? null, value: json }, bytes)
+    return { id: event.id, topic: event.topic }
+  }
+
+  const host = (): SubscriptionHost => {
+    const { client: c, topics: t } = requireConnected('subscribe')
+    return {
+      client: c,
+      logger: o.logger,
+      dedupe,
+      heartbeatIntervalMs: o.heartbeatIntervalMs,
+      groupJoinTimeoutMs: o.groupJoinTimeoutMs,
+      endpoint,
+      publish: publishOne,
+      ensureTopic: (topic) => t.ensure([topic]),
+      forget: (sub) => subs.delete(sub),
+    }
+  }
+
+  const backend: KafkaBackend = {
+    name: 'kafka',
+    capabilities,
+    get isConnected() {
+      return connected
+    },
+
+    connect() {
+      if (connected) return Promise.resolve()
+      if (connecting !== undefined) return connecting
+      connecting = (async () => {
+        const c = createKafkaClient(o)
+        try {
+          await c.connect()
+        } catch (error) {
+          throw classifyError(error, 'connect', endpoint)
+        }
+        const registry = createTopicRegistry({
+          client: c,
+          autoCreateTopics: o.autoCreateTopics,
+          numPartitions: o.numPartitions,
+          replicationFactor: o.replicationFactor,
+          endpoint,
+          onCreated: (created) => offerAll(created),
+        })
+        try {
+          await registry.refresh()
+        } catch (error) {
+          await c.disconnect()
+          throw classifyError(error, 'connect', endpoint)
+        }
+        client = c
+        topics = registry
+        publisher = createPublisher({ client: c, topics: registry, maxBatchBytes: o.maxBatchBytes, endpoint })
+        connected = true
+        refreshTimer = setInterval(() => void refreshTopics(), o.topicRefreshMs)
+        refreshTimer.unref()
+      })().finally(() => {
+        connecting = undefined
+      })
+      return connecting
+    },
+
+    async disconnect(opts) {
+      if (connecting !== undefined) await connecting.catch(() => {})
+      if (!connected) return
+      connected = false
+      if (refreshTimer !== undefined) clearInterval(refreshTimer)
+      const drain = opts?.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS
+      if (typeof drain !== 'number' || !Number.isFinite(drain) || drain < 0) {
+        throw new ConfigurationError(`drainTimeoutMs must be a number >= 0, got ${String(drain)}`)
+      }
+      await Promise.allSettled([...subs].map((s) => s.close(drain)))
+      // Everything accepted by publish() before disconnect is sent before the producer closes.
+      await publisher?.idle()
+      const c = client
+      client = undefined
+      topics = undefined
+      publisher = undefined
+      await c?.disconnect()
+    },
+
+    async healthCheck(): Promise<HealthStatus> {
+      const started = performance.now()
+      if (!connected || client === undefined) {
+        return { healthy: false, latencyMs: 0, detail: 'not connected' }
+      }
+      let timer: NodeJS.Timeout | undefined
+      try {
+        await Promise.race([
+          client.ping(),
+          new Promise((_, reject) => {
+            timer = setTimeout(
+              () => reject(new Error(`no answer within ${o.healthTimeoutMs} ms`)),
+              o.healthTimeoutMs,
+            )
+          }),
+        ])
+        return { healthy: true, latencyMs: performance.now() - started, detail: `brokers ${endpoint}` }
+      } catch (error) {
+        return {
+          healthy: false,
+          latencyMs: performance.now() - started,
+          detail: classifyError(error, 'admin', endpoint).message,
+        }
+      } finally {
+        clearTimeout(timer)
+      }
+    },
+
+    publish<T>(input: EventInput<T>): Promise<PublishReceipt> {
+      try {
+        return publishOne(input as EventInput)
+      } catch (error) {
+        return Promise.reject(error)
+      }
+    },
+
+    async publishBatch(inputs: readonly EventInput[]): Promise<BatchReceipt> {
+      requireConnected('publishBatch')
+      if (!Array.isArray(inputs)) throw new ConfigurationError('publishBatch expects an array of events')
+      const settled = await Promise.allSettled(inputs.map((input) => backend.publish(input)))
+      const results: BatchEntryResult[] = settled.map((r, index) =>
+        r.status === 'fulfilled'
+          ? { ok: true, index, receipt: r.value }
+          : { ok: false, index, error: r.reason instanceof Error ? r.reason : new Error(String(r.reason)) },
+      )
+      const succeeded = results.filter((r) => r.ok).length
+      return { results, succeeded, failed: results.length - succeeded }
+    },
+
+    async subscribe<T>(
+      pattern: string,
+      handler: EventHandler<T>,
+      opts?: SubscribeOptions,
+    ): Promise<Subscription> {
+      const resolved = resolveSubscribeOptions(backend, pattern, handler, opts)
+      const h = host()
+      const id = randomUUID()
+      const privateGroup = resolved.group === undefined
+      const groupId = `${o.groupIdPrefix}${resolved.group ?? `omnibus-broadcast-${id}`}`
+      const sub = new KafkaSubscription(
+        {
+          id,
+          groupId,
+          privateGroup,
+          options: resolved,
+          handler: handler as EventHandler,
+          literal: isLiteralPattern(pattern),
+        },
+        h,
+      )
+      if (resolved.signal?.aborted) {
+        await sub.unsubscribe()
+        return sub
+      }
+      subs.add(sub)
+      try {
+        await sub.start([...(topics?.known ?? [])])
+      } catch (error) {
+        await sub.close(0)
+        throw classifyError(error, 'subscribe', endpoint)
+      }
+      return sub
+    },
+
+    describe() {
+      return {
+        backend: 'kafka',
+        brokers: o.kafka === undefined ? [...o.brokers] : 'provided Kafka instance',
+        clientId: o.clientId,
+        ssl: o.ssl !== false,
+        sasl: o.sasl === undefined ? 'none' : `${o.sasl.mechanism} as ${o.sasl.username}`,
+        groupIdPrefix: o.groupIdPrefix,
+        autoCreateTopics: o.autoCreateTopics,
+        numPartitions: o.numPartitions,
+        replicationFactor: o.replicationFactor,
+        topicRefreshMs: o.topicRefreshMs,
+        maxPayloadBytes: o.maxPayloadBytes,
+      }
+    },
+  }
+  return backend
+}
+
+/**
+ * Builds a backend from a `kafka://host:port[,host:port]` URL (used by `createBackend`). Query
+ * parameters: `clientId`, `groupIdPrefix`, `partitions`, `replicationFactor`, `ssl=true`,
+ * `sasl=plain|scram-sha-256|scram-sha-512` with the user and password from the URL.
+ */
+export function backendFromUrl(url: URL, options: Readonly<Record<string, unknown>> = {}): KafkaBackend {
+  if (url.protocol !== 'kafka:') {
+    throw new ConfigurationError(`backendFromUrl expects a kafka:// URL, got ${url.protocol}//`)
+  }
+  const hosts = decodeURIComponent(url.host || url.pathname.replace(/^\/\//, ''))
+    .split(',')
+    .map((h) => h.trim())
+    .filter((h) => h.length > 0)
+  const merged: Record<string, unknown> = { ...options }
+  if (hosts.length > 0) merged.brokers = hosts.map((h) => (h.includes(':') ? h : `${h}:9092`))
+  const q = url.searchParams
+  // Several brokers do not fit a URL authority: kafka://b1:9092?brokers=b1:9092,b2:9092
+  if (q.has('brokers')) merged.brokers = q.get('brokers')
+  if (q.has('clientId')) merged.clientId = q.get('clientId')
+  if (q.has('groupIdPrefix')) merged.groupIdPrefix = q.get('groupIdPrefix')
+  if (q.has('partitions')) merged.numPartitions = Number(q.get('partitions'))
+  if (q.has('replicationFactor')) merged.replicationFactor = Number(q.get('replicationFactor'))
+  if (q.has('ssl')) merged.ssl = q.get('ssl') === 'true'
+  const mechanism = q.get('sasl')
+  if (mechanism !== null) {
+    merged.sasl = {
+      mechanism,
+      username: decodeURIComponent(url.username),
+      password: decodeURIComponent(url.password),
+    }
+  }
+  return createKafkaBackend(merged as KafkaBackendOptions)
+}

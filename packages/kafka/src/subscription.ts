@@ -1,0 +1,539 @@
+/**
+ * One subscription = one Kafka consumer-group member. It consumes the Kafka topics whose names
+ * match its pattern, runs the handler per event (retries in place, dead letters, dedupe), and
+ * commits a partition's offset only up to the last event whose handling finished.
+ */
+import {
+  compilePattern,
+  DEFAULT_DEAD_LETTER_TOPIC,
+  type DedupeStore,
+  deadLetterInput,
+  decideFailure,
+  decodeEvent,
+  type EventHandler,
+  type EventInput,
+  InvalidEnvelopeError,
+  invokeHandler,
+  KeyedLimiter,
+  type Logger,
+  type OmnibusEvent,
+  type ResolvedSubscribeOptions,
+  type Subscription,
+  SubscriptionError,
+} from '@omnibus/core'
+import type { BatchControl, ConsumerHandle, InboundBatch, InboundMessage, KafkaClient } from './client.ts'
+import { classifyError } from './errors.ts'
+import { isInternalTopic } from './publisher.ts'
+
+/** What a subscription needs from its backend. */
+export interface SubscriptionHost {
+  readonly client: KafkaClient
+  readonly logger: Logger
+  readonly dedupe: DedupeStore
+  readonly heartbeatIntervalMs: number
+  readonly groupJoinTimeoutMs: number
+  readonly endpoint: string
+  /** Publishes (dead letters) through the backend's batching producer. */
+  publish(input: EventInput): Promise<unknown>
+  /** Makes sure a topic exists (literal subscriptions create theirs up front). */
+  ensureTopic(topic: string): Promise<void>
+  /** Removes the subscription from the backend's books. */
+  forget(sub: KafkaSubscription): void
+}
+
+/** Settings of one subscription. */
+export interface KafkaSubscriptionSpec {
+  readonly id: string
+  readonly groupId: string
+  /** True for a broadcast subscription: its group is private and deleted on unsubscribe. */
+  readonly privateGroup: boolean
+  readonly options: ResolvedSubscribeOptions
+  readonly handler: EventHandler
+  readonly literal: boolean
+}
+
+function nextOffset(offset: string): string {
+  return (BigInt(offset) + 1n).toString()
+}
+
+function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
+  if (signal.aborted) return Promise.resolve(false)
+  return new Promise((resolve) => {
+    const onAbort = (): void => {
+      clearTimeout(timer)
+      resolve(false)
+    }
+    const timer = setTimeout(() => {
+      signal.removeEventListener('abort', onAbort)
+      resolve(true)
+    }, ms)
+    signal.addEventListener('abort', onAbort, { once: true })
+  })
+}
+
+type Prepared =
+  | { readonly kind: 'event'; readonly event: OmnibusEvent }
+  | { readonly kind: 'invalid'; readonly error: InvalidEnvelopeError; readonly raw: Uint8Array }
+
+/** A live subscription on the Kafka backend. */
+export class KafkaSubscription implements Subscription {
+  readonly id: string
+  readonly pattern: string
+  readonly group: string | undefined
+  readonly groupId: string
+  readonly #spec: KafkaSubscriptionSpec
+  readonly #host: SubscriptionHost
+  readonly #matches: (topic: string) => boolean
+  readonly #limiter: KeyedLimiter
+  /** Aborted when handlers must give up (drain timeout passed, or unsubscribe). */
+  readonly #abort = new AbortController()
+  readonly #topics = new Set<string>()
+  readonly #inflightIds = new Map<string, Promise<void>>()
+  /** Start offsets of `from: 'latest'` partitions that had no committed offset at subscribe. */
+  readonly #pins = new Map<string, string>()
+  #consumer: ConsumerHandle | undefined
+  #active = true
+  #chain: Promise<void> = Promise.resolve()
+  #joined = false
+  #joinWaiters: Array<() => void> = []
+  #closing: Promise<void> | undefined
+  #pinning: Promise<void> = Promise.resolve()
+  #crashRestart: NodeJS.Timeout | undefined
+
+  constructor(spec: KafkaSubscriptionSpec, host: SubscriptionHost) {
+    this.id = spec.id
+    this.pattern = spec.options.pattern
+    this.group = spec.options.group
+    this.groupId = spec.groupId
+    this.#spec = spec
+    this.#host = host
+    this.#matches = compilePattern(spec.options.pattern)
+    this.#limiter = new KeyedLimiter(spec.options.concurrency)
+    spec.options.signal?.addEventListener('abort', () => void this.unsubscribe(), { once: true })
+  }
+
+  get active(): boolean {
+    return this.#active
+  }
+
+  /** Kafka topics this subscription consumes. */
+  get topics(): ReadonlySet<string> {
+    return this.#topics
+  }
+
+  /** Whether a Kafka topic name can carry events this subscription wants. */
+  wants(topic: string): boolean {
+    return !isInternalTopic(topic) && this.#matches(topic)
+  }
+
+  /**
+   * Starts consuming the matching topics that exist now, with the group's start position set
+   * for `from: 'latest'`, and waits until the member joined its group.
+   */
+  async start(existing: readonly string[]): Promise<void> {
+    const initial = existing.filter((t) => this.wants(t))
+    if (this.#spec.literal && !initial.includes(this.pattern)) {
+      await this.#host.ensureTopic(this.pattern)
+      initial.push(this.pattern)
+    }
+    if (initial.length === 0) return
+    const fromBeginning = this.#spec.options.from === 'earliest'
+    if (!fromBeginning) await this.#pinLatest(initial)
+    await this.#addTopics(initial, fromBeginning)
+    await this.#waitJoined()
+  }
+
+  /** Offers the current topic listing; new matching topics are added (the member rejoins). */
+  offer(topics: Iterable<string>): void {
+    if (!this.#active) return
+    const fresh: string[] = []
+    for (const t of topics) if (!this.#topics.has(t) && this.wants(t)) fresh.push(t)
+    if (fresh.length === 0) return
+    // These topics appeared after the subscription started: everything on them is new to it.
+    void this.#addTopics(fresh, true).catch((error) => {
+      this.#host.logger.warn('kafka subscription could not add new topics', {
+        subscription: this.id,
+        topics: fresh,
+        error: classifyError(error, 'subscribe', this.#host.endpoint).message,
+      })
+    })
+  }
+
+  /**
+   * A new group has no committed offsets, and "latest" must mean "after subscribe resolved", not
+   * "whenever the first fetch happens": remember the end offsets of partitions without a committed
+   * offset now, and move to (and commit) them when this member is assigned such a partition.
+   */
+  async #pinLatest(topics: readonly string[]): Promise<void> {
+    for (const topic of topics) {
+      const committed = await this.#host.client.groupOffsets(this.groupId, topic)
+      const unset = new Set(committed.filter((p) => p.offset === '-1').map((p) => p.partition))
+      const ends = await this.#host.client.endOffsets(topic)
+      for (const p of ends) {
+        if (committed.length === 0 || unset.has(p.partition))
+          this.#pins.set(`${topic}\u0000${p.partition}`, p.offset)
+      }
+    }
+  }
+
+  async #applyPins(assignment: Readonly<Record<string, readonly number[]>>): Promise<void> {
+    const consumer = this.#consumer
+    if (consumer === undefined) return
+    for (const [topic, partitions] of Object.entries(assignment)) {
+      const pinned = partitions.filter((p) => this.#pins.has(`${topic}\u0000${p}`))
+      if (pinned.length === 0) continue
+      // Another member may have started (and committed) meanwhile: its position wins.
+      const committed = await this.#host.client.groupOffsets(this.groupId, topic)
+      for (const partition of pinned) {
+        const key = `${topic}\u0000${partition}`
+        const offset = this.#pins.get(key) as string
+        this.#pins.delete(key)
+        if (committed.find((c) => c.partition === partition)?.offset !== '-1') continue
+        await consumer.seekAndCommit(topic, partition, offset)
+      }
+    }
+  }
+
+  #addTopics(topics: readonly string[], fromBeginning: boolean): Promise<void> {
+    for (const t of topics) this.#topics.add(t)
+    const run = async (): Promise<void> => {
+      if (!this.#active) return
+      if (this.#consumer === undefined) this.#consumer = this.#createConsumer()
+      this.#joined = false
+      await this.#consumer.start(topics.map((topic) => ({ topic, fromBeginning })))
+    }
+    const next = this.#chain.then(run, run)
+    this.#chain = next.catch(() => {})
+    return next
+  }
+
+  #createConsumer(): ConsumerHandle {
+    return this.#host.client.createConsumer({
+      groupId: this.groupId,
+      partitionsConsumedConcurrently: Math.min(this.#spec.options.concurrency, 16),
+      onBatch: (batch, control) => this.#onBatch(batch, control),
+      onJoin: (assignment) => {
+        if (this.#pins.size > 0) {
+          this.#pinning = this.#applyPins(assignment).catch((error) => {
+            this.#host.logger.warn('kafka subscription could not set its start position', {
+              subscription: this.id,
+              error: classifyError(error, 'subscribe', this.#host.endpoint).message,
+            })
+          })
+        }
+        this.#joined = true
+        const waiters = this.#joinWaiters
+        this.#joinWaiters = []
+        for (const w of waiters) w()
+      },
+      onCrash: (error, restarting) => {
+        const e = classifyError(error, 'subscribe', this.#host.endpoint)
+        this.#host.logger.warn('kafka consumer crashed', {
+          subscription: this.id,
+          group: this.groupId,
+          restarting: restarting ? 'by the client' : 'by the subscription',
+          error: e.message,
+        })
+        if (!restarting && this.#active) this.#scheduleRestart()
+      },
+    })
+  }
+
+  #scheduleRestart(): void {
+    if (this.#crashRestart !== undefined) return
+    this.#crashRestart = setTimeout(() => {
+      this.#crashRestart = undefined
+      if (!this.#active) return
+      const run = async (): Promise<void> => {
+        if (!this.#active || this.#consumer === undefined) return
+        await this.#consumer.start([])
+      }
+      const next = this.#chain.then(run, run)
+      this.#chain = next.catch((error) => {
+        this.#host.logger.warn('kafka consumer restart failed; trying again', {
+          subscription: this.id,
+          error: classifyError(error, 'subscribe', this.#host.endpoint).message,
+        })
+        this.#scheduleRestart()
+      })
+    }, 1000)
+  }
+
+  async #waitJoined(): Promise<void> {
+    await this.#chain
+    if (this.#joined || !this.#active) {
+      await this.#pinning
+      return
+    }
+    let timer: NodeJS.Timeout | undefined
+    const joined = new Promise<boolean>((resolve) => {
+      this.#joinWaiters.push(() => resolve(true))
+      timer = setTimeout(() => resolve(false), this.#host.groupJoinTimeoutMs)
+    })
+    const ok = await joined
+    clearTimeout(timer)
+    await this.#pinning
+    if (!ok && this.#active) {
+      throw new SubscriptionError(
+        `subscribe("${this.pattern}"): the consumer did not join group "${this.groupId}" within ` +
+          `${this.#host.groupJoinTimeoutMs} ms; check the broker, or raise groupJoinTimeoutMs`,
+        { backend: 'kafka', retryable: true },
+      )
+    }
+  }
+
+  #prepare(batch: InboundBatch, m: InboundMessage): Prepared {
+    const raw = m.value ?? Buffer.alloc(0)
+    try {
+      return { kind: 'event', event: decodeEvent(raw) }
+    } catch (error) {
+      const e =
+        error instanceof InvalidEnvelopeError
+          ? error
+          : new InvalidEnvelopeError(String((error as Error)?.message ?? error), '')
+      void batch
+      return { kind: 'invalid', error: e, raw: new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength) }
+    }
+  }
+
+  async #onBatch(batch: InboundBatch, control: BatchControl): Promise<void> {
+    if (batch.messages.length === 0) return
+    let revoked = false
+    const proceed = (): boolean =>
+      this.#active && !revoked && control.isActive() && !this.#abort.signal.aborted
+    const beat = setInterval(() => {
+      control.heartbeat().catch(() => {
+        // A rebalance started: finish what runs, start nothing new, let the member rejoin.
+        revoked = true
+      })
+    }, this.#host.heartbeatIntervalMs)
+    const atMostOnce = this.#spec.options.guarantee === 'at-most-once'
+    try {
+      const last = batch.messages[batch.messages.length - 1] as InboundMessage
+      if (atMostOnce) {
+        // Acknowledged before any handler runs: a crash now loses these events, never repeats them.
+        control.markDone(last.offset)
+        await control.commit(nextOffset(last.offset))
+      }
+      const runs = batch.messages.map((m) => {
+        const prepared = this.#prepare(batch, m)
+        const key = prepared.kind === 'event' ? prepared.event.partitionKey : undefined
+        return this.#limiter.run(key, () => this.#process(batch, m, prepared, proceed))
+      })
+      // Swallow late results of runs we stop waiting for.
+      for (const r of runs) r.catch(() => {})
+      const aborted = new Promise<false>((resolve) => {
+        if (this.#abort.signal.aborted) resolve(false)
+        else this.#abort.signal.addEventListener('abort', () => resolve(false), { once: true })
+      })
+      let done: string | undefined
+      let lastCommit = Date.now()
+      for (let i = 0; i < runs.length; i++) {
+        const ok = await Promise.race([runs[i] as Promise<boolean>, aborted])
+        if (!ok) break
+        const offset = (batch.messages[i] as InboundMessage).offset
+        done = offset
+        if (!atMostOnce) {
+          control.markDone(offset)
+          if (Date.now() - lastCommit > 1000) {
+            lastCommit = Date.now()
+            await control.commit(nextOffset(offset)).catch(() => {})
+          }
+        }
+      }
+      if (done !== undefined && !atMostOnce) {
+        await control.commit(nextOffset(done)).catch((error) => {
+          this.#host.logger.warn('kafka offset commit failed; the events will be delivered again', {
+            subscription: this.id,
+            topic: batch.topic,
+            partition: batch.partition,
+            error: classifyError(error, 'subscribe', this.#host.endpoint).message,
+          })
+        })
+      }
+    } catch (error) {
+      this.#host.logger.warn('kafka batch processing stopped', {
+        subscription: this.id,
+        error: classifyError(error, 'subscribe', this.#host.endpoint).message,
+      })
+    } finally {
+      clearInterval(beat)
+    }
+  }
+
+  /** Handles one message; true when it is finished with (acked, dead-lettered or dropped). */
+  async #process(
+    batch: InboundBatch,
+    m: InboundMessage,
+    prepared: Prepared,
+    proceed: () => boolean,
+  ): Promise<boolean> {
+    if (!proceed()) return false
+    const o = this.#spec.options
+    if (prepared.kind === 'invalid') return this.#deadLetterForeign(batch, m, prepared, proceed)
+    const event = prepared.event
+    // A foreign producer may write an envelope of another type onto a topic we read.
+    if (!this.#matches(event.topic)) return true
+    if (o.guarantee !== 'exactly-once') return this.#run(event, proceed)
+    const dedupeGroup = this.groupId
+    for (;;) {
+      const running = this.#inflightIds.get(event.id)
+      if (running === undefined) break
+      await running
+    }
+    if (await this.#host.dedupe.has(dedupeGroup, event.id)) return true
+    let release: () => void = () => {}
+    this.#inflightIds.set(event.id, new Promise<void>((r) => (release = r)))
+    try {
+      const ok = await this.#run(event, proceed)
+      if (ok) await this.#host.dedupe.add(dedupeGroup, event.id)
+      return ok
+    } finally {
+      this.#inflightIds.delete(event.id)
+      release()
+    }
+  }
+
+  async #run(event: OmnibusEvent, proceed: () => boolean): Promise<boolean> {
+    const o = this.#spec.options
+    let firstFailureAt: number | undefined
+    for (let attempt = 1; ; attempt++) {
+      const outcome = await invokeHandler({
+        handler: this.#spec.handler,
+        event,
+        attempt,
+        subscription: this,
+        logger: this.#host.logger,
+        signal: this.#abort.signal,
+      })
+      if (outcome.kind === 'ack') return true
+      const now = Date.now()
+      firstFailureAt ??= now
+      const decision = decideFailure(o, attempt, outcome)
+      if (decision.action === 'retry') {
+        const slept = await sleep(decision.delayMs, this.#abort.signal)
+        // Stopped while waiting: not acknowledged, so the event comes back after the restart.
+        if (!slept || !proceed()) return false
+        continue
+      }
+      if (decision.action === 'drop') {
+        if (o.guarantee !== 'at-most-once') {
+          this.#host.logger.warn('kafka event dropped after its last attempt (deadLetter: false)', {
+            subscription: this.id,
+            id: event.id,
+            topic: event.topic,
+            reason: decision.reason,
+          })
+        }
+        return true
+      }
+      const input = deadLetterInput(
+        event,
+        o.deadLetter === false ? DEFAULT_DEAD_LETTER_TOPIC : o.deadLetter,
+        {
+          reason: decision.reason,
+          group: o.group,
+          attempts: attempt,
+          firstFailureAt,
+          lastFailureAt: now,
+          error: outcome.error,
+          backend: 'kafka',
+        },
+      )
+      return this.#publishDeadLetter(input, proceed)
+    }
+  }
+
+  async #deadLetterForeign(
+    batch: InboundBatch,
+    m: InboundMessage,
+    prepared: Extract<Prepared, { kind: 'invalid' }>,
+    proceed: () => boolean,
+  ): Promise<boolean> {
+    const o = this.#spec.options
+    const reason = `invalid envelope on Kafka topic ${batch.topic} partition ${batch.partition} offset ${m.offset}: ${prepared.error.message}`
+    if (o.deadLetter === false) {
+      this.#host.logger.warn('kafka message is not an Omnibus envelope; dropped (deadLetter: false)', {
+        subscription: this.id,
+        reason,
+      })
+      return true
+    }
+    const now = Date.now()
+    const stub: OmnibusEvent = {
+      id: `kafka.${batch.topic}.${batch.partition}.${m.offset}`,
+      topic: batch.topic,
+      data: prepared.raw,
+      time: now,
+      source: `kafka://${batch.topic}`,
+      headers: {},
+      guarantee: 'at-least-once',
+    }
+    const input = deadLetterInput(stub, o.deadLetter, {
+      reason,
+      group: o.group,
+      attempts: 0,
+      firstFailureAt: now,
+      lastFailureAt: now,
+      error: prepared.error,
+      backend: 'kafka',
+    })
+    return this.#publishDeadLetter(input, proceed)
+  }
+
+  /** Dead letters are acknowledged by the brokers before the original's offset moves on. */
+  async #publishDeadLetter(input: EventInput, proceed: () => boolean): Promise<boolean> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await this.#host.publish(input)
+        return true
+      } catch (error) {
+        this.#host.logger.warn('kafka dead letter could not be published; retrying', {
+          subscription: this.id,
+          topic: input.topic,
+          error: classifyError(error, 'publish', this.#host.endpoint).message,
+        })
+        const slept = await sleep(Math.min(5000, 200 * 2 ** attempt), this.#abort.signal)
+        if (!slept || !proceed()) return false
+      }
+    }
+  }
+
+  /** Stops delivery; in-flight handlers finish. Idempotent and safe to call concurrently. */
+  unsubscribe(): Promise<void> {
+    return this.close(undefined)
+  }
+
+  /**
+   * Stops the member. With `drainTimeoutMs`, handlers still running after it are abandoned (their
+   * events are not acknowledged and come back to the group); without it, they are waited for.
+   */
+  close(drainTimeoutMs: number | undefined): Promise<void> {
+    if (this.#closing !== undefined) return this.#closing
+    this.#active = false
+    this.#host.forget(this)
+    if (this.#crashRestart !== undefined) clearTimeout(this.#crashRestart)
+    for (const w of this.#joinWaiters) w()
+    this.#joinWaiters = []
+    this.#closing = (async () => {
+      const timer =
+        drainTimeoutMs === undefined ? undefined : setTimeout(() => this.#abort.abort(), drainTimeoutMs)
+      try {
+        await this.#chain
+        const consumer = this.#consumer
+        if (consumer !== undefined) {
+          await consumer.stop().catch(() => {})
+          await consumer.disconnect().catch(() => {})
+        }
+      } finally {
+        if (timer !== undefined) clearTimeout(timer)
+        this.#abort.abort()
+      }
+      if (this.#spec.privateGroup && this.#consumer !== undefined) {
+        // Broadcast groups are single-use: remove them so the cluster does not keep them around.
+        await this.#host.client.deleteGroup(this.groupId).catch(() => {})
+      }
+    })()
+    return this.#closing
+  }
+}
