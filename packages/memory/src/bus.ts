@@ -627,6 +627,17 @@ export class DeliveryQueue {
       }
       return
     }
+    if (event.topic === member.opts.deadLetter) {
+      // A failing handler of the dead-letter topic itself: dead-lettering again would feed the
+      // same handler forever.
+      member.logger.error('a dead letter failed in its own handler and is dropped', {
+        id: event.id,
+        topic: event.topic,
+        subscription: member.id,
+        reason: decision.reason,
+      })
+      return
+    }
     const now = Date.now()
     const dlq = deadLetterInput(event, member.opts.deadLetter as string, {
       reason: decision.reason,

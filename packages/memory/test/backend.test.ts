@@ -381,6 +381,37 @@ describe('delivery', () => {
     })
   })
 
+  it('a failing handler of the dead-letter topic does not feed itself forever', async () => {
+    const errors: string[] = []
+    const b = await backend({ logger: { ...silentLogger, error: (m: string) => void errors.push(m) } })
+    let runs = 0
+    await b.subscribe(
+      'omnibus.deadletter',
+      () => {
+        runs++
+        throw new Error('cannot store it')
+      },
+      { retry: { maxAttempts: 2, initialDelayMs: 1 } },
+    )
+    await b.subscribe(
+      'src',
+      () => {
+        throw new Error('bad')
+      },
+      { retry: { maxAttempts: 1 } },
+    )
+    await b.publish({ topic: 'src', data: 1 })
+    await waitUntil(() => errors.length === 1)
+    expect(errors[0]).toMatch(/dead letter failed in its own handler/)
+    expect(runs).toBe(2)
+    // A later event on the dead-letter topic shows nothing else was queued in between.
+    const seen: unknown[] = []
+    await b.subscribe('omnibus.deadletter', (e) => void seen.push(e.data))
+    await b.publish({ topic: 'omnibus.deadletter', data: 'marker' })
+    await waitUntil(() => seen.length === 1)
+    expect(seen).toEqual(['marker'])
+  })
+
   it('at-most-once never retries a failing handler', async () => {
     const b = await backend()
     let runs = 0
