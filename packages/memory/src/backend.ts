@@ -25,7 +25,7 @@ import {
   type SubscribeOptions,
   type Subscription,
 } from '@omnibus/core'
-import { Bus, Member, namedBus, releaseNamedBus } from './bus.ts'
+import { Bus, Member, namedBus, releaseNamedBus, safeLog } from './bus.ts'
 import { type MemoryBackendOptions, type ResolvedMemoryOptions, resolveMemoryOptions } from './options.ts'
 
 /** The memory backend: an `EventBackend` with a few read-only facts about its bus. */
@@ -118,7 +118,9 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
         const isGroup = queue.group !== undefined
         const cut = queue.abandon(member, isGroup, own)
         if (cut > 0) {
-          logger.warn(
+          safeLog(
+            logger,
+            'warn',
             isGroup
               ? `${cut} handler(s) still running after ${timeoutMs} ms; their events go back to group "${queue.group}"`
               : `${cut} handler(s) still running after ${timeoutMs} ms; their events are not redelivered`,
@@ -131,7 +133,7 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
     if (queue.group === undefined) {
       const dropped = queue.discard()
       if (dropped > 0) {
-        logger.warn(`${dropped} queued event(s) of a closed subscription were dropped`, {
+        safeLog(logger, 'warn', `${dropped} queued event(s) of a closed subscription were dropped`, {
           subscription: member.id,
           pattern: member.pattern,
         })

@@ -49,6 +49,30 @@ function eventOf(item: Item): OmnibusEvent {
 
 const ACK: HandlerOutcome = { kind: 'ack' }
 
+/** Logs without ever throwing: a broken logger must not stop a queue. */
+export function safeLog(
+  logger: Logger,
+  level: 'warn' | 'error',
+  message: string,
+  fields: Record<string, unknown>,
+): void {
+  try {
+    logger[level](message, fields)
+  } catch {
+    // Nothing sensible is left to report to.
+  }
+}
+
+// What a handler threw, made safe to describe: some values cannot even be turned into a string.
+function describable(error: unknown): unknown {
+  if (error instanceof Error) return error
+  try {
+    return String(error)
+  } catch {
+    return Object.prototype.toString.call(error)
+  }
+}
+
 // Drains run in the context the module was loaded in, not in whatever async
 // context happened to schedule them (a handler's, a publisher's): otherwise the first handler to
 // publish would leak its event as the "current" one into unrelated deliveries and dead letters.
@@ -598,7 +622,9 @@ export class DeliveryQueue {
       return
     }
     const attempt = item instanceof Redelivery ? item.attempt : 1
-    const decision = decideFailure(member.opts, attempt, outcome)
+    const failure: Exclude<HandlerOutcome, { kind: 'ack' }> =
+      outcome.error === undefined ? outcome : { ...outcome, error: describable(outcome.error) }
+    const decision = decideFailure(member.opts, attempt, failure)
     if (decision.action === 'retry') {
       const firstFailureAt = item instanceof Redelivery ? item.firstFailureAt : Date.now()
       // The key stays owned by the retried event: later events of that key wait for it.
@@ -611,18 +637,18 @@ export class DeliveryQueue {
     this.#release(event.partitionKey)
     if (decision.action === 'drop') {
       if (member.opts.guarantee !== 'at-most-once') {
-        member.logger.warn('event dropped after its last attempt (deadLetter: false)', {
+        safeLog(member.logger, 'warn', 'event dropped after its last attempt (deadLetter: false)', {
           id: event.id,
           topic: event.topic,
           subscription: member.id,
           reason: decision.reason,
         })
-      } else if (outcome.kind === 'retry') {
-        member.logger.warn('at-most-once handler failed; the event is not redelivered', {
+      } else if (failure.kind === 'retry') {
+        safeLog(member.logger, 'warn', 'at-most-once handler failed; the event is not redelivered', {
           id: event.id,
           topic: event.topic,
           subscription: member.id,
-          error: outcome.error instanceof Error ? outcome.error.message : String(outcome.error),
+          error: failure.error instanceof Error ? failure.error.message : failure.error,
         })
       }
       return
@@ -630,7 +656,7 @@ export class DeliveryQueue {
     if (event.topic === member.opts.deadLetter) {
       // A failing handler of the dead-letter topic itself: dead-lettering again would feed the
       // same handler forever.
-      member.logger.error('a dead letter failed in its own handler and is dropped', {
+      safeLog(member.logger, 'error', 'a dead letter failed in its own handler and is dropped', {
         id: event.id,
         topic: event.topic,
         subscription: member.id,
@@ -645,7 +671,7 @@ export class DeliveryQueue {
       attempts: attempt,
       firstFailureAt: item instanceof Redelivery ? item.firstFailureAt : now,
       lastFailureAt: now,
-      error: outcome.error,
+      error: failure.error,
       backend: 'memory',
     })
     this.bus.publishInternal(dlq, member.logger)
@@ -830,12 +856,17 @@ export class Bus {
     try {
       event = createEvent(input)
     } catch (error) {
-      logger.error('could not build the dead-letter event', { topic: input.topic, error: String(error) })
+      safeLog(logger, 'error', 'could not build the dead-letter event', {
+        topic: input.topic,
+        error: String(error),
+      })
       return
     }
     const queues = this.#route(event.topic)
     if (queues.length === 0) {
-      logger.warn(
+      safeLog(
+        logger,
+        'warn',
         `dead letter on "${event.topic}" has no subscriber and is discarded (the memory backend keeps nothing)`,
         {
           originalTopic: event.headers[DLQ_HEADERS.originalTopic],

@@ -412,6 +412,42 @@ describe('delivery', () => {
     expect(seen).toEqual(['marker'])
   })
 
+  it('keeps going when a handler throws something unprintable and the logger itself throws', async () => {
+    const broken = {
+      ...silentLogger,
+      warn: () => {
+        throw new Error('logger down')
+      },
+      error: () => {
+        throw new Error('logger down')
+      },
+    }
+    const b = await backend({ logger: broken })
+    const dead: OmnibusEvent[] = []
+    await b.subscribe('omnibus.deadletter', (e) => void dead.push(e))
+    const seen: unknown[] = []
+    await b.subscribe(
+      'weird',
+      (e) => {
+        if (e.data === 'bad') throw Object.create(null)
+        seen.push(e.data)
+      },
+      { retry: { maxAttempts: 1 } },
+    )
+    await b.subscribe(
+      'amo',
+      () => {
+        throw Object.create(null)
+      },
+      { guarantee: 'at-most-once' },
+    )
+    await b.publish({ topic: 'amo', data: 1 })
+    await b.publish({ topic: 'weird', data: 'bad' })
+    await b.publish({ topic: 'weird', data: 'good' })
+    await waitUntil(() => dead.length === 1 && seen.length === 1)
+    expect(dead[0]?.headers[DLQ_HEADERS.errorMessage]).toBe('[object Object]')
+  })
+
   it('at-most-once never retries a failing handler', async () => {
     const b = await backend()
     let runs = 0
