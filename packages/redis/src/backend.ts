@@ -60,20 +60,23 @@ interface QueuedAdd {
 }
 
 /**
- * Appends a chunk of entries: KEYS = the chunk's streams, ARGV = [maxLen or '', then (key index,
- * envelope JSON) pairs]. Returns one stream id per entry, or '!<error>' for an entry Redis refused.
+ * Appends a chunk of entries: KEYS = the chunk's streams, ARGV = [maxLen or '', then the envelope
+ * JSON of each entry when there is one stream, or (key index, JSON) pairs when there are several]. Returns one stream id per entry, or '!<error>' for an entry Redis refused.
  * One script call per chunk instead of one XADD per event cuts the client's work per event several
  * times over (ioredis builds one command, not hundreds); the chunk bound keeps each call short.
  */
 const APPEND_SCRIPT = `local maxlen = ARGV[1]
 local out = {}
-for i = 2, #ARGV, 2 do
-  local key = KEYS[tonumber(ARGV[i])]
+local single = #KEYS == 1
+local step = single and 1 or 2
+for i = 2, #ARGV, step do
+  local key, doc
+  if single then key, doc = KEYS[1], ARGV[i] else key, doc = KEYS[tonumber(ARGV[i])], ARGV[i + 1] end
   local id
   if maxlen == '' then
-    id = redis.pcall('XADD', key, '*', '${EVENT_FIELD}', ARGV[i + 1])
+    id = redis.pcall('XADD', key, '*', '${EVENT_FIELD}', doc)
   else
-    id = redis.pcall('XADD', key, 'MAXLEN', '~', maxlen, '*', '${EVENT_FIELD}', ARGV[i + 1])
+    id = redis.pcall('XADD', key, 'MAXLEN', '~', maxlen, '*', '${EVENT_FIELD}', doc)
   end
   if type(id) == 'table' and id.err then out[#out + 1] = '!' .. id.err else out[#out + 1] = id end
 end
@@ -185,16 +188,22 @@ export function createRedisBackend(options: RedisBackendOptions = {}): RedisBack
     const maxLen = cfg.maxLen === undefined ? '' : String(cfg.maxLen)
     for (const chunk of chunks) {
       const streamKeys: string[] = []
-      const slot = new Map<string, number>()
       const args: string[] = [maxLen]
-      for (const it of chunk) {
-        let k = slot.get(it.topic)
-        if (k === undefined) {
-          streamKeys.push(keys.stream(it.topic))
-          k = streamKeys.length
-          slot.set(it.topic, k)
+      const first = (chunk[0] as QueuedAdd).topic
+      if (chunk.every((it) => it.topic === first)) {
+        streamKeys.push(keys.stream(first))
+        for (const it of chunk) args.push(it.json)
+      } else {
+        const slot = new Map<string, number>()
+        for (const it of chunk) {
+          let k = slot.get(it.topic)
+          if (k === undefined) {
+            streamKeys.push(keys.stream(it.topic))
+            k = streamKeys.length
+            slot.set(it.topic, k)
+          }
+          args.push(String(k), it.json)
         }
-        args.push(String(k), it.json)
       }
       if (withBody) p.eval(APPEND_SCRIPT, streamKeys.length, ...streamKeys, ...args)
       else p.evalsha(APPEND_SHA, streamKeys.length, ...streamKeys, ...args)

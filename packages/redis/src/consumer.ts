@@ -68,6 +68,8 @@ export interface Consumer {
 
 /** An entry this consumer holds (read and not yet acknowledged). */
 interface Held {
+  /** Key of `held` (the string's hash is computed once). */
+  readonly hk: string
   readonly key: string
   readonly id: string
   readonly topic: string
@@ -281,7 +283,7 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
   }
 
   function ack(h: Held): void {
-    held.delete(heldKey(h.key, h.id))
+    held.delete(h.hk)
     if (!acked) return
     if (h.eoKey !== undefined) doneQueue.push(h.eoKey)
     const list = ackQueue.get(h.key)
@@ -327,6 +329,7 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
       }
     }
     const h: Held = {
+      hk,
       key,
       id,
       topic,
@@ -544,7 +547,7 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
         .call('XCLAIM', h.key, group as string, consumerName, 0, h.id, 'RETRYCOUNT', h.attempt, 'JUSTID')
         .then((ids) => {
           if (Array.isArray(ids) && ids.length === 0) {
-            held.delete(heldKey(h.key, h.id))
+            held.delete(h.hk)
             return
           }
           schedule(h)
