@@ -25,7 +25,7 @@ import {
   type SubscribeOptions,
   type Subscription,
 } from '@omnibus/core'
-import { Bus, Member, namedBus, releaseNamedBus, safeLog } from './bus.ts'
+import { Bus, Member, namedBus, type QueueSettings, releaseNamedBus, safeLog } from './bus.ts'
 import { type MemoryBackendOptions, type ResolvedMemoryOptions, resolveMemoryOptions } from './options.ts'
 
 /** The memory backend: an `EventBackend` with a few read-only facts about its bus. */
@@ -46,7 +46,7 @@ let nextSubscription = 0
 export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryBackend {
   const resolved = resolveMemoryOptions(options as Readonly<Record<string, unknown>>)
   const { logger, ...shown } = resolved
-  const busSettings = {
+  const queueSettings: QueueSettings = {
     queueCapacity: resolved.queueCapacity,
     dedupeTtlMs: resolved.dedupeTtlMs,
     dedupeMaxEntries: resolved.dedupeMaxEntries,
@@ -67,7 +67,7 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
   const validate = resolved.validatePayloads
   // A private bus lives as long as this backend, across reconnects, so leftovers of a group
   // (events whose handler was cut off by a drain timeout) reach the group's next subscriber.
-  const privateBus = resolved.name === undefined ? new Bus(undefined, busSettings) : undefined
+  const privateBus = resolved.name === undefined ? new Bus(undefined) : undefined
   let bus: Bus | undefined
   let connected = false
   let closing: Promise<void> | undefined
@@ -177,7 +177,7 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
     async connect() {
       if (closing !== undefined) await closing
       if (connected) return
-      bus = privateBus ?? namedBus(resolved.name as string, busSettings)
+      bus = privateBus ?? namedBus(resolved.name as string)
       bus.attached++
       connected = true
     },
@@ -270,7 +270,7 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
       if (!connected || closing !== undefined) throw new NotConnectedError('memory', 'subscribe')
       const b = bus as Bus
       const id = `memory-${++nextSubscription}`
-      const member = new Member(id, handler as EventHandler, o, b.queueFor(o), logger)
+      const member = new Member(id, handler as EventHandler, o, b.queueFor(o, queueSettings), logger)
       const subscription = makeSubscription(member)
       member.subscription = subscription
       if (o.signal?.aborted) {

@@ -255,10 +255,10 @@ export class DeliveryQueue {
   }
   readonly #drainBound = () => this.drain()
 
-  constructor(bus: Bus, group: string | undefined) {
+  constructor(bus: Bus, group: string | undefined, capacity: number) {
     this.bus = bus
     this.group = group
-    this.capacity = bus.queueCapacity
+    this.capacity = capacity
   }
 
   /** Events waiting or in flight, for health details. */
@@ -744,12 +744,16 @@ type Route = readonly DeliveryQueue[]
 
 const ROUTE_CACHE_LIMIT = 10_000
 
+/** Settings of the queues a backend's subscriptions create. */
+export interface QueueSettings {
+  readonly queueCapacity: number
+  readonly dedupeTtlMs: number
+  readonly dedupeMaxEntries: number
+}
+
 /** An in-process broker: subscriptions, groups and the routing index. */
 export class Bus {
   readonly name: string | undefined
-  readonly queueCapacity: number
-  readonly #dedupeTtlMs: number
-  readonly #dedupeMaxEntries: number
   readonly #index = new MatcherIndex<Member>()
   readonly groups = new Map<string, DeliveryQueue>()
   readonly #routes = new Map<string, Route>()
@@ -761,25 +765,22 @@ export class Bus {
   attached = 0
   subscriptions = 0
 
-  constructor(
-    name: string | undefined,
-    settings: { queueCapacity: number; dedupeTtlMs: number; dedupeMaxEntries: number },
-  ) {
+  constructor(name: string | undefined) {
     this.name = name
-    this.queueCapacity = settings.queueCapacity
-    this.#dedupeTtlMs = settings.dedupeTtlMs
-    this.#dedupeMaxEntries = settings.dedupeMaxEntries
   }
 
-  /** The queue a new subscription joins: its own, or its group's (created on first use). */
-  queueFor(opts: ResolvedSubscribeOptions): DeliveryQueue {
+  /**
+   * The queue a new subscription joins: its own, or its group's (created on first use, with the
+   * settings of the backend whose subscription created it).
+   */
+  queueFor(opts: ResolvedSubscribeOptions, settings: QueueSettings): DeliveryQueue {
     let q = opts.group === undefined ? undefined : this.groups.get(opts.group)
     if (q === undefined) {
-      q = new DeliveryQueue(this, opts.group)
+      q = new DeliveryQueue(this, opts.group, settings.queueCapacity)
       if (opts.group !== undefined) this.groups.set(opts.group, q)
     }
     if (opts.guarantee === 'exactly-once' && q.dedupe === undefined) {
-      q.dedupe = new MemoryDedupeStore({ ttlMs: this.#dedupeTtlMs, maxEntries: this.#dedupeMaxEntries })
+      q.dedupe = new MemoryDedupeStore({ ttlMs: settings.dedupeTtlMs, maxEntries: settings.dedupeMaxEntries })
     }
     return q
   }
@@ -883,13 +884,10 @@ export class Bus {
 const named = new Map<string, Bus>()
 
 /** The shared bus called `name`, created on first use. */
-export function namedBus(
-  name: string,
-  settings: { queueCapacity: number; dedupeTtlMs: number; dedupeMaxEntries: number },
-): Bus {
+export function namedBus(name: string): Bus {
   let bus = named.get(name)
   if (bus === undefined) {
-    bus = new Bus(name, settings)
+    bus = new Bus(name)
     named.set(name, bus)
   }
   return bus
