@@ -12,6 +12,8 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
 BASE="$ROOT/.services/rabbitmq"
 PORT="${OMNIBUS_RABBITMQ_PORT:-5672}"
+TLS_PORT="${OMNIBUS_RABBITMQ_TLS_PORT:-5671}"
+TLS_DIR="$BASE/tls"
 NODE_NAME="omnibus@localhost"
 START_TIMEOUT_S="${OMNIBUS_RABBITMQ_START_TIMEOUT:-90}"
 
@@ -70,10 +72,34 @@ stop_system_service() {
 # the scripts under /usr/lib/rabbitmq/bin run as the caller and honour the variables above.
 RMQ_BIN=/usr/lib/rabbitmq/bin
 
+# A throw-away CA and a server certificate for 127.0.0.1/localhost, so amqps:// can be tested too.
+ensure_tls() {
+  [ -f "$TLS_DIR/server.pem" ] && [ -f "$TLS_DIR/ca.pem" ] && return
+  command -v openssl >/dev/null 2>&1 || apt-get -o DPkg::Lock::Timeout=600 install -y openssl
+  mkdir -p "$TLS_DIR"
+  (
+    cd "$TLS_DIR"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj "/CN=omnibus-test-ca" \
+      -keyout ca.key -out ca.pem >/dev/null 2>&1
+    openssl req -newkey rsa:2048 -nodes -subj "/CN=localhost" -keyout server.key -out server.csr >/dev/null 2>&1
+    printf 'subjectAltName=DNS:localhost,IP:127.0.0.1\n' >server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile server.ext -out server.pem >/dev/null 2>&1
+    chmod 600 ca.key server.key
+  )
+}
+
 write_config() {
   mkdir -p "$BASE/mnesia" "$BASE/log" "$HOME"
+  ensure_tls
   cat >"$BASE/rabbitmq.conf" <<EOF
 listeners.tcp.1 = 127.0.0.1:$PORT
+listeners.ssl.1 = 127.0.0.1:$TLS_PORT
+ssl_options.cacertfile = $TLS_DIR/ca.pem
+ssl_options.certfile = $TLS_DIR/server.pem
+ssl_options.keyfile = $TLS_DIR/server.key
+ssl_options.verify = verify_none
+ssl_options.fail_if_no_peer_cert = false
 loopback_users.guest = true
 default_user = guest
 default_pass = guest
@@ -143,7 +169,7 @@ do_start() {
     fi
     sleep 1
   done
-  log "ready: amqp://guest:guest@127.0.0.1:$PORT"
+  log "ready: amqp://guest:guest@127.0.0.1:$PORT (TLS: amqps://127.0.0.1:$TLS_PORT, CA $TLS_DIR/ca.pem)"
 }
 
 do_stop() {
