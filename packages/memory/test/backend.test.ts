@@ -490,6 +490,29 @@ describe('delivery', () => {
     expect(handled.sort()).toEqual(['last', 'other', 'same'])
   })
 
+  it('exactly-once: a duplicate arriving while the first copy waits for its retry still runs once', async () => {
+    const b = await backend()
+    const effects: number[] = []
+    let attempts = 0
+    await b.subscribe(
+      'eo2',
+      (e: OmnibusEvent<number>) => {
+        attempts++
+        if (attempts === 1) throw new Error('transient')
+        effects.push(e.data)
+      },
+      { guarantee: 'exactly-once', concurrency: 3, retry: { initialDelayMs: 30, jitter: 0 } },
+    )
+    await b.publish({ topic: 'eo2', data: 7, id: 'dup' })
+    await waitUntil(() => attempts === 1)
+    await b.publish({ topic: 'eo2', data: 7, id: 'dup' }) // arrives during the 30 ms backoff
+    await b.publish({ topic: 'eo2', data: 8, id: 'fresh' })
+    await waitUntil(() => effects.length === 2)
+    await b.publish({ topic: 'eo2', data: 9, id: 'after' })
+    await waitUntil(() => effects.includes(9))
+    expect(effects.sort()).toEqual([7, 8, 9])
+  })
+
   it('events published inside sync and async handlers carry causation and correlation', async () => {
     const b = await backend()
     const children: OmnibusEvent[] = []
@@ -773,6 +796,31 @@ describe('closing', () => {
       [2, 1],
       [3, 1],
     ])
+  })
+
+  it('at-most-once work cut off by the drain timeout is not redelivered to the group', async () => {
+    const name = `amo-drain-${randomUUID()}`
+    const pub = await backend({ name })
+    const first = createMemoryBackend({ name, logger: silentLogger })
+    await first.connect()
+    const started = deferred()
+    await first.subscribe(
+      'amo-slow',
+      () => {
+        started.resolve()
+        return new Promise(() => {})
+      },
+      { group: 'g', guarantee: 'at-most-once' },
+    )
+    await pub.publish({ topic: 'amo-slow', data: 'cut' })
+    await started.promise
+    await first.disconnect({ drainTimeoutMs: 20 })
+    const next = await backend({ name })
+    const got: unknown[] = []
+    await next.subscribe('amo-slow', (e) => void got.push(e.data), { group: 'g', guarantee: 'at-most-once' })
+    await pub.publish({ topic: 'amo-slow', data: 'later' })
+    await waitUntil(() => got.length >= 1)
+    expect(got).toEqual(['later'])
   })
 
   it('disconnect is idempotent and the backend can connect again', async () => {
