@@ -105,4 +105,44 @@ describeWithService('rabbitmq', 'RabbitMQ connection options', () => {
     await expect(b.subscribe('a.b', () => {})).rejects.toThrow(/connect\(\) first/)
     await expect(b.disconnect()).resolves.toBeUndefined()
   })
+
+  it('exactly-once with a failing dedupe store: no hot loop, handled once the store works', async () => {
+    let broken = true
+    let hasCalls = 0
+    const seen = new Set<string>()
+    const store = {
+      has(group: string, id: string) {
+        hasCalls++
+        if (broken) throw new Error('store unavailable')
+        return seen.has(`${group}/${id}`)
+      },
+      add(group: string, id: string) {
+        seen.add(`${group}/${id}`)
+      },
+    }
+    const b = createRabbitMQBackend({ url, dedupeStore: store })
+    await b.connect()
+    try {
+      const topic = `conn.${run}.eo`
+      const handled: string[] = []
+      await b.subscribe(topic, (e) => void handled.push(e.id), {
+        group: `eo-${run}`,
+        guarantee: 'exactly-once',
+      })
+      const { id } = await b.publish({ topic, data: 1, guarantee: 'exactly-once' })
+      await waitFor('the first store call', () => hasCalls >= 1)
+      await new Promise((resolve) => setTimeout(resolve, 1500))
+      // Handed back after a pause each time, not thousands of times a second.
+      expect(hasCalls).toBeLessThanOrEqual(3)
+      expect(handled).toEqual([])
+      broken = false
+      await waitFor('the event once the store works', () => handled.length === 1, 10_000)
+      await b.publish({ topic, id, data: 1, guarantee: 'exactly-once' })
+      const fence = await b.publish({ topic, data: 'fence', guarantee: 'exactly-once' })
+      await waitFor('the fence', () => handled.includes(fence.id))
+      expect(handled.filter((x) => x === id)).toHaveLength(1)
+    } finally {
+      await b.disconnect()
+    }
+  })
 })

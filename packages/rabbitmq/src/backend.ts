@@ -48,6 +48,7 @@ export const RETRY_HEADERS = {
 
 const CONTENT_TYPE = 'application/cloudevents+json'
 const DEFAULT_DRAIN_MS = 10_000
+const NACK_PAUSE_MS = 1000
 
 interface SubState {
   readonly id: string
@@ -262,8 +263,11 @@ export function createRabbitMQBackend(options: RabbitMQBackendOptions = {}): Eve
     s.limiter
       .run(undefined, () => handle(s, ch, msg))
       .catch((error: unknown) => {
+        // Not a handler failure (those are retried through the delay queues) but ours: the retry
+        // or dead-letter publish timed out, or the dedupe store failed. Hand the message back
+        // after a pause, so a broken dependency does not turn into a hot redelivery loop.
         log.error('rabbitmq: handling a message failed; it will be redelivered', { error: String(error) })
-        if (s.opts.guarantee !== 'at-most-once') safeNack(ch, msg)
+        if (s.opts.guarantee !== 'at-most-once') setTimeout(() => safeNack(ch, msg), NACK_PAUSE_MS).unref()
       })
   }
 
