@@ -1,14 +1,15 @@
 /**
  * Throughput and latency of the SQS backend against raw @aws-sdk/client-sqs on the same server,
- * in the same run:
- *   - publish: `publish()` of N events (concurrent, coalesced into SendMessageBatch) vs raw
- *     SendMessageBatch of 10 with the same number of batches in flight;
- *   - consume: a subscription draining N queued events vs a raw ReceiveMessage(10) +
- *     DeleteMessageBatch loop (one poller each);
+ * in the same run. Each side runs ROUNDS times, alternating and flipping the order every round,
+ * so the load of a shared machine weighs on both alike:
+ *   - publish: N concurrent `publish()` calls (coalesced into SendMessageBatch) vs raw
+ *     SendMessageBatch of 10 with the same number of batches (16) in flight, bodies built in the loop;
+ *   - consume: a subscription (concurrency 10) draining N/2 queued events vs a raw
+ *     ReceiveMessage(10) + DeleteMessageBatch loop (one poller each);
  *   - latency: publish → handler, one event at a time, p50/p99.
  *
  *   node --conditions=@omnibus/source packages/sqs/bench/throughput.ts
- * Env: OMNIBUS_SQS_ENDPOINT (default http://127.0.0.1:9324), BENCH_N (default 3000),
+ * Env: OMNIBUS_SQS_ENDPOINT (default http://127.0.0.1:9324), BENCH_N (default 2000),
  * BENCH_LATENCY_N (default 200).
  */
 import {
@@ -23,9 +24,10 @@ import { createEvent, encodeEvent, silentLogger } from '@omnibus/core'
 import { createSqsBackend } from '../src/index.ts'
 
 const endpoint = process.env.OMNIBUS_SQS_ENDPOINT ?? 'http://127.0.0.1:9324'
-const N = Number(process.env.BENCH_N ?? 3000)
+const N = Number(process.env.BENCH_N ?? 2000)
 const LATENCY_N = Number(process.env.BENCH_LATENCY_N ?? 200)
 const BATCHES_IN_FLIGHT = 16
+const ROUNDS = 4
 const prefix = `bench${Math.random().toString(36).slice(2, 7)}`
 const credentials = { accessKeyId: 'bench', secretAccessKey: 'bench' }
 
@@ -56,14 +58,17 @@ async function rawQueue(name: string): Promise<string> {
 }
 
 async function rawPublish(url: string, n: number): Promise<number> {
-  const bodies = Array.from({ length: n }, (_, i) => rawBody(i))
   const started = performance.now()
   let next = 0
   async function worker(): Promise<void> {
     while (next < n) {
       const start = next
       next += 10
-      const entries = bodies.slice(start, start + 10).map((b, k) => ({ Id: String(k), MessageBody: b }))
+      const entries = []
+      // Bodies are built inside the timed loop: a raw producer serialises its messages too.
+      for (let i = start; i < Math.min(n, start + 10); i++) {
+        entries.push({ Id: String(i - start), MessageBody: rawBody(i) })
+      }
       const res = await raw.send(new SendMessageBatchCommand({ QueueUrl: url, Entries: entries }))
       if ((res.Failed ?? []).length > 0) throw new Error(`raw send failed: ${res.Failed?.[0]?.Message}`)
     }
@@ -100,9 +105,8 @@ async function rawConsume(url: string, n: number): Promise<number> {
 async function main(): Promise<void> {
   console.log(`SQS bench against ${endpoint}: N=${N}, ${BATCHES_IN_FLIGHT} batches of 10 in flight`)
 
-  // Publish: raw first, then Omnibus, then raw again (the mean of both raw runs is the baseline).
+  // Publish: raw and Omnibus alternate, ROUNDS each, so load changes on the machine hit both.
   const rawUrl = await rawQueue('pub')
-  const raw1 = await rawPublish(rawUrl, N)
   const backend = createSqsBackend(backendOptions)
   await backend.connect()
   const topic = 'bench.publish'
@@ -110,48 +114,71 @@ async function main(): Promise<void> {
   const holder = await backend.subscribe(topic, () => {}, { group: 'bench-pub' })
   await holder.unsubscribe()
   await backend.publish({ topic, data: payload(-1) })
-  const t0 = performance.now()
-  let sent = 0
-  async function publisher(): Promise<void> {
-    while (sent < N) {
-      const i = sent++
-      await backend.publish({ topic, data: payload(i) })
+  async function omniPublish(n: number): Promise<number> {
+    const t0 = performance.now()
+    let sent = 0
+    async function publisher(): Promise<void> {
+      while (sent < n) {
+        const i = sent++
+        await backend.publish({ topic, data: payload(i) })
+      }
+    }
+    await Promise.all(Array.from({ length: BATCHES_IN_FLIGHT * 10 }, () => publisher()))
+    return performance.now() - t0
+  }
+  let rawPub = 0
+  let omni = 0
+  for (let r = 0; r < ROUNDS; r++) {
+    // The order flips every round so neither side always runs on the fuller queue.
+    if (r % 2 === 0) {
+      rawPub += await rawPublish(rawUrl, N)
+      omni += await omniPublish(N)
+    } else {
+      omni += await omniPublish(N)
+      rawPub += await rawPublish(rawUrl, N)
     }
   }
-  await Promise.all(Array.from({ length: BATCHES_IN_FLIGHT * 10 }, () => publisher()))
-  const omni = performance.now() - t0
-  const raw2 = await rawPublish(rawUrl, N)
-  const rawPub = (raw1 + raw2) / 2
   console.log(
-    `publish  raw SendMessageBatch: ${rate(N, rawPub)}  omnibus publish(): ${rate(N, omni)}  ratio ${((rawPub / omni) * 100).toFixed(0)}%`,
+    `publish  raw SendMessageBatch: ${rate(N * ROUNDS, rawPub)}  omnibus publish(): ${rate(N * ROUNDS, omni)}  ratio ${((rawPub / omni) * 100).toFixed(0)}%`,
   )
 
-  // Consume: the raw queue now holds 2N, the group queue N + 1.
-  const rawCons = await rawConsume(rawUrl, N)
+  // Consume: both queues now hold N * ROUNDS; each round drains N / 2 from each, alternating.
+  const perRound = Math.floor(N / 2)
   const consumer = createSqsBackend(backendOptions)
   await consumer.connect()
-  let handled = 0
-  let doneAt = 0
-  let finish: () => void = () => {}
-  const finished = new Promise<void>((resolve) => {
-    finish = resolve
-  })
-  const startedAt = performance.now()
-  await consumer.subscribe(
-    topic,
-    () => {
-      handled++
-      if (handled === N + 1) {
-        doneAt = performance.now()
-        finish()
-      }
-    },
-    { group: 'bench-pub', concurrency: 10 },
-  )
-  await finished
-  const omniCons = doneAt - startedAt
+  async function omniConsume(n: number): Promise<number> {
+    let handled = 0
+    let finish: () => void = () => {}
+    const finished = new Promise<void>((resolve) => {
+      finish = resolve
+    })
+    const t0 = performance.now()
+    const sub = await consumer.subscribe(
+      topic,
+      () => {
+        if (++handled === n) finish()
+      },
+      { group: 'bench-pub', concurrency: 10 },
+    )
+    await finished
+    const ms = performance.now() - t0
+    await sub.unsubscribe()
+    return ms
+  }
+  let rawCons = 0
+  let omniCons = 0
+  for (let r = 0; r < ROUNDS; r++) {
+    if (r % 2 === 0) {
+      rawCons += await rawConsume(rawUrl, perRound)
+      omniCons += await omniConsume(perRound)
+    } else {
+      omniCons += await omniConsume(perRound)
+      rawCons += await rawConsume(rawUrl, perRound)
+    }
+  }
+  const consumed = perRound * ROUNDS
   console.log(
-    `consume  raw Receive+DeleteBatch: ${rate(N, rawCons)}  omnibus subscribe(): ${rate(N + 1, omniCons)}  ratio ${((rawCons / N / (omniCons / (N + 1))) * 100).toFixed(0)}%`,
+    `consume  raw Receive+DeleteBatch: ${rate(consumed, rawCons)}  omnibus subscribe(): ${rate(consumed, omniCons)}  ratio ${((rawCons / omniCons) * 100).toFixed(0)}%`,
   )
   await consumer.disconnect()
 
@@ -174,10 +201,10 @@ async function main(): Promise<void> {
     `latency  publish→handler over ${LATENCY_N}: p50 ${percentile(samples, 50).toFixed(1)} ms, p99 ${percentile(samples, 99).toFixed(1)} ms`,
   )
   await sub.unsubscribe()
-  await backend.deleteAllQueues()
-  await backend.disconnect()
   await raw.send(new DeleteQueueCommand({ QueueUrl: rawUrl }))
   raw.destroy()
+  await backend.deleteAllQueues()
+  await backend.disconnect()
 }
 
 await main()
