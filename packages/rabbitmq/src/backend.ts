@@ -194,7 +194,7 @@ export function createRabbitMQBackend(options: RabbitMQBackendOptions = {}): Eve
         }
         s.queue = queue
         s.channel = ch
-        // At-most-once acks on receipt, one by one; the others settle after the handler, batched.
+        // At-most-once acks one by one as each handler starts; the others settle after it, batched.
         if (s.opts.guarantee !== 'at-most-once') ackers.set(ch, new AckBatcher(ch))
         const { consumerTag } = await ch.consume(queue, (msg) => onMessage(s, ch, msg), { noAck: false })
         s.consumerTag = consumerTag
