@@ -821,9 +821,14 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
     start,
     addTopic(topic) {
       if (closed || streams.has(keys.stream(topic))) return
-      addStream(topic).catch((err: unknown) =>
-        logger.warn('redis could not start reading a new topic', { topic, error: (err as Error).message }),
-      )
+      addStream(topic).catch((err: unknown) => {
+        logger.warn('redis could not start reading a new topic; trying again', {
+          topic,
+          error: (err as Error).message,
+        })
+        // The registry rescan only reacts to new topics, so a failed start retries on its own.
+        setTimeout(() => consumer.addTopic(topic), 1_000).unref()
+      })
     },
     close,
   }
