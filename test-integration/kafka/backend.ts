@@ -3,6 +3,7 @@
  * comes from the harness (parent) or the environment (child). Timeouts are tuned for a single local
  * broker so group joins and failovers stay within the suite's deadlines.
  */
+import type { Logger } from '@omnibus/core'
 import {
   createKafkaBackend,
   createKafkaClient,
@@ -14,9 +15,17 @@ import {
 /** Group id prefix of the integration tests, apart from anything else on the cluster. */
 export const IT_GROUP_PREFIX = 'omnibus-it.'
 
-/** Options every test backend uses. */
+const debugLogger: Logger = {
+  debug: (m, f) => console.error(`[kafka-it ${process.pid}] ${m}`, f ?? ''),
+  info: (m, f) => console.error(`[kafka-it ${process.pid}] ${m}`, f ?? ''),
+  warn: (m, f) => console.error(`[kafka-it ${process.pid}] ${m}`, f ?? ''),
+  error: (m, f) => console.error(`[kafka-it ${process.pid}] ${m}`, f ?? ''),
+}
+
+/** Options every test backend uses; `OMNIBUS_IT_KAFKA_DEBUG=1` prints the backend's log. */
 export function itOptions(brokers: string): KafkaBackendOptions {
   return {
+    ...(process.env.OMNIBUS_IT_KAFKA_DEBUG ? { logger: debugLogger } : {}),
     brokers,
     clientId: 'omnibus-it',
     groupIdPrefix: IT_GROUP_PREFIX,

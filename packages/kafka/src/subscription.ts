@@ -139,6 +139,11 @@ export class KafkaSubscription implements Subscription {
     if (initial.length === 0) return
     const fromBeginning = this.#spec.options.from === 'earliest'
     if (!fromBeginning) await this.#pinLatest(initial)
+    this.#host.logger.debug('kafka subscription starting', {
+      group: this.groupId,
+      topics: initial,
+      pins: [...this.#pins],
+    })
     await this.#addTopics(initial, fromBeginning)
     await this.#waitJoined()
   }
@@ -177,6 +182,7 @@ export class KafkaSubscription implements Subscription {
   }
 
   async #applyPins(assignment: Readonly<Record<string, readonly number[]>>): Promise<void> {
+    this.#host.logger.debug('kafka member joined', { group: this.groupId, assignment, pins: [...this.#pins] })
     const consumer = this.#consumer
     if (consumer === undefined) return
     for (const [topic, partitions] of Object.entries(assignment)) {
@@ -187,9 +193,21 @@ export class KafkaSubscription implements Subscription {
       for (const partition of pinned) {
         const key = `${topic}\u0000${partition}`
         const offset = this.#pins.get(key) as string
+        if (committed.find((c) => c.partition === partition)?.offset === '-1') {
+          try {
+            await consumer.seekAndCommit(topic, partition, offset)
+          } catch (error) {
+            // Revoked by a rebalance meanwhile: the pin stays for whichever join gets it next.
+            this.#host.logger.debug('kafka start offset not committed yet', {
+              group: this.groupId,
+              topic,
+              partition,
+              error: classifyError(error, 'subscribe', this.#host.endpoint).message,
+            })
+            continue
+          }
+        }
         this.#pins.delete(key)
-        if (committed.find((c) => c.partition === partition)?.offset !== '-1') continue
-        await consumer.seekAndCommit(topic, partition, offset)
       }
     }
   }
@@ -213,8 +231,10 @@ export class KafkaSubscription implements Subscription {
       partitionsConsumedConcurrently: Math.min(this.#spec.options.concurrency, 16),
       onBatch: (batch, control) => this.#onBatch(batch, control),
       onJoin: (assignment) => {
+        this.#host.logger.debug('kafka group joined', { group: this.groupId, assignment })
         if (this.#pins.size > 0) {
-          this.#pinning = this.#applyPins(assignment).catch((error) => {
+          const apply = (): Promise<void> => this.#applyPins(assignment)
+          this.#pinning = this.#pinning.then(apply, apply).catch((error) => {
             this.#host.logger.warn('kafka subscription could not set its start position', {
               subscription: this.id,
               error: classifyError(error, 'subscribe', this.#host.endpoint).message,
