@@ -4,7 +4,7 @@ import { fileURLToPath } from 'node:url'
 import { type EventBackend, isRetryable, type Subscription } from '@omnibus/core'
 import { afterEach, expect, it } from 'vitest'
 import { describeWithService, restartHint, serviceEndpoint, serviceRestart } from '../setup/services.ts'
-import { makeBackend } from './backend.ts'
+import { IT_PREFIX, makeBackend } from './backend.ts'
 
 async function until(what: string, deadlineMs: number, predicate: () => boolean): Promise<void> {
   const end = Date.now() + deadlineMs
@@ -130,6 +130,92 @@ describeWithService('redis', 'redis fault tests', () => {
     await last.subscribe(topic, handler, { group, visibilityTimeoutMs: 2_000 })
     await until('every event of the chain', 15_000, () => all.every((id) => handled.has(id)))
   }, 60_000)
+
+  it('attempts survive crashes: an entry left unacknowledged maxAttempts times is dead-lettered without running', async () => {
+    const run = randomUUID().slice(0, 8)
+    const topic = `fault.poison.r${run}`
+    const dlq = `fault.poison.dlq.r${run}`
+    const group = `g${run}`
+    const b = makeBackend()
+    backends.push(b)
+    await b.connect()
+    const raw = b.commandClient()
+    const key = `${IT_PREFIX}stream:${topic}`
+    await raw.xgroup('CREATE', key, group, '0', 'MKSTREAM')
+    const { id } = await b.publish({ topic, data: { poison: true } })
+    // Three consumers took the entry and died before acknowledging (delivery count 3), and the
+    // last one's lease ran out long ago.
+    await raw.call('XREADGROUP', 'GROUP', group, 'ghost', 'COUNT', 1, 'STREAMS', key, '>')
+    await raw.call(
+      'XCLAIM',
+      key,
+      group,
+      'ghost',
+      0,
+      (await raw.xrange(key, '-', '+'))[0]?.[0] as string,
+      'RETRYCOUNT',
+      3,
+      'IDLE',
+      60_000,
+    )
+    const handled: string[] = []
+    const dead: { reason: string | undefined; attempts: string | undefined; original: string | undefined }[] =
+      []
+    await b.subscribe(dlq, (e) => {
+      dead.push({
+        reason: e.headers['omnibus-dlq-reason'],
+        attempts: e.headers['omnibus-dlq-attempts'],
+        original: e.headers['omnibus-dlq-original-id'],
+      })
+    })
+    await b.subscribe(topic, (e) => void handled.push(e.id), {
+      group,
+      retry: { maxAttempts: 3 },
+      deadLetter: dlq,
+      visibilityTimeoutMs: 500,
+    })
+    await until('the dead letter', 10_000, () => dead.length > 0)
+    expect(handled).toEqual([])
+    expect(dead[0]?.original).toBe(id)
+    expect(dead[0]?.attempts).toBe('3')
+    expect(dead[0]?.reason).toMatch(/delivered 3 times without an acknowledgement/)
+    // The dead-lettered entry is acknowledged: nothing stays pending in the group.
+    const deadline = Date.now() + 5_000
+    let pending = -1
+    while (pending !== 0 && Date.now() < deadline) {
+      pending = Number(((await raw.xpending(key, group)) as [number, ...unknown[]])[0])
+      if (pending !== 0) await new Promise((resolve) => setTimeout(resolve, 20))
+    }
+    expect(pending).toBe(0)
+  }, 30_000)
+
+  it('a reclaimed entry continues the attempt count of the member that died with it', async () => {
+    const run = randomUUID().slice(0, 8)
+    const topic = `fault.attempt.r${run}`
+    const group = `g${run}`
+    const b = makeBackend()
+    backends.push(b)
+    await b.connect()
+    const raw = b.commandClient()
+    const key = `${IT_PREFIX}stream:${topic}`
+    await raw.xgroup('CREATE', key, group, '0', 'MKSTREAM')
+    await b.publish({ topic, data: { n: 1 } })
+    // One member ran attempt 1, failed, started attempt 2 (RETRYCOUNT 2) and died.
+    await raw.call('XREADGROUP', 'GROUP', group, 'ghost', 'COUNT', 1, 'STREAMS', key, '>')
+    const entryId = (await raw.xrange(key, '-', '+'))[0]?.[0] as string
+    await raw.call('XCLAIM', key, group, 'ghost', 0, entryId, 'RETRYCOUNT', 2, 'IDLE', 60_000)
+    const attempts: number[] = []
+    await b.subscribe(
+      topic,
+      (_e, ctx) => {
+        attempts.push(ctx.attempt)
+        if (ctx.attempt < 4) throw new Error('not yet')
+      },
+      { group, retry: { maxAttempts: 5, initialDelayMs: 10 }, visibilityTimeoutMs: 500 },
+    )
+    await until('attempt 4 to succeed', 10_000, () => attempts.includes(4))
+    expect(attempts).toEqual([3, 4])
+  }, 30_000)
 
   it('a consumer process killed mid-handler: another process gets its events', async () => {
     const run = randomUUID().slice(0, 8)
