@@ -195,6 +195,8 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
     }
     clients = c
     directory = new QueueDirectory(c.control, o.queuePrefix, o.discoveryIntervalMs, logger, where)
+    // The first listing starts now, so the first publish rarely has to wait for it.
+    directory.refresh().catch(() => {})
     sender = new BatchSender(c.control, BATCH_BYTES, where)
   }
 

@@ -89,6 +89,7 @@ export class QueueDirectory {
   #listedAt = Number.NEGATIVE_INFINITY
   #refreshing: Promise<void> | undefined
   #timer: NodeJS.Timeout | undefined
+  #lastUse = 0
   #closed = false
 
   constructor(client: SQSClient, prefix: string, intervalMs: number, logger: Logger, where: string) {
@@ -101,9 +102,15 @@ export class QueueDirectory {
 
   /** Queues whose pattern matches `topic`, from a listing no older than the discovery interval. */
   async targetsFor(topic: string): Promise<readonly QueueTarget[]> {
+    this.#lastUse = Date.now()
     this.#startTimer()
-    while (Date.now() - this.#listedAt > this.#intervalMs) {
-      await this.refresh()
+    if (Date.now() - this.#listedAt > this.#intervalMs) {
+      const started = Date.now()
+      while (Date.now() - this.#listedAt > this.#intervalMs) await this.refresh()
+      this.#logger.debug('sqs: publish waited for a fresh queue listing', {
+        waitedMs: Date.now() - started,
+        queues: this.#known.size,
+      })
     }
     return this.#index.match(topic)
   }
@@ -212,6 +219,12 @@ export class QueueDirectory {
     // Refreshing ahead of the deadline keeps publishes from waiting on a listing.
     this.#timer = setInterval(
       () => {
+        // An idle publisher stops listing; its next publish waits for one fresh listing.
+        if (Date.now() - this.#lastUse > Math.max(60_000, this.#intervalMs * 10)) {
+          clearInterval(this.#timer)
+          this.#timer = undefined
+          return
+        }
         this.refresh().catch((error: unknown) => {
           this.#logger.warn('sqs: queue listing failed; publishes will retry it', {
             error: (error as Error).message,
