@@ -4,7 +4,6 @@
  * members of the bus's queues, and disconnect drains this backend's members.
  */
 import {
-  assertEncodable,
   type BackendCapabilities,
   type BatchEntryResult,
   type BatchReceipt,
@@ -27,6 +26,7 @@ import {
 } from '@omnibus/core'
 import { Bus, Member, namedBus, type QueueSettings, releaseNamedBus, safeLog } from './bus.ts'
 import { type MemoryBackendOptions, type ResolvedMemoryOptions, resolveMemoryOptions } from './options.ts'
+import { encodedSizeBound } from './size.ts'
 
 /** The memory backend: an `EventBackend` with a few read-only facts about its bus. */
 export interface MemoryBackend extends EventBackend {
@@ -58,7 +58,7 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
     groups: true,
     orderedPerKey: true,
     replay: false,
-    maxPayloadBytes: resolved.maxPayloadBytes,
+    maxPayloadBytes: resolved.validatePayloads ? resolved.maxPayloadBytes : undefined,
     networked: false,
     wildcardDiscoveryMs: 0,
   })
@@ -75,8 +75,12 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
 
   function prepare(input: EventInput, eventDefaults: EventDefaults): OmnibusEvent {
     const event = createEvent(input, eventDefaults)
-    if (maxPayloadBytes !== undefined) encodeEventChecked(event, maxPayloadBytes, 'memory')
-    else if (validate) assertEncodable(event.data, event.topic)
+    // One walk over the data bounds its encoded size; only an event that might pass the limit, or
+    // holds something the bound does not model (which is where unencodable values end up), is
+    // encoded — and then the codec's own errors name the problem.
+    if (validate && encodedSizeBound(event, maxPayloadBytes) > maxPayloadBytes) {
+      encodeEventChecked(event, maxPayloadBytes, 'memory')
+    }
     return event
   }
 

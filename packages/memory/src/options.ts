@@ -21,16 +21,18 @@ export interface MemoryBackendOptions {
    */
   readonly queueCapacity?: number
   /**
-   * Largest encoded event accepted, in bytes. When set, every publish is encoded with the
-   * CloudEvents codec to measure it, exactly as a persistent backend would (costs one JSON encoding
-   * per event). Unset: no size limit.
-   * @default undefined (no limit) — env `OMNIBUS_MEMORY_MAX_PAYLOAD_BYTES`
+   * Largest encoded event accepted, in bytes, as the CloudEvents codec would write it: the same
+   * limit and error (`PayloadTooLargeError`) as the SQLite and Redis backends by default, so code
+   * that works here does not fail there. Checked with a cheap upper bound; only events whose bound
+   * reaches the limit are encoded to measure them.
+   * @default 1048576 (1 MiB) — env `OMNIBUS_MEMORY_MAX_PAYLOAD_BYTES`
    */
   readonly maxPayloadBytes?: number
   /**
-   * Reject at publish any data JSON cannot carry (BigInt, cycles, functions, Map, NaN, ...), with
-   * a `SerializationError` naming the path, as every other backend does. Cheap (one walk over the
-   * data, no encoding); turn it off only when publishers are trusted and every nanosecond counts.
+   * Check every published payload as a persistent backend would: data JSON cannot carry (BigInt,
+   * cycles, functions, Map, NaN, ...) is a `SerializationError` naming the path, and an event over
+   * `maxPayloadBytes` a `PayloadTooLargeError`. Cheap (one walk over the data, no encoding). `false`
+   * checks nothing (and `capabilities.maxPayloadBytes` is then undefined): for trusted hot paths.
    * @default true — env `OMNIBUS_MEMORY_VALIDATE_PAYLOADS`
    */
   readonly validatePayloads?: boolean
@@ -66,7 +68,7 @@ export interface MemoryBackendOptions {
 export interface ResolvedMemoryOptions {
   readonly name: string | undefined
   readonly queueCapacity: number
-  readonly maxPayloadBytes: number | undefined
+  readonly maxPayloadBytes: number
   readonly validatePayloads: boolean
   readonly drainTimeoutMs: number
   readonly dedupeTtlMs: number
@@ -196,7 +198,7 @@ export function resolveMemoryOptions(
   return {
     name: text(options, 'name', env, /^[A-Za-z0-9_.-]{1,200}$/, "1-200 letters, digits, '_', '-' or '.'"),
     queueCapacity: integer(options, 'queueCapacity', env, 1) ?? 10_000,
-    maxPayloadBytes: integer(options, 'maxPayloadBytes', env, 1),
+    maxPayloadBytes: integer(options, 'maxPayloadBytes', env, 1) ?? 1_048_576,
     validatePayloads: boolean(options, 'validatePayloads', env) ?? true,
     drainTimeoutMs: integer(options, 'drainTimeoutMs', env, 0) ?? 10_000,
     dedupeTtlMs: integer(options, 'dedupeTtlMs', env, 1) ?? 24 * 3600_000,

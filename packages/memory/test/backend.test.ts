@@ -47,7 +47,7 @@ describe('options', () => {
     expect(o).toMatchObject({
       name: undefined,
       queueCapacity: 10_000,
-      maxPayloadBytes: undefined,
+      maxPayloadBytes: 1_048_576,
       validatePayloads: true,
       drainTimeoutMs: 10_000,
       dedupeTtlMs: 86_400_000,
@@ -112,7 +112,7 @@ describe('options', () => {
       networked: false,
       wildcardDiscoveryMs: 0,
     })
-    expect(createMemoryBackend().capabilities.maxPayloadBytes).toBeUndefined()
+    expect(createMemoryBackend().capabilities.maxPayloadBytes).toBe(1_048_576)
   })
 })
 
@@ -167,13 +167,42 @@ describe('errors', () => {
     await expect(b.subscribe('a', () => {}, { from: 'earliest' })).rejects.toBeInstanceOf(CapabilityError)
   })
 
-  it('catches unencodable data without a size limit too, unless validation is off', async () => {
+  it('refuses what SQLite and Redis refuse by default: over 1 MiB encoded, counted in UTF-8', async () => {
+    const b = await backend()
+    // 400k three-byte characters: 1.2 MB in UTF-8 though only 400k UTF-16 units.
+    await expect(b.publish({ topic: 'big', data: '日'.repeat(400_000) })).rejects.toBeInstanceOf(
+      PayloadTooLargeError,
+    )
+    await expect(b.publish({ topic: 'big', data: new Uint8Array(1_048_576) })).rejects.toBeInstanceOf(
+      PayloadTooLargeError,
+    )
+    await expect(b.publish({ topic: 'big', data: 'x'.repeat(1_000_000) })).resolves.toMatchObject({
+      topic: 'big',
+    })
+    // A class whose toJSON writes a lot is measured exactly, not guessed.
+    class Report {
+      toJSON() {
+        return 'y'.repeat(1_100_000)
+      }
+    }
+    await expect(b.publish({ topic: 'big', data: { report: new Report() } as never })).rejects.toBeInstanceOf(
+      PayloadTooLargeError,
+    )
+  })
+
+  it('catches unencodable data whatever the size, unless validation is off', async () => {
     const strict = await backend()
     const cyclic: Record<string, unknown> = {}
     cyclic.self = cyclic
     await expect(strict.publish({ topic: 'a', data: cyclic })).rejects.toBeInstanceOf(SerializationError)
+    await expect(strict.publish({ topic: 'a', data: { list: [1, Number.NaN] } })).rejects.toThrow(
+      /the number NaN at data\.list\[1\]/,
+    )
+    await expect(strict.publish({ topic: 'a', data: { at: new Date(0), n: 1 } })).resolves.toMatchObject({})
     const loose = await backend({ validatePayloads: false })
+    expect(loose.capabilities.maxPayloadBytes).toBeUndefined()
     await expect(loose.publish({ topic: 'a', data: new Map() })).resolves.toMatchObject({ topic: 'a' })
+    await expect(loose.publish({ topic: 'a', data: 'x'.repeat(2_000_000) })).resolves.toMatchObject({})
   })
 
   it('a bad batch entry fails alone', async () => {
