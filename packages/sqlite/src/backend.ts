@@ -39,7 +39,7 @@ import {
   silentLogger,
 } from '@omnibus/core'
 import Database from 'better-sqlite3'
-import { classifyError } from './errors.ts'
+import { classifyError, type SqliteOperation } from './errors.ts'
 import { type IoWorkerReply, ROW_FIELDS, startIoWorker } from './io-worker.ts'
 import { type ResolvedSqliteOptions, resolveOptions, type SqliteBackendOptions } from './options.ts'
 import { SCHEMA_SQL, SCHEMA_VERSION } from './schema.ts'
@@ -137,6 +137,8 @@ interface SubState {
 }
 
 const BACKEND = 'sqlite'
+/** Pause between tries while another connection holds the write lock. */
+const BUSY_RETRY_MS = 1
 /** New events moved into a group's pending list per claim; bounds one transaction's work. */
 const SCAN_LIMIT = 1000
 /** A group stops scanning ahead once this many events wait unacknowledged. */
@@ -181,6 +183,9 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
   let disconnecting: Promise<void> | undefined
   let queue: PendingPublish[] = []
   let flushScheduled = false
+  /** When the pending batch first found the file locked (0: it did not). */
+  let busySince = 0
+  let busyTimer: NodeJS.Timeout | undefined
   let pollTimer: NodeJS.Timeout | undefined
   let maintenanceTimer: NodeJS.Timeout | undefined
   let lastDataVersion = 0
@@ -277,6 +282,8 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
         startTimers()
         startIoThread()
         applyStoredRetention(true)
+        // From here on lock waits are retried without blocking the thread (see retryBusy).
+        d.pragma('busy_timeout = 0')
       } catch (error) {
         state = 'closed'
         db = undefined
@@ -501,10 +508,26 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
         seqs = [Number(st.insertEvent.run(p.id, p.topic, p.pkey, p.time, p.body).lastInsertRowid)]
       } else seqs = insertEvents(batch)
     } catch (error) {
+      if (isBusy(error)) {
+        const now = Date.now()
+        if (busySince === 0) busySince = now
+        if (now - busySince < o.busyTimeoutMs) {
+          // Another process holds the write lock: keep the batch at the head (later publishes
+          // still commit after it) and try again shortly, without blocking this thread.
+          queue = batch.concat(queue)
+          busyTimer ??= setTimeout(() => {
+            busyTimer = undefined
+            flush()
+          }, BUSY_RETRY_MS)
+          return
+        }
+      }
+      busySince = 0
       const e = classifyError(error, 'publish', fileLabel)
       for (const p of batch) p.reject(e)
       return
     }
+    busySince = 0
     counters.published += batch.length
     counters.publishTransactions++
     for (let i = 0; i < batch.length; i++) {
@@ -513,6 +536,16 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
     }
     wakeAll()
     notifyPeers()
+  }
+
+  /** Commits (or, past the busy timeout, rejects) everything accepted so far. */
+  async function drainPublishes(): Promise<void> {
+    for (;;) {
+      flush()
+      await ioDrained()
+      if (queue.length === 0) return
+      await sleep(BUSY_RETRY_MS)
+    }
   }
 
   function notifyPeers(): void {
@@ -598,16 +631,11 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
       typeof payload === 'string'
         ? payload
         : Buffer.from(payload.buffer, payload.byteOffset, payload.byteLength)
-    try {
-      d.prepare('INSERT INTO omnibus_events (id, topic, pkey, time, body) VALUES (?, ?, NULL, ?, ?)').run(
-        `raw-${randomUUID()}`,
-        topic,
-        Date.now(),
-        body,
-      )
-    } catch (error) {
-      throw classifyError(error, 'publish', fileLabel)
-    }
+    await retryBusy('publish', () =>
+      d
+        .prepare('INSERT INTO omnibus_events (id, topic, pkey, time, body) VALUES (?, ?, NULL, ?, ?)')
+        .run(`raw-${randomUUID()}`, topic, Date.now(), body),
+    )
     wakeAll()
     notifyPeers()
   }
@@ -672,6 +700,11 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
       }
       rows = claim(s, room, now)
     } catch (error) {
+      if (isBusy(error)) {
+        // Another process is writing: try again in a moment without blocking this thread.
+        setTimer(s, Date.now() + BUSY_RETRY_MS)
+        return
+      }
       const e = classifyError(error, 'consume', fileLabel)
       logger.warn('sqlite: claiming events failed, will retry', { error: e.message })
       setTimer(s, Date.now() + 50)
@@ -748,10 +781,31 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
     if (typeof next === 'number') setTimer(s, next + 1)
   }
 
-  function tx(fn: () => void): void {
-    const d = db
-    if (d === undefined || !d.open) throw new NotConnectedError(BACKEND, 'acknowledge')
-    d.transaction(fn).immediate()
+  /** Runs `fn` in a write transaction, retrying while another connection holds the lock. */
+  function tx(fn: () => void, operation: SqliteOperation = 'consume'): Promise<void> {
+    return retryBusy(operation, () => {
+      const d = db
+      if (d === undefined || !d.open) throw new NotConnectedError(BACKEND, operation)
+      d.transaction(fn).immediate()
+    })
+  }
+
+  /**
+   * Runs `fn`; while it fails because another connection holds the write lock, runs it again
+   * every millisecond until `busyTimeoutMs` has passed, then throws `DATABASE_LOCKED`. SQLite's own
+   * busy handler (left at 0 on this connection after connect) would block the thread and back
+   * off up to 100 ms between tries, which showed as tens of ms of latency with two processes.
+   */
+  async function retryBusy<R>(operation: SqliteOperation, fn: () => R): Promise<R> {
+    const deadline = Date.now() + o.busyTimeoutMs
+    for (;;) {
+      try {
+        return fn()
+      } catch (error) {
+        if (!isBusy(error) || Date.now() >= deadline) throw classifyError(error, operation, fileLabel)
+      }
+      await sleep(BUSY_RETRY_MS)
+    }
   }
 
   function rawStandIn(row: ClaimedRow): OmnibusEvent {
@@ -770,16 +824,16 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
     }
   }
 
-  function deadLetter(
+  async function deadLetter(
     s: SubState,
     row: ClaimedRow,
     event: OmnibusEvent,
     reason: string,
     error: unknown,
     attempt: number,
-  ): void {
+  ): Promise<void> {
     const now = Date.now()
-    tx(() => {
+    await tx(() => {
       if (s.opts.deadLetter !== false) {
         appendInTx(
           deadLetterInput(event, s.opts.deadLetter, {
@@ -806,7 +860,9 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
     const attempt = row.attempts + 1
     if (s.closing || !s.active || state !== 'open') {
       // Not started: hand it back without counting the claim as an attempt.
-      if (s.opts.guarantee !== 'at-most-once' && db?.open) st.release.run(1, s.gid, row.seq, s.owner)
+      if (s.opts.guarantee !== 'at-most-once' && db?.open) {
+        await retryBusy('consume', () => st.release.run(1, s.gid, row.seq, s.owner))
+      }
       return
     }
     let event: OmnibusEvent
@@ -816,12 +872,12 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
       const reason =
         error instanceof InvalidEnvelopeError ? error.message : `undecodable row: ${String(error)}`
       logger.warn('sqlite: dead-lettering a row that is not an Omnibus envelope', { seq: row.seq, reason })
-      deadLetter(s, row, rawStandIn(row), reason, error, attempt)
+      await deadLetter(s, row, rawStandIn(row), reason, error, attempt)
       return
     }
     if (s.opts.guarantee !== 'at-most-once' && attempt > s.opts.retry.maxAttempts) {
       // Earlier claims ended without an answer (the consumer died or lost its lease).
-      deadLetter(
+      await deadLetter(
         s,
         row,
         event,
@@ -852,7 +908,7 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
       return
     }
     if (outcome.kind === 'ack') {
-      tx(() => {
+      await tx(() => {
         if (s.opts.guarantee === 'exactly-once') st.markProcessed.run(s.gid, event.id, Date.now())
         st.deleteLease.run(s.gid, row.seq)
       })
@@ -862,17 +918,17 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
     const decision = decideFailure(s.opts, attempt, outcome)
     if (decision.action === 'retry') {
       const now = Date.now()
-      tx(() => {
+      await tx(() => {
         st.retryLater.run(now + decision.delayMs, now, s.gid, row.seq, s.owner)
       })
       setTimer(s, now + decision.delayMs)
       return
     }
     if (decision.action === 'dead-letter') {
-      deadLetter(s, row, event, decision.reason, outcome.error, attempt)
+      await deadLetter(s, row, event, decision.reason, outcome.error, attempt)
       return
     }
-    tx(() => {
+    await tx(() => {
       st.deleteLease.run(s.gid, row.seq)
     })
     logger.debug('sqlite: event dropped after failure', { id: event.id, reason: decision.reason })
@@ -885,11 +941,11 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
 
   function extendLeases(s: SubState): void {
     if (s.held === 0 || db === undefined || !db.open || state !== 'open') return
-    try {
-      st.extend.run(Date.now() + s.visibilityMs, s.owner)
-    } catch (error) {
-      logger.warn('sqlite: lease extension failed, will retry', { error: String(error) })
-    }
+    retryBusy('consume', () => st.extend.run(Date.now() + s.visibilityMs, s.owner)).catch(
+      (error: unknown) => {
+        logger.warn('sqlite: lease extension failed, will retry', { error: String(error) })
+      },
+    )
   }
 
   async function subscribe<T = unknown>(
@@ -905,15 +961,17 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
     const name = resolved.group ?? `~${id}`
     let gid: number
     try {
-      gid = d
-        .transaction((): number => {
-          const start = resolved.from === 'earliest' ? 0 : Number(st.topSeq.get())
-          const row = st.upsertGroup.get(name, pattern, start, ephemeral ? 1 : 0, Date.now()) as {
-            gid: number
-          }
-          return row.gid
-        })
-        .immediate()
+      gid = await retryBusy('subscribe', () =>
+        d
+          .transaction((): number => {
+            const start = resolved.from === 'earliest' ? 0 : Number(st.topSeq.get())
+            const row = st.upsertGroup.get(name, pattern, start, ephemeral ? 1 : 0, Date.now()) as {
+              gid: number
+            }
+            return row.gid
+          })
+          .immediate(),
+      )
     } catch (error) {
       throw classifyError(error, 'subscribe', fileLabel)
     }
@@ -988,7 +1046,7 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
       refreshKeepAlive()
       if (db?.open) {
         try {
-          tx(() => {
+          await tx(() => {
             // Whatever is still held (handlers cut off by the drain timeout) goes back to the group.
             st.releaseOwner.run(s.owner)
             if (s.ephemeral) dropGroupRows(s.gid)
@@ -1013,8 +1071,7 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
     disconnecting = (async () => {
       flush()
       await Promise.all([...subs.values()].map((s) => closeSubscription(s, drainMs)))
-      flush()
-      await ioDrained()
+      await drainPublishes()
       if (pollTimer !== undefined) clearInterval(pollTimer)
       if (maintenanceTimer !== undefined) clearInterval(maintenanceTimer)
       pollTimer = undefined
@@ -1064,11 +1121,7 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
         },
       )
     }
-    try {
-      return runCleanup(maxAgeMs)
-    } catch (error) {
-      throw classifyError(error, 'cleanup', fileLabel)
-    }
+    return retryBusy('cleanup', () => runCleanup(maxAgeMs))
   }
 
   return {
@@ -1169,3 +1222,13 @@ function makeStatements(d: Database.Database) {
 type Statements = ReturnType<typeof makeStatements>
 
 function noop(): void {}
+
+function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms))
+}
+
+/** The write lock is held by another connection (SQLITE_BUSY and its extended codes). */
+function isBusy(error: unknown): boolean {
+  const code = (error as { code?: unknown } | null)?.code
+  return typeof code === 'string' && (code.startsWith('SQLITE_BUSY') || code.startsWith('SQLITE_LOCKED'))
+}
