@@ -229,6 +229,18 @@ export function createKafkaClient(o: ResolvedKafkaOptions): KafkaClient {
   let admin: Admin | undefined
   let producer: Producer | undefined
 
+  /** Set after a failed produce: the idempotent sequence numbers may be out of step now. */
+  let producerSuspect = false
+  const newProducer = (): Producer =>
+    kafka.producer({
+      idempotent: true,
+      maxInFlightRequests: 1,
+      // kafkajs 2's default (murmur2 over the key, like the Java client), named to skip its warning.
+      createPartitioner: Partitioners.DefaultPartitioner,
+      allowAutoTopicCreation: false,
+      retry: { retries: Math.max(o.retries, 5), initialRetryTime: 100, maxRetryTime: 2000 },
+    })
+
   const needAdmin = (): Admin => {
     if (admin === undefined) throw new Error('Kafka client is not connected')
     return admin
@@ -237,14 +249,7 @@ export function createKafkaClient(o: ResolvedKafkaOptions): KafkaClient {
   const client: KafkaClient = {
     async connect() {
       const a = kafka.admin({ retry: { retries: o.retries, initialRetryTime: 100, maxRetryTime: 2000 } })
-      const p = kafka.producer({
-        idempotent: true,
-        maxInFlightRequests: 1,
-        // kafkajs 2's default (murmur2 over the key, like the Java client), named to skip its warning.
-        createPartitioner: Partitioners.DefaultPartitioner,
-        allowAutoTopicCreation: false,
-        retry: { retries: Math.max(o.retries, 5), initialRetryTime: 100, maxRetryTime: 2000 },
-      })
+      const p = newProducer()
       try {
         await a.connect()
         await p.connect()
@@ -295,11 +300,27 @@ export function createKafkaClient(o: ResolvedKafkaOptions): KafkaClient {
     },
     async send(batches) {
       if (producer === undefined) throw new Error('Kafka client is not connected')
-      await producer.sendBatch({
-        acks: -1,
-        compression: CompressionTypes.None,
-        topicMessages: batches.map((b) => ({ topic: b.topic, messages: b.messages as OutgoingMessage[] })),
-      })
+      if (producerSuspect) {
+        // After a produce failed (broker restart, timeout), kafkajs keeps the old producer id and
+        // sequence numbers, and the broker then refuses every later batch as out of order. A new
+        // producer session starts clean; a batch that did land before the failure may repeat.
+        const fresh = newProducer()
+        await fresh.connect()
+        const old = producer
+        producer = fresh
+        producerSuspect = false
+        await old.disconnect().catch(() => {})
+      }
+      try {
+        await producer.sendBatch({
+          acks: -1,
+          compression: CompressionTypes.None,
+          topicMessages: batches.map((b) => ({ topic: b.topic, messages: b.messages as OutgoingMessage[] })),
+        })
+      } catch (error) {
+        producerSuspect = true
+        throw error
+      }
     },
     async endOffsets(topic) {
       const offsets = await retrying(() => needAdmin().fetchTopicOffsets(topic))
