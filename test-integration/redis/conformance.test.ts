@@ -23,15 +23,6 @@ describeWithService('redis', 'redis backend', () => {
   conformanceSuite('redis', {
     makeBackend: () => makeBackend(),
     timeouts: { deliveryMs: 5_000, groupJoinMs: 5_000, visibilityMs: 2_000 },
-    // Both chain cases publish their first batch before the group exists and expect it delivered,
-    // which case 17 (a new group starts at 'latest') forbids; faults.test.ts runs the same chain
-    // with the group declared first.
-    exclude: {
-      '20-consumer-chain':
-        "suite publishes batch 1 before the group exists, contradicting case 17's 'latest' default; see faults.test.ts",
-      '20-consumer-chain-killed':
-        "suite publishes batch 1 before the group exists, contradicting case 17's 'latest' default; see faults.test.ts",
-    },
     injectRaw: async (topic, payload) => {
       const b = makeBackend()
       await b.connect()
