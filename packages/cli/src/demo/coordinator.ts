@@ -19,7 +19,7 @@ import {
   silentLogger,
   waitUntil,
 } from '@omnibus/core'
-import { connectBackend, describe, EXIT } from '../backend.ts'
+import { CliError, connectBackend, describe, EXIT } from '../backend.ts'
 import { paint } from '../format.ts'
 import type { CommandIo } from '../io.ts'
 import {
@@ -81,6 +81,14 @@ export async function runDemo(opts: DemoOptions, io: CommandIo): Promise<number>
   const started = performance.now()
   const backend = await connectBackend(url, opts.timeoutMs)
   const children: ChildProcess[] = []
+  if (!backend.capabilities.crossProcess) {
+    await backend.disconnect().catch(() => undefined)
+    throw new CliError(
+      `the demo runs its agents in separate processes, and the ${backend.name} backend (${redactUrl(url)}) only reaches ` +
+        'its own process: use sqlite://, redis://, kafka://, amqp:// or sqs://',
+      EXIT.usage,
+    )
+  }
   try {
     return await coordinate(backend, url, run, opts, io, children, started)
   } finally {
