@@ -52,6 +52,7 @@ export class Link {
   #upWaiters: Array<() => void> = []
   #inflight = 0
   #slotWaiters: Array<() => void> = []
+  #slotTimer: NodeJS.Timeout | undefined
   #writable = true
   #closing = new AbortController()
   #lastError: Error | undefined
@@ -281,9 +282,23 @@ export class Link {
       if (Date.now() >= deadline) await this.#waitForChange(deadline, action)
       await new Promise<void>((resolve) => {
         this.#slotWaiters.push(resolve)
-        setTimeout(resolve, 250)
+        this.#armSlotTimer()
       })
     }
+  }
+
+  /**
+   * One timer for all publishes waiting for a window slot, so they re-check their deadline even
+   * when no confirm arrives (a stuck broker), without a timer per waiting publish.
+   */
+  #armSlotTimer(): void {
+    if (this.#slotTimer !== undefined) return
+    this.#slotTimer = setTimeout(() => {
+      this.#slotTimer = undefined
+      if (this.#slotWaiters.length === 0) return
+      this.#wakeSlots()
+    }, 250)
+    this.#slotTimer.unref()
   }
 
   /**
@@ -291,7 +306,30 @@ export class Link {
    * before the confirm means the broker may or may not have the message: it is sent again on the
    * next channel (a possible duplicate, never a loss) until `deadline`.
    */
-  async publish(
+  publish(
+    exchange: string,
+    routingKey: string,
+    content: Buffer,
+    props: Options.Publish,
+    deadline: number,
+  ): Promise<void> {
+    const pub = this.#pub
+    // Fast path (the link is up and the window has room): no extra promise hops per message.
+    if (
+      this.#state === 'up' &&
+      pub !== undefined &&
+      this.#writable &&
+      this.#inflight < this.#o.publishWindow
+    ) {
+      return this.#send(pub, exchange, routingKey, content, props).catch((error: unknown) => {
+        this.#checkRetry(error, pub, deadline)
+        return this.#publishLoop(exchange, routingKey, content, props, deadline)
+      })
+    }
+    return this.#publishLoop(exchange, routingKey, content, props, deadline)
+  }
+
+  async #publishLoop(
     exchange: string,
     routingKey: string,
     content: Buffer,
@@ -301,38 +339,52 @@ export class Link {
     for (;;) {
       const pub = await this.#slot(deadline, 'publish')
       try {
-        await new Promise<void>((resolve, reject) => {
-          this.#inflight++
-          let settled = false
-          const done = (error: unknown): void => {
-            if (settled) return
-            settled = true
-            this.#inflight--
-            if (this.#slotWaiters.length > 0) this.#slotWaiters.shift()?.()
-            if (error === null || error === undefined) resolve()
-            else reject(this.#pub === pub ? error : new Unconfirmed(String(error)))
-          }
-          try {
-            if (!pub.publish(exchange, routingKey, content, props, done)) this.#writable = false
-          } catch (error) {
-            done(error)
-          }
-        })
+        await this.#send(pub, exchange, routingKey, content, props)
         return
       } catch (error) {
-        const e = classifyError(error, 'publish', this.#o.endpoint)
-        const channelGone = error instanceof Unconfirmed || e.code === 'CONNECTION_LOST' || this.#pub !== pub
-        if (!(channelGone || e.retryable) || Date.now() >= deadline || this.#state === 'closed') {
-          if (channelGone && this.#state !== 'closed') {
-            throw new ConnectionError(
-              `RabbitMQ at ${this.#o.endpoint} did not confirm the publish before the publish timeout; publish it again (same id)`,
-              { backend: 'rabbitmq', code: 'CONNECTION_LOST', retryable: true, cause: error },
-            )
-          }
-          throw e
-        }
+        this.#checkRetry(error, pub, deadline)
       }
     }
+  }
+
+  #send(
+    pub: ConfirmChannel,
+    exchange: string,
+    routingKey: string,
+    content: Buffer,
+    props: Options.Publish,
+  ): Promise<void> {
+    return new Promise<void>((resolve, reject) => {
+      this.#inflight++
+      let settled = false
+      const done = (error: unknown): void => {
+        if (settled) return
+        settled = true
+        this.#inflight--
+        if (this.#slotWaiters.length > 0) this.#slotWaiters.shift()?.()
+        if (error === null || error === undefined) resolve()
+        else reject(this.#pub === pub ? error : new Unconfirmed(String(error)))
+      }
+      try {
+        if (!pub.publish(exchange, routingKey, content, props, done)) this.#writable = false
+      } catch (error) {
+        done(error)
+      }
+    })
+  }
+
+  /** Returns when a failed send may be tried again; throws the error the caller should see. */
+  #checkRetry(error: unknown, pub: ConfirmChannel, deadline: number): void {
+    const e = classifyError(error, 'publish', this.#o.endpoint)
+    const channelGone = error instanceof Unconfirmed || e.code === 'CONNECTION_LOST' || this.#pub !== pub
+    if ((channelGone || e.retryable) && Date.now() < deadline && this.#state !== 'closed') return
+    if (channelGone && this.#state !== 'closed') {
+      throw new ConnectionError(
+        `RabbitMQ at ${this.#o.endpoint} did not confirm the publish before the publish timeout; publish it again (same id)`,
+        { backend: 'rabbitmq', code: 'CONNECTION_LOST', retryable: true, cause: error },
+      )
+    }
+    throw e
   }
 
   /** Channel for declarations that may fail (a failed declare closes its channel, not the publisher). */
