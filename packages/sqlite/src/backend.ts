@@ -89,6 +89,8 @@ export interface SqliteBackendStats {
   readonly publishTransactions: number
   /** Events dead-lettered by this instance's subscriptions (failures and undecodable rows). */
   readonly deadLettered: number
+  /** Writes retried because another connection held the write lock. */
+  readonly lockRetries: number
 }
 
 interface PendingPublish {
@@ -194,7 +196,7 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
   let ioNextId = 0
   const ioBatches = new Map<number, PendingPublish[]>()
   let ioIdleWaiters: (() => void)[] = []
-  const counters = { published: 0, publishTransactions: 0, deadLettered: 0 }
+  const counters = { published: 0, publishTransactions: 0, deadLettered: 0, lockRetries: 0 }
   const subs = new Map<string, SubState>()
   const dirty = new Set<SubState>()
   let pumpScheduled = false
@@ -512,6 +514,7 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
         const now = Date.now()
         if (busySince === 0) busySince = now
         if (now - busySince < o.busyTimeoutMs) {
+          counters.lockRetries++
           // Another process holds the write lock: keep the batch at the head (later publishes
           // still commit after it) and try again shortly, without blocking this thread.
           queue = batch.concat(queue)
@@ -701,6 +704,7 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
       rows = claim(s, room, now)
     } catch (error) {
       if (isBusy(error)) {
+        counters.lockRetries++
         // Another process is writing: try again in a moment without blocking this thread.
         setTimer(s, Date.now() + BUSY_RETRY_MS)
         return
@@ -804,6 +808,7 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
       } catch (error) {
         if (!isBusy(error) || Date.now() >= deadline) throw classifyError(error, operation, fileLabel)
       }
+      counters.lockRetries++
       await sleep(BUSY_RETRY_MS)
     }
   }
