@@ -302,13 +302,26 @@ export function createRedisBackend(options: RedisBackendOptions = {}): RedisBack
     notifier = n
     n.on('error', (err: Error) => logger.debug('redis notifier error', { error: err.message }))
     n.on('message', (_channel: string, topic: string) => announce(topic))
-    notifierReady = (async () => {
+    const ready = (async () => {
       await waitReady(n, cfg.connectTimeoutMs)
       await n.subscribe(keys.topicsChannel)
     })()
-    rescanTimer = setInterval(() => void rescan(), cfg.discoveryIntervalMs)
-    rescanTimer.unref()
-    return notifierReady
+    notifierReady = ready
+    try {
+      await ready
+    } catch (err) {
+      // Let the next wildcard subscribe try again instead of failing forever.
+      if (notifierReady === ready) {
+        notifierReady = undefined
+        notifier = undefined
+      }
+      n.disconnect()
+      throw classifyError(err, 'subscribe')
+    }
+    if (rescanTimer === undefined) {
+      rescanTimer = setInterval(() => void rescan(), cfg.discoveryIntervalMs)
+      rescanTimer.unref()
+    }
   }
 
   function announce(topic: string): void {
