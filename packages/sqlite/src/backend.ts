@@ -1077,6 +1077,8 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
       flush()
       await Promise.all([...subs.values()].map((s) => closeSubscription(s, drainMs)))
       await drainPublishes()
+      if (busyTimer !== undefined) clearTimeout(busyTimer)
+      busyTimer = undefined
       if (pollTimer !== undefined) clearInterval(pollTimer)
       if (maintenanceTimer !== undefined) clearInterval(maintenanceTimer)
       pollTimer = undefined
