@@ -7,6 +7,7 @@
  * transaction. Commits by other processes are noticed through `PRAGMA data_version`.
  */
 import { randomUUID } from 'node:crypto'
+import { resolve as resolvePath } from 'node:path'
 import type { Worker } from 'node:worker_threads'
 import {
   type BackendCapabilities,
@@ -165,8 +166,10 @@ const localPeers = new Map<string, Set<() => void>>()
 export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteBackend {
   const o: ResolvedSqliteOptions = resolveOptions(options)
   const logger: Logger = o.logger ?? silentLogger
-  const inMemory = o.path === ':memory:' && o.database === undefined
-  const fileLabel = inMemory ? 'the in-memory database' : `database file "${o.path}"`
+  // A ready connection decides for itself: its file, or a private in-memory database.
+  const dbPath = o.database === undefined ? o.path : o.database.name
+  const inMemory = o.database === undefined ? o.path === ':memory:' : o.database.memory
+  const fileLabel = inMemory ? 'the in-memory database' : `database file "${dbPath}"`
   const capabilities: BackendCapabilities = Object.freeze({
     guarantees: Object.freeze(['at-most-once', 'at-least-once', 'exactly-once'] as const),
     persistent: !inMemory,
@@ -200,7 +203,7 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
   const subs = new Map<string, SubState>()
   const dirty = new Set<SubState>()
   let pumpScheduled = false
-  const peerKey = inMemory ? undefined : `${o.path}`
+  const peerKey = inMemory ? undefined : resolvePath(dbPath)
   const wakeFromPeer = () => wakeAll()
   let st = undefined as unknown as Statements
   let insertEvents: ((batch: PendingPublish[]) => number[]) | undefined
@@ -1134,7 +1137,7 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
   return {
     name: BACKEND,
     capabilities,
-    path: o.path,
+    path: inMemory ? ':memory:' : dbPath,
     get isConnected() {
       return state === 'open'
     },
@@ -1147,7 +1150,7 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
     cleanup,
     injectRaw,
     stats: () => ({ ...counters }),
-    describe: () => `sqlite(${inMemory ? ':memory:' : o.path}, ${state})`,
+    describe: () => `sqlite(${inMemory ? ':memory:' : dbPath}, ${state})`,
   }
 }
 

@@ -366,3 +366,40 @@ describe('sqlite backend: retention', () => {
     expect(Number(last.position)).toBeGreaterThan(Number(first.position))
   })
 })
+
+describe('sqlite backend: a ready connection', () => {
+  it('uses a given file connection, shares it with other instances, and leaves it open', async () => {
+    const file = tmp.file()
+    const own = new Database(file)
+    const b = await pool.open({ database: own })
+    expect(b.path).toBe(file)
+    const other = await pool.open({ path: file })
+    const got: unknown[] = []
+    await other.subscribe('ready.t', (e) => {
+      got.push(e.data)
+    })
+    await Promise.all(Array.from({ length: 100 }, (_, i) => b.publish({ topic: 'ready.t', data: i })))
+    await waitFor('100 events through the other instance', () => got.length === 100)
+    await pool.closeAll()
+    expect(own.open).toBe(true)
+    expect((own.prepare('SELECT count(*) AS n FROM omnibus_events').get() as { n: number }).n).toBe(100)
+    own.close()
+  })
+
+  it('a given in-memory connection is private and declares so, and large batches stay in it', async () => {
+    const mem = new Database(':memory:')
+    const b = await pool.open({ database: mem })
+    expect(b.capabilities).toMatchObject({ persistent: false, crossProcess: false })
+    const got: unknown[] = []
+    await b.subscribe(
+      'mem.big',
+      (e) => {
+        got.push(e.data)
+      },
+      { concurrency: 8 },
+    )
+    await Promise.all(Array.from({ length: 600 }, (_, i) => b.publish({ topic: 'mem.big', data: i })))
+    await waitFor('600 events', () => got.length === 600)
+    expect((mem.prepare('SELECT count(*) AS n FROM omnibus_events').get() as { n: number }).n).toBe(600)
+  })
+})
