@@ -81,23 +81,30 @@ const inRootContext = AsyncLocalStorage.snapshot()
 /** The context a handler receives; one small object per delivery, methods on the prototype. */
 class Context implements HandlerContext {
   readonly attempt: number
-  readonly subscription: Subscription
-  readonly logger: Logger
-  readonly signal: AbortSignal
   decision: HandlerOutcome | undefined = undefined
-  readonly #handler: EventHandler
+  readonly #member: Member
 
   constructor(attempt: number, member: Member) {
     this.attempt = attempt
-    this.subscription = member.subscription
-    this.logger = member.logger
-    this.signal = member.signal
-    this.#handler = member.handler
+    this.#member = member
+  }
+
+  // Read through the member: a delivery allocates two fields instead of five.
+  get subscription(): Subscription {
+    return this.#member.subscription
+  }
+
+  get logger(): Logger {
+    return this.#member.logger
+  }
+
+  get signal(): AbortSignal {
+    return this.#member.signal
   }
 
   /** Calls the handler; shaped for `callWithEventContextSync`, so no closure per event. */
   static call(event: OmnibusEvent, ctx: Context): unknown {
-    return ctx.#handler(event, ctx)
+    return ctx.#member.handler(event, ctx)
   }
 
   retry(delayMs?: number): void {
