@@ -26,6 +26,8 @@ export const EXIT = {
   usage: 2,
   /** The backend could not be reached. */
   unreachable: 3,
+  /** Stopped by SIGINT/SIGTERM. */
+  interrupted: 130,
 } as const
 
 /** An error that ends the command with `exitCode` and a one-line message. */

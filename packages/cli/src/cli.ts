@@ -35,7 +35,8 @@ Global options:
   --version
 
 Exit codes: 0 ok, 1 command failed (unhealthy, publish refused, demo tasks lost),
-            2 usage error (bad option, URL or JSON; nothing sent), 3 backend unreachable.`
+            2 usage error (bad option, URL or JSON; nothing sent), 3 backend unreachable,
+            130 interrupted (demo).`
 
 const HELP: Readonly<Record<string, string>> = {
   tail: `Usage: omnibus tail [patterns…] [--json] [--from earliest|latest] [--group NAME] [--count N]

@@ -89,11 +89,24 @@ export async function runDemo(opts: DemoOptions, io: CommandIo): Promise<number>
       EXIT.usage,
     )
   }
+  // Ctrl-C (or SIGTERM) ends the demo at once: pending requests and waits are abandoned, the
+  // workers are killed and the backend closed, whatever the run was waiting for.
+  const interrupted = new Promise<number>((resolve) => {
+    const stop = (): void => {
+      io.err('omnibus demo: interrupted')
+      resolve(EXIT.interrupted)
+    }
+    if (io.signal.aborted) stop()
+    else io.signal.addEventListener('abort', stop, { once: true })
+  })
   try {
-    return await coordinate(backend, url, run, opts, io, children, started)
+    return await Promise.race([coordinate(backend, url, run, opts, io, children, started), interrupted])
   } finally {
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
-    await backend.disconnect({ drainTimeoutMs: 2000 }).catch(() => undefined)
+    await Promise.race([
+      backend.disconnect({ drainTimeoutMs: 2000 }).catch(() => undefined),
+      new Promise((resolve) => setTimeout(resolve, 5000).unref()),
+    ])
     if (tmp !== undefined) rmSync(tmp, { recursive: true, force: true })
   }
 }
