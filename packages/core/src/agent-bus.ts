@@ -404,6 +404,9 @@ export class AgentMessageBus {
         cleanup: () => opts.signal?.removeEventListener('abort', onAbort),
       })
     })
+    // The deadline covers the publish too, so the reply promise may reject while publish is still
+    // pending: mark it handled now; the caller still gets the rejection from `return reply`.
+    reply.catch(() => undefined)
     try {
       await this.#backend.publish(input)
     } catch (error) {
@@ -413,7 +416,6 @@ export class AgentMessageBus {
         p.cleanup()
         this.#pending.delete(id)
       }
-      reply.catch(() => undefined)
       throw error
     }
     this.#stats.requests++

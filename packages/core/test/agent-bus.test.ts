@@ -87,6 +87,16 @@ describe('AgentMessageBus', () => {
     expect(a.stats().timeouts).toBe(1)
   })
 
+  it('the deadline covers a slow publish: TimeoutError, and no unhandled rejection', async () => {
+    const backend = createFakeBackend()
+    const a = bus(backend)
+    await a.subscribeAgent('calc', async (_m, ctx) => ctx.reply(1))
+    backend.publishDelayMs = 150
+    await expect(a.request('calc', 'x', {}, { timeoutMs: 30 })).rejects.toBeInstanceOf(TimeoutError)
+    backend.publishDelayMs = 0
+    await expect(a.request('calc', 'x', {})).resolves.toBe(1)
+  })
+
   it('a late reply after the timeout is discarded and counted', async () => {
     const backend = createFakeBackend()
     const a = bus(backend)

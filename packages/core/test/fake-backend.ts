@@ -32,6 +32,8 @@ export interface FakeBackend extends EventBackend {
   /** When set, publish/publishBatch reject with it. */
   failWith: Error | undefined
   publishBatchCalls: number
+  /** When set, publish resolves after this many ms (a slow broker). */
+  publishDelayMs: number
 }
 
 export function createFakeBackend(
@@ -98,6 +100,7 @@ export function createFakeBackend(
     stall: undefined,
     failWith: undefined,
     publishBatchCalls: 0,
+    publishDelayMs: 0,
     get isConnected() {
       return connected
     },
@@ -111,6 +114,7 @@ export function createFakeBackend(
       return { healthy: connected, latencyMs: 0 }
     },
     async publish<T>(input: EventInput<T>) {
+      if (backend.publishDelayMs > 0) await new Promise((r) => setTimeout(r, backend.publishDelayMs))
       if (backend.failWith) throw backend.failWith
       const event = createEvent(input)
       backend.published.push(event)
