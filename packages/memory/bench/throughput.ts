@@ -10,7 +10,7 @@
  * limit) are on, as by default, unless the row says otherwise.
  */
 import { EventEmitter } from 'node:events'
-import { compilePattern, type EventBackend, type EventInput } from '@omnibus/core'
+import { compilePattern, createEvent, type EventBackend, type EventInput } from '@omnibus/core'
 import { createMemoryBackend, type MemoryBackendOptions } from '../src/index.ts'
 
 const TOTAL = Number(process.argv[2] ?? 1_000_000)
@@ -137,7 +137,12 @@ async function runMemory(
   return row(name, t, expected(TOTAL))
 }
 
-function runEmitter(name: string, patterns: readonly string[], topics: readonly string[]): Row {
+function runEmitter(
+  name: string,
+  patterns: readonly string[],
+  topics: readonly string[],
+  envelopes = false,
+): Row {
   // The EventEmitter has no wildcards: the handlers that the memory backend's patterns select for
   // each topic are registered on that topic directly, and every other pattern gets a listener of
   // its own that is never emitted to, so both sides hold as many handlers.
@@ -165,7 +170,17 @@ function runEmitter(name: string, patterns: readonly string[], topics: readonly 
   const once = (count: number): Timing => {
     delivered = 0
     const stop = startTimer()
-    for (let n = 0; n < count; n++) ee.emit(topics[n % topics.length] as string, data[n])
+    if (envelopes) {
+      // The same envelope the backend builds (id, time, topic check), then a plain emit: what is
+      // left between this row and the backend's is the queueing and the handler context.
+      const defaults = { time: Date.now() }
+      for (let n = 0; n < count; n++) {
+        const topic = topics[n % topics.length] as string
+        ee.emit(topic, createEvent({ topic, data: data[n] }, defaults))
+      }
+    } else {
+      for (let n = 0; n < count; n++) ee.emit(topics[n % topics.length] as string, data[n])
+    }
     const timing = stop()
     if (delivered !== expected(count)) throw new Error('EventEmitter baseline lost deliveries')
     return timing
@@ -192,6 +207,10 @@ const patterns = wildcardPatterns()
 const rows: Array<Row & { baseline?: Row; target?: number }> = []
 const eeExact = runEmitter('EventEmitter, 1 listener', ['bench.exact'], exactTopics)
 rows.push({ ...eeExact })
+rows.push({
+  ...runEmitter('EventEmitter + createEvent envelope', ['bench.exact'], exactTopics, true),
+  baseline: eeExact,
+})
 rows.push({
   ...(await runMemory('memory, 1 exact subscription', ['bench.exact'], exactTopics, {}, 'batch')),
   baseline: eeExact,
