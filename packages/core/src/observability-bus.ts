@@ -435,15 +435,17 @@ export class ObservabilityBus {
   }
 
   /**
-   * Subscribes through the backend; telemetry subscriptions default to `at-most-once` (pass
-   * `guarantee` to ask for more).
+   * Subscribes through the backend. Telemetry subscriptions default to `at-most-once`, or to the
+   * weakest guarantee a backend offers when it has no at-most-once; pass `guarantee` to choose.
    */
   subscribe<T = unknown>(
     pattern: string,
     handler: EventHandler<T>,
     opts: SubscribeOptions = {},
   ): Promise<Subscription> {
-    return this.#backend.subscribe(pattern, handler, { guarantee: 'at-most-once', ...opts })
+    const offered = this.#backend.capabilities.guarantees
+    const weakest = offered.includes('at-most-once') ? 'at-most-once' : (offered[0] ?? 'at-most-once')
+    return this.#backend.subscribe(pattern, handler, { guarantee: weakest, ...opts })
   }
 
   /** Adds an exporter for the following batches. */

@@ -69,6 +69,19 @@ describe('ObservabilityBus emit and flush', () => {
     await sub.unsubscribe()
   })
 
+  it('subscribes with the weakest guarantee a backend offers when it has no at-most-once', async () => {
+    const { bus, backend } = await makeBus({}, createFakeBackend({ guarantees: ['at-least-once'] }))
+    const got: OmnibusEvent[] = []
+    const sub = await bus.subscribe('a.*', (e) => void got.push(e))
+    bus.emit('a.b', 1)
+    await waitUntil(() => got.length === 1)
+    await expect(bus.subscribe('a.*', () => {}, { guarantee: 'at-most-once' })).rejects.toBeInstanceOf(
+      CapabilityError,
+    )
+    expect(backend.published).toHaveLength(1)
+    await sub.unsubscribe()
+  })
+
   it('never throws: invalid topics and undefined data are counted as invalid', async () => {
     const { bus, backend } = await makeBus()
     expect(bus.emit('bad topic!', 1)).toBe(false)
