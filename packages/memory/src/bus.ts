@@ -597,11 +597,16 @@ export class DeliveryQueue {
       if (member.mode !== MODE_ASYNC) member.mode = MODE_ASYNC
       const run: AsyncRun = { item, abandoned: false }
       member.asyncRuns.add(run)
-      ;(result as PromiseLike<unknown>).then(
-        () => this.#settleAsync(member, run, ctx.decision ?? ACK),
-        (error: unknown) =>
-          this.#settleAsync(member, run, ctx.decision ?? { kind: 'retry', delayMs: undefined, error }),
-      )
+      try {
+        ;(result as PromiseLike<unknown>).then(
+          () => this.#settleAsync(member, run, ctx.decision ?? ACK),
+          (error: unknown) =>
+            this.#settleAsync(member, run, ctx.decision ?? { kind: 'retry', delayMs: undefined, error }),
+        )
+      } catch (error) {
+        // A hand-made thenable whose `then` throws: a failed run like any other.
+        this.#settleAsync(member, run, { kind: 'retry', delayMs: undefined, error })
+      }
       return
     }
     if (member.mode === MODE_WARMUP && ++member.syncCalls >= WARMUP) member.mode = MODE_SYNC
