@@ -36,7 +36,7 @@ import { AckBatcher } from './acks.ts'
 import { classifyError } from './errors.ts'
 import { DELAY_HEADER, Link } from './link.ts'
 import { type RabbitMQBackendOptions, type ResolvedRabbitMQOptions, resolveOptions } from './options.ts'
-import { bindingKey, delayBucket, groupQueueName } from './topology.ts'
+import { bindingKey, delayBucket, groupQueueName, supportsQuorumQueues } from './topology.ts'
 
 /** Message headers the backend sets on retry copies. */
 export const RETRY_HEADERS = {
@@ -142,6 +142,21 @@ export function createRabbitMQBackend(options: RabbitMQBackendOptions = {}): Eve
 
   // --- consuming ---------------------------------------------------------------------------
 
+  let warnedNoQuorum = false
+
+  /** Quorum where the broker has it (RabbitMQ ≥ 3.8), classic otherwise. */
+  function groupQueueType(model: ChannelModel): 'quorum' | 'classic' {
+    if (o.queueType === 'classic') return 'classic'
+    if (supportsQuorumQueues(model.connection.serverProperties)) return 'quorum'
+    if (!warnedNoQuorum) {
+      warnedNoQuorum = true
+      log.warn('rabbitmq: the broker has no quorum queues (RabbitMQ < 3.8); group queues are classic', {
+        version: model.connection.serverProperties.version,
+      })
+    }
+    return 'classic'
+  }
+
   async function attach(s: SubState, model: ChannelModel): Promise<void> {
     if (!s.active) return
     // onUp and subscribe may race for the same subscription: one consumer per link is enough.
@@ -172,7 +187,7 @@ export function createRabbitMQBackend(options: RabbitMQBackendOptions = {}): Eve
         let queue: string
         if (s.opts.group !== undefined) {
           queue = groupQueueName(o.prefix, s.opts.group, s.opts.pattern)
-          await ch.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': o.queueType } })
+          await ch.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': groupQueueType(model) } })
         } else {
           const reply = await ch.assertQueue('', { exclusive: true, autoDelete: true, durable: false })
           queue = reply.queue

@@ -61,3 +61,18 @@ export function delayBucket(delayMs: number): number {
   const step = 10 ** (Math.floor(Math.log10(ms)) - 1)
   return Math.ceil(ms / step) * step
 }
+
+/**
+ * Whether the broker offers quorum queues: RabbitMQ from 3.8 on. Other products and unreadable
+ * versions are given the benefit of the doubt (a refusal then names the queue argument).
+ */
+export function supportsQuorumQueues(
+  serverProperties: { product?: unknown; version?: unknown } | undefined,
+): boolean {
+  if (serverProperties === undefined || serverProperties.product !== 'RabbitMQ') return true
+  const m = /^(\d+)\.(\d+)/.exec(String(serverProperties.version))
+  if (m === null) return true
+  const major = Number(m[1])
+  const minor = Number(m[2])
+  return major > 3 || (major === 3 && minor >= 8)
+}

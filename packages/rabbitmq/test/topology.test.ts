@@ -1,6 +1,6 @@
 import { InvalidTopicError, matchTopic } from '@omnibus/core'
 import { describe, expect, it } from 'vitest'
-import { bindingKey, delayBucket, groupQueueName } from '../src/topology.ts'
+import { bindingKey, delayBucket, groupQueueName, supportsQuorumQueues } from '../src/topology.ts'
 
 /** What a RabbitMQ topic exchange does with a binding key: `*` one word, `#` zero or more. */
 function amqpMatch(key: string, routingKey: string): boolean {
@@ -96,5 +96,17 @@ describe('queue names', () => {
     }
     expect(delayBucket(1234)).toBe(1300)
     expect(delayBucket(80)).toBe(80)
+  })
+})
+
+describe('supportsQuorumQueues', () => {
+  it('RabbitMQ from 3.8 on; other brokers and unknown versions are not second-guessed', () => {
+    expect(supportsQuorumQueues({ product: 'RabbitMQ', version: '3.10.8' })).toBe(true)
+    expect(supportsQuorumQueues({ product: 'RabbitMQ', version: '4.2.0' })).toBe(true)
+    expect(supportsQuorumQueues({ product: 'RabbitMQ', version: '3.8.0' })).toBe(true)
+    expect(supportsQuorumQueues({ product: 'RabbitMQ', version: '3.7.28' })).toBe(false)
+    expect(supportsQuorumQueues({ product: 'RabbitMQ', version: 'dev' })).toBe(true)
+    expect(supportsQuorumQueues({ product: 'LavinMQ', version: '1.0' })).toBe(true)
+    expect(supportsQuorumQueues(undefined)).toBe(true)
   })
 })
