@@ -7,7 +7,7 @@ import type { EventBackend } from '@omnibus/core'
 import { backendUrl, CliError, connectBackend, describe, EXIT } from './backend.ts'
 import { DEFAULT_DLQ_TOPIC, dlqList, dlqRedrive } from './commands/dlq.ts'
 import { health } from './commands/health.ts'
-import { publish } from './commands/publish.ts'
+import { checkTopic, parseData, parseHeaders, publish } from './commands/publish.ts'
 import { tail } from './commands/tail.ts'
 import { runDemo } from './demo/coordinator.ts'
 import { runWorker } from './demo/worker.ts'
@@ -181,6 +181,11 @@ async function dispatch(argv: readonly string[], io: CommandIo): Promise<number>
       if (data === undefined && (io.stdin as NodeJS.ReadStream).isTTY === true) {
         throw new CliError('publish needs data: a JSON argument, or "-" with JSON lines on stdin', EXIT.usage)
       }
+      // Check what can be checked before connecting, so bad input is a usage error (2) even when
+      // the broker is down.
+      checkTopic(topic)
+      if (data !== undefined && data !== '-') parseData(data, 'the data argument')
+      parseHeaders(values.header ?? [])
       return withBackend(url, timeoutMs, (b) =>
         publish(b, { topic, data, key: values.key, headers: values.header ?? [], json }, io),
       )

@@ -24,7 +24,8 @@ export function parseHeaders(values: readonly string[]): Record<string, string> 
   return headers
 }
 
-function parseData(text: string, where: string): unknown {
+/** Parses JSON data; anything else is a usage error naming where it came from. */
+export function parseData(text: string, where: string): unknown {
   try {
     return JSON.parse(text)
   } catch {
@@ -35,16 +36,21 @@ function parseData(text: string, where: string): unknown {
   }
 }
 
+/** Validates a topic as a usage error. */
+export function checkTopic(topic: string): void {
+  try {
+    validateTopic(topic)
+  } catch (error) {
+    throw new CliError(describe(error), EXIT.usage)
+  }
+}
+
 /**
  * Publishes one event, or one per stdin line. Every line is parsed before anything is sent, so a bad
  * line sends nothing. Prints each receipt; exits 1 if the backend refused any event.
  */
 export async function publish(backend: EventBackend, opts: PublishOptions, io: CommandIo): Promise<number> {
-  try {
-    validateTopic(opts.topic)
-  } catch (error) {
-    throw new CliError(describe(error), EXIT.usage)
-  }
+  checkTopic(opts.topic)
   const headers = parseHeaders(opts.headers)
   const values: unknown[] = []
   if (opts.data !== undefined && opts.data !== '-') {
