@@ -74,8 +74,9 @@ export interface RabbitMQBackendOptions {
    * Deliveries of one message without an acknowledgement (its consumers crashed or disconnected
    * mid-handler) after which it is dead-lettered instead of redelivered again. Read from the
    * `x-delivery-count` that quorum queues keep; classic queues do not count. 0 = no limit.
-   * Handler failures are counted separately, by `retry.maxAttempts`.
-   * @default 20 — env `OMNIBUS_RABBITMQ_MAX_REDELIVERIES`
+   * Handler failures are counted separately, by `retry.maxAttempts`. Kept under RabbitMQ 4's own
+   * quorum-queue delivery limit (20), which would drop the message without diagnostics.
+   * @default 10 — env `OMNIBUS_RABBITMQ_MAX_REDELIVERIES`
    */
   readonly maxRedeliveries?: number
   /**
@@ -280,7 +281,7 @@ export function resolveOptions(
       'OMNIBUS_RABBITMQ_MAX_REDELIVERIES',
       options.maxRedeliveries,
       env,
-      20,
+      10,
       0,
     ),
     dedupeStore: dedupe,

@@ -12,7 +12,7 @@ describe('options', () => {
     )
     expect(resolveOptions({}, { OMNIBUS_RABBITMQ_PUBLISH_WINDOW: '64' }).publishWindow).toBe(64)
     expect(resolveOptions({}, {}).queueType).toBe('quorum')
-    expect(resolveOptions({}, {}).maxRedeliveries).toBe(20)
+    expect(resolveOptions({}, {}).maxRedeliveries).toBe(10)
     expect(resolveOptions({}, { OMNIBUS_RABBITMQ_MAX_REDELIVERIES: '0' }).maxRedeliveries).toBe(0)
     expect(() => resolveOptions({ maxRedeliveries: -1 }, {})).toThrow(
       /maxRedeliveries must be an integer >= 0, got -1/,
