@@ -142,7 +142,7 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
           pattern: member.pattern,
         })
       }
-    }
+    } else b.forgetGroupIfIdle(queue)
     member.controller.abort(new Error('the subscription is closed'))
     members.delete(member)
     member.onClose?.()

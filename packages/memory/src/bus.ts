@@ -797,6 +797,17 @@ export class Bus {
     return q
   }
 
+  /**
+   * Drops a group that has no members and holds nothing, so a long-lived bus does not keep every
+   * group name it ever saw. A group with exactly-once records is kept: they must outlive a restart
+   * of all its members.
+   */
+  forgetGroupIfIdle(queue: DeliveryQueue): void {
+    if (queue.group === undefined || queue.members.length > 0 || queue.dedupe !== undefined) return
+    if (!queue.isEmpty()) return
+    if (this.groups.get(queue.group) === queue) this.groups.delete(queue.group)
+  }
+
   /** Starts routing events matching the member's pattern to its queue. */
   add(member: Member): void {
     member.removeFromIndex = this.#index.add(member.pattern, member)
