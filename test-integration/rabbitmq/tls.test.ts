@@ -17,7 +17,9 @@ function tlsEndpoint(): { url: string; ca: Buffer } | undefined {
   const localCa = new URL('../../.services/rabbitmq/tls/ca.pem', import.meta.url)
   if (plain === undefined || !existsSync(localCa)) return undefined
   const u = new URL(plain)
-  if (u.hostname !== '127.0.0.1' && u.hostname !== 'localhost') return undefined
+  // Only the script's own broker (loopback, port 5672) is known to have the TLS listener.
+  if ((u.hostname !== '127.0.0.1' && u.hostname !== 'localhost') || (u.port || '5672') !== '5672')
+    return undefined
   u.protocol = 'amqps:'
   u.port = '5671'
   return { url: u.toString(), ca: readFileSync(localCa) }
