@@ -15,6 +15,7 @@
 import { randomUUID } from 'node:crypto'
 import { newEventId } from './envelope.ts'
 import { CapabilityError, ConfigurationError, OmnibusError, TimeoutError } from './errors.ts'
+import { agentPrometheusText } from './prometheus.ts'
 import type {
   EventBackend,
   EventInput,
@@ -486,6 +487,11 @@ export class AgentMessageBus {
   /** A snapshot of the counters. */
   stats(): AgentBusStats {
     return { ...this.#stats, pendingRequests: this.#pending.size }
+  }
+
+  /** The counters in Prometheus text exposition format (`omnibus_agent_*`). */
+  prometheus(labels: Readonly<Record<string, string>> = {}): string {
+    return agentPrometheusText(this.stats(), labels)
   }
 
   /**

@@ -98,7 +98,7 @@ export {
   type TelemetryPriority,
   type ToolSpan,
 } from './observability-bus.ts'
-export { PrometheusWriter, prometheusText } from './prometheus.ts'
+export { agentPrometheusText, PrometheusWriter, prometheusText } from './prometheus.ts'
 export {
   type BackendCapabilities,
   type BatchEntryResult,

@@ -2,6 +2,7 @@
  * The buses' own counters in the Prometheus text exposition format (version 0.0.4), so a
  * `/metrics` endpoint can return `bus.prometheus()` as it is.
  */
+import type { AgentBusStats } from './agent-bus.ts'
 import type { ObservabilityStats } from './observability-bus.ts'
 
 function escapeLabel(value: string): string {
@@ -99,6 +100,38 @@ export function prometheusText(
     'counter',
     'Times the buffer crossed its warning threshold.',
     [[{}, stats.warnings]],
+  )
+  return w.toString()
+}
+
+/** Prometheus text for an AgentMessageBus's stats (`omnibus_agent_*`). */
+export function agentPrometheusText(
+  stats: AgentBusStats,
+  labels: Readonly<Record<string, string>> = {},
+): string {
+  const w = new PrometheusWriter(labels)
+  const counter = (name: string, help: string, value: number): void => {
+    w.family(`omnibus_agent_${name}`, 'counter', help, [[{}, value]])
+  }
+  counter('sent_total', 'Messages sent to one agent.', stats.sent)
+  counter('broadcasts_total', 'Broadcasts sent.', stats.broadcasts)
+  counter('requests_total', 'Requests sent.', stats.requests)
+  w.family('omnibus_agent_pending_requests', 'gauge', 'Requests waiting for a reply.', [
+    [{}, stats.pendingRequests],
+  ])
+  counter('replies_sent_total', 'Replies sent by handlers.', stats.repliesSent)
+  counter('replies_received_total', 'Replies matched to a pending request.', stats.repliesReceived)
+  counter('request_timeouts_total', 'Requests that timed out.', stats.timeouts)
+  w.family('omnibus_agent_replies_discarded_total', 'counter', 'Replies discarded, by reason.', [
+    [{ reason: 'late' }, stats.lateReplies],
+    [{ reason: 'duplicate' }, stats.duplicateReplies],
+    [{ reason: 'unmatched' }, stats.unmatchedReplies],
+  ])
+  counter('handled_total', 'Messages handled successfully.', stats.handled)
+  counter(
+    'handler_failures_total',
+    'Handler runs that threw (the message is redelivered).',
+    stats.handlerFailures,
   )
   return w.toString()
 }

@@ -85,6 +85,9 @@ describe('AgentMessageBus', () => {
     await expect(a.request('nobody', 'ping', {}, { timeoutMs: 100 })).rejects.toBeInstanceOf(TimeoutError)
     expect(Date.now() - started).toBeLessThan(1000)
     expect(a.stats().timeouts).toBe(1)
+    const text = a.prometheus({ app: 'x' })
+    expect(text).toContain('omnibus_agent_request_timeouts_total{app="x"} 1')
+    expect(text).toContain('omnibus_agent_replies_discarded_total{app="x",reason="late"} 0')
   })
 
   it('the deadline covers a slow publish: TimeoutError, and no unhandled rejection', async () => {
