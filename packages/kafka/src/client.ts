@@ -36,7 +36,7 @@ export interface OutgoingTopicBatch {
 /** One consumed message. */
 export interface InboundMessage {
   readonly offset: string
-  readonly key: Buffer | null
+  readonly key?: Buffer | null
   readonly value: Buffer | null
 }
 
@@ -386,11 +386,13 @@ function createConsumerHandle(
         })
       },
     }
+    // kafkajs messages already have the InboundMessage shape (offset, key, value): passed as they
+    // are, no copy per message.
     await spec.onBatch(
       {
         topic: batch.topic,
         partition: batch.partition,
-        messages: batch.messages.map((m) => ({ offset: m.offset, key: m.key ?? null, value: m.value })),
+        messages: batch.messages as readonly InboundMessage[],
       },
       control,
     )

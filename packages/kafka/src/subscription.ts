@@ -52,6 +52,9 @@ export interface KafkaSubscriptionSpec {
   readonly literal: boolean
 }
 
+const DONE = Promise.resolve(true)
+const NOT_DONE = Promise.resolve(false)
+
 function nextOffset(offset: string): string {
   return (BigInt(offset) + 1n).toString()
 }
@@ -317,10 +320,18 @@ export class KafkaSubscription implements Subscription {
   }
 
   async #onBatch(batch: InboundBatch, control: BatchControl): Promise<void> {
-    if (batch.messages.length === 0) return
+    const messages = batch.messages
+    if (messages.length === 0) return
     let revoked = false
-    const proceed = (): boolean =>
-      this.#active && !revoked && control.isActive() && !this.#abort.signal.aborted
+    // Asking the client whether the partition is still ours costs a lookup per call; every 16th
+    // event is enough (a few extra events after a rebalance are redelivered, never lost).
+    let checks = 0
+    let stillOurs = true
+    const proceed = (): boolean => {
+      if (!this.#active || revoked || this.#abort.signal.aborted) return false
+      if ((checks++ & 15) === 0) stillOurs = control.isActive()
+      return stillOurs
+    }
     const beat = setInterval(() => {
       control.heartbeat().catch(() => {
         // A rebalance started: finish what runs, start nothing new, let the member rejoin.
@@ -328,40 +339,58 @@ export class KafkaSubscription implements Subscription {
       })
     }, this.#host.heartbeatIntervalMs)
     const atMostOnce = this.#spec.options.guarantee === 'at-most-once'
+    const concurrency = this.#spec.options.concurrency
+    let done: string | undefined
+    let lastCommit = Date.now()
+
+    // Handlers run in offset order, at most `concurrency` at once (per-key order kept by the
+    // limiter), and only a few ahead of the oldest unfinished one so a huge batch does not queue
+    // thousands of tasks. The partition's position moves over a prefix of finished events only.
+    const loop = async (): Promise<void> => {
+      const window = concurrency === 1 ? 1 : concurrency * 4
+      const runs: Array<Promise<boolean>> = []
+      const submit = (upTo: number): void => {
+        while (runs.length < messages.length && runs.length < upTo) {
+          const m = messages[runs.length] as InboundMessage
+          const prepared = this.#prepare(batch, m)
+          const task = (): Promise<boolean> => this.#process(batch, m, prepared, proceed)
+          if (concurrency === 1) runs.push(task())
+          else {
+            const key = prepared.kind === 'event' ? prepared.event.partitionKey : undefined
+            runs.push(this.#limiter.run(key, task))
+          }
+        }
+      }
+      for (let i = 0; i < messages.length; i++) {
+        submit(i + window)
+        if (!(await runs[i])) return
+        const offset = (messages[i] as InboundMessage).offset
+        done = offset
+        if (atMostOnce) continue
+        if (Date.now() - lastCommit > 1000) {
+          lastCommit = Date.now()
+          control.markDone(offset)
+          await control.commit(nextOffset(offset)).catch(() => {})
+        }
+      }
+    }
+
     try {
-      const last = batch.messages[batch.messages.length - 1] as InboundMessage
+      const last = messages[messages.length - 1] as InboundMessage
       if (atMostOnce) {
         // Acknowledged before any handler runs: a crash now loses these events, never repeats them.
         control.markDone(last.offset)
         await control.commit(nextOffset(last.offset))
       }
-      const runs = batch.messages.map((m) => {
-        const prepared = this.#prepare(batch, m)
-        const key = prepared.kind === 'event' ? prepared.event.partitionKey : undefined
-        return this.#limiter.run(key, () => this.#process(batch, m, prepared, proceed))
+      // Past the drain timeout, stop waiting for a handler that does not return; its event is
+      // not acknowledged and comes back to the group.
+      const aborted = new Promise<void>((resolve) => {
+        if (this.#abort.signal.aborted) resolve()
+        else this.#abort.signal.addEventListener('abort', () => resolve(), { once: true })
       })
-      // Swallow late results of runs we stop waiting for.
-      for (const r of runs) r.catch(() => {})
-      const aborted = new Promise<false>((resolve) => {
-        if (this.#abort.signal.aborted) resolve(false)
-        else this.#abort.signal.addEventListener('abort', () => resolve(false), { once: true })
-      })
-      let done: string | undefined
-      let lastCommit = Date.now()
-      for (let i = 0; i < runs.length; i++) {
-        const ok = await Promise.race([runs[i] as Promise<boolean>, aborted])
-        if (!ok) break
-        const offset = (batch.messages[i] as InboundMessage).offset
-        done = offset
-        if (!atMostOnce) {
-          control.markDone(offset)
-          if (Date.now() - lastCommit > 1000) {
-            lastCommit = Date.now()
-            await control.commit(nextOffset(offset)).catch(() => {})
-          }
-        }
-      }
+      await Promise.race([loop(), aborted])
       if (done !== undefined && !atMostOnce) {
+        control.markDone(done)
         await control.commit(nextOffset(done)).catch((error) => {
           this.#host.logger.warn('kafka offset commit failed; the events will be delivered again', {
             subscription: this.id,
@@ -381,33 +410,47 @@ export class KafkaSubscription implements Subscription {
     }
   }
 
-  /** Handles one message; true when it is finished with (acked, dead-lettered or dropped). */
-  async #process(
+  /**
+   * Handles one message; resolves true when it is finished with (acked, dead-lettered or
+   * dropped), false when it must come again. Never rejects. Not `async`: the common path hands
+   * back the handler run's own promise, one promise fewer per event.
+   */
+  #process(
     batch: InboundBatch,
     m: InboundMessage,
     prepared: Prepared,
     proceed: () => boolean,
   ): Promise<boolean> {
-    if (!proceed()) return false
-    const o = this.#spec.options
+    if (!proceed()) return NOT_DONE
     if (prepared.kind === 'invalid') return this.#deadLetterForeign(batch, m, prepared, proceed)
     const event = prepared.event
     // A foreign producer may write an envelope of another type onto a topic we read.
-    if (!this.#matches(event.topic)) return true
-    if (o.guarantee !== 'exactly-once') return this.#run(event, proceed)
+    if (!this.#matches(event.topic)) return DONE
+    if (this.#spec.options.guarantee !== 'exactly-once') return this.#run(event, proceed)
+    return this.#processOnce(event, proceed)
+  }
+
+  async #processOnce(event: OmnibusEvent, proceed: () => boolean): Promise<boolean> {
     const dedupeGroup = this.groupId
     for (;;) {
       const running = this.#inflightIds.get(event.id)
       if (running === undefined) break
       await running
     }
-    if (await this.#host.dedupe.has(dedupeGroup, event.id)) return true
     let release: () => void = () => {}
-    this.#inflightIds.set(event.id, new Promise<void>((r) => (release = r)))
     try {
+      if (await this.#host.dedupe.has(dedupeGroup, event.id)) return true
+      this.#inflightIds.set(event.id, new Promise<void>((r) => (release = r)))
       const ok = await this.#run(event, proceed)
       if (ok) await this.#host.dedupe.add(dedupeGroup, event.id)
       return ok
+    } catch (error) {
+      this.#host.logger.warn('kafka dedupe store failed; the event will be delivered again', {
+        subscription: this.id,
+        id: event.id,
+        error: error instanceof Error ? error.message : String(error),
+      })
+      return false
     } finally {
       this.#inflightIds.delete(event.id)
       release()
