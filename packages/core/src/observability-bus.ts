@@ -666,6 +666,8 @@ export class ObservabilityBus {
       this.#timer = undefined
       this.#schedule()
     }, this.#intervalMs)
+    // Waiting for a backend to come back must not keep the process alive on its own.
+    this.#timer.unref()
   }
 
   #take(max: number): PendingRecord[] {

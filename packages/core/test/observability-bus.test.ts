@@ -218,6 +218,29 @@ describe('ObservabilityBus overflow', () => {
     expect(bus.stats().flushed).toBe(1)
   })
 
+  it('keeps events buffered while the backend is disconnected and sends them once it is back', async () => {
+    const { bus, backend } = await makeBus()
+    await backend.disconnect()
+    bus.emit('t.x', 1)
+    expect(await bus.flush()).toBe(false)
+    expect(bus.stats().buffered).toBe(1)
+    await backend.connect()
+    await waitUntil(() => backend.published.length === 1, { timeoutMs: 2000 })
+    expect(bus.stats()).toMatchObject({ buffered: 0, flushed: 1, droppedTotal: 0 })
+  })
+
+  it('flush and close give up on a stalled backend after their deadline', async () => {
+    const backend = createFakeBackend()
+    backend.stall = new Promise<void>(() => {})
+    const { bus } = await makeBus({ batchSize: 2 }, backend)
+    for (let i = 0; i < 5; i++) bus.emit('t.x', i)
+    expect(await bus.flush(50)).toBe(false)
+    const t0 = Date.now()
+    await bus.close({ timeoutMs: 50 })
+    expect(Date.now() - t0).toBeLessThan(2000)
+    expect(bus.stats().dropped.closed).toBeGreaterThan(0)
+  })
+
   it('emits after close are dropped as closed', async () => {
     const { bus } = await makeBus()
     await bus.close()
