@@ -1,7 +1,7 @@
 /**
  * Helpers of the RabbitMQ integration tests: a raw amqplib connection (the test project does not
- * depend on amqplib itself, so it is loaded from the backend package), and a port where nothing
- * listens.
+ * depend on amqplib itself, so it is loaded from the backend package), and a TCP proxy a test can
+ * cut to drop connections.
  */
 import { createRequire } from 'node:module'
 import { connect, createServer, type Socket } from 'node:net'
@@ -52,16 +52,6 @@ export async function injectRaw(
   } finally {
     await conn.close().catch(() => {})
   }
-}
-
-/** A loopback port that was free a moment ago (bound, then released). */
-export async function closedPort(): Promise<number> {
-  const server = createServer()
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve))
-  const address = server.address()
-  await new Promise<void>((resolve) => server.close(() => resolve()))
-  if (address === null || typeof address === 'string') throw new Error('no port')
-  return address.port
 }
 
 /** A TCP proxy in front of the broker that a test can cut, to drop connections without a restart. */

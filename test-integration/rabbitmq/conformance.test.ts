@@ -1,11 +1,11 @@
 import { fileURLToPath } from 'node:url'
-import { CASE_IDS, conformanceSuite } from '@omnibus/conformance'
+import { CASE_IDS, conformanceSuite, findClosedPort } from '@omnibus/conformance'
 import { MemoryDedupeStore } from '@omnibus/core'
 import { createRabbitMQBackend } from '@omnibus/rabbitmq'
 import { describeWithService, requireEndpoint, serviceRestart } from '../setup/services.ts'
-import { closedPort, injectRaw } from './amqp.ts'
+import { injectRaw } from './amqp.ts'
 
-const port = await closedPort()
+const port = await findClosedPort()
 
 describeWithService('rabbitmq', 'RabbitMQ backend', () => {
   const url = requireEndpoint('rabbitmq')
