@@ -73,9 +73,10 @@ function describable(error: unknown): unknown {
   }
 }
 
-// Drains run in the context the module was loaded in, not in whatever async
-// context happened to schedule them (a handler's, a publisher's): otherwise the first handler to
-// publish would leak its event as the "current" one into unrelated deliveries and dead letters.
+// A drain scheduled from inside a handler runs in the context the module was loaded in, not in
+// the handler's: otherwise that handler's event would leak as the "current" one into unrelated
+// deliveries and dead letters. Drains scheduled from outside any handler keep their context (the
+// publisher's, as an EventEmitter listener would), which costs nothing extra.
 const inRootContext = AsyncLocalStorage.snapshot()
 
 /** The context a handler receives; one small object per delivery, methods on the prototype. */
@@ -258,6 +259,10 @@ export class DeliveryQueue {
   dedupe: MemoryDedupeStore | undefined
   readonly #drainNow = () => {
     this.#scheduled = false
+    this.drain()
+  }
+  readonly #drainNowInRoot = () => {
+    this.#scheduled = false
     inRootContext(this.#drainBound)
   }
   readonly #drainBound = () => this.drain()
@@ -288,7 +293,7 @@ export class DeliveryQueue {
         this.queued++
         if (!this.#scheduled && !this.#draining) {
           this.#scheduled = true
-          queueMicrotask(this.#drainNow)
+          queueMicrotask(currentEvent() === undefined ? this.#drainNow : this.#drainNowInRoot)
         }
         return true
       }
@@ -311,7 +316,7 @@ export class DeliveryQueue {
   schedule(): void {
     if (!this.#scheduled && !this.#draining) {
       this.#scheduled = true
-      queueMicrotask(this.#drainNow)
+      queueMicrotask(currentEvent() === undefined ? this.#drainNow : this.#drainNowInRoot)
     }
   }
 
