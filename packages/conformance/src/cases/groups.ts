@@ -21,8 +21,6 @@ const twoGroups: ConformanceCase = {
     )
     await h.waitAcked(g1, ids)
     await h.waitAcked(g2, ids)
-    expect(g1.duplicateAcks()).toEqual([])
-    expect(g2.duplicateAcks()).toEqual([])
   },
 }
 
@@ -76,10 +74,7 @@ const broadcast: ConformanceCase = {
       pub,
       Array.from({ length: 30 }, (_, i) => ({ topic, data: { runId: h.runId, i } })),
     )
-    for (const s of subs) {
-      await h.waitAcked(s, ids)
-      expect(s.duplicateAcks(), `${s.label} got duplicates`).toEqual([])
-    }
+    for (const s of subs) await h.waitAcked(s, ids)
   },
 }
 
