@@ -4,6 +4,7 @@
  *   synchronous=NORMAL (the backend's default);
  * - concurrent: `batch` (then 10 × `batch`) publishes issued at once, awaited, repeated (group
  *   commit: one transaction per tick, at most 256 events each once the I/O thread writes);
+ *   also with `ioThread: false` (everything on the calling thread), for comparison;
  * - sequential: one awaited publish after another.
  * The machine is shared, so the phases are interleaved over `rounds` rounds, each on fresh files,
  * and the best round of each phase is reported (and every round, for the spread).
@@ -54,8 +55,8 @@ function baseline(file: string): number {
   return ms
 }
 
-async function concurrent(file: string, inFlight: number): Promise<number> {
-  const backend = createSqliteBackend({ path: file })
+async function concurrent(file: string, inFlight: number, ioThread: boolean): Promise<number> {
+  const backend = createSqliteBackend({ path: file, ioThread })
   await backend.connect()
   const started = performance.now()
   for (let i = 0; i < total; i += inFlight) {
@@ -80,11 +81,20 @@ async function sequential(file: string, count: number): Promise<number> {
 }
 
 const sequentialCount = Math.min(total, 50_000)
-const times = { baseline: [] as number[], c1: [] as number[], c10: [] as number[], seq: [] as number[] }
+const times = {
+  baseline: [] as number[],
+  c1: [] as number[],
+  c10: [] as number[],
+  c1Inline: [] as number[],
+  c10Inline: [] as number[],
+  seq: [] as number[],
+}
 for (let r = 0; r < rounds; r++) {
   times.baseline.push(baseline(join(dir, `raw-${r}.db`)))
-  times.c1.push(await concurrent(join(dir, `c1-${r}.db`), batch))
-  times.c10.push(await concurrent(join(dir, `c10-${r}.db`), batch * 10))
+  times.c1.push(await concurrent(join(dir, `c1-${r}.db`), batch, true))
+  times.c10.push(await concurrent(join(dir, `c10-${r}.db`), batch * 10, true))
+  times.c1Inline.push(await concurrent(join(dir, `c1i-${r}.db`), batch, false))
+  times.c10Inline.push(await concurrent(join(dir, `c10i-${r}.db`), batch * 10, false))
   times.seq.push(await sequential(join(dir, `seq-${r}.db`), sequentialCount))
 }
 rmSync(dir, { recursive: true, force: true })
@@ -103,6 +113,8 @@ console.log(
 for (const [label, xs] of [
   [`concurrent publishes, ${batch} in flight:`, times.c1],
   [`concurrent publishes, ${batch * 10} in flight:`, times.c10],
+  [`  same, ioThread: false, ${batch} in flight:`, times.c1Inline],
+  [`  same, ioThread: false, ${batch * 10} in flight:`, times.c10Inline],
 ] as const) {
   const rate = perSec(total, best(xs))
   console.log(

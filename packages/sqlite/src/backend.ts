@@ -245,7 +245,7 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
       d.pragma(`synchronous = ${o.synchronous === 'full' ? 'FULL' : 'NORMAL'}`)
       // Checkpoints (WAL → database file, with an fsync) would stall whichever commit crosses the
       // threshold for tens of ms; the I/O thread runs them instead (see io-worker.ts).
-      if (!inMemory) d.pragma('wal_autocheckpoint = 0')
+      if (!inMemory && o.ioThread) d.pragma('wal_autocheckpoint = 0')
       d.transaction(() => {
         d.exec(SCHEMA_SQL)
         const version = d.prepare("SELECT value FROM omnibus_meta WHERE key = 'schema_version'").pluck().get()
@@ -301,7 +301,7 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
   }
 
   function startIoThread(): void {
-    if (inMemory || db === undefined) return
+    if (inMemory || db === undefined || !o.ioThread) return
     try {
       const worker = startIoWorker({
         file: db.name,

@@ -57,6 +57,13 @@ export interface SqliteBackendOptions {
    * @default `omnibus:<pid>` (env `OMNIBUS_SOURCE`)
    */
   readonly source?: string
+  /**
+   * Run large publish batches and WAL checkpoints on a worker thread with its own connection
+   * (pipelines encoding and inserting; keeps fsyncing checkpoints off commit paths). `false`:
+   * everything on the calling thread, with SQLite's automatic checkpoints.
+   * @default true (env `OMNIBUS_SQLITE_IO_THREAD`, `0`/`false` to disable)
+   */
+  readonly ioThread?: boolean
   /** Logger for consumer-side problems (dead letters of corrupt rows, lock retries). @default silent */
   readonly logger?: Logger
 }
@@ -72,6 +79,7 @@ export interface ResolvedSqliteOptions {
   readonly synchronous: 'normal' | 'full'
   readonly drainTimeoutMs: number
   readonly source: string | undefined
+  readonly ioThread: boolean
   readonly logger: Logger | undefined
 }
 
@@ -86,6 +94,7 @@ export const OPTION_NAMES: readonly (keyof SqliteBackendOptions)[] = [
   'synchronous',
   'drainTimeoutMs',
   'source',
+  'ioThread',
   'logger',
 ]
 
@@ -168,6 +177,27 @@ export function resolveOptions(
     )
   }
   const source = options.source ?? env.OMNIBUS_SOURCE
+  let ioThread = options.ioThread
+  if (
+    ioThread === undefined &&
+    env.OMNIBUS_SQLITE_IO_THREAD !== undefined &&
+    env.OMNIBUS_SQLITE_IO_THREAD !== ''
+  ) {
+    const v = env.OMNIBUS_SQLITE_IO_THREAD.toLowerCase()
+    if (v === '1' || v === 'true') ioThread = true
+    else if (v === '0' || v === 'false') ioThread = false
+    else {
+      throw new ConfigurationError(
+        `sqlite option OMNIBUS_SQLITE_IO_THREAD (ioThread) must be true/false or 1/0, got ${JSON.stringify(env.OMNIBUS_SQLITE_IO_THREAD)}`,
+        { backend: 'sqlite' },
+      )
+    }
+  }
+  if (ioThread !== undefined && typeof ioThread !== 'boolean') {
+    throw new ConfigurationError(`sqlite option ioThread must be a boolean, got ${String(ioThread)}`, {
+      backend: 'sqlite',
+    })
+  }
   return {
     path,
     database,
@@ -218,6 +248,7 @@ export function resolveOptions(
       3_600_000,
     ),
     source,
+    ioThread: ioThread ?? true,
     logger: options.logger,
   }
 }

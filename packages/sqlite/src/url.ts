@@ -13,6 +13,7 @@ const NUMERIC_PARAMS = [
   'drainTimeoutMs',
 ]
 const STRING_PARAMS = ['synchronous', 'source']
+const BOOLEAN_PARAMS = ['ioThread']
 
 /**
  * The database path of a `sqlite:` URL:
@@ -56,9 +57,12 @@ export function backendFromUrl(url: URL, options: Readonly<Record<string, unknow
       fromUrl[key] = value.trim() === '' || !Number.isFinite(n) ? value : n
     } else if (STRING_PARAMS.includes(key)) {
       fromUrl[key] = value
+    } else if (BOOLEAN_PARAMS.includes(key)) {
+      fromUrl[key] =
+        value === 'true' || value === '1' ? true : value === 'false' || value === '0' ? false : value
     } else {
       throw new ConfigurationError(
-        `unknown sqlite URL parameter "${key}": use ${[...NUMERIC_PARAMS, ...STRING_PARAMS].join(', ')}`,
+        `unknown sqlite URL parameter "${key}": use ${[...NUMERIC_PARAMS, ...STRING_PARAMS, ...BOOLEAN_PARAMS].join(', ')}`,
         { backend: 'sqlite' },
       )
     }

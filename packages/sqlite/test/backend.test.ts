@@ -53,6 +53,17 @@ describe('sqlite backend: publishing', () => {
     expect(got).toEqual(got.map((_, i) => i))
   })
 
+  it('with ioThread: false, a tick of publishes is one transaction on the calling thread', async () => {
+    const b = await pool.open({ path: tmp.file(), ioThread: false })
+    const before = b.stats()
+    const receipts = await Promise.all(
+      Array.from({ length: 2000 }, (_, i) => b.publish({ topic: 'gc.inline', data: i })),
+    )
+    expect(b.stats().publishTransactions - before.publishTransactions).toBe(1)
+    const positions = receipts.map((r) => Number(r.position))
+    expect(positions).toEqual(positions.map((_, i) => (positions[0] as number) + i))
+  })
+
   it('a resolved publish is on disk: another connection reads it', async () => {
     const file = tmp.file()
     const b = await pool.open({ path: file })

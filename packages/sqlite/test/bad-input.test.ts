@@ -110,6 +110,9 @@ describe('sqlite backend: bad input', () => {
       /synchronous must be 'normal' or 'full', got off/,
     )
     expect(() => createSqliteBackend({ maxPayloadBytes: 10 })).toThrow(ConfigurationError)
+    expect(() => createSqliteBackend({ ioThread: 'yes' as never })).toThrow(
+      /ioThread must be a boolean, got yes/,
+    )
     const previous = process.env.OMNIBUS_SQLITE_POLL_INTERVAL_MS
     process.env.OMNIBUS_SQLITE_POLL_INTERVAL_MS = 'soon'
     try {
