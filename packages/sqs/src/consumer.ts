@@ -88,6 +88,8 @@ interface ReceiveBatch {
 }
 
 const MAX_FAILURE_RECORDS = 10_000
+/** Deadline of one delete or visibility change, retries included: none may hold a message for long. */
+const CONTROL_DEADLINE_MS = 10_000
 
 function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
   return new Promise((resolve) => {
@@ -113,6 +115,8 @@ export class Consumer {
   readonly #visibilitySeconds: number
   readonly #capacity: number
   readonly #dedupeGroup: string
+  readonly #pollDeadlineMs: number
+  readonly #deletes = new Set<Promise<void>>()
   #queueUrl: string
   readonly #held = new Set<Held>()
   readonly #failures = new Map<string, FailureRecord>()
@@ -140,6 +144,7 @@ export class Consumer {
     this.#visibilitySeconds = Math.min(43_200, Math.max(1, Math.ceil(visMs / 1000)))
     this.#capacity = config.options.concurrency + deps.prefetch
     this.#dedupeGroup = config.options.group ?? `broadcast:${config.id}`
+    this.#pollDeadlineMs = (deps.waitTimeSeconds + 15) * 1000
     const self = this
     this.subscription = {
       id: config.id,
@@ -231,7 +236,9 @@ export class Consumer {
             VisibilityTimeout: this.#visibilitySeconds,
             MessageSystemAttributeNames: ['ApproximateReceiveCount', 'SentTimestamp'],
           }),
-          { abortSignal: this.#stop.signal },
+          // A poll that outlives its wait (a server that accepted the connection but does not
+          // answer, e.g. while starting) is cut so the loop can try again.
+          { abortSignal: AbortSignal.any([this.#stop.signal, AbortSignal.timeout(this.#pollDeadlineMs)]) },
         )
         messages = res.Messages ?? []
         failures = 0
@@ -332,7 +339,7 @@ export class Consumer {
     const opts = this.#config.options
     const exactlyOnce = opts.guarantee === 'exactly-once'
     if (exactlyOnce && (await this.#deps.dedupe.has(this.#dedupeGroup, event.id))) {
-      await this.#ack(held)
+      void this.#ack(held)
       return
     }
     const record = this.#failures.get(held.messageId)
@@ -351,7 +358,7 @@ export class Consumer {
       if (outcome.kind === 'ack') {
         if (exactlyOnce) await this.#deps.dedupe.add(this.#dedupeGroup, event.id)
         this.#failures.delete(held.messageId)
-        await this.#ack(held)
+        void this.#ack(held)
         return
       }
       const now = Date.now()
@@ -401,7 +408,7 @@ export class Consumer {
         })
       }
       this.#failures.delete(held.messageId)
-      await this.#ack(held)
+      void this.#ack(held)
       return
     }
   }
@@ -413,7 +420,7 @@ export class Consumer {
       error instanceof InvalidEnvelopeError ? error.message : `undecodable message: ${String(error)}`
     if (opts.deadLetter === false) {
       this.#deps.logger.warn('sqs: invalid message dropped (deadLetter: false)', { reason })
-      await this.#ack(held)
+      void this.#ack(held)
       return
     }
     const now = Date.now()
@@ -447,7 +454,7 @@ export class Consumer {
       return
     }
     this.#deps.logger.warn('sqs: invalid message dead-lettered', { queue: this.#config.queueName, reason })
-    await this.#ack(held)
+    void this.#ack(held)
   }
 
   #recordFailure(messageId: string, now: number): FailureRecord {
@@ -497,12 +504,12 @@ export class Consumer {
   }
 
   async #flushDeletes(): Promise<void> {
-    const sends: Promise<void>[] = []
     while (this.#pendingDeletes.length > 0) {
       const chunk = this.#pendingDeletes.splice(0, 10)
-      sends.push(this.#deleteChunk(chunk))
+      const p = this.#deleteChunk(chunk).finally(() => this.#deletes.delete(p))
+      this.#deletes.add(p)
     }
-    await Promise.all(sends)
+    await Promise.all([...this.#deletes])
   }
 
   async #deleteChunk(chunk: Array<{ held: Held; done: () => void }>): Promise<void> {
@@ -512,6 +519,7 @@ export class Consumer {
           QueueUrl: this.#queueUrl,
           Entries: chunk.map((c, i) => ({ Id: String(i), ReceiptHandle: c.held.receipt })),
         }),
+        { abortSignal: AbortSignal.timeout(CONTROL_DEADLINE_MS) },
       )
       for (const f of res.Failed ?? []) {
         this.#deps.logger.warn('sqs: delete failed; the message may be delivered again', {
@@ -571,6 +579,7 @@ export class Consumer {
               VisibilityTimeout: this.#visibilitySeconds,
             })),
           }),
+          { abortSignal: AbortSignal.timeout(CONTROL_DEADLINE_MS) },
         )
         .catch((error: unknown) => {
           this.#deps.logger.debug('sqs: visibility extension failed', { error: (error as Error).message })

@@ -90,6 +90,7 @@ export class QueueDirectory {
   #refreshing: Promise<void> | undefined
   #timer: NodeJS.Timeout | undefined
   #lastUse = 0
+  #failing = false
   #closed = false
 
   constructor(client: SQSClient, prefix: string, intervalMs: number, logger: Logger, where: string) {
@@ -225,11 +226,21 @@ export class QueueDirectory {
           this.#timer = undefined
           return
         }
-        this.refresh().catch((error: unknown) => {
-          this.#logger.warn('sqs: queue listing failed; publishes will retry it', {
-            error: (error as Error).message,
-          })
-        })
+        this.refresh().then(
+          () => {
+            if (this.#failing) this.#logger.info('sqs: queue listing works again')
+            this.#failing = false
+          },
+          (error: unknown) => {
+            // Once per outage, not once per tick.
+            if (!this.#failing) {
+              this.#logger.warn('sqs: queue listing failed; publishes will retry it', {
+                error: (error as Error).message,
+              })
+            }
+            this.#failing = true
+          },
+        )
       },
       Math.max(25, Math.floor(this.#intervalMs * 0.6)),
     )
