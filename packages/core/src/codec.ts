@@ -6,33 +6,13 @@
  * extensions written by foreign producers are read back as headers.
  */
 import { PayloadTooLargeError, SerializationError } from './errors.ts'
-import { GUARANTEES, type Guarantee, type OmnibusEvent } from './protocol.ts'
+import type { Guarantee, OmnibusEvent } from './protocol.ts'
 import { isValidTopic } from './topic.ts'
 
 /** Prefix of user headers on the wire. */
 export const HEADER_PREFIX = 'hdr_'
-const TRACE_HEADERS = ['traceparent', 'tracestate'] as const
 const JSON_TYPE = 'application/json'
 const BINARY_TYPE = 'application/octet-stream'
-
-const RESERVED = new Set([
-  'specversion',
-  'id',
-  'source',
-  'type',
-  'time',
-  'datacontenttype',
-  'dataschema',
-  'subject',
-  'data',
-  'data_base64',
-  'partitionkey',
-  'correlationid',
-  'causationid',
-  'guarantee',
-  'traceparent',
-  'tracestate',
-])
 
 function unencodable(topic: string, path: string, what: string): SerializationError {
   return new SerializationError(
@@ -269,77 +249,113 @@ export function decodeEvent(raw: string | Uint8Array): OmnibusEvent {
 
 /** Builds an envelope from a parsed CloudEvents object; see {@link decodeEvent}. */
 export function fromCloudEvent(doc: unknown, rawForErrors = ''): OmnibusEvent {
-  const raw = rawForErrors || safeStringify(doc)
+  // The raw text is only needed for an error: stringify lazily.
+  const fail = (reason: string): InvalidEnvelopeError =>
+    new InvalidEnvelopeError(reason, rawForErrors || safeStringify(doc))
   if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
-    throw new InvalidEnvelopeError('the document is not a JSON object', raw)
+    throw fail('the document is not a JSON object')
   }
   const ce = doc as Record<string, unknown>
-  if (ce.specversion !== '1.0') {
-    throw new InvalidEnvelopeError(`specversion is ${JSON.stringify(ce.specversion)}, expected "1.0"`, raw)
-  }
-  if (typeof ce.id !== 'string' || ce.id.length === 0) throw new InvalidEnvelopeError('id is missing', raw)
-  if (typeof ce.type !== 'string') throw new InvalidEnvelopeError('type (the topic) is missing', raw)
-  if (!isValidTopic(ce.type)) {
-    throw new InvalidEnvelopeError(
-      `type "${String(ce.type).slice(0, 300)}" is not a valid Omnibus topic`,
-      raw,
-    )
-  }
-  if (typeof ce.source !== 'string' || ce.source.length === 0) {
-    throw new InvalidEnvelopeError('source is missing', raw)
-  }
-  let time = Date.now()
-  if (ce.time !== undefined) {
-    time = typeof ce.time === 'string' ? Date.parse(ce.time) : Number.NaN
-    if (!Number.isFinite(time))
-      throw new InvalidEnvelopeError(`time ${JSON.stringify(ce.time)} is not RFC 3339`, raw)
-  }
+  let id: unknown
+  let type: unknown
+  let source: unknown
+  let time: unknown
   let data: unknown = null
-  if (ce.data_base64 !== undefined) {
-    if (typeof ce.data_base64 !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(ce.data_base64)) {
-      throw new InvalidEnvelopeError('data_base64 is not base64', raw)
-    }
-    const buf = Buffer.from(ce.data_base64, 'base64')
-    data = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength)
-  } else if (ce.data !== undefined) {
-    data = ce.data
-  }
-  let guarantee: Guarantee = 'at-least-once'
-  if (ce.guarantee !== undefined) {
-    if (!GUARANTEES.includes(ce.guarantee as Guarantee)) {
-      throw new InvalidEnvelopeError(`guarantee ${JSON.stringify(ce.guarantee)} is unknown`, raw)
-    }
-    guarantee = ce.guarantee as Guarantee
-  }
+  let dataBase64: unknown
+  let guarantee: unknown
+  let correlationId: unknown
+  let causationId: unknown
+  let partitionKey: unknown
+  let specversion: unknown
   const headers: Record<string, string> = {}
+  // One pass over the members: envelope attributes by name, everything else a header.
   for (const key in ce) {
-    if (key.startsWith(HEADER_PREFIX)) {
-      const value = ce[key]
-      if (typeof value === 'string') headers[key.slice(HEADER_PREFIX.length)] = value
-    } else if (!RESERVED.has(key)) {
-      const value = ce[key]
-      if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') {
-        headers[key] = String(value)
-      }
+    const value = ce[key]
+    switch (key) {
+      case 'specversion':
+        specversion = value
+        break
+      case 'id':
+        id = value
+        break
+      case 'type':
+        type = value
+        break
+      case 'source':
+        source = value
+        break
+      case 'time':
+        time = value
+        break
+      case 'data':
+        data = value
+        break
+      case 'data_base64':
+        dataBase64 = value
+        break
+      case 'guarantee':
+        guarantee = value
+        break
+      case 'correlationid':
+        correlationId = value
+        break
+      case 'causationid':
+        causationId = value
+        break
+      case 'partitionkey':
+        partitionKey = value
+        break
+      case 'datacontenttype':
+      case 'dataschema':
+      case 'subject':
+        break
+      case 'traceparent':
+      case 'tracestate':
+        if (typeof value === 'string') headers[key] = value
+        break
+      default:
+        if (key.startsWith(HEADER_PREFIX)) {
+          if (typeof value === 'string') headers[key.slice(HEADER_PREFIX.length)] = value
+        } else if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') {
+          // A foreign producer's scalar extension attribute surfaces as a header.
+          headers[key] = String(value)
+        }
     }
   }
-  for (const key of TRACE_HEADERS) {
-    const value = ce[key]
-    if (typeof value === 'string') headers[key] = value
+  if (specversion !== '1.0') throw fail(`specversion is ${JSON.stringify(specversion)}, expected "1.0"`)
+  if (typeof id !== 'string' || id.length === 0) throw fail('id is missing')
+  if (typeof type !== 'string') throw fail('type (the topic) is missing')
+  if (!isValidTopic(type)) throw fail(`type "${String(type).slice(0, 300)}" is not a valid Omnibus topic`)
+  if (typeof source !== 'string' || source.length === 0) throw fail('source is missing')
+  let at = Date.now()
+  if (time !== undefined) {
+    at = typeof time === 'string' ? Date.parse(time) : Number.NaN
+    if (!Number.isFinite(at)) throw fail(`time ${JSON.stringify(time)} is not RFC 3339`)
   }
-  const event: Record<string, unknown> = {
-    id: ce.id,
-    topic: ce.type,
+  if (dataBase64 !== undefined) {
+    if (typeof dataBase64 !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(dataBase64)) {
+      throw fail('data_base64 is not base64')
+    }
+    const buf = Buffer.from(dataBase64, 'base64')
+    data = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength)
+  }
+  if (guarantee === undefined) guarantee = 'at-least-once'
+  else if (guarantee !== 'at-least-once' && guarantee !== 'at-most-once' && guarantee !== 'exactly-once') {
+    throw fail(`guarantee ${JSON.stringify(guarantee)} is unknown`)
+  }
+  const event: { -readonly [K in keyof OmnibusEvent]: OmnibusEvent[K] } = {
+    id,
+    topic: type,
     data,
-    time,
-    source: ce.source,
+    time: at,
+    source,
     headers,
-    guarantee,
+    guarantee: guarantee as Guarantee,
   }
-  if (typeof ce.correlationid === 'string') event.correlationId = ce.correlationid
-  if (typeof ce.causationid === 'string') event.causationId = ce.causationid
-  if (typeof ce.partitionkey === 'string') event.partitionKey = ce.partitionkey
-  return event as unknown as OmnibusEvent
+  if (typeof correlationId === 'string') event.correlationId = correlationId
+  if (typeof causationId === 'string') event.causationId = causationId
+  if (typeof partitionKey === 'string') event.partitionKey = partitionKey
+  return event
 }
 
 function safeStringify(value: unknown): string {
