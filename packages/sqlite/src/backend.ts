@@ -407,7 +407,8 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
   }
 
   function poll(): void {
-    if (db === undefined || state !== 'open') return
+    // Nothing to wake without subscriptions; a publish-only process skips the read.
+    if (db === undefined || state !== 'open' || subs.size === 0) return
     let v: number
     try {
       v = Number(st.dataVersion.get())
