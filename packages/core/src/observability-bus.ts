@@ -300,7 +300,7 @@ export class ObservabilityBus {
       const rate = this.#sampler.rateFor(topic)
       if (rate < 1) {
         if (rate === INVALID_TOPIC_RATE) return this.#invalid(topic)
-        if (opts?.priority !== 'critical' && Math.random() >= rate) {
+        if (opts?.priority !== 'critical' && (rate === 0 || Math.random() >= rate)) {
           this.#sampledOut++
           return false
         }
