@@ -34,7 +34,8 @@ function takeRandomHex(n: number): string {
   return randomHex.slice(at, at + n)
 }
 
-// The id up to the counter's low 14 bits; changes once per millisecond or every 16384 ids.
+// The id up to the counter's low 6 bits (`xxxxxxxx-xxxx-7xxx-xxxx-`): it changes once per
+// millisecond or every 64 ids, so most ids are this string plus three short parts.
 let head = ''
 let headKey = -1
 
@@ -56,19 +57,22 @@ function uuidv7At(now: number): string {
       headKey = -1
     }
   }
-  if (seq >>> 14 !== headKey) {
-    headKey = seq >>> 14
+  if (seq >>> 6 !== headKey) {
+    headKey = seq >>> 6
     head =
       prefix +
       h(0x70 | ((seq >>> 28) & 0x0f)) +
       h((seq >>> 20) & 0xff) +
       '-' +
-      h(0x80 | ((seq >>> 14) & 0x3f))
+      h(0x80 | ((seq >>> 14) & 0x3f)) +
+      h((seq >>> 6) & 0xff) +
+      '-'
   }
   const tail = takeRandomHex(11)
-  const c = tail.charCodeAt(10)
+  const c = tail.charCodeAt(0)
   const twoRandomBits = (c <= 57 ? c - 48 : c - 87) & 0x03
-  return head + h((seq >>> 6) & 0xff) + '-' + h(((seq << 2) & 0xfc) | twoRandomBits) + tail.slice(0, 10)
+  // The first random digit only gave its two bits; the other ten are the last five bytes.
+  return head + h(((seq << 2) & 0xfc) | twoRandomBits) + tail.substring(1)
 }
 
 // The first 48 bits (the millisecond) as `xxxxxxxx-xxxx-`, the same for every id of that millisecond.
