@@ -53,6 +53,7 @@ export class Link {
   #inflight = 0
   #slotWaiters: Array<() => void> = []
   #slotTimer: NodeJS.Timeout | undefined
+  #upTimer: NodeJS.Timeout | undefined
   #writable = true
   #closing = new AbortController()
   #lastError: Error | undefined
@@ -176,9 +177,13 @@ export class Link {
           this.#watchPublisher(model, next)
           this.#wakeUp()
         })
-        .catch((error: unknown) =>
-          this.#log.warn('rabbitmq: reopening the publish channel failed', { error: String(error) }),
-        )
+        .catch((error: unknown) => {
+          // A connection that cannot open a channel is no use: drop it and reconnect from scratch.
+          this.#log.warn('rabbitmq: reopening the publish channel failed; reconnecting', {
+            error: String(error),
+          })
+          if (this.#model === model && this.#o.connection === undefined) model.close().catch(() => {})
+        })
     })
   }
 
@@ -249,13 +254,19 @@ export class Link {
       )
     }
     await new Promise<void>((resolve) => {
-      const t = setTimeout(done, Math.min(left, 250))
-      this.#upWaiters.push(done)
-      function done(): void {
-        clearTimeout(t)
-        resolve()
-      }
+      this.#upWaiters.push(resolve)
+      this.#armUpTimer()
     })
+  }
+
+  /** One timer for everything waiting on the link, so each re-checks its deadline every 250 ms. */
+  #armUpTimer(): void {
+    if (this.#upTimer !== undefined) return
+    this.#upTimer = setTimeout(() => {
+      this.#upTimer = undefined
+      if (this.#upWaiters.length > 0) this.#wakeUp()
+    }, 250)
+    this.#upTimer.unref()
   }
 
   #wakeSlots(): void {
