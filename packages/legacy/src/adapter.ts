@@ -11,7 +11,7 @@
 import {
   type AgentMessageBus,
   ConfigurationError,
-  type ObservabilityBus,
+  ObservabilityBus,
   type OmnibusEvent,
   type Subscription,
   type TelemetryPriority,
@@ -88,8 +88,13 @@ export class EventBusAdapter {
   #reverseSubs: Subscription[] = []
   readonly #stats = { forwarded: 0, forwardedToAgents: 0, reversed: 0, loopsPrevented: 0, failures: 0 }
 
-  /** Throws `ConfigurationError` when there is nothing to forward to. */
-  constructor(legacy: EventBus, options: EventBusAdapterOptions) {
+  /**
+   * `options` may also be an ObservabilityBus alone (`new EventBusAdapter(legacy, bus)`, as in the
+   * old API). Throws `ConfigurationError` when there is nothing to forward to.
+   */
+  constructor(legacy: EventBus, target: EventBusAdapterOptions | ObservabilityBus) {
+    const options: EventBusAdapterOptions =
+      target instanceof ObservabilityBus ? { observability: target } : target
     if (options.observability === undefined && options.agents === undefined) {
       throw new ConfigurationError('EventBusAdapter needs { observability } and/or { agents } to forward to')
     }
@@ -119,7 +124,11 @@ export class EventBusAdapter {
     return this.#off !== undefined
   }
 
-  /** Starts forwarding (and reverse forwarding when configured). Idempotent. */
+  /**
+   * Starts forwarding. Legacy events are forwarded from the moment this is called (the returned
+   * promise need not be awaited for that); it resolves once the reverse subscriptions, if any, are
+   * live. Idempotent.
+   */
   async enableForwarding(): Promise<void> {
     if (this.#off !== undefined) return
     this.#off = this.#legacy.subscribeAll((event) => this.#forward(event))

@@ -343,6 +343,20 @@ describe('EventBusAdapter', () => {
     await agents.close()
   })
 
+  it('accepts an ObservabilityBus alone, as the old API did, and forwards at once', async () => {
+    const legacy = new EventBus()
+    const adapter = new EventBusAdapter(legacy, obs)
+    void adapter.enableForwarding()
+    const got: OmnibusEvent[] = []
+    await obs.subscribe('tool.*', (e) => void got.push(e))
+    legacy.emitToolStart('read', { file: 'test.py' })
+    await legacy.flush()
+    await obs.flush()
+    await waitUntil(() => got.length === 1)
+    expect(got[0]?.topic).toBe('tool.tool_start')
+    await adapter.disableForwarding()
+  })
+
   it('needs somewhere to forward to', () => {
     expect(() => new EventBusAdapter(new EventBus(), {})).toThrow(/observability/)
   })
