@@ -57,6 +57,25 @@ describe('encoding', () => {
     expect(decodeEvent(encodeEvent(minimal))).toEqual(minimal)
   })
 
+  it('round-trips user headers whose names collide with CloudEvents members or the prefix', () => {
+    const headers = {
+      id: 'h-id',
+      type: 'h-type',
+      specversion: '0.1',
+      data: 'h-data',
+      hdr_x: 'prefixed already',
+      partitionkey: 'not the key',
+      guarantee: 'not a guarantee',
+      'Mixed-Case': 'kept',
+    }
+    const event = createEvent({ topic: 'h', data: 1, headers, partitionKey: 'real-key' })
+    const back = decodeEvent(encodeEvent(event))
+    expect(back.headers).toEqual(headers)
+    expect(back.id).toBe(event.id)
+    expect(back.partitionKey).toBe('real-key')
+    expect(back.guarantee).toBe('at-least-once')
+  })
+
   it('keeps binary data byte-exact, including views into larger buffers', () => {
     const all = new Uint8Array(256).map((_, i) => i)
     const view = new Uint8Array(all.buffer, 10, 20)
