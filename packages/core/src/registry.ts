@@ -69,11 +69,27 @@ export function importBackendPackage(pkg: string): Promise<BackendModule> {
   return importPackage(pkg)
 }
 
+// The package was found but the file its `exports` point to was not (typically a workspace or
+// git checkout that was never built): "not installed" would send the user the wrong way.
+function entryMissing(error: unknown, pkg: string): ConfigurationError | undefined {
+  const message = (error as { message?: unknown })?.message
+  if (typeof message !== 'string' || !/^Cannot find module '/.test(message)) return undefined
+  const file = /^Cannot find module '([^']+)'/.exec(message)?.[1]
+  if (file === undefined || !file.replaceAll('\\', '/').includes(`/node_modules/${pkg}/`)) return undefined
+  return new ConfigurationError(
+    `the backend package ${pkg} is installed but its entry file ${file} is missing: build the package ` +
+      `(or reinstall it with "npm install ${pkg}")`,
+    { cause: error },
+  )
+}
+
 async function importPackage(pkg: string): Promise<BackendModule> {
   try {
     return (await import(pkg)) as BackendModule
   } catch (error) {
     if (!isModuleNotFound(error, pkg)) throw error
+    const broken = entryMissing(error, pkg)
+    if (broken !== undefined) throw broken
   }
   // Under strict installs (pnpm) the core cannot see the application's packages: resolve from
   // the application's working directory instead.
@@ -82,6 +98,8 @@ async function importPackage(pkg: string): Promise<BackendModule> {
     return (await import(pathToFileURL(require.resolve(pkg)).href)) as BackendModule
   } catch (error) {
     if (isModuleNotFound(error, pkg)) {
+      const broken = entryMissing(error, pkg)
+      if (broken !== undefined) throw broken
       throw new ConfigurationError(`the backend package ${pkg} is not installed: run "npm install ${pkg}"`, {
         cause: error,
       })

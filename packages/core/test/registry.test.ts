@@ -1,3 +1,6 @@
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
 import { describe, expect, it } from 'vitest'
 import { ConfigurationError } from '../src/errors.ts'
 import type { EventBackend } from '../src/protocol.ts'
@@ -95,6 +98,28 @@ describe('missing backend packages', () => {
     await expect(createBackend('ghost://x')).rejects.toThrow(
       /@omnibus-test\/ghost is not installed: run "npm install/,
     )
+  })
+
+  it('tell an installed but unbuilt package apart from a missing one', async () => {
+    const dir = await mkdtemp(path.join(tmpdir(), 'omnibus-registry-'))
+    const pkgDir = path.join(dir, 'node_modules', '@omnibus-test', 'unbuilt')
+    await mkdir(pkgDir, { recursive: true })
+    await writeFile(path.join(dir, 'package.json'), '{"name":"app","type":"module"}')
+    await writeFile(
+      path.join(pkgDir, 'package.json'),
+      JSON.stringify({ name: '@omnibus-test/unbuilt', type: 'module', exports: { '.': './dist/index.js' } }),
+    )
+    const cwd = process.cwd()
+    process.chdir(dir)
+    try {
+      await expect(importBackendPackage('@omnibus-test/unbuilt')).rejects.toThrow(
+        /@omnibus-test\/unbuilt is installed but its entry file .*dist\/index\.js is missing: build the package/,
+      )
+      await expect(importBackendPackage('@omnibus-test/absent')).rejects.toThrow(/is not installed/)
+    } finally {
+      process.chdir(cwd)
+      await rm(dir, { recursive: true, force: true })
+    }
   })
 
   it('do not hide other import failures', async () => {
