@@ -212,6 +212,7 @@ export class ObservabilityBus {
   #inflight: Promise<void> | undefined
   #roomWaiters: Array<() => void> = []
   readonly #toolStarts = new Map<string, number>()
+  readonly #subscriptions = new Set<Subscription>()
   #clock = 0
   #clockUses = 0
   #clockQueued = false
@@ -438,14 +439,16 @@ export class ObservabilityBus {
    * Subscribes through the backend. Telemetry subscriptions default to `at-most-once`, or to the
    * weakest guarantee a backend offers when it has no at-most-once; pass `guarantee` to choose.
    */
-  subscribe<T = unknown>(
+  async subscribe<T = unknown>(
     pattern: string,
     handler: EventHandler<T>,
     opts: SubscribeOptions = {},
   ): Promise<Subscription> {
     const offered = this.#backend.capabilities.guarantees
     const weakest = offered.includes('at-most-once') ? 'at-most-once' : (offered[0] ?? 'at-most-once')
-    return this.#backend.subscribe(pattern, handler, { guarantee: weakest, ...opts })
+    const sub = await this.#backend.subscribe(pattern, handler, { guarantee: weakest, ...opts })
+    this.#subscriptions.add(sub)
+    return sub
   }
 
   /** Adds an exporter for the following batches. */
@@ -494,7 +497,7 @@ export class ObservabilityBus {
 
   /**
    * Flushes (waiting at most `timeoutMs`, default 5000, for a stalled backend), stops the
-   * flusher and closes the exporters. Events still buffered then, and later emits, are dropped
+   * flusher, ends the subscriptions made with {@link subscribe} and closes the exporters. Events still buffered then, and later emits, are dropped
    * (reason `closed`). Disconnects the backend only when the bus created it
    * ({@link ObservabilityBus.connect} with a URL). Idempotent.
    */
@@ -518,6 +521,9 @@ export class ObservabilityBus {
         this.#critical.length = 0
       }
       await Promise.allSettled(this.#exporters.map(async (e) => e.close?.()))
+      const subs = [...this.#subscriptions]
+      this.#subscriptions.clear()
+      await Promise.allSettled(subs.map((sub) => sub.unsubscribe()))
       if (this.#ownsBackend) await this.#backend.disconnect({ drainTimeoutMs: options.timeoutMs ?? 5000 })
     }
   }

@@ -66,7 +66,8 @@ describe('ObservabilityBus emit and flush', () => {
     await waitUntil(() => got.length === 1)
     expect(got[0]?.topic).toBe('metric.latency')
     expect(got[0]?.data).toEqual({ name: 'latency', value: 42, unit: 'ms', tags: { route: '/x' } })
-    await sub.unsubscribe()
+    await bus.close()
+    expect(sub.active).toBe(false)
   })
 
   it('subscribes with the weakest guarantee a backend offers when it has no at-most-once', async () => {
