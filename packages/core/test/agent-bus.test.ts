@@ -1,6 +1,7 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import {
   AGENT_HEADERS,
+  type AgentContext,
   type AgentMessage,
   AgentMessageBus,
   AgentReplyError,
@@ -253,6 +254,18 @@ describe('test helpers', () => {
     await a.send('w', 'done', 2)
     expect((await seen).data).toBe(2)
     await expect(waitForMessage(a, () => false, { timeoutMs: 30 })).rejects.toBeInstanceOf(TimeoutError)
+  })
+
+  it('a typed handlerSpy works as an agent handler and can reply', async () => {
+    const a = bus()
+    const spy = handlerSpy<[AgentMessage, AgentContext]>(async (_msg, ctx) => {
+      if (ctx.canReply) await ctx.reply('ok')
+    })
+    await a.subscribeAgent('worker', spy)
+    await a.send('worker', 'job', 1)
+    const call = await spy.waitFor((msg) => msg.topic === 'job', { timeoutMs: 2000 })
+    expect(call.args[0].data).toBe(1)
+    await expect(a.request('worker', 'ask', 2)).resolves.toBe('ok')
   })
 
   it('handlerSpy.waitFor times out with the number of calls seen', async () => {
