@@ -2,7 +2,7 @@ import { ConfigurationError, createBackend, type OmnibusEvent } from '@omnibus/c
 import { createRabbitMQBackend, groupQueueName } from '@omnibus/rabbitmq'
 import { expect, it } from 'vitest'
 import { describeWithService, requireEndpoint } from '../setup/services.ts'
-import { rawConnect } from './amqp.ts'
+import { cuttableProxy, rawConnect } from './amqp.ts'
 
 async function waitFor(what: string, predicate: () => boolean, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs
@@ -143,6 +143,53 @@ describeWithService('rabbitmq', 'RabbitMQ connection options', () => {
       expect(handled.filter((x) => x === id)).toHaveLength(1)
     } finally {
       await b.disconnect()
+    }
+  })
+
+  it('a subscription that cannot re-attach is reported by healthCheck and retried until it can', async () => {
+    const proxy = await cuttableProxy(url)
+    const b = createRabbitMQBackend({ url: proxy.url, reconnectMaxDelayMs: 200 })
+    await b.connect()
+    const conn = await rawConnect(url)
+    try {
+      const topic = `conn.${run}.blocked`
+      const group = `blocked-${run}`
+      const queue = groupQueueName('omnibus', group, topic)
+      const got = new Set<string>()
+      await b.subscribe(topic, (e) => void got.add(e.id), { group })
+      // While the backend is cut off, someone replaces its queue with a classic one: declaring
+      // it as quorum on reconnect fails.
+      proxy.cut(true)
+      await waitFor('the backend to notice the cut', () => !b.isConnected)
+      const ch = await conn.createConfirmChannel()
+      await ch.deleteQueue(queue)
+      await ch.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'classic' } })
+      proxy.heal()
+      await waitFor('reconnect', () => b.isConnected)
+      // The re-attach runs right after the reconnect; its failure shows up in healthCheck.
+      let health = await b.healthCheck()
+      const by = Date.now() + 5000
+      while (health.healthy && Date.now() < by) {
+        await new Promise((resolve) => setTimeout(resolve, 20))
+        health = await b.healthCheck()
+      }
+      expect(health.healthy).toBe(false)
+      expect(health.detail).toMatch(/not consuming.*inequivalent arg 'x-queue-type'/)
+      // Once the conflicting queue is gone, the retry declares its own and consumption resumes.
+      await ch.deleteQueue(queue)
+      const until = Date.now() + 15_000
+      let id = ''
+      while (Date.now() < until && !got.has(id)) {
+        id = (await b.publish({ topic, data: 1 })).id
+        await new Promise((resolve) => setTimeout(resolve, 200))
+      }
+      expect(got.has(id)).toBe(true)
+      expect((await b.healthCheck()).healthy).toBe(true)
+      await ch.close()
+    } finally {
+      await conn.close()
+      await b.disconnect()
+      await proxy.close()
     }
   })
 })

@@ -68,6 +68,11 @@ interface SubState {
   consumerTag: string | undefined
   attaching: Promise<void> | undefined
   closing: Promise<void> | undefined
+  /** Pending re-attach after a failed one, and the delay of the next. */
+  reattachTimer: NodeJS.Timeout | undefined
+  reattachDelayMs: number
+  /** Why the last attach failed, for `healthCheck`. */
+  attachError: string | undefined
 }
 
 function headerNumber(headers: Record<string, unknown> | undefined, name: string): number | undefined {
@@ -102,16 +107,7 @@ export function createRabbitMQBackend(options: RabbitMQBackendOptions = {}): Eve
 
   const link = new Link(o, {
     async onUp(model) {
-      await Promise.all(
-        [...subs].map((s) =>
-          attach(s, model).catch((error: unknown) => {
-            log.error('rabbitmq: re-attaching a subscription failed', {
-              pattern: s.opts.pattern,
-              error: String(error),
-            })
-          }),
-        ),
-      )
+      await Promise.all([...subs].map((s) => reattach(s, model)))
     },
     onDown() {
       for (const s of subs) {
@@ -173,14 +169,7 @@ export function createRabbitMQBackend(options: RabbitMQBackendOptions = {}): Eve
         s.consumerTag = undefined
         // The connection is alive but this channel died (queue deleted, refused ack): start over.
         const current = link.model
-        if (s.active && current !== undefined && current === model) {
-          attach(s, current).catch((error: unknown) =>
-            log.error('rabbitmq: re-attaching a subscription failed', {
-              pattern: s.opts.pattern,
-              error: String(error),
-            }),
-          )
-        }
+        if (current !== undefined && current === model) void reattach(s, current)
       })
       try {
         await ch.prefetch(s.opts.concurrency)
@@ -214,6 +203,39 @@ export function createRabbitMQBackend(options: RabbitMQBackendOptions = {}): Eve
     })
     s.attaching = p
     await p
+  }
+
+  /**
+   * Attaches `s` again after a reconnect or a lost channel. A failure (the queue cannot be
+   * declared yet, say) is retried with backoff up to 30 s for as long as the link stays up;
+   * `healthCheck` reports the subscription meanwhile. Never throws.
+   */
+  async function reattach(s: SubState, model: ChannelModel): Promise<void> {
+    if (s.reattachTimer !== undefined) {
+      clearTimeout(s.reattachTimer)
+      s.reattachTimer = undefined
+    }
+    if (!s.active) return
+    try {
+      await attach(s, model)
+      s.attachError = undefined
+      s.reattachDelayMs = 500
+    } catch (error) {
+      s.attachError = error instanceof Error ? error.message : String(error)
+      log.error('rabbitmq: re-attaching a subscription failed; trying again', {
+        pattern: s.opts.pattern,
+        group: s.opts.group,
+        error: s.attachError,
+        retryInMs: s.reattachDelayMs,
+      })
+      s.reattachTimer = setTimeout(() => {
+        s.reattachTimer = undefined
+        const current = link.model
+        if (current !== undefined && s.active) void reattach(s, current)
+      }, s.reattachDelayMs)
+      s.reattachTimer.unref()
+      s.reattachDelayMs = Math.min(s.reattachDelayMs * 2, 30_000)
+    }
   }
 
   const ackers = new WeakMap<Channel, AckBatcher>()
@@ -253,14 +275,7 @@ export function createRabbitMQBackend(options: RabbitMQBackendOptions = {}): Eve
         s.consumerTag = undefined
         ch.close().catch(() => {})
         const model = link.model
-        if (s.active && model !== undefined) {
-          attach(s, model).catch((error: unknown) =>
-            log.error('rabbitmq: re-attaching a cancelled subscription failed', {
-              pattern: s.opts.pattern,
-              error: String(error),
-            }),
-          )
-        }
+        if (model !== undefined) void reattach(s, model)
       }
       return
     }
@@ -507,6 +522,7 @@ export function createRabbitMQBackend(options: RabbitMQBackendOptions = {}): Eve
     s.closing ??= (async () => {
       s.active = false
       subs.delete(s)
+      clearTimeout(s.reattachTimer)
       await s.attaching?.catch(() => {})
       const ch = s.channel
       const tag = s.consumerTag
@@ -572,7 +588,17 @@ export function createRabbitMQBackend(options: RabbitMQBackendOptions = {}): Eve
       try {
         const ch = await link.admin(Date.now() + 2000)
         await ch.checkExchange(o.exchange)
-        return { healthy: true, latencyMs: performance.now() - start, detail: `connected to ${o.endpoint}` }
+        const latencyMs = performance.now() - start
+        const detached = [...subs].filter((s) => s.active && s.attachError !== undefined)
+        if (detached.length > 0) {
+          const first = detached[0] as SubState
+          return {
+            healthy: false,
+            latencyMs,
+            detail: `${detached.length} subscription(s) not consuming, e.g. "${first.opts.pattern}": ${first.attachError}`,
+          }
+        }
+        return { healthy: true, latencyMs, detail: `connected to ${o.endpoint}` }
       } catch (error) {
         return {
           healthy: false,
@@ -628,6 +654,9 @@ export function createRabbitMQBackend(options: RabbitMQBackendOptions = {}): Eve
         consumerTag: undefined,
         attaching: undefined,
         closing: undefined,
+        reattachTimer: undefined,
+        reattachDelayMs: 500,
+        attachError: undefined,
       }
       s.subscription = {
         id,
