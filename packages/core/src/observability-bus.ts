@@ -318,14 +318,26 @@ export class ObservabilityBus {
   }
 
   /**
-   * Like {@link emit}, for callers that can wait: with `block` it waits for room in the buffer;
-   * with `reject` it rejects with {@link BufferFullError} when the buffer is full. Resolves
+   * Like {@link emit}, for callers that can wait: with `block` it waits for room in the buffer
+   * (which the flusher makes once the bus is started); with `reject` it rejects with
+   * {@link BufferFullError} when the buffer is full. Resolves
    * `true` when buffered, `false` when sampled out or dropped.
    */
   async emitAsync(topic: string, data: unknown, opts?: EmitOptions): Promise<boolean> {
     const critical = opts?.priority === 'critical'
-    if (!critical && this.#full() && this.#sampler.rateFor(topic) >= 0) {
-      if (this.#overflow === 'reject' && !this.#closed) {
+    const rate = this.#sampler.rateFor(topic)
+    // Sampling decides first, so an event that would be sampled out is never rejected or waited for.
+    if (rate === INVALID_TOPIC_RATE) {
+      this.#emitted++
+      return this.#invalid(topic)
+    }
+    if (!critical && rate < 1 && (rate === 0 || Math.random() >= rate)) {
+      this.#emitted++
+      this.#sampledOut++
+      return false
+    }
+    if (!critical && this.#full() && !this.#closed) {
+      if (this.#overflow === 'reject') {
         this.#emitted++
         this.#dropped.reject++
         throw new BufferFullError(this.#capacity)
@@ -337,7 +349,17 @@ export class ObservabilityBus {
         }
       }
     }
-    return this.emit(topic, data, opts)
+    this.#emitted++
+    if (this.#closed) {
+      this.#dropped.closed++
+      return false
+    }
+    try {
+      return this.#enqueue({ topic, data, time: this.#now(), opts, parent: currentEvent() })
+    } catch {
+      this.#dropped.invalid++
+      return false
+    }
   }
 
   /** Emits an error on `error.<kind>` (default `error.raised`): always kept by sampling. */

@@ -153,6 +153,10 @@ describe('ObservabilityBus overflow', () => {
     expect(bus.emit('t.x', 10)).toBe(false)
     await expect(bus.emitAsync('t.x', 11)).rejects.toBeInstanceOf(BufferFullError)
     expect(bus.stats().dropped.reject).toBe(2)
+    bus.configureSampling({ rates: { 'noise.*': 0 } })
+    await expect(bus.emitAsync('noise.x', 12)).resolves.toBe(false)
+    expect(bus.stats()).toMatchObject({ sampledOut: 1, emitted: 13 })
+    expect(bus.stats().dropped.reject).toBe(2)
     release()
   })
 
