@@ -756,7 +756,6 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
           }
         }
         const rows = st.claimable.all(s.gid, now, room) as ClaimedRow[]
-        if (rows.length === 0 && Number(st.countLeases.get(s.gid)) > 0) st.orphans.run(s.gid)
         const until = now + s.visibilityMs
         for (const r of rows) {
           if (s.opts.guarantee === 'at-most-once') st.deleteLease.run(s.gid, r.seq)
@@ -949,7 +948,7 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
   }
 
   function extendLeases(s: SubState): void {
-    if (s.held === 0 || db === undefined || !db.open || state !== 'open') return
+    if (s.held === 0 || db === undefined || !db.open || state === 'closed') return
     retryBusy('consume', () => st.extend.run(Date.now() + s.visibilityMs, s.owner)).catch(
       (error: unknown) => {
         logger.warn('sqlite: lease extension failed, will retry', { error: String(error) })
@@ -1048,7 +1047,9 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
         ])
         if (timer !== undefined) clearTimeout(timer)
       }
-      if (timedOut) s.abort.abort(new Error('disconnect drain timeout reached'))
+      // Handlers cut off by the drain timeout learn it through their signal; after a clean drain
+      // the signal still ends with the subscription, for work a handler left running.
+      s.abort.abort(new Error(timedOut ? 'disconnect drain timeout reached' : 'subscription closed'))
       if (s.extendTimer !== undefined) clearInterval(s.extendTimer)
       subs.delete(s.id)
       dirty.delete(s)
@@ -1186,9 +1187,6 @@ function makeStatements(d: Database.Database) {
            AND (l.pkey IS NULL OR NOT EXISTS (
              SELECT 1 FROM omnibus_leases p WHERE p.gid = l.gid AND p.pkey = l.pkey AND p.seq < l.seq))
          ORDER BY l.seq LIMIT ?`,
-    ),
-    orphans: d.prepare(
-      'DELETE FROM omnibus_leases WHERE gid = ? AND NOT EXISTS (SELECT 1 FROM omnibus_events e WHERE e.seq = omnibus_leases.seq)',
     ),
     lease: d.prepare(
       'UPDATE omnibus_leases SET owner = ?, due = ?, attempts = attempts + 1 WHERE gid = ? AND seq = ?',
