@@ -10,13 +10,13 @@ import {
   type BatchReceipt,
   ConfigurationError,
   createEvent,
+  type DedupeStore,
   type EventBackend,
   type EventHandler,
   type EventInput,
   encodeEventChecked,
   type HealthStatus,
   isLiteralPattern,
-  MemoryDedupeStore,
   NotConnectedError,
   type PublishReceipt,
   resolveSubscribeOptions,
@@ -24,6 +24,7 @@ import {
   type Subscription,
 } from '@omnibus/core'
 import { createKafkaClient, type KafkaClient } from './client.ts'
+import { createKafkaDedupeStore, type KafkaDedupeStore } from './dedupe.ts'
 import { classifyError } from './errors.ts'
 import { type KafkaBackendOptions, type ResolvedKafkaOptions, resolveKafkaOptions } from './options.ts'
 import { createPublisher, createTopicRegistry, type Publisher, type TopicRegistry } from './publisher.ts'
@@ -62,7 +63,7 @@ export function createKafkaBackend(options: KafkaBackendOptions = {}): KafkaBack
   const o = resolveKafkaOptions(options)
   const endpoint = o.kafka === undefined ? o.brokers.join(',') : 'the given Kafka instance'
   const capabilities = kafkaCapabilities(o)
-  const dedupe = o.dedupeStore ?? new MemoryDedupeStore()
+  let kafkaDedupe: KafkaDedupeStore | undefined
   const subs = new Set<KafkaSubscription>()
 
   let client: KafkaClient | undefined
@@ -108,12 +109,26 @@ export function createKafkaBackend(options: KafkaBackendOptions = {}): KafkaBack
     return { id: event.id, topic: event.topic }
   }
 
+  const dedupeStore = (c: KafkaClient, p: Publisher): DedupeStore => {
+    if (o.dedupeStore !== undefined) return o.dedupeStore
+    kafkaDedupe ??= createKafkaDedupeStore({
+      client: c,
+      topic: o.dedupeTopic,
+      ttlMs: o.dedupeTtlMs,
+      maxEntries: 1_000_000,
+      replicationFactor: o.replicationFactor,
+      groupIdPrefix: o.groupIdPrefix,
+      produce: (topic, key, value) => p.send(topic, { key, value }, key.length + value.length + 64),
+    })
+    return kafkaDedupe
+  }
+
   const host = (): SubscriptionHost => {
-    const { client: c, topics: t } = requireConnected('subscribe')
+    const { client: c, topics: t, publisher: p } = requireConnected('subscribe')
     return {
       client: c,
       logger: o.logger,
-      dedupe,
+      dedupe: dedupeStore(c, p),
       heartbeatIntervalMs: o.heartbeatIntervalMs,
       groupJoinTimeoutMs: o.groupJoinTimeoutMs,
       endpoint,
@@ -178,6 +193,8 @@ export function createKafkaBackend(options: KafkaBackendOptions = {}): KafkaBack
       await Promise.allSettled([...subs].map((s) => s.close(drain)))
       // Everything accepted by publish() before disconnect is sent before the producer closes.
       await publisher?.idle()
+      await kafkaDedupe?.close()
+      kafkaDedupe = undefined
       const c = client
       client = undefined
       topics = undefined

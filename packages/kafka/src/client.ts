@@ -106,7 +106,12 @@ export interface KafkaClient {
   ping(): Promise<void>
   listTopics(): Promise<string[]>
   /** Creates the topics that do not exist yet; existing ones are not an error. */
-  createTopics(topics: readonly string[], numPartitions: number, replicationFactor: number): Promise<void>
+  createTopics(
+    topics: readonly string[],
+    numPartitions: number,
+    replicationFactor: number,
+    configs?: Readonly<Record<string, string>>,
+  ): Promise<void>
   /** Produces all batches (one request per broker), acknowledged by all in-sync replicas. */
   send(batches: readonly OutgoingTopicBatch[]): Promise<void>
   endOffsets(topic: string): Promise<PartitionOffset[]>
@@ -273,14 +278,15 @@ export function createKafkaClient(o: ResolvedKafkaOptions): KafkaClient {
     async listTopics() {
       return needAdmin().listTopics()
     },
-    async createTopics(topics, numPartitions, replicationFactor) {
+    async createTopics(topics, numPartitions, replicationFactor, configs) {
+      const configEntries = Object.entries(configs ?? {}).map(([name, value]) => ({ name, value }))
       if (topics.length === 0) return
       try {
         // kafkajs' own waitForLeaders gives up when the metadata of a new topic lags (it treats
         // UNKNOWN_TOPIC_OR_PARTITION as final); the wait below retries until leaders exist.
         await needAdmin().createTopics({
           waitForLeaders: false,
-          topics: topics.map((topic) => ({ topic, numPartitions, replicationFactor })),
+          topics: topics.map((topic) => ({ topic, numPartitions, replicationFactor, configEntries })),
         })
       } catch (error) {
         // Another process may have created some of them between our listing and this call.

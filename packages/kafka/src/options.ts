@@ -79,8 +79,15 @@ export interface KafkaBackendOptions {
   readonly logger?: Logger
   /** Verbosity of the Kafka client's own log lines, routed to `logger`. @default 'nothing' — env `OMNIBUS_KAFKA_LOG_LEVEL` */
   readonly clientLogLevel?: KafkaClientLogLevel
-  /** Processed-id records for exactly-once subscriptions. @default an in-process `MemoryDedupeStore` */
+  /**
+   * Processed-id records for exactly-once subscriptions.
+   * @default records in the compacted Kafka topic `dedupeTopic`, shared by every process
+   */
   readonly dedupeStore?: DedupeStore
+  /** Compacted topic of processed-id records (never matched by wildcards: it starts with `__`). @default '__omnibus_processed' — env `OMNIBUS_KAFKA_DEDUPE_TOPIC` */
+  readonly dedupeTopic?: string
+  /** How long a processed id is remembered. @default 86400000 (24 h) — env `OMNIBUS_KAFKA_DEDUPE_TTL_MS` */
+  readonly dedupeTtlMs?: number
 }
 
 /** Options after resolution. */
@@ -110,6 +117,8 @@ export interface ResolvedKafkaOptions {
   readonly logger: Logger
   readonly clientLogLevel: KafkaClientLogLevel
   readonly dedupeStore: DedupeStore | undefined
+  readonly dedupeTopic: string
+  readonly dedupeTtlMs: number
 }
 
 type Env = Readonly<Record<string, string | undefined>>
@@ -277,6 +286,13 @@ export function resolveKafkaOptions(
     900_000,
     1024,
   )
+  const dedupeTopic = options.dedupeTopic ?? env.OMNIBUS_KAFKA_DEDUPE_TOPIC ?? '__omnibus_processed'
+  if (typeof dedupeTopic !== 'string' || !/^[A-Za-z0-9._-]{1,249}$/.test(dedupeTopic)) {
+    throw bad('dedupeTopic', dedupeTopic, "a Kafka topic name: 1-249 letters, digits, '.', '_' or '-'")
+  }
+  if (options.dedupeStore !== undefined && typeof options.dedupeStore?.has !== 'function') {
+    throw bad('dedupeStore', '[object]', 'an object with has(group, id) and add(group, id)')
+  }
   if (options.logger !== undefined && typeof options.logger?.warn !== 'function') {
     throw bad('logger', '[object]', 'an object with debug/info/warn/error methods')
   }
@@ -354,5 +370,14 @@ export function resolveKafkaOptions(
     logger: options.logger ?? silentLogger,
     clientLogLevel,
     dedupeStore: options.dedupeStore,
+    dedupeTopic,
+    dedupeTtlMs: int(
+      'dedupeTtlMs',
+      'OMNIBUS_KAFKA_DEDUPE_TTL_MS',
+      options.dedupeTtlMs,
+      env,
+      86_400_000,
+      1000,
+    ),
   }
 }
