@@ -2,7 +2,7 @@ import type { SubscribeOptions } from '@omnibus/core'
 import { expect } from 'vitest'
 import { spawnConsumer } from '../child.ts'
 import { type CaseContext, Inbox, publishAll } from '../harness.ts'
-import { waitFor } from '../wait.ts'
+import { waitFor, withDeadline } from '../wait.ts'
 import { allOf, atLeastOnce, type ConformanceCase, crossProcess, groups, persistent } from './types.ts'
 
 const work = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
@@ -82,7 +82,7 @@ const consumerDies: ConformanceCase = {
     })
     const survivor = new Inbox('surviving member')
     await h.subscribe(await h.backend(), topic, survivor, opts)
-    await dyingBackend.disconnect({ drainTimeoutMs: 100 })
+    await h.within(dyingBackend.disconnect({ drainTimeoutMs: 100 }), 'disconnect() of the dying member')
     await h.waitAcked(survivor, ids, redeliveryMs(h))
   },
 }
@@ -298,7 +298,11 @@ const drain: ConformanceCase = {
       timeoutMs: h.timeouts.deliveryMs,
       message: 'the slow handler to start',
     })
-    await b1.disconnect({ drainTimeoutMs: 10_000 })
+    await withDeadline(
+      b1.disconnect({ drainTimeoutMs: 10_000 }),
+      10_000 + h.timeouts.deliveryMs,
+      'disconnect({ drainTimeoutMs: 10000 }) with a 300 ms handler in flight',
+    )
     expect(
       finishing.ackedIds().has(slow.id),
       'disconnect() resolved before the in-flight handler finished',
@@ -327,7 +331,11 @@ const drain: ConformanceCase = {
       message: 'the hung handler to start',
     })
     const t0 = Date.now()
-    await b2.disconnect({ drainTimeoutMs: 200 })
+    await withDeadline(
+      b2.disconnect({ drainTimeoutMs: 200 }),
+      200 + h.timeouts.deliveryMs,
+      'disconnect({ drainTimeoutMs: 200 }) with a hung handler',
+    )
     const took = Date.now() - t0
     expect(took, 'disconnect({ drainTimeoutMs: 200 }) with a hung handler took too long').toBeLessThan(
       200 + h.timeouts.deliveryMs,
