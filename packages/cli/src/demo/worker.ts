@@ -33,10 +33,15 @@ export async function runWorker(opts: WorkerOptions, io: CommandIo): Promise<num
   })
   io.signal.addEventListener('abort', () => stop(), { once: true })
 
+  let gotFirst!: () => void
+  const firstMessage = new Promise<void>((resolve) => {
+    gotFirst = resolve
+  })
   const onMessage = async (
     msg: { topic: string; data: unknown },
     ctx: { reply(data: unknown): Promise<void> },
   ): Promise<void> => {
+    gotFirst()
     if (msg.topic === 'shutdown') {
       obs.emitLifecycle('worker_stopped', { worker: opts.id, tasks }, tag)
       await obs.close()
@@ -83,8 +88,16 @@ export async function runWorker(opts: WorkerOptions, io: CommandIo): Promise<num
   await agents.subscribeAgent(opts.id, onMessage, { ...options, group: `demo-${opts.run}-${opts.id}` })
   await agents.subscribeAgent('worker', onMessage, { ...options, group: `demo-${opts.run}-workers` })
   obs.emitLifecycle('worker_started', { worker: opts.id, pid: process.pid }, tag)
-  await agents.send('coordinator', 'ready', { worker: opts.id, pid: process.pid })
+  // Announce readiness until the first message arrives: on brokers where a new subscription takes
+  // a moment to become live, the coordinator may miss the first announcement.
+  const announce = (): void => {
+    agents.send('coordinator', 'ready', { worker: opts.id, pid: process.pid }).catch(() => undefined)
+  }
+  announce()
+  const announcing = setInterval(announce, 1000)
+  firstMessage.then(() => clearInterval(announcing))
   await stopped
+  clearInterval(announcing)
   await agents.close()
   await obs.close()
   await backend.disconnect({ drainTimeoutMs: 2000 })
