@@ -309,6 +309,44 @@ describe('sqlite backend: failures', () => {
     expect(seen).toEqual(['same-id', 'other-id'])
   })
 
+  it('acknowledgements still pending when a subscription closes are written by the close', async () => {
+    const file = tmp.file()
+    const b = await pool.open({ path: file })
+    const seen: string[] = []
+    const sub = await b.subscribe(
+      'ack.t',
+      (e) => {
+        seen.push(e.id)
+      },
+      { group: 'ack', guarantee: 'exactly-once' },
+    )
+    await b.publish({ topic: 'ack.t', data: 1, id: 'ack-once' })
+    await waitFor('the first run', () => seen.length === 1)
+    await sub.unsubscribe()
+    const raw = new Database(file, { readonly: true })
+    const processed = raw
+      .prepare("SELECT count(*) AS n FROM omnibus_processed WHERE id = 'ack-once'")
+      .get() as {
+      n: number
+    }
+    const leases = raw.prepare('SELECT count(*) AS n FROM omnibus_leases').get() as { n: number }
+    raw.close()
+    expect(processed.n).toBe(1)
+    expect(leases.n).toBe(0)
+    const again: string[] = []
+    await b.subscribe(
+      'ack.t',
+      (e) => {
+        again.push(e.id)
+      },
+      { group: 'ack', guarantee: 'exactly-once' },
+    )
+    await b.publish({ topic: 'ack.t', data: 2, id: 'ack-once' })
+    await b.publish({ topic: 'ack.t', data: 3, id: 'ack-next' })
+    await waitFor('the next id', () => again.length >= 1)
+    expect(again).toEqual(['ack-next'])
+  })
+
   it('extends the lease of a handler slower than the visibility timeout instead of redelivering', async () => {
     const file = tmp.file()
     const a = await pool.open({ path: file })
