@@ -6,7 +6,7 @@
  */
 import { appendFile, mkdir, rename, rm, stat } from 'node:fs/promises'
 import path from 'node:path'
-import { toCloudEvent } from './codec.ts'
+import { encodeEvent } from './codec.ts'
 import { ConfigurationError } from './errors.ts'
 import { compilePattern } from './matcher.ts'
 import type { OmnibusEvent } from './protocol.ts'
@@ -74,11 +74,26 @@ export function jsonLinesExporter(options: JsonLinesExporterOptions): TelemetryE
       )
     }
     let text = ''
-    for (const e of events) text += `${JSON.stringify(toCloudEvent(e))}\n`
+    let skipped = 0
+    let firstError: unknown
+    for (const e of events) {
+      // One event JSON cannot carry must not cost the rest of the batch its lines.
+      try {
+        text += `${encodeEvent(e)}\n`
+      } catch (error) {
+        skipped++
+        firstError ??= error
+      }
+    }
     const bytes = Buffer.byteLength(text)
-    if (size > 0 && size + bytes > maxBytes) await rotate()
-    await appendFile(file, text)
-    size += bytes
+    if (bytes > 0) {
+      if (size > 0 && size + bytes > maxBytes) await rotate()
+      await appendFile(file, text)
+      size += bytes
+    }
+    if (skipped > 0) {
+      throw new AggregateError([firstError], `${skipped} event(s) could not be written as JSON`)
+    }
   }
 
   return {

@@ -394,6 +394,19 @@ describe('exporters', () => {
     expect(JSON.parse(last).data.i).toBe(59)
   })
 
+  it('jsonLinesExporter writes the good events of a batch and counts the one it cannot encode', async () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'omnibus-jsonl-'))
+    const file = path.join(dir, 'events.jsonl')
+    const { bus } = await makeBus({ exporters: [jsonLinesExporter({ path: file })] })
+    bus.emit('a.b', { n: 1 })
+    bus.emit('a.b', { n: 2n })
+    bus.emit('a.b', { n: 3 })
+    await bus.flush()
+    const lines = readFileSync(file, 'utf8').trim().split('\n')
+    expect(lines.map((l) => JSON.parse(l).data.n)).toEqual([1, 3])
+    expect(bus.stats().exporterFailures).toBe(1)
+  })
+
   it('loggerExporter speaks pino (fields, msg) and console (msg, fields)', async () => {
     const pinoCalls: unknown[][] = []
     const pinoLike = {
