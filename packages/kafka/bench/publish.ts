@@ -71,7 +71,7 @@ await createTopic(ownTopic)
 await rawRun(rawTopic)
 const raw: number[] = []
 const own: number[] = []
-for (let i = 0; i < 2; i++) {
+for (let i = 0; i < 3; i++) {
   raw.push(await rawRun(rawTopic))
   own.push(await backendRun(ownTopic))
 }

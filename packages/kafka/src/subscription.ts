@@ -347,23 +347,25 @@ export class KafkaSubscription implements Subscription {
     // limiter), and only a few ahead of the oldest unfinished one so a huge batch does not queue
     // thousands of tasks. The partition's position moves over a prefix of finished events only.
     const loop = async (): Promise<void> => {
-      const window = concurrency === 1 ? 1 : concurrency * 4
+      const window = concurrency * 4
       const runs: Array<Promise<boolean>> = []
       const submit = (upTo: number): void => {
         while (runs.length < messages.length && runs.length < upTo) {
           const m = messages[runs.length] as InboundMessage
           const prepared = this.#prepare(batch, m)
-          const task = (): Promise<boolean> => this.#process(batch, m, prepared, proceed)
-          if (concurrency === 1) runs.push(task())
-          else {
-            const key = prepared.kind === 'event' ? prepared.event.partitionKey : undefined
-            runs.push(this.#limiter.run(key, task))
-          }
+          const key = prepared.kind === 'event' ? prepared.event.partitionKey : undefined
+          runs.push(this.#limiter.run(key, () => this.#process(batch, m, prepared, proceed)))
         }
       }
       for (let i = 0; i < messages.length; i++) {
-        submit(i + window)
-        if (!(await runs[i])) return
+        if (concurrency === 1) {
+          // The common case without the limiter: one event at a time, no task bookkeeping.
+          const m = messages[i] as InboundMessage
+          if (!(await this.#process(batch, m, this.#prepare(batch, m), proceed))) return
+        } else {
+          submit(i + window)
+          if (!(await runs[i])) return
+        }
         const offset = (messages[i] as InboundMessage).offset
         done = offset
         if (atMostOnce) continue
