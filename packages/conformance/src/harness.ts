@@ -107,6 +107,10 @@ export interface CaseContext {
   settle(publisher: EventBackend, topic: string, inboxes: readonly Inbox[]): Promise<void>
   /** Waits until `inbox` acknowledged every id in `ids` (deadline `deliveryMs` unless given). */
   waitAcked(inbox: Inbox, ids: Iterable<string>, timeoutMs?: number): Promise<void>
+  /** Publishes every input concurrently; resolves with the accepted ids in input order. Bounded. */
+  publishAll(backend: EventBackend, inputs: readonly EventInput[]): Promise<string[]>
+  /** Publishes one after another (publish order = input order); resolves with the ids. Bounded. */
+  publishInOrder(backend: EventBackend, inputs: readonly EventInput[]): Promise<string[]>
   /** Registers a cleanup step run (in reverse order) when the test ends. */
   defer(fn: () => unknown): void
   /** Awaits a backend operation with a deadline of `groupJoinMs`, failing with `what` if it hangs. */
@@ -212,6 +216,20 @@ export function createCaseContext(
           )
         },
       })
+    },
+    publishAll(backend: EventBackend, inputs: readonly EventInput[]) {
+      return withDeadline(
+        publishAll(backend, inputs),
+        timeouts.deliveryMs + timeouts.groupJoinMs,
+        `publishing ${inputs.length} events`,
+      )
+    },
+    publishInOrder(backend: EventBackend, inputs: readonly EventInput[]) {
+      return withDeadline(
+        publishInOrder(backend, inputs),
+        timeouts.deliveryMs + timeouts.groupJoinMs,
+        `publishing ${inputs.length} events in order`,
+      )
     },
     defer(fn: () => unknown) {
       cleanups.push(fn)

@@ -1,7 +1,7 @@
 import type { SubscribeOptions } from '@omnibus/core'
 import { expect } from 'vitest'
 import { spawnConsumer } from '../child.ts'
-import { type CaseContext, Inbox, publishAll } from '../harness.ts'
+import { type CaseContext, Inbox } from '../harness.ts'
 import { waitFor, withDeadline } from '../wait.ts'
 import { allOf, atLeastOnce, type ConformanceCase, crossProcess, groups, persistent } from './types.ts'
 
@@ -39,7 +39,7 @@ const retryUntilSuccess: ConformanceCase = {
       },
     )
     await h.settle(b, topic, [inbox])
-    const ids = await publishAll(
+    const ids = await h.publishAll(
       b,
       Array.from({ length: 5 }, (_, i) => ({ topic, data: { runId: h.runId, i, flaky: true } })),
     )
@@ -72,7 +72,7 @@ const consumerDies: ConformanceCase = {
     const dying = new Inbox('dying member')
     await h.subscribe(dyingBackend, topic, dying, opts, forever)
     await h.settle(pub, topic, [dying])
-    const ids = await publishAll(
+    const ids = await h.publishAll(
       pub,
       Array.from({ length: 5 }, (_, i) => ({ topic, data: { runId: h.runId, i } })),
     )
@@ -108,7 +108,7 @@ const consumerKilled: ConformanceCase = {
     h.defer(() => child.kill())
     await child.ready
     await h.settle(pub, topic, [child.inbox])
-    const ids = await publishAll(
+    const ids = await h.publishAll(
       pub,
       Array.from({ length: 5 }, (_, i) => ({ topic, data: { runId: h.runId, i } })),
     )
@@ -135,7 +135,7 @@ const chain: ConformanceCase = {
     const all: string[] = []
     for (let k = 0; k < 4; k++) {
       // Published while the group exists but no consumer is attached: the next one must find it.
-      if (k > 0) all.push(...(await publishAll(pub, gapBatch(topic, h.runId, k))))
+      if (k > 0) all.push(...(await h.publishAll(pub, gapBatch(topic, h.runId, k))))
       const inbox = new Inbox(`consumer ${k + 1}`)
       consumers.push(inbox)
       const b = await h.backend()
@@ -143,7 +143,7 @@ const chain: ConformanceCase = {
       // The first consumer creates the group, which starts at 'latest': make sure it is live.
       if (k === 0) await h.settle(pub, topic, [inbox])
       all.push(
-        ...(await publishAll(
+        ...(await h.publishAll(
           pub,
           Array.from({ length: 15 }, (_, i) => ({ topic, data: { runId: h.runId, k, i } })),
         )),
@@ -179,7 +179,7 @@ const chainKilled: ConformanceCase = {
     const inboxes: Inbox[] = []
     const all: string[] = []
     for (let k = 0; k < 3; k++) {
-      if (k > 0) all.push(...(await publishAll(pub, gapBatch(topic, h.runId, k))))
+      if (k > 0) all.push(...(await h.publishAll(pub, gapBatch(topic, h.runId, k))))
       const child = spawnConsumer(hooks, {
         label: `child consumer ${k + 1}`,
         pattern: topic,
@@ -193,7 +193,7 @@ const chainKilled: ConformanceCase = {
       await child.ready
       if (k === 0) await h.settle(pub, topic, [child.inbox])
       all.push(
-        ...(await publishAll(
+        ...(await h.publishAll(
           pub,
           Array.from({ length: 15 }, (_, i) => ({ topic, data: { runId: h.runId, k, i } })),
         )),
@@ -229,11 +229,11 @@ const concurrency: ConformanceCase = {
     await h.subscribe(b, t4, four, { concurrency: 4 }, () => work(3))
     await h.settle(b, t1, [one])
     await h.settle(b, t4, [four])
-    const ids1 = await publishAll(
+    const ids1 = await h.publishAll(
       b,
       Array.from({ length: 20 }, (_, i) => ({ topic: t1, data: { runId: h.runId, i } })),
     )
-    const ids4 = await publishAll(
+    const ids4 = await h.publishAll(
       b,
       Array.from({ length: 40 }, (_, i) => ({ topic: t4, data: { runId: h.runId, i } })),
     )
@@ -263,7 +263,7 @@ const slowHandler: ConformanceCase = {
       (e.data as { slow?: boolean }).slow ? work(vis * 2.5) : undefined,
     )
     await h.settle(b, topic, [inbox])
-    const ids = await publishAll(
+    const ids = await h.publishAll(
       b,
       Array.from({ length: 3 }, (_, i) => ({ topic, data: { runId: h.runId, i, slow: true } })),
     )
@@ -373,7 +373,7 @@ const drainKilled: ConformanceCase = {
     h.defer(() => child.kill())
     await child.ready
     await h.settle(pub, topic, [child.inbox])
-    const ids = await publishAll(
+    const ids = await h.publishAll(
       pub,
       Array.from({ length: 3 }, (_, i) => ({ topic, data: { runId: h.runId, i } })),
     )
@@ -413,7 +413,7 @@ const unsubscribe: ConformanceCase = {
       message: 'aborted subscription to close',
     })
     await subAbort.unsubscribe()
-    const ids = await publishAll(
+    const ids = await h.publishAll(
       b,
       Array.from({ length: 10 }, (_, i) => ({ topic, data: { runId: h.runId, i } })),
     )

@@ -7,7 +7,7 @@ import {
   SerializationError,
 } from '@omnibus/core'
 import { expect } from 'vitest'
-import { caught, Inbox, isErrorOf, publishAll } from '../harness.ts'
+import { caught, Inbox, isErrorOf } from '../harness.ts'
 import type { ConformanceCase } from './types.ts'
 
 function bytesEqual(a: unknown, b: Uint8Array): boolean {
@@ -39,7 +39,7 @@ const roundTrip: ConformanceCase = {
       headers: { 'x-run': h.runId, 'x-index': String(i), 'x-unicode': 'héllo ✓' },
       guarantee: 'at-least-once' as const,
     }))
-    const ids = await publishAll(b, sent)
+    const ids = await h.publishAll(b, sent)
     expect(ids).toEqual(sent.map((e) => e.id))
     await h.waitAcked(inbox, ids)
     const byId = new Map(inbox.acked.map((e) => [e.id, e]))
@@ -96,7 +96,7 @@ const edgePayloads: ConformanceCase = {
       data,
       headers: { 'x-case': name },
     }))
-    const ids = await publishAll(b, inputs)
+    const ids = await h.publishAll(b, inputs)
     await h.waitAcked(inbox, ids)
     const byId = new Map(inbox.acked.map((e) => [e.id, e]))
     for (const input of inputs) {
@@ -169,7 +169,7 @@ const topicIsolation: ConformanceCase = {
     const inputs = Object.values(names).flatMap((t) =>
       Array.from({ length: 20 }, (_, i) => ({ topic: t, data: { runId: h.runId, t, i } })),
     )
-    const ids = await publishAll(b, inputs)
+    const ids = await h.publishAll(b, inputs)
     const idsOf = (t: string) => ids.filter((_, k) => inputs[k]?.topic === t)
     // The catch-all is a wildcard meeting two brand-new topics: allow the declared discovery delay.
     await h.waitAcked(all, ids, h.timeouts.deliveryMs + h.caps.wildcardDiscoveryMs)
@@ -194,7 +194,7 @@ const manyTopics: ConformanceCase = {
     await Promise.all(topics.map((t, i) => h.settle(b, t, [inboxes[i] as Inbox])))
     const perTopic = await Promise.all(
       topics.map((t) =>
-        publishAll(
+        h.publishAll(
           b,
           Array.from({ length: 10 }, (_, i) => ({ topic: t, data: { runId: h.runId, t, i } })),
         ),
@@ -254,7 +254,7 @@ const publishBeforeSubscribe: ConformanceCase = {
       await h.settle(b, topic, [first])
       await h.within(sub.unsubscribe(), 'unsubscribe() of the first consumer')
       await h.within(consumer.disconnect(), 'disconnect() of the first consumer')
-      const ids = await publishAll(
+      const ids = await h.publishAll(
         b,
         Array.from({ length: 10 }, (_, i) => ({ topic, data: { runId: h.runId, i } })),
       )
@@ -263,7 +263,7 @@ const publishBeforeSubscribe: ConformanceCase = {
       await h.subscribe(c2, topic, later, opts)
       await h.waitAcked(later, ids, h.timeouts.deliveryMs + h.timeouts.groupJoinMs)
     } else {
-      const ids = await publishAll(
+      const ids = await h.publishAll(
         b,
         Array.from({ length: 5 }, (_, i) => ({ topic, data: { runId: h.runId, i } })),
       )

@@ -1,6 +1,6 @@
 import { compilePattern, InvalidTopicError } from '@omnibus/core'
 import { expect } from 'vitest'
-import { caught, Inbox, isErrorOf, publishAll } from '../harness.ts'
+import { caught, Inbox, isErrorOf } from '../harness.ts'
 import type { ConformanceCase } from './types.ts'
 
 /**
@@ -41,7 +41,7 @@ const grammarTable: ConformanceCase = {
     await h.subscribe(b, `${prefix}.**`, all)
     await h.settle(b, `${prefix}.probe`, [all])
     const discovery = h.timeouts.deliveryMs + h.caps.wildcardDiscoveryMs
-    const ids = await publishAll(
+    const ids = await h.publishAll(
       b,
       topics.map((topic) => ({ topic, data: { runId: h.runId, topic } })),
     )
@@ -82,7 +82,7 @@ const concreteTopic: ConformanceCase = {
     const inputs = [h.topic('w', 'alpha'), h.topic('w', 'beta'), h.topic('w', 'beta', 'deep', 'er')].map(
       (topic) => ({ topic, data: { runId: h.runId, topic } }),
     )
-    const ids = await publishAll(b, inputs)
+    const ids = await h.publishAll(b, inputs)
     const discovery = h.timeouts.deliveryMs + h.caps.wildcardDiscoveryMs
     await h.waitAcked(one, ids.slice(0, 2), discovery)
     await h.waitAcked(many, ids, discovery)
@@ -108,7 +108,7 @@ const overlapping: ConformanceCase = {
     await h.subscribe(b, h.topic('ov', '*'), star)
     await h.subscribe(b, h.topic('**'), deep)
     await h.settle(b, topic, [exact, star, deep])
-    const ids = await publishAll(
+    const ids = await h.publishAll(
       b,
       Array.from({ length: 10 }, (_, i) => ({ topic, data: { runId: h.runId, i } })),
     )
@@ -131,7 +131,7 @@ const discovery: ConformanceCase = {
     await h.subscribe(b, h.topic('new', '*'), inbox)
     await h.settle(b, h.topic('new', 'probe'), [inbox])
     const topics = Array.from({ length: 5 }, (_, i) => h.topic('new', `fresh${i}`))
-    const ids = await publishAll(
+    const ids = await h.publishAll(
       b,
       topics.map((topic) => ({ topic, data: { runId: h.runId, topic } })),
     )

@@ -1,5 +1,5 @@
 import { expect } from 'vitest'
-import { Inbox, publishAll } from '../harness.ts'
+import { Inbox } from '../harness.ts'
 import { allOf, type ConformanceCase, groups, persistent } from './types.ts'
 
 const twoGroups: ConformanceCase = {
@@ -15,7 +15,7 @@ const twoGroups: ConformanceCase = {
     await h.subscribe(await h.backend(), h.topic('tg', '*'), g1, { group: h.group('one') })
     await h.subscribe(await h.backend(), h.topic('tg', '*'), g2, { group: h.group('two') })
     await h.settle(pub, topic, [g1, g2])
-    const ids = await publishAll(
+    const ids = await h.publishAll(
       pub,
       Array.from({ length: 30 }, (_, i) => ({ topic, data: { runId: h.runId, i } })),
     )
@@ -36,7 +36,7 @@ const competing: ConformanceCase = {
     const members = [new Inbox('member 1'), new Inbox('member 2'), new Inbox('member 3')]
     for (const m of members) await h.subscribe(await h.backend(), topic, m, { group })
     await h.settle(pub, topic, [union(members)])
-    const ids = await publishAll(
+    const ids = await h.publishAll(
       pub,
       Array.from({ length: 60 }, (_, i) => ({ topic, data: { runId: h.runId, i } })),
     )
@@ -70,7 +70,7 @@ const broadcast: ConformanceCase = {
     const subs = [new Inbox('subscriber 1'), new Inbox('subscriber 2'), new Inbox('subscriber 3')]
     for (const s of subs) await h.subscribe(await h.backend(), topic, s)
     await h.settle(pub, topic, subs)
-    const ids = await publishAll(
+    const ids = await h.publishAll(
       pub,
       Array.from({ length: 30 }, (_, i) => ({ topic, data: { runId: h.runId, i } })),
     )
@@ -87,7 +87,7 @@ const replay: ConformanceCase = {
   async run(h) {
     const pub = await h.backend()
     const topic = h.topic('replay')
-    const history = await publishAll(
+    const history = await h.publishAll(
       pub,
       Array.from({ length: 10 }, (_, i) => ({ topic, data: { runId: h.runId, i, phase: 'history' } })),
     )
@@ -96,7 +96,7 @@ const replay: ConformanceCase = {
     await h.subscribe(await h.backend(), topic, latest, { group: h.group('latest') })
     await h.subscribe(await h.backend(), topic, earliest, { group: h.group('earliest'), from: 'earliest' })
     await h.settle(pub, topic, [latest, earliest])
-    const fresh = await publishAll(
+    const fresh = await h.publishAll(
       pub,
       Array.from({ length: 5 }, (_, i) => ({ topic, data: { runId: h.runId, i, phase: 'fresh' } })),
     )

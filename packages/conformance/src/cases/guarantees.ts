@@ -7,7 +7,7 @@ import {
   type SubscribeOptions,
 } from '@omnibus/core'
 import { expect } from 'vitest'
-import { caught, Inbox, isErrorOf, publishAll, publishInOrder } from '../harness.ts'
+import { caught, Inbox, isErrorOf } from '../harness.ts'
 import { waitFor } from '../wait.ts'
 import { type ConformanceCase, groups, needsGuarantee } from './types.ts'
 
@@ -30,11 +30,11 @@ const atMostOnce: ConformanceCase = {
       },
     )
     await h.settle(b, topic, [inbox])
-    const failing = await publishAll(
+    const failing = await h.publishAll(
       b,
       Array.from({ length: 10 }, (_, i) => ({ topic, data: { runId: h.runId, i, fail: true } })),
     )
-    const fine = await publishAll(
+    const fine = await h.publishAll(
       b,
       Array.from({ length: 10 }, (_, i) => ({ topic, data: { runId: h.runId, i } })),
     )
@@ -78,10 +78,10 @@ const exactlyOnce: ConformanceCase = {
       data: { runId: h.runId, i, flaky: i % 2 === 0 },
       guarantee: 'exactly-once' as const,
     }))
-    await Promise.all([publishAll(b, inputs), publishAll(b, inputs)])
+    await Promise.all([h.publishAll(b, inputs), h.publishAll(b, inputs)])
     const ids = inputs.map((e) => e.id)
     await h.waitAcked(inbox, ids)
-    await publishInOrder(b, inputs)
+    await h.publishInOrder(b, inputs)
     const batch = await b.publishBatch(inputs)
     expect(batch.failed).toBe(0)
     const fence = await b.publish({ topic, data: { runId: h.runId, fence: true }, guarantee: 'exactly-once' })
@@ -163,7 +163,7 @@ const orderedPerKey: ConformanceCase = {
     const ids = (
       await Promise.all(
         keys.map((key) =>
-          publishInOrder(
+          h.publishInOrder(
             pub,
             Array.from({ length: perKey }, (_, seq) => ({
               topic,

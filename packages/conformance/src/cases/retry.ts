@@ -1,6 +1,6 @@
 import { DLQ_HEADERS, type OmnibusEvent, redriveInput, type SubscribeOptions } from '@omnibus/core'
 import { expect } from 'vitest'
-import { Inbox, publishAll } from '../harness.ts'
+import { Inbox } from '../harness.ts'
 import { waitFor } from '../wait.ts'
 import { allOf, atLeastOnce, type ConformanceCase, groups } from './types.ts'
 
@@ -54,7 +54,7 @@ const deadLetter: ConformanceCase = {
       partitionKey: `pk-${i}`,
       correlationId: `corr-${h.runId}`,
     }))
-    const ids = await publishAll(b, inputs)
+    const ids = await h.publishAll(b, inputs)
     await waitLetters(dead, ids, h.timeouts.deliveryMs * 2)
     const fence = await b.publish({ topic, data: { runId: h.runId, ok: true } })
     await h.waitAcked(work, [fence.id])
@@ -106,7 +106,7 @@ const retryInGroup: ConformanceCase = {
     await h.subscribe(await h.backend(), topic, good, { group: h.group('good') })
     await h.settle(b, topic, [bad, good])
     await h.settle(b, dlq, [dead])
-    const ids = await publishAll(
+    const ids = await h.publishAll(
       b,
       Array.from({ length: 5 }, (_, i) => ({ topic, data: { runId: h.runId, i } })),
     )
@@ -143,7 +143,7 @@ const backoff: ConformanceCase = {
     await h.subscribe(b, topic, work, opts, failing)
     await h.settle(b, topic, [work])
     await h.settle(b, dlq, [dead])
-    const ids = await publishAll(
+    const ids = await h.publishAll(
       b,
       Array.from({ length: 3 }, (_, i) => ({ topic, data: { runId: h.runId, i } })),
     )
