@@ -114,3 +114,10 @@ export async function cuttableProxy(brokerUrl: string): Promise<CuttableProxy> {
     },
   }
 }
+
+/**
+ * Backend options every test uses: group queues of finished tests expire after 10 minutes
+ * without a consumer, so a long-lived development broker does not collect hundreds of them.
+ * Parents and child processes of one group must agree on it (queue arguments must match).
+ */
+export const TEST_QUEUES = { groupQueueExpiresMs: 600_000 } as const

@@ -4,10 +4,11 @@
  */
 import type { EventBackend } from '@omnibus/core'
 import { createRabbitMQBackend } from '@omnibus/rabbitmq'
+import { TEST_QUEUES } from './amqp.ts'
 
 /** A fresh, unconnected backend. */
 export function makeBackend(): EventBackend {
   const url = process.env.OMNIBUS_IT_AMQP_URL
   if (url === undefined) throw new Error('OMNIBUS_IT_AMQP_URL is not set in the child process')
-  return createRabbitMQBackend({ url })
+  return createRabbitMQBackend({ ...TEST_QUEUES, url })
 }

@@ -3,7 +3,7 @@ import { CASE_IDS, conformanceSuite, findClosedPort } from '@omnibus/conformance
 import { MemoryDedupeStore } from '@omnibus/core'
 import { createRabbitMQBackend } from '@omnibus/rabbitmq'
 import { describeWithService, requireEndpoint, serviceRestart } from '../setup/services.ts'
-import { injectRaw } from './amqp.ts'
+import { injectRaw, TEST_QUEUES } from './amqp.ts'
 
 const port = await findClosedPort()
 
@@ -11,12 +11,13 @@ describeWithService('rabbitmq', 'RabbitMQ backend', () => {
   const url = requireEndpoint('rabbitmq')
   const restart = serviceRestart('rabbitmq')
   conformanceSuite('rabbitmq', {
-    makeBackend: () => createRabbitMQBackend({ url }),
+    makeBackend: () => createRabbitMQBackend({ ...TEST_QUEUES, url }),
     timeouts: { deliveryMs: 5000, groupJoinMs: 5000, restartMs: 90_000 },
     injectRaw: (topic, payload) => injectRaw(url, topic, payload),
     ...(restart === undefined ? {} : { restart }),
     unreachable: {
-      makeBackend: () => createRabbitMQBackend({ url: `amqp://guest:guest@127.0.0.1:${port}` }),
+      makeBackend: () =>
+        createRabbitMQBackend({ ...TEST_QUEUES, url: `amqp://guest:guest@127.0.0.1:${port}` }),
       endpoint: `127.0.0.1:${port}`,
     },
     childProcess: {
@@ -30,7 +31,7 @@ describeWithService('rabbitmq', 'RabbitMQ backend', () => {
   const shared = new MemoryDedupeStore()
   const only = new Set(['26-exactly-once', '27-undeclared-guarantee'])
   conformanceSuite('rabbitmq with a shared dedupe store', {
-    makeBackend: () => createRabbitMQBackend({ url, dedupeStore: shared }),
+    makeBackend: () => createRabbitMQBackend({ ...TEST_QUEUES, url, dedupeStore: shared }),
     timeouts: { deliveryMs: 5000, groupJoinMs: 5000 },
     exclude: Object.fromEntries(
       CASE_IDS.filter((id) => !only.has(id)).map((id) => [id, 'covered by the suite without a dedupe store']),

@@ -2,7 +2,7 @@ import { ConfigurationError, createBackend, type OmnibusEvent } from '@omnibus/c
 import { createRabbitMQBackend, groupQueueName } from '@omnibus/rabbitmq'
 import { expect, it } from 'vitest'
 import { describeWithService, requireEndpoint } from '../setup/services.ts'
-import { cuttableProxy, rawConnect } from './amqp.ts'
+import { cuttableProxy, rawConnect, TEST_QUEUES } from './amqp.ts'
 
 async function waitFor(what: string, predicate: () => boolean, timeoutMs = 5000): Promise<void> {
   const deadline = Date.now() + timeoutMs
@@ -25,7 +25,10 @@ describeWithService('rabbitmq', 'RabbitMQ connection options', () => {
   const run = Date.now().toString(36)
 
   it('a wrong password is a ConfigurationError that does not show the password', async () => {
-    const b = createRabbitMQBackend({ url: withCredentials(url, 'guest', 'not-the-password-x7') })
+    const b = createRabbitMQBackend({
+      ...TEST_QUEUES,
+      url: withCredentials(url, 'guest', 'not-the-password-x7'),
+    })
     const error = await b.connect().then(
       () => undefined,
       (e: unknown) => e as Error,
@@ -37,7 +40,10 @@ describeWithService('rabbitmq', 'RabbitMQ connection options', () => {
   })
 
   it('a vhost that does not exist is refused as configuration', async () => {
-    const b = createRabbitMQBackend({ url: withCredentials(url, 'guest', 'guest', `missing-${run}`) })
+    const b = createRabbitMQBackend({
+      ...TEST_QUEUES,
+      url: withCredentials(url, 'guest', 'guest', `missing-${run}`),
+    })
     const error = await b.connect().then(
       () => undefined,
       (e: unknown) => e as Error,
@@ -75,7 +81,7 @@ describeWithService('rabbitmq', 'RabbitMQ connection options', () => {
   })
 
   it('a subscription whose channel the broker closes is re-attached', async () => {
-    const b = createRabbitMQBackend({ url })
+    const b = createRabbitMQBackend({ ...TEST_QUEUES, url })
     await b.connect()
     try {
       const topic = `conn.${run}.requeue`
@@ -100,7 +106,7 @@ describeWithService('rabbitmq', 'RabbitMQ connection options', () => {
   })
 
   it('publishing to a backend that never connected is refused at once', async () => {
-    const b = createRabbitMQBackend({ url })
+    const b = createRabbitMQBackend({ ...TEST_QUEUES, url })
     await expect(b.publish({ topic: 'a.b', data: 1 })).rejects.toThrow(/connect\(\) first/)
     await expect(b.subscribe('a.b', () => {})).rejects.toThrow(/connect\(\) first/)
     await expect(b.disconnect()).resolves.toBeUndefined()
@@ -120,7 +126,7 @@ describeWithService('rabbitmq', 'RabbitMQ connection options', () => {
         seen.add(`${group}/${id}`)
       },
     }
-    const b = createRabbitMQBackend({ url, dedupeStore: store })
+    const b = createRabbitMQBackend({ ...TEST_QUEUES, url, dedupeStore: store })
     await b.connect()
     try {
       const topic = `conn.${run}.eo`
@@ -148,7 +154,7 @@ describeWithService('rabbitmq', 'RabbitMQ connection options', () => {
 
   it('a subscription that cannot re-attach is reported by healthCheck and retried until it can', async () => {
     const proxy = await cuttableProxy(url)
-    const b = createRabbitMQBackend({ url: proxy.url, reconnectMaxDelayMs: 200 })
+    const b = createRabbitMQBackend({ ...TEST_QUEUES, url: proxy.url, reconnectMaxDelayMs: 200 })
     await b.connect()
     const conn = await rawConnect(url)
     try {
@@ -174,7 +180,7 @@ describeWithService('rabbitmq', 'RabbitMQ connection options', () => {
         health = await b.healthCheck()
       }
       expect(health.healthy).toBe(false)
-      expect(health.detail).toMatch(/not consuming.*inequivalent arg 'x-queue-type'/)
+      expect(health.detail).toMatch(/not consuming.*PRECONDITION.FAILED - inequivalent arg/)
       // Once the conflicting queue is gone, the retry declares its own and consumption resumes.
       await ch.deleteQueue(queue)
       const until = Date.now() + 15_000

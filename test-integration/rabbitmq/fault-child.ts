@@ -4,6 +4,7 @@
  * when the parent kills it.
  */
 import { createRabbitMQBackend } from '@omnibus/rabbitmq'
+import { TEST_QUEUES } from './amqp.ts'
 
 const url = process.env.OMNIBUS_IT_AMQP_URL
 const pattern = process.env.FAULT_PATTERN
@@ -12,7 +13,7 @@ if (url === undefined || pattern === undefined || group === undefined || process
   throw new Error('fault-child needs OMNIBUS_IT_AMQP_URL, FAULT_PATTERN, FAULT_GROUP and an IPC channel')
 }
 const send = process.send.bind(process)
-const backend = createRabbitMQBackend({ url })
+const backend = createRabbitMQBackend({ ...TEST_QUEUES, url })
 await backend.connect()
 await backend.subscribe(
   pattern,

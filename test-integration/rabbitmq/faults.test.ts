@@ -4,7 +4,7 @@ import { ConnectionError, type EventBackend, type OmnibusEvent } from '@omnibus/
 import { createRabbitMQBackend, groupQueueName } from '@omnibus/rabbitmq'
 import { afterEach, expect, it } from 'vitest'
 import { describeWithService, requireEndpoint, restartHint, serviceRestart } from '../setup/services.ts'
-import { rawConnect } from './amqp.ts'
+import { rawConnect, TEST_QUEUES } from './amqp.ts'
 
 const runId = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`
 
@@ -23,7 +23,7 @@ describeWithService('rabbitmq', 'RabbitMQ fault tests', () => {
   const children: ChildProcess[] = []
 
   async function backend(): Promise<EventBackend> {
-    const b = createRabbitMQBackend({ url, publishTimeoutMs: 60_000 })
+    const b = createRabbitMQBackend({ ...TEST_QUEUES, url, publishTimeoutMs: 60_000 })
     await b.connect()
     backends.push(b)
     return b
@@ -118,7 +118,7 @@ describeWithService('rabbitmq', 'RabbitMQ fault tests', () => {
       await consumer.subscribe(topic, (e: OmnibusEvent) => void received.add(e.id), {
         group: `timeout-${runId}`,
       })
-      const impatient = createRabbitMQBackend({ url, publishTimeoutMs: 300 })
+      const impatient = createRabbitMQBackend({ ...TEST_QUEUES, url, publishTimeoutMs: 300 })
       await impatient.connect()
       backends.push(impatient)
       const restarting = restartBroker()
@@ -211,7 +211,7 @@ describeWithService('rabbitmq', 'RabbitMQ fault tests', () => {
     }
     await conn.close()
     const handled: string[] = []
-    const b = createRabbitMQBackend({ url, maxRedeliveries: 3 })
+    const b = createRabbitMQBackend({ ...TEST_QUEUES, url, maxRedeliveries: 3 })
     await b.connect()
     backends.push(b)
     await b.subscribe(topic, (e: OmnibusEvent) => void handled.push(e.id), { group, deadLetter: dlqTopic })

@@ -2,7 +2,7 @@ import { ConnectionError, type EventBackend, type OmnibusEvent } from '@omnibus/
 import { createRabbitMQBackend } from '@omnibus/rabbitmq'
 import { afterEach, expect, it } from 'vitest'
 import { describeWithService, requireEndpoint } from '../setup/services.ts'
-import { type CuttableProxy, cuttableProxy } from './amqp.ts'
+import { type CuttableProxy, cuttableProxy, TEST_QUEUES } from './amqp.ts'
 
 async function waitFor(what: string, predicate: () => boolean, timeoutMs = 10_000): Promise<void> {
   const deadline = Date.now() + timeoutMs
@@ -23,8 +23,8 @@ describeWithService('rabbitmq', 'RabbitMQ reconnects (connections cut by a proxy
   async function setup(): Promise<{ proxy: CuttableProxy; through: EventBackend; direct: EventBackend }> {
     const proxy = await cuttableProxy(url)
     cleanups.push(() => proxy.close())
-    const through = createRabbitMQBackend({ url: proxy.url, reconnectMaxDelayMs: 200 })
-    const direct = createRabbitMQBackend({ url })
+    const through = createRabbitMQBackend({ ...TEST_QUEUES, url: proxy.url, reconnectMaxDelayMs: 200 })
+    const direct = createRabbitMQBackend({ ...TEST_QUEUES, url })
     await through.connect()
     await direct.connect()
     cleanups.push(() => through.disconnect({ drainTimeoutMs: 500 }))
@@ -51,7 +51,8 @@ describeWithService('rabbitmq', 'RabbitMQ reconnects (connections cut by a proxy
     proxy.heal()
     const waited = await waiting
     await waitFor('reconnect', () => through.isConnected)
-    expect((await through.healthCheck()).healthy).toBe(true)
+    const health = await through.healthCheck()
+    expect(health.healthy, health.detail).toBe(true)
     await waitFor('events from the outage', () => got.has(during.id) && got.has(waited.id))
   })
 

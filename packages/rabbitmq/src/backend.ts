@@ -113,6 +113,10 @@ export function createRabbitMQBackend(options: RabbitMQBackendOptions = {}): Eve
       for (const s of subs) {
         s.channel = undefined
         s.consumerTag = undefined
+        // The reconnect re-attaches everything; an error from the old connection says nothing now.
+        s.attachError = undefined
+        clearTimeout(s.reattachTimer)
+        s.reattachTimer = undefined
       }
     },
   })
@@ -168,15 +172,21 @@ export function createRabbitMQBackend(options: RabbitMQBackendOptions = {}): Eve
         s.channel = undefined
         s.consumerTag = undefined
         // The connection is alive but this channel died (queue deleted, refused ack): start over.
-        const current = link.model
-        if (current !== undefined && current === model) void reattach(s, current)
+        // Channels close before their connection reports it: wait a turn, so a dying connection
+        // is seen as such and left to the reconnect instead of being used for a re-attach.
+        setImmediate(() => {
+          const current = link.model
+          if (current !== undefined && current === model && s.channel === undefined) void reattach(s, current)
+        })
       })
       try {
         await ch.prefetch(s.opts.concurrency)
         let queue: string
         if (s.opts.group !== undefined) {
           queue = groupQueueName(o.prefix, s.opts.group, s.opts.pattern)
-          await ch.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': groupQueueType(model) } })
+          const args: Record<string, unknown> = { 'x-queue-type': groupQueueType(model) }
+          if (o.groupQueueExpiresMs !== undefined) args['x-expires'] = o.groupQueueExpiresMs
+          await ch.assertQueue(queue, { durable: true, arguments: args })
         } else {
           const reply = await ch.assertQueue('', { exclusive: true, autoDelete: true, durable: false })
           queue = reply.queue

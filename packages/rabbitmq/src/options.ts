@@ -39,6 +39,13 @@ export interface RabbitMQBackendOptions {
    */
   readonly queueType?: 'quorum' | 'classic'
   /**
+   * Deletes a group queue, with the events in it, once it has had no consumer for this long
+   * (`x-expires`). Every member of a group must use the same value (RabbitMQ refuses to
+   * re-declare a queue with other arguments). Unset: group queues live until deleted by hand.
+   * @default unset — env `OMNIBUS_RABBITMQ_GROUP_QUEUE_EXPIRES_MS`
+   */
+  readonly groupQueueExpiresMs?: number
+  /**
    * Publishes awaiting their broker confirm at once; a publish beyond it waits for a slot.
    * @default 1000 — env `OMNIBUS_RABBITMQ_PUBLISH_WINDOW`
    */
@@ -103,6 +110,7 @@ export interface ResolvedRabbitMQOptions {
   readonly exchange: string
   readonly prefix: string
   readonly queueType: 'quorum' | 'classic'
+  readonly groupQueueExpiresMs: number | undefined
   readonly publishWindow: number
   readonly publishTimeoutMs: number
   readonly connectTimeoutMs: number
@@ -228,6 +236,17 @@ export function resolveOptions(
     exchange: nameField('exchange', 'OMNIBUS_RABBITMQ_EXCHANGE', options.exchange, env, 'omnibus.events'),
     prefix: nameField('prefix', 'OMNIBUS_RABBITMQ_PREFIX', options.prefix, env, 'omnibus'),
     queueType,
+    groupQueueExpiresMs:
+      pick(options.groupQueueExpiresMs, env, 'OMNIBUS_RABBITMQ_GROUP_QUEUE_EXPIRES_MS') === undefined
+        ? undefined
+        : intField(
+            'groupQueueExpiresMs',
+            'OMNIBUS_RABBITMQ_GROUP_QUEUE_EXPIRES_MS',
+            options.groupQueueExpiresMs,
+            env,
+            0,
+            1000,
+          ),
     publishWindow: intField(
       'publishWindow',
       'OMNIBUS_RABBITMQ_PUBLISH_WINDOW',

@@ -13,6 +13,13 @@ describe('options', () => {
     expect(resolveOptions({}, { OMNIBUS_RABBITMQ_PUBLISH_WINDOW: '64' }).publishWindow).toBe(64)
     expect(resolveOptions({}, {}).queueType).toBe('quorum')
     expect(resolveOptions({}, {}).maxRedeliveries).toBe(10)
+    expect(resolveOptions({}, {}).groupQueueExpiresMs).toBeUndefined()
+    expect(resolveOptions({}, { OMNIBUS_RABBITMQ_GROUP_QUEUE_EXPIRES_MS: '60000' }).groupQueueExpiresMs).toBe(
+      60_000,
+    )
+    expect(() => resolveOptions({ groupQueueExpiresMs: 5 }, {})).toThrow(
+      /groupQueueExpiresMs must be an integer >= 1000, got 5/,
+    )
     expect(resolveOptions({}, { OMNIBUS_RABBITMQ_MAX_REDELIVERIES: '0' }).maxRedeliveries).toBe(0)
     expect(() => resolveOptions({ maxRedeliveries: -1 }, {})).toThrow(
       /maxRedeliveries must be an integer >= 0, got -1/,
