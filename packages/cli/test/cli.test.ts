@@ -208,6 +208,12 @@ describe('dlq', () => {
 })
 
 describe('demo', () => {
+  it('refuses an in-process-only backend with a usage error', async () => {
+    const r = await omnibus(['demo', '--backend', 'memory://'])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/separate processes.*memory/)
+  })
+
   it('runs a coordinator and worker processes on SQLite, finishes by itself and exits 0', async () => {
     const started = Date.now()
     const r = await omnibus(['demo', '--workers', '2', '--tasks', '20'])
