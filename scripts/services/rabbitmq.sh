@@ -73,9 +73,17 @@ stop_system_service() {
 RMQ_BIN=/usr/lib/rabbitmq/bin
 
 # A throw-away CA and a server certificate for 127.0.0.1/localhost, so amqps:// can be tested too.
+# Without openssl (and no way to install it) the node still starts, without the TLS listener.
 ensure_tls() {
-  [ -f "$TLS_DIR/server.pem" ] && [ -f "$TLS_DIR/ca.pem" ] && return
-  command -v openssl >/dev/null 2>&1 || apt-get -o DPkg::Lock::Timeout=600 install -y openssl
+  [ -f "$TLS_DIR/server.pem" ] && [ -f "$TLS_DIR/ca.pem" ] && return 0
+  if ! command -v openssl >/dev/null 2>&1; then
+    local apt=(apt-get -o DPkg::Lock::Timeout=600 -y --no-install-recommends)
+    "${apt[@]}" install openssl >/dev/null 2>&1 || { "${apt[@]}" update >/dev/null 2>&1 && "${apt[@]}" install openssl >/dev/null 2>&1; } || true
+  fi
+  if ! command -v openssl >/dev/null 2>&1; then
+    log "openssl is not available: no TLS listener"
+    return 1
+  fi
   mkdir -p "$TLS_DIR"
   (
     cd "$TLS_DIR"
@@ -86,20 +94,14 @@ ensure_tls() {
     openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
       -extfile server.ext -out server.pem >/dev/null 2>&1
     chmod 600 ca.key server.key
-  )
+  ) || true
+  [ -f "$TLS_DIR/server.pem" ] || { log "could not create a test certificate: no TLS listener"; return 1; }
 }
 
 write_config() {
   mkdir -p "$BASE/mnesia" "$BASE/log" "$HOME"
-  ensure_tls
   cat >"$BASE/rabbitmq.conf" <<EOF
 listeners.tcp.1 = 127.0.0.1:$PORT
-listeners.ssl.1 = 127.0.0.1:$TLS_PORT
-ssl_options.cacertfile = $TLS_DIR/ca.pem
-ssl_options.certfile = $TLS_DIR/server.pem
-ssl_options.keyfile = $TLS_DIR/server.key
-ssl_options.verify = verify_none
-ssl_options.fail_if_no_peer_cert = false
 loopback_users.guest = true
 default_user = guest
 default_pass = guest
@@ -109,6 +111,16 @@ log.file.level = warning
 log.console = false
 disk_free_limit.absolute = 50MB
 EOF
+  if ensure_tls; then
+    cat >>"$BASE/rabbitmq.conf" <<EOF
+listeners.ssl.1 = 127.0.0.1:$TLS_PORT
+ssl_options.cacertfile = $TLS_DIR/ca.pem
+ssl_options.certfile = $TLS_DIR/server.pem
+ssl_options.keyfile = $TLS_DIR/server.key
+ssl_options.verify = verify_none
+ssl_options.fail_if_no_peer_cert = false
+EOF
+  fi
   printf '[].\n' >"$BASE/enabled_plugins"
   : >"$BASE/rabbitmq-env.conf"
   printf '[].\n' >"$BASE/advanced.config"
@@ -169,7 +181,11 @@ do_start() {
     fi
     sleep 1
   done
-  log "ready: amqp://guest:guest@127.0.0.1:$PORT (TLS: amqps://127.0.0.1:$TLS_PORT, CA $TLS_DIR/ca.pem)"
+  if grep -q '^listeners.ssl' "$BASE/rabbitmq.conf"; then
+    log "ready: amqp://guest:guest@127.0.0.1:$PORT (TLS: amqps://127.0.0.1:$TLS_PORT, CA $TLS_DIR/ca.pem)"
+  else
+    log "ready: amqp://guest:guest@127.0.0.1:$PORT"
+  fi
 }
 
 do_stop() {
