@@ -20,6 +20,7 @@ export interface RawChannel {
 /** A raw connection. */
 export interface RawConnection {
   createConfirmChannel(): Promise<RawChannel>
+  listenerCount(event: string): number
   close(): Promise<void>
 }
 

@@ -62,6 +62,7 @@ describeWithService('rabbitmq', 'RabbitMQ connection options', () => {
   it('works on a ready amqplib connection and leaves it open on disconnect', async () => {
     const conn = await rawConnect(url)
     try {
+      const listenersBefore = conn.listenerCount('close')
       const b = createRabbitMQBackend({ connection: conn as never })
       await b.connect()
       const topic = `conn.${run}.ready`
@@ -72,9 +73,15 @@ describeWithService('rabbitmq', 'RabbitMQ connection options', () => {
       expect(got[0]?.id).toBe(receipt.id)
       await b.disconnect()
       expect(b.isConnected).toBe(false)
-      // The caller's connection is still usable.
+      // The caller's connection is still usable, and carries none of the backend's listeners.
       const ch = await conn.createConfirmChannel()
       await ch.close()
+      expect(conn.listenerCount('close')).toBe(listenersBefore)
+      // The same backend can connect again on it.
+      await b.connect()
+      expect((await b.healthCheck()).healthy).toBe(true)
+      await b.disconnect()
+      expect(conn.listenerCount('close')).toBe(listenersBefore)
     } finally {
       await conn.close()
     }

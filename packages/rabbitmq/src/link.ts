@@ -54,6 +54,7 @@ export class Link {
   #slotWaiters: Array<() => void> = []
   #slotTimer: NodeJS.Timeout | undefined
   #upTimer: NodeJS.Timeout | undefined
+  #detach: (() => void) | undefined
   #writable = true
   #closing = new AbortController()
   #lastError: Error | undefined
@@ -124,11 +125,18 @@ export class Link {
       this.#admin = undefined
       this.#delayDeclaredAt.clear()
       this.#writable = true
-      model.on('error', (error: Error) => {
+      const onError = (error: Error): void => {
         this.#lastError = error
         this.#log.warn('rabbitmq connection error', { error: error.message })
-      })
-      model.on('close', (error?: Error) => this.#lost(model, error))
+      }
+      const onClose = (error?: Error): void => this.#lost(model, error)
+      model.on('error', onError)
+      model.on('close', onClose)
+      // A caller's connection outlives this backend: take the listeners off again on close().
+      this.#detach = () => {
+        model.off('error', onError)
+        model.off('close', onClose)
+      }
       this.#watchPublisher(model, pub)
     } catch (error) {
       if (this.#o.connection === undefined) await model.close().catch(() => {})
@@ -469,6 +477,8 @@ export class Link {
     this.#pub = undefined
     this.#admin = undefined
     if (this.#o.connection !== undefined) {
+      this.#detach?.()
+      this.#detach = undefined
       await pub?.close().catch(() => {})
       await admin?.close().catch(() => {})
     } else {
