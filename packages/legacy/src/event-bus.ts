@@ -129,6 +129,8 @@ export interface LegacyStats {
   readonly eventsSampledOut: number
   readonly droppedByReason: Readonly<Record<'drop-oldest' | 'drop-newest' | 'reject', number>>
   readonly handlerErrors: number
+  /** Batches whose async handlers had not settled within `handlerTimeoutMs` (delivery moved on). */
+  readonly handlerTimeouts: number
   readonly exporterFailures: number
   readonly queueDepth: number
   readonly subscriberCount: number
@@ -155,6 +157,11 @@ export interface EventBusOptions {
   /** @default `legacy:<pid>` */
   readonly source?: string
   readonly sessionId?: string
+  /**
+   * Longest wait for a batch's async handlers before delivery moves on (counted in
+   * `handlerTimeouts`). @default 30000
+   */
+  readonly handlerTimeoutMs?: number
 }
 
 const ALL = '*'
@@ -222,6 +229,7 @@ export class EventBus {
   #categoryRates: Partial<Record<EventCategory, number>> = {}
   #preserveErrors = true
   readonly #source: string
+  readonly #handlerTimeoutMs: number
   #sessionId: string | undefined
   #traceId: string | undefined
   #spanId: string | undefined
@@ -235,6 +243,7 @@ export class EventBus {
     eventsDelivered: 0,
     eventsSampledOut: 0,
     handlerErrors: 0,
+    handlerTimeouts: 0,
     exporterFailures: 0,
     backpressureWarnings: 0,
     droppedByReason: { 'drop-oldest': 0, 'drop-newest': 0, reject: 0 },
@@ -243,6 +252,11 @@ export class EventBus {
   /** Validates the options; throws `ConfigurationError` naming a bad field. */
   constructor(options: EventBusOptions = {}) {
     this.#source = options.source ?? `legacy:${process.pid}`
+    const timeout = options.handlerTimeoutMs ?? 30_000
+    if (typeof timeout !== 'number' || !(timeout > 0)) {
+      throw new ConfigurationError(`handlerTimeoutMs must be a number > 0, got ${String(timeout)}`)
+    }
+    this.#handlerTimeoutMs = timeout
     this.#sessionId = options.sessionId
     if (options.backpressure !== undefined) this.configureBackpressure(options.backpressure)
     if (options.sampling !== undefined) this.configureSampling(options.sampling)
@@ -511,6 +525,7 @@ export class EventBus {
       eventsSampledOut: this.#stats.eventsSampledOut,
       droppedByReason: { ...d },
       handlerErrors: this.#stats.handlerErrors,
+      handlerTimeouts: this.#stats.handlerTimeouts,
       exporterFailures: this.#stats.exporterFailures,
       queueDepth: this.#depth(),
       subscriberCount: this.getSubscriberCount(),
@@ -648,7 +663,18 @@ export class EventBus {
       const pending: Promise<unknown>[] = []
       for (const event of batch) this.#dispatch(event, pending)
       if (this.#exporters.length > 0) pending.push(this.#export(batch))
-      await Promise.all(pending)
+      if (pending.length === 0) continue
+      // Async handlers are awaited batch by batch, which is what makes the queue's backpressure
+      // mean something; a handler that never settles must not stop delivery for good.
+      let timer: NodeJS.Timeout | undefined
+      const timedOut = await Promise.race([
+        Promise.all(pending).then(() => false),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(true), this.#handlerTimeoutMs)
+        }),
+      ])
+      clearTimeout(timer)
+      if (timedOut) this.#stats.handlerTimeouts++
     }
   }
 

@@ -115,6 +115,19 @@ describe('legacy EventBus: subscriptions', () => {
     expect(bus.getStats().handlerErrors).toBe(2)
   })
 
+  it('a handler that never settles delays delivery by at most handlerTimeoutMs', async () => {
+    const bus = new EventBus({ handlerTimeoutMs: 50 })
+    const got: string[] = []
+    bus.subscribe(EventCategory.TOOL, () => new Promise(() => {}))
+    bus.subscribe(EventCategory.TOOL, (e) => void got.push(e.eventType))
+    bus.emitToolStart('a')
+    await bus.flush()
+    bus.emitToolEnd('a')
+    await bus.flush()
+    expect(got).toEqual(['tool_start', 'tool_end'])
+    expect(bus.getStats().handlerTimeouts).toBe(2)
+  })
+
   it('setTraceContext stamps later events', async () => {
     const bus = new EventBus()
     const got: LegacyEvent[] = []
