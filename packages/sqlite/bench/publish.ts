@@ -3,7 +3,7 @@
  * - baseline: prepared INSERTs of the same encoded rows, `batch` rows per transaction, WAL mode,
  *   synchronous=NORMAL (the backend's default);
  * - concurrent: `batch` (then 10 × `batch`) publishes issued at once, awaited, repeated (group
- *   commit: one transaction per tick, at most 256 events each once the I/O thread writes);
+ *   commit: one transaction per tick, or per I/O-thread commit while that thread is busy);
  *   also with `ioThread: false` (everything on the calling thread), for comparison;
  * - sequential: one awaited publish after another.
  * The machine is shared, so the phases are interleaved over `rounds` rounds, each on fresh files,

@@ -347,6 +347,8 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
     )
     for (const batch of ioBatches.values()) for (const p of batch) p.reject(failure)
     ioBatches.clear()
+    // Publishes that were waiting for the thread are written here instead.
+    if (queue.length > 0) scheduleFlush()
     ioIdle()
   }
 
@@ -400,6 +402,8 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
       wakeAll()
       notifyPeers()
     }
+    // What accumulated during this commit is the next transaction.
+    if (queue.length > 0) flush()
     ioIdle()
   }
 
@@ -507,15 +511,22 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
   function flush(): void {
     flushScheduled = false
     if (queue.length === 0) return
-    const batch = queue
-    queue = []
     const worker = ioWorker
     // Large batches go to the I/O thread; so does anything behind a batch still there, which keeps
     // commits in publish order. Small ones are written here: a round trip would cost more.
-    if (worker !== undefined && (batch.length >= IO_MIN_BATCH || ioBatches.size > 0)) {
-      sendToIoWorker(worker, batch)
+    if (worker !== undefined && (queue.length >= IO_MIN_BATCH || ioBatches.size > 0)) {
+      // Group commit: while the thread is committing, publishes accumulate and go together as its
+      // next transaction. Only full chunks may queue behind the one committing, so encoding the
+      // next chunk here overlaps with inserting the previous one there.
+      if (ioBatches.size === 0 || (queue.length >= IO_CHUNK && ioBatches.size < 2)) {
+        const batch = queue
+        queue = []
+        sendToIoWorker(worker, batch)
+      }
       return
     }
+    const batch = queue
+    queue = []
     let seqs: number[]
     try {
       if (db === undefined || insertEvents === undefined) throw new NotConnectedError(BACKEND, 'publish')
