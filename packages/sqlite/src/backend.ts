@@ -162,7 +162,7 @@ const RETENTION_INTERVAL_MS = 60_000
 const CHECKPOINT_INTERVAL_MS = 250
 /** Batches at least this large are written by the I/O thread. */
 const IO_MIN_BATCH = 64
-/** Most events in one publish transaction when the I/O thread is writing. */
+/** During a long synchronous run of publishes, a chunk this large leaves for the I/O thread at once. */
 const IO_CHUNK = 256
 
 /** Processes with several backends on one file wake each other without waiting for the poll. */
