@@ -1,3 +1,4 @@
+import { existsSync } from 'node:fs'
 import { ConfigurationError, createBackend, type OmnibusEvent } from '@omnibus/core'
 import { createRabbitMQBackend, groupQueueName } from '@omnibus/rabbitmq'
 import { expect, it } from 'vitest'
@@ -205,4 +206,38 @@ describeWithService('rabbitmq', 'RabbitMQ connection options', () => {
       await proxy.close()
     }
   })
+
+  // scripts/services/rabbitmq.sh creates the vhost omnibus-test; other brokers may not have it.
+  const scriptBroker =
+    existsSync(new URL('../../.services/rabbitmq/rabbitmq.conf', import.meta.url)) &&
+    /^amqp:\/\/[^@]*@(127\.0\.0\.1|localhost):5672\/?$/.test(url)
+  const vhostTest = scriptBroker ? it : it.skip
+  vhostTest(
+    `the vhost of the URL is used: events stay inside it${scriptBroker ? '' : ' (skipped: needs the vhost omnibus-test that scripts/services/rabbitmq.sh creates)'}`,
+    async () => {
+      const inVhost = createRabbitMQBackend({
+        ...TEST_QUEUES,
+        url: withCredentials(url, 'guest', 'guest', 'omnibus-test'),
+      })
+      const inRoot = createRabbitMQBackend({ ...TEST_QUEUES, url })
+      await inVhost.connect()
+      await inRoot.connect()
+      try {
+        const topic = `conn.${run}.vhost`
+        const vhostGot = new Set<string>()
+        const rootGot = new Set<string>()
+        await inVhost.subscribe(topic, (e) => void vhostGot.add(e.id))
+        await inRoot.subscribe(topic, (e) => void rootGot.add(e.id))
+        const { id } = await inVhost.publish({ topic, data: 'vhost' })
+        await waitFor('the event inside the vhost', () => vhostGot.has(id))
+        const fence = await inRoot.publish({ topic, data: 'fence' })
+        await waitFor('the fence in /', () => rootGot.has(fence.id))
+        expect(rootGot.has(id)).toBe(false)
+        expect(vhostGot.has(fence.id)).toBe(false)
+      } finally {
+        await inVhost.disconnect()
+        await inRoot.disconnect()
+      }
+    },
+  )
 })
