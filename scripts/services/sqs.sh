@@ -114,6 +114,29 @@ ping() {
   curl -fsS --max-time 2 "http://$HOST:$PORT/?Action=ListQueues" >/dev/null 2>&1
 }
 
+queue_count() {
+  curl -fsS --max-time 5 "http://$HOST:$PORT/?Action=ListQueues" 2>/dev/null | grep -c "<QueueUrl>" || true
+}
+
+# ElasticMQ answers before it has restored the persisted queues: wait until the queue count has
+# held still for a second, so clients never see a persisted queue as missing.
+wait_restored() {
+  local last=-1 now stable=0
+  for _ in $(seq 1 120); do
+    now="$(queue_count)"
+    if [ "$now" = "$last" ]; then
+      stable=$((stable + 1))
+      if [ "$stable" -ge 4 ]; then
+        return 0
+      fi
+    else
+      stable=0
+    fi
+    last="$now"
+    sleep 0.25
+  done
+}
+
 write_conf() {
   mkdir -p "$DIR/data"
   local storage="false"
@@ -142,7 +165,7 @@ rest-stats {
 messages-storage {
   enabled = $storage
   driver-class = "org.h2.Driver"
-  uri = "jdbc:h2:$DIR/data/elasticmq-h2"
+  uri = "jdbc:h2:$DIR/data/elasticmq-h2;DB_CLOSE_ON_EXIT=FALSE"
   username = ""
   password = ""
   prune-data-on-init = false
@@ -180,7 +203,8 @@ start() {
   echo $! >"$PIDFILE"
   for _ in $(seq 1 600); do
     if ping; then
-      log "ElasticMQ $VERSION running (pid $(pid || echo '?')) on http://$HOST:$PORT, persistence=$PERSIST"
+      if [ "$PERSIST" = "1" ]; then wait_restored; fi
+      log "ElasticMQ $VERSION running (pid $(pid || echo '?')) on http://$HOST:$PORT, persistence=$PERSIST, $(queue_count) queue(s)"
       return 0
     fi
     if ! pid >/dev/null; then

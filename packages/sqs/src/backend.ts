@@ -12,6 +12,7 @@ import {
   ListQueuesCommand,
   SQSClient,
   type SQSClientConfig,
+  TagQueueCommand,
 } from '@aws-sdk/client-sqs'
 import {
   type BackendCapabilities,
@@ -31,6 +32,7 @@ import {
   NotConnectedError,
   type OmnibusEvent,
   PayloadTooLargeError,
+  PublishError,
   type PublishReceipt,
   resolveSubscribeOptions,
   type SubscribeOptions,
@@ -149,6 +151,7 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
   let connecting: Promise<void> | undefined
   let disconnecting: Promise<void> | undefined
   const consumers = new Set<Consumer>()
+  let aliveTimer: NodeJS.Timeout | undefined
   const inFlightPublishes = new Set<Promise<unknown>>()
 
   function requireConnected(
@@ -194,7 +197,17 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
       )
     }
     clients = c
-    directory = new QueueDirectory(c.control, o.queuePrefix, o.discoveryIntervalMs, logger, where)
+    directory = new QueueDirectory(c.control, o.queuePrefix, o.discoveryIntervalMs, logger, where, {
+      orphanAfterMs: o.orphanAfterMs,
+      deleteQueue: (url) => deleteQueue(url),
+    })
+    if (o.orphanAfterMs > 0) {
+      aliveTimer = setInterval(
+        () => void touchBroadcastQueues(),
+        Math.max(250, Math.floor(o.orphanAfterMs / 4)),
+      )
+      aliveTimer.unref()
+    }
     // The first listing starts now, so the first publish rarely has to wait for it.
     directory.refresh().catch(() => {})
     sender = new BatchSender(c.control, BATCH_BYTES, where)
@@ -221,8 +234,18 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
         }
         return out.send(t.url, message).then((r) => {
           if (r === QUEUE_GONE) {
-            logger.debug('sqs: queue is gone; publishes stop going to it', { queue: t.url })
             dir.forget(t.url)
+            // A broadcast queue vanishes when its subscriber leaves: nobody is missing the event.
+            // A group queue is durable: missing means the broker lost or has not yet restored it,
+            // so the publish fails (retryably) instead of dropping the event.
+            if (t.kind === 'group') {
+              throw new PublishError(
+                `${where} reports the queue of group subscription "${t.pattern}" missing (${t.url}); ` +
+                  'the broker may be restarting: retry the publish',
+                { backend: 'sqs', code: 'QUEUE_MISSING', retryable: true },
+              )
+            }
+            logger.debug('sqs: broadcast queue is gone; publishes stop going to it', { queue: t.url })
           }
           return r
         })
@@ -317,6 +340,7 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
         await Promise.allSettled([...inFlightPublishes])
         await sender?.idle()
         directory?.close()
+        if (aliveTimer !== undefined) clearInterval(aliveTimer)
         if (c.owned) {
           c.control.destroy()
           c.receive.destroy()
@@ -414,6 +438,7 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
           ? broadcastQueueName(o.queuePrefix, fifo)
           : groupQueueName(o.queuePrefix, resolved.group, pattern, fifo)
       const tags: Record<string, string> = { [QUEUE_TAGS.pattern]: pattern, [QUEUE_TAGS.kind]: kind }
+      if (kind === 'broadcast' && o.orphanAfterMs > 0) tags[QUEUE_TAGS.alive] = String(Date.now())
       if (resolved.group !== undefined) tags[QUEUE_TAGS.group] = resolved.group.slice(0, 256)
       const { url, created } = await ensureQueue(name, tags, fifo)
       const target: QueueTarget = { url, pattern, kind, fifo: isFifoQueue(url) }
@@ -466,6 +491,29 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
       consumer.start()
       return consumer.subscription
     },
+  }
+
+  /** Shows every broadcast queue of this process as alive, so publishers do not reap it. */
+  async function touchBroadcastQueues(): Promise<void> {
+    if (clients === undefined || disconnecting !== undefined) return
+    const c = clients
+    const alive = String(Date.now())
+    await Promise.all(
+      [...consumers]
+        .filter((k) => k.kind === 'broadcast')
+        .map((k) =>
+          c.control
+            .send(new TagQueueCommand({ QueueUrl: k.queueUrl, Tags: { [QUEUE_TAGS.alive]: alive } }), {
+              abortSignal: AbortSignal.timeout(10_000),
+            })
+            .catch((error: unknown) => {
+              logger.debug('sqs: alive tag not refreshed', {
+                queue: k.queueUrl,
+                error: (error as Error).message,
+              })
+            }),
+        ),
+    )
   }
 
   async function deleteQueue(url: string): Promise<void> {

@@ -90,6 +90,8 @@ interface ReceiveBatch {
 const MAX_FAILURE_RECORDS = 10_000
 /** Deadline of one delete or visibility change, retries included: none may hold a message for long. */
 const CONTROL_DEADLINE_MS = 10_000
+/** How long a queue must stay missing before its consumer creates it again. */
+const QUEUE_MISSING_GRACE_MS = 10_000
 
 function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
   return new Promise((resolve) => {
@@ -217,6 +219,7 @@ export class Consumer {
 
   async #pollLoop(): Promise<void> {
     let failures = 0
+    let missingSince: number | undefined
     while (this.#running) {
       const room = this.#capacity - this.#held.size
       if (room <= 0) {
@@ -242,11 +245,17 @@ export class Consumer {
         )
         messages = res.Messages ?? []
         failures = 0
+        missingSince = undefined
       } catch (receiveError) {
         if (!this.#running) break
         let error: unknown = receiveError
         failures++
-        if (isQueueMissing(receiveError)) {
+        // Missing for a while, not just once: a restarting broker answers before it has
+        // restored its persisted queues, and creating one then would race the restore.
+        if (isQueueMissing(receiveError)) missingSince ??= Date.now()
+        else missingSince = undefined
+        if (missingSince !== undefined && Date.now() - missingSince >= QUEUE_MISSING_GRACE_MS) {
+          missingSince = undefined
           try {
             this.#queueUrl = await this.#deps.recreateQueue()
             this.#deps.logger.warn('sqs: queue vanished (broker reset?) and was created again', {

@@ -16,6 +16,8 @@ export const QUEUE_TAGS = {
   pattern: 'omnibus-pattern',
   kind: 'omnibus-kind',
   group: 'omnibus-group',
+  /** Epoch ms of the broadcast subscriber's last sign of life (refreshed while it runs). */
+  alive: 'omnibus-alive',
 } as const
 
 /** A queue a publisher routes to. */
@@ -72,6 +74,21 @@ interface Known {
   readonly target: QueueTarget
   readonly remove: () => void
   readonly local: boolean
+  /** Broadcast queues: the owner's last sign of life, when it records one. */
+  aliveAt: number | undefined
+  /** When the tags were last read. */
+  checkedAt: number
+}
+
+/** What the directory does beside routing. */
+export interface DirectoryOptions {
+  /**
+   * A broadcast queue whose owner has shown no sign of life for this long is treated as left
+   * behind by a dead process: no longer routed to, and deleted. 0 = never.
+   */
+  readonly orphanAfterMs: number
+  /** Deletes a queue found orphaned. */
+  readonly deleteQueue: (url: string) => Promise<void>
 }
 
 /** The cached, periodically refreshed map from topics to queues. */
@@ -92,13 +109,22 @@ export class QueueDirectory {
   #lastUse = 0
   #failing = false
   #closed = false
+  readonly #options: DirectoryOptions
 
-  constructor(client: SQSClient, prefix: string, intervalMs: number, logger: Logger, where: string) {
+  constructor(
+    client: SQSClient,
+    prefix: string,
+    intervalMs: number,
+    logger: Logger,
+    where: string,
+    options: DirectoryOptions = { orphanAfterMs: 0, deleteQueue: async () => {} },
+  ) {
     this.#client = client
     this.#prefix = prefix
     this.#intervalMs = intervalMs
     this.#logger = logger
     this.#where = where
+    this.#options = options
   }
 
   /** Queues whose pattern matches `topic`, from a listing no older than the discovery interval. */
@@ -120,7 +146,7 @@ export class QueueDirectory {
   addLocal(target: QueueTarget): void {
     this.#forget(target.url)
     const remove = this.#index.add(target.pattern, target)
-    this.#known.set(target.url, { target, remove, local: true })
+    this.#known.set(target.url, { target, remove, local: true, aliveAt: undefined, checkedAt: Date.now() })
   }
 
   /** Drops a queue (deleted, or found missing by a send). */
@@ -171,14 +197,57 @@ export class QueueDirectory {
       await Promise.all(fresh.slice(i, i + 16).map((url) => this.#learn(url)))
     }
     for (const [url, k] of this.#known) {
-      // Queues this process created are kept: a listing may lag their creation on AWS.
-      if (!listed.has(url) && !k.local) {
+      // Queues this process created are kept: a listing may lag their creation on AWS. Group
+      // queues are durable and are kept too: a broker restoring its state lists them late, and
+      // dropping one here would drop its events silently; a send that finds one really gone
+      // fails retryably and forgets it.
+      if (!listed.has(url) && !k.local && k.target.kind === 'broadcast') {
         this.#logger.debug('sqs: queue no longer listed; publishes stop going to it', { url })
         this.#forget(url)
       }
     }
     for (const url of this.#foreign) if (!listed.has(url)) this.#foreign.delete(url)
     this.#listedAt = startedAt
+    if (this.#options.orphanAfterMs > 0) await this.#checkOrphans()
+  }
+
+  /**
+   * Reads again the tags of broadcast queues whose owner has not shown life for half the orphan
+   * window (at most every quarter window per queue), and drops and deletes those past it.
+   */
+  async #checkOrphans(): Promise<void> {
+    const window = this.#options.orphanAfterMs
+    const now = Date.now()
+    const due = [...this.#known.values()].filter(
+      (k) =>
+        !k.local && k.aliveAt !== undefined && now - k.aliveAt > window / 2 && now - k.checkedAt > window / 4,
+    )
+    for (const k of due) {
+      try {
+        const res = await this.#client.send(new ListQueueTagsCommand({ QueueUrl: k.target.url }))
+        k.checkedAt = Date.now()
+        const alive = Number(res.Tags?.[QUEUE_TAGS.alive])
+        if (Number.isFinite(alive)) k.aliveAt = alive
+      } catch (error) {
+        if (isQueueMissing(error)) this.#forget(k.target.url)
+        continue
+      }
+      this.#reapIfOrphan(k)
+    }
+  }
+
+  #reapIfOrphan(k: Known): boolean {
+    const window = this.#options.orphanAfterMs
+    if (window <= 0 || k.local || k.aliveAt === undefined || Date.now() - k.aliveAt <= window) return false
+    const url = k.target.url
+    this.#forget(url)
+    this.#foreign.add(url)
+    this.#logger.warn('sqs: broadcast queue left behind by a subscriber that stopped; deleting it', {
+      queue: url,
+      silentForMs: Date.now() - k.aliveAt,
+    })
+    this.#options.deleteQueue(url).catch(() => {})
+    return true
   }
 
   async #learn(url: string): Promise<void> {
@@ -211,8 +280,16 @@ export class QueueDirectory {
       this.#foreign.add(url)
       return
     }
-    const remove = this.#index.add(pattern, target)
-    this.#known.set(url, { target, remove, local: false })
+    const alive = Number(tags?.[QUEUE_TAGS.alive])
+    const known: Known = {
+      target,
+      remove: () => {},
+      local: false,
+      aliveAt: kind === 'broadcast' && Number.isFinite(alive) ? alive : undefined,
+      checkedAt: Date.now(),
+    }
+    if (this.#reapIfOrphan(known)) return
+    this.#known.set(url, { ...known, remove: this.#index.add(pattern, target) })
   }
 
   #startTimer(): void {

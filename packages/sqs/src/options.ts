@@ -63,6 +63,14 @@ export interface SqsBackendOptions {
    */
   readonly discoveryIntervalMs?: number
   /**
+   * A broadcast queue whose subscriber has not refreshed its `omnibus-alive` tag for this long
+   * (the process died without disconnecting) is no longer published to, and is deleted by the
+   * next publisher that notices. Subscribers refresh the tag every quarter of it. 0 = never.
+   * @default 600000 (10 min)
+   * Env: `OMNIBUS_SQS_ORPHAN_AFTER_MS`
+   */
+  readonly orphanAfterMs?: number
+  /**
    * Long-poll wait of one `ReceiveMessage` call, in seconds (0–20).
    * @default 20
    * Env: `OMNIBUS_SQS_WAIT_TIME_SECONDS`
@@ -140,6 +148,7 @@ export interface ResolvedSqsOptions {
   readonly queuePrefix: string
   readonly fifo: boolean
   readonly discoveryIntervalMs: number
+  readonly orphanAfterMs: number
   readonly waitTimeSeconds: number
   readonly visibilityTimeoutMs: number
   readonly prefetch: number
@@ -214,6 +223,12 @@ function boolOption(field: string, envName: string, value: unknown, env: Env, fa
   if (/^(1|true|yes)$/i.test(raw)) return true
   if (/^(0|false|no)$/i.test(raw)) return false
   return fail(`${field} (from ${envName}) must be true or false, got "${raw}"`)
+}
+
+function orphanOption(value: unknown, env: Env): number {
+  const v = intOption('orphanAfterMs', 'OMNIBUS_SQS_ORPHAN_AFTER_MS', value, env, 600_000, 0, 7 * 86_400_000)
+  if (v !== 0 && v < 1000) fail(`orphanAfterMs must be 0 (never) or at least 1000, got ${v}`)
+  return v
 }
 
 function isLoopback(endpoint: string): boolean {
@@ -312,6 +327,7 @@ export function resolveSqsOptions(
       50,
       600_000,
     ),
+    orphanAfterMs: orphanOption(options.orphanAfterMs, env),
     waitTimeSeconds: intOption(
       'waitTimeSeconds',
       'OMNIBUS_SQS_WAIT_TIME_SECONDS',

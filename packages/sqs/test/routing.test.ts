@@ -6,7 +6,7 @@ import {
   SQSServiceException,
 } from '@aws-sdk/client-sqs'
 import { PublishError, silentLogger } from '@omnibus/core'
-import { describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { QUEUE_TAGS, QueueDirectory } from '../src/directory.ts'
 import { BatchSender, QUEUE_GONE } from '../src/sender.ts'
 
@@ -73,17 +73,23 @@ describe('QueueDirectory', () => {
     dir.close()
   })
 
-  it('drops queues that disappear from the listing and looks again at untagged queues named like ours', async () => {
+  it('drops broadcast queues that leave the listing, keeps group queues, looks again at untagged ones', async () => {
     const queues: Record<string, Record<string, string> | undefined> = {
       'app-g-x-1': tags('a.b', 'group'),
+      'app-b-1': tags('a.b', 'broadcast'),
       'app-b-2': undefined,
     }
     const { client } = server(queues)
     const dir = new QueueDirectory(client, 'app', 60_000, silentLogger, 'SQS')
-    expect(await dir.targetsFor('a.b')).toHaveLength(1)
+    expect(await dir.targetsFor('a.b')).toHaveLength(2)
     delete queues['app-g-x-1']
+    delete queues['app-b-1']
     queues['app-b-2'] = tags('a.*', 'broadcast')
     await dir.refresh()
+    const urls = (await dir.targetsFor('a.b')).map((t) => t.url).sort()
+    // The durable group queue stays routed until a send finds it gone (a restoring broker lists late).
+    expect(urls).toEqual([`${base}app-b-2`, `${base}app-g-x-1`])
+    dir.forget(`${base}app-g-x-1`)
     expect((await dir.targetsFor('a.b')).map((t) => t.url)).toEqual([`${base}app-b-2`])
     dir.close()
   })
@@ -96,6 +102,81 @@ describe('QueueDirectory', () => {
     expect(await dir.targetsFor('x.y')).toHaveLength(1)
     dir.forget(`${base}app-b-9`)
     expect(await dir.targetsFor('x.y')).toHaveLength(0)
+    dir.close()
+  })
+})
+
+describe('QueueDirectory orphan reaping', () => {
+  afterEach(() => {
+    vi.useRealTimers()
+  })
+
+  function server(queues: Record<string, Record<string, string>>) {
+    return fakeClient((command) => {
+      if (command instanceof ListQueuesCommand) return { QueueUrls: Object.keys(queues).map((n) => base + n) }
+      if (command instanceof ListQueueTagsCommand) {
+        return { Tags: queues[(command.input.QueueUrl ?? '').slice(base.length)] }
+      }
+      throw new Error('unexpected command')
+    })
+  }
+  const broadcast = (pattern: string, alive?: number) => ({
+    [QUEUE_TAGS.pattern]: pattern,
+    [QUEUE_TAGS.kind]: 'broadcast',
+    ...(alive === undefined ? {} : { [QUEUE_TAGS.alive]: String(alive) }),
+  })
+
+  it('stops routing to a broadcast queue whose owner went silent, and deletes it', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] })
+    const t0 = Date.UTC(2026, 0, 1)
+    vi.setSystemTime(t0)
+    const queues = {
+      'app-b-live': broadcast('x.*', t0 - 1000),
+      'app-b-dead': broadcast('x.*', t0 - 700_000),
+      'app-b-legacy': broadcast('x.*'),
+      'app-g-grp-1': { [QUEUE_TAGS.pattern]: 'x.*', [QUEUE_TAGS.kind]: 'group' },
+    }
+    const deleted: string[] = []
+    const { client } = server(queues)
+    const dir = new QueueDirectory(client, 'app', 60_000, silentLogger, 'SQS', {
+      orphanAfterMs: 600_000,
+      deleteQueue: async (url) => void deleted.push(url),
+    })
+    const routed = (await dir.targetsFor('x.y')).map((t) => t.url.slice(base.length)).sort()
+    expect(routed).toEqual(['app-b-legacy', 'app-b-live', 'app-g-grp-1'])
+    expect(deleted).toEqual([`${base}app-b-dead`])
+
+    // The live owner stops refreshing: past the window, the next listing reaps it too.
+    vi.setSystemTime(t0 + 400_000)
+    await dir.refresh()
+    expect((await dir.targetsFor('x.y')).length, 'within the window: still routed').toBe(3)
+    vi.setSystemTime(t0 + 700_000)
+    await dir.refresh()
+    const after = (await dir.targetsFor('x.y')).map((t) => t.url.slice(base.length)).sort()
+    expect(after).toEqual(['app-b-legacy', 'app-g-grp-1'])
+    expect(deleted).toEqual([`${base}app-b-dead`, `${base}app-b-live`])
+    dir.close()
+  })
+
+  it('keeps a queue whose owner refreshed its alive tag', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] })
+    const t0 = Date.UTC(2026, 0, 1)
+    vi.setSystemTime(t0)
+    const queues = { 'app-b-1': broadcast('x.*', t0) }
+    const deleted: string[] = []
+    const { client } = server(queues)
+    const dir = new QueueDirectory(client, 'app', 60_000, silentLogger, 'SQS', {
+      orphanAfterMs: 600_000,
+      deleteQueue: async (url) => void deleted.push(url),
+    })
+    expect(await dir.targetsFor('x.y')).toHaveLength(1)
+    vi.setSystemTime(t0 + 500_000)
+    queues['app-b-1'] = broadcast('x.*', t0 + 450_000)
+    await dir.refresh()
+    vi.setSystemTime(t0 + 900_000)
+    await dir.refresh()
+    expect(await dir.targetsFor('x.y')).toHaveLength(1)
+    expect(deleted).toEqual([])
     dir.close()
   })
 })
