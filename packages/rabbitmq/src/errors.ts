@@ -77,8 +77,9 @@ function describe(error: unknown): string {
  * - refused/reset/timed-out sockets, heartbeat timeouts, 320 CONNECTION-FORCED (broker shutdown),
  *   405 RESOURCE-LOCKED and 506 RESOURCE-ERROR → retryable `ConnectionError`;
  * - 403 ACCESS-REFUSED and 530 NOT-ALLOWED (bad credentials, vhost, permissions) → `ConfigurationError`;
- * - 406 PRECONDITION-FAILED (a queue or exchange declared with other arguments), 404 NOT-FOUND →
- *   `SubscriptionError`/`PublishError`, not retryable;
+ * - 406 PRECONDITION-FAILED (a queue or exchange declared with other arguments), 404 NOT-FOUND,
+ *   540 NOT-IMPLEMENTED (an operation the queue type refuses) → `SubscriptionError`/`PublishError`,
+ *   not retryable;
  * - 311 CONTENT-TOO-LARGE → non-retryable `PublishError`;
  * - channel or connection closed under an operation (`IllegalOperationError`) → retryable.
  */
@@ -130,6 +131,7 @@ export function classifyError(
         })
       case 406:
       case 404:
+      case 540:
         if (operation === 'publish') return new PublishError(what, { ...opts, retryable: false })
         return new SubscriptionError(
           `${what}: a queue or exchange exists with other arguments or is missing; delete it or use another name/prefix`,

@@ -73,6 +73,10 @@ describe('classifyError', () => {
     expect(pub).toBeInstanceOf(PublishError)
     expect(pub.retryable).toBe(false)
     expect(classifyError(amqpError(404, 'NOT_FOUND'), 'subscribe')).toBeInstanceOf(SubscriptionError)
+    const refused = classifyError(amqpError(540, 'not supported by quorum queues'), 'subscribe')
+    expect(refused).toBeInstanceOf(SubscriptionError)
+    expect(refused.retryable).toBe(false)
+    expect(refused.code).toBe('AMQP_NOT_IMPLEMENTED')
   })
 
   it('311 CONTENT-TOO-LARGE is a non-retryable PublishError', () => {
