@@ -7,9 +7,9 @@
  * a consumer group: the Omnibus group's (`groupIdPrefix` + group), or a private group per
  * broadcast subscription. Wildcard subscriptions consume every matching topic and pick up new ones
  * by polling the topic list. Offsets are committed after the handler resolved (at-least-once),
- * before it runs (at-most-once), or after it resolved plus a processed-id record (exactly-once,
- * effectively once). Retries happen in place; exhausted events and foreign messages go to the
- * dead-letter topic.
+ * before it runs (at-most-once), or after it resolved plus a processed-id record in a compacted
+ * Kafka topic shared by every process (exactly-once, effectively once). Retries happen in place;
+ * exhausted events and foreign messages go to the dead-letter topic.
  */
 export { backendFromUrl, createKafkaBackend, type KafkaBackend, kafkaCapabilities } from './backend.ts'
 export {
