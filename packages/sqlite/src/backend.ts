@@ -516,9 +516,9 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
     // commits in publish order. Small ones are written here: a round trip would cost more.
     if (worker !== undefined && (queue.length >= IO_MIN_BATCH || ioBatches.size > 0)) {
       // Group commit: while the thread is committing, publishes accumulate and go together as its
-      // next transaction. Only full chunks may queue behind the one committing, so encoding the
-      // next chunk here overlaps with inserting the previous one there.
-      if (ioBatches.size === 0 || (queue.length >= IO_CHUNK && ioBatches.size < 2)) {
+      // next transaction. Full chunks leave at once, so encoding the next chunk here overlaps with
+      // inserting the previous one there.
+      if (ioBatches.size === 0 || queue.length >= IO_CHUNK) {
         const batch = queue
         queue = []
         sendToIoWorker(worker, batch)
