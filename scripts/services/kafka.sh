@@ -6,8 +6,11 @@
 # and are cached under ~/.cache/omnibus/kafka-<version>/; the broker runs on the machine's Java 17+,
 # binds 127.0.0.1 only, and keeps its config, data, log and pid file under .services/kafka/ of the
 # repository. Idempotent: start when running and stop when stopped do nothing. Restart keeps data.
+# A second listener on OMNIBUS_KAFKA_SASL_PORT speaks SASL/PLAIN with the test-only account
+# omnibus / omnibus-test-secret, so the SASL options are exercised against a real broker.
 # Environment: OMNIBUS_KAFKA_PORT (default 9092), OMNIBUS_KAFKA_CONTROLLER_PORT (default 9093),
-# OMNIBUS_KAFKA_HEAP (default 512m), OMNIBUS_KAFKA_CACHE (default ~/.cache/omnibus).
+# OMNIBUS_KAFKA_SASL_PORT (default 9094), OMNIBUS_KAFKA_HEAP (default 512m),
+# OMNIBUS_KAFKA_CACHE (default ~/.cache/omnibus).
 set -euo pipefail
 
 HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
@@ -18,6 +21,7 @@ VERSION="$(sed -n 's:.*<kafka.version>\(.*\)</kafka.version>.*:\1:p' "$POM")"
 CACHE="${OMNIBUS_KAFKA_CACHE:-$HOME/.cache/omnibus}/kafka-$VERSION"
 PORT="${OMNIBUS_KAFKA_PORT:-9092}"
 CONTROLLER_PORT="${OMNIBUS_KAFKA_CONTROLLER_PORT:-9093}"
+SASL_PORT="${OMNIBUS_KAFKA_SASL_PORT:-9094}"
 HEAP="${OMNIBUS_KAFKA_HEAP:-512m}"
 HOST=127.0.0.1
 PIDFILE="$DIR/kafka.pid"
@@ -95,11 +99,14 @@ write_conf() {
 process.roles=broker,controller
 node.id=1
 controller.quorum.voters=1@$HOST:$CONTROLLER_PORT
-listeners=PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT
-advertised.listeners=PLAINTEXT://$HOST:$PORT
+listeners=PLAINTEXT://$HOST:$PORT,CONTROLLER://$HOST:$CONTROLLER_PORT,SASL_PLAINTEXT://$HOST:$SASL_PORT
+advertised.listeners=PLAINTEXT://$HOST:$PORT,SASL_PLAINTEXT://$HOST:$SASL_PORT
 controller.listener.names=CONTROLLER
-listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT
+listener.security.protocol.map=PLAINTEXT:PLAINTEXT,CONTROLLER:PLAINTEXT,SASL_PLAINTEXT:SASL_PLAINTEXT
 inter.broker.listener.name=PLAINTEXT
+sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.sasl.enabled.mechanisms=PLAIN
+listener.name.sasl_plaintext.plain.sasl.jaas.config=org.apache.kafka.common.security.plain.PlainLoginModule required user_omnibus="omnibus-test-secret";
 log.dirs=$DATA
 num.partitions=1
 # Topics are created by the clients with the partition count they ask for (the Omnibus backend does
