@@ -192,8 +192,7 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
   })
 
   let db: Database.Database | undefined
-  let state: 'closed' | 'opening' | 'open' | 'closing' = 'closed'
-  let connecting: Promise<void> | undefined
+  let state: 'closed' | 'open' | 'closing' = 'closed'
   let disconnecting: Promise<void> | undefined
   let queue: PendingPublish[] = []
   let flushScheduled = false
@@ -279,36 +278,30 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
   }
 
   async function connect(): Promise<void> {
+    if (disconnecting !== undefined) await disconnecting
     if (state === 'open') return
-    if (state === 'closing') await disconnecting
-    if (connecting !== undefined) return connecting
-    state = 'opening'
-    connecting = (async () => {
-      try {
-        const d = openDatabase()
-        db = d
-        prepare(d)
-        lastDataVersion = Number(st.dataVersion.get())
-        state = 'open'
-        if (peerKey !== undefined) {
-          const set = localPeers.get(peerKey) ?? new Set<() => void>()
-          localPeers.set(peerKey, set)
-          set.add(wakeFromPeer)
-        }
-        startTimers()
-        startIoThread()
-        applyStoredRetention(true)
-        // From here on lock waits are retried without blocking the thread (see retryBusy).
-        d.pragma('busy_timeout = 0')
-      } catch (error) {
-        state = 'closed'
-        db = undefined
-        throw error
-      } finally {
-        connecting = undefined
+    // Opening is synchronous (better-sqlite3), so concurrent connect() calls cannot interleave.
+    try {
+      const d = openDatabase()
+      db = d
+      prepare(d)
+      lastDataVersion = Number(st.dataVersion.get())
+      state = 'open'
+      if (peerKey !== undefined) {
+        const set = localPeers.get(peerKey) ?? new Set<() => void>()
+        localPeers.set(peerKey, set)
+        set.add(wakeFromPeer)
       }
-    })()
-    return connecting
+      startTimers()
+      startIoThread()
+      applyStoredRetention(true)
+      // From here on lock waits are retried without blocking the thread (see retryBusy).
+      d.pragma('busy_timeout = 0')
+    } catch (error) {
+      state = 'closed'
+      db = undefined
+      throw error
+    }
   }
 
   function startIoThread(): void {
@@ -1130,7 +1123,6 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
   }
 
   async function disconnect(opts: { readonly drainTimeoutMs?: number } = {}): Promise<void> {
-    if (connecting !== undefined) await connecting.catch(() => undefined)
     if (state === 'closed') return
     if (disconnecting !== undefined) return disconnecting
     const drainMs = opts.drainTimeoutMs ?? o.drainTimeoutMs

@@ -89,6 +89,28 @@ describe('sqlite backend: bad input', () => {
     await expect(b.publish({ topic: 'nc.t', data: 1 })).rejects.toThrow(NotConnectedError)
   })
 
+  it('a backend connects again after disconnect, and after a failed connect', async () => {
+    const file = tmp.file()
+    const b = createSqliteBackend({ path: file })
+    await Promise.all([b.connect(), b.connect()])
+    await b.publish({ topic: 'again.t', data: 1 })
+    await b.disconnect()
+    await b.connect()
+    expect(b.isConnected).toBe(true)
+    const got: unknown[] = []
+    await b.subscribe(
+      'again.t',
+      (e) => {
+        got.push(e.data)
+      },
+      { group: 'again', from: 'earliest' },
+    )
+    await b.publish({ topic: 'again.t', data: 2 })
+    await waitFor('both events after reconnecting', () => got.length === 2)
+    expect(got).toEqual([1, 2])
+    await b.disconnect()
+  })
+
   it('publishes accepted before disconnect are written, not lost', async () => {
     const file = tmp.file()
     const b = createSqliteBackend({ path: file })
@@ -162,6 +184,28 @@ describe('sqlite backend: bad input', () => {
     )
     await waitFor('both accepted events', () => got.length === 2)
     expect(got).toEqual(['before', 'after'])
+  })
+
+  it('connecting to a file another process holds locked fails after the busy timeout with a retryable error', async () => {
+    const file = tmp.file()
+    const holder = new Database(file)
+    holder.exec('CREATE TABLE other (x); BEGIN EXCLUSIVE; INSERT INTO other VALUES (1)')
+    const b = createSqliteBackend({ path: file, busyTimeoutMs: 150 })
+    const started = Date.now()
+    const error = await b.connect().catch((e: unknown) => e)
+    expect(Date.now() - started).toBeGreaterThanOrEqual(140)
+    expect(error).toBeInstanceOf(ConnectionError)
+    expect(error).toMatchObject({ code: 'DATABASE_LOCKED', retryable: true })
+    expect(b.isConnected).toBe(false)
+    holder.exec('COMMIT')
+    holder.close()
+    // Retrying once the lock is gone works, and the other application's table is untouched.
+    await b.connect()
+    await b.publish({ topic: 'locked.t', data: 1 })
+    await b.disconnect()
+    const check = new Database(file, { readonly: true })
+    expect(check.prepare('SELECT count(*) AS n FROM other').get()).toEqual({ n: 1 })
+    check.close()
   })
 
   it('a file that is not an SQLite database gives NOT_A_DATABASE at connect', async () => {
