@@ -1,10 +1,11 @@
 /**
- * The SQLite backend. Publishing appends rows to `omnibus_events` (concurrent publishes of one
- * tick share one transaction). Each subscription belongs to a group row with a cursor; claiming
- * moves matching events past the cursor into `omnibus_leases` and leases the oldest claimable
- * ones to this consumer, all in one `BEGIN IMMEDIATE` transaction, so several processes can
- * compete safely. Acknowledging deletes the lease (and records the id for exactly-once) in one
- * transaction. Commits by other processes are noticed through `PRAGMA data_version`.
+ * The SQLite backend. Publishing appends rows to `omnibus_events`: publishes of one tick share one
+ * transaction, and large batches are committed by the I/O thread (io-worker.ts), where publishes
+ * issued during a commit share the next one. Each subscription belongs to a group row with a
+ * cursor; claiming moves matching events past the cursor into `omnibus_leases` and leases the
+ * oldest claimable ones to this consumer, all in one `BEGIN IMMEDIATE` transaction, so several
+ * processes can compete safely. Acknowledgements (lease deleted, exactly-once id recorded) ride in
+ * the next claim transaction. Commits by other processes are noticed through `PRAGMA data_version`.
  */
 import { randomUUID } from 'node:crypto'
 import { resolve as resolvePath } from 'node:path'
