@@ -12,6 +12,7 @@ import {
   decodeEvent,
   type EventHandler,
   type EventInput,
+  type HandlerOutcome,
   InvalidEnvelopeError,
   invokeHandler,
   KeyedLimiter,
@@ -346,6 +347,7 @@ export class KafkaSubscription implements Subscription {
     // Handlers run in offset order, at most `concurrency` at once (per-key order kept by the
     // limiter), and only a few ahead of the oldest unfinished one so a huge batch does not queue
     // thousands of tasks. The partition's position moves over a prefix of finished events only.
+    const direct = this.#spec.options.guarantee !== 'exactly-once'
     const loop = async (): Promise<void> => {
       const window = concurrency * 4
       const runs: Array<Promise<boolean>> = []
@@ -359,9 +361,14 @@ export class KafkaSubscription implements Subscription {
       }
       for (let i = 0; i < messages.length; i++) {
         if (concurrency === 1) {
-          // The common case without the limiter: one event at a time, no task bookkeeping.
+          // The common case without the limiter: one event at a time, no task bookkeeping, and
+          // the first handler run awaited directly (one promise less per event).
           const m = messages[i] as InboundMessage
-          if (!(await this.#process(batch, m, this.#prepare(batch, m), proceed))) return
+          const prepared = this.#prepare(batch, m)
+          if (direct && prepared.kind === 'event' && proceed() && this.#matches(prepared.event.topic)) {
+            const outcome = await this.#invoke(prepared.event, 1)
+            if (outcome.kind !== 'ack' && !(await this.#run(prepared.event, proceed, outcome))) return
+          } else if (!(await this.#process(batch, m, prepared, proceed))) return
         } else {
           submit(i + window)
           if (!(await runs[i])) return
@@ -459,18 +466,23 @@ export class KafkaSubscription implements Subscription {
     }
   }
 
-  async #run(event: OmnibusEvent, proceed: () => boolean): Promise<boolean> {
+  #invoke(event: OmnibusEvent, attempt: number): Promise<HandlerOutcome> {
+    return invokeHandler({
+      handler: this.#spec.handler,
+      event,
+      attempt,
+      subscription: this,
+      logger: this.#host.logger,
+      signal: this.#abort.signal,
+    })
+  }
+
+  /** Runs the handler until it acks or the policy gives up; `first` is attempt 1's outcome when already known. */
+  async #run(event: OmnibusEvent, proceed: () => boolean, first?: HandlerOutcome): Promise<boolean> {
     const o = this.#spec.options
     let firstFailureAt: number | undefined
     for (let attempt = 1; ; attempt++) {
-      const outcome = await invokeHandler({
-        handler: this.#spec.handler,
-        event,
-        attempt,
-        subscription: this,
-        logger: this.#host.logger,
-        signal: this.#abort.signal,
-      })
+      const outcome = attempt === 1 && first !== undefined ? first : await this.#invoke(event, attempt)
       if (outcome.kind === 'ack') return true
       const now = Date.now()
       firstFailureAt ??= now
