@@ -227,7 +227,7 @@ stop() {
     return 0
   fi
   kill "$p" 2>/dev/null || true
-  for _ in $(seq 1 150); do
+  for _ in $(seq 1 300); do
     if ! kill -0 "$p" 2>/dev/null; then
       rm -f "$PIDFILE"
       log "stopped"
@@ -235,7 +235,7 @@ stop() {
     fi
     sleep 0.1
   done
-  log "pid $p did not stop within 15 s; killing it" >&2
+  log "pid $p did not stop within 30 s; killing it" >&2
   kill -9 "$p" 2>/dev/null || true
   rm -f "$PIDFILE"
 }

@@ -141,9 +141,17 @@ describeWithService('sqs', 'sqs fault tests', () => {
 
       const after: string[] = []
       for (let i = 0; i < 20; i++) after.push((await publisher.publish({ topic, data: { after: i } })).id)
-      await until('the live consumer to resume and handle everything acknowledged', 30_000, () =>
+      const missing = () => ({
+        during: acknowledged.filter((id) => !received.has(id)).length,
+        after: after.filter((id) => !received.has(id)).length,
+      })
+      await until('the live consumer to resume and handle everything acknowledged', 60_000, () =>
         [...acknowledged, ...after].every((id) => received.has(id)),
-      )
+      ).catch((error: Error) => {
+        throw new Error(
+          `${error.message}: missing ${JSON.stringify(missing())} of ${acknowledged.length} acknowledged during the restart and ${after.length} after`,
+        )
+      })
 
       // The parked group's queue kept its 50 + everything accepted since, across the restart.
       const parkedGot = new Set<string>()

@@ -196,6 +196,14 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
         { backend: 'sqs', code: e.code, retryable: e.retryable || aborted, cause: error },
       )
     }
+    if (disconnecting !== undefined) {
+      // disconnect() was called while connecting: do not leave clients behind.
+      if (c.owned) {
+        c.control.destroy()
+        c.receive.destroy()
+      }
+      throw new NotConnectedError('sqs', 'connect (disconnect() was called meanwhile)')
+    }
     clients = c
     directory = new QueueDirectory(c.control, o.queuePrefix, o.discoveryIntervalMs, logger, where, {
       orphanAfterMs: o.orphanAfterMs,
