@@ -3,8 +3,8 @@
  * - baseline: prepared INSERTs of the same encoded rows, `batch` rows per transaction, WAL mode,
  *   synchronous=NORMAL (the backend's default);
  * - concurrent: `batch` (then 10 × `batch`) publishes issued at once, awaited, repeated (group
- *   commit: one transaction per tick, or per I/O-thread commit while that thread is busy);
- *   also with `ioThread: false` (everything on the calling thread), for comparison;
+ *   commit: one transaction per tick); also with `publishOnIoThread: true` (batches committed by
+ *   the I/O thread while this one encodes), for comparison;
  * - sequential: one awaited publish after another.
  * The machine is shared, so the phases are interleaved over `rounds` rounds, each on fresh files;
  * throughput is the best round, the ratio is each round against its own baseline (median shown).
@@ -55,8 +55,8 @@ function baseline(file: string): number {
   return ms
 }
 
-async function concurrent(file: string, inFlight: number, ioThread: boolean): Promise<number> {
-  const backend = createSqliteBackend({ path: file, ioThread })
+async function concurrent(file: string, inFlight: number, publishOnIoThread: boolean): Promise<number> {
+  const backend = createSqliteBackend({ path: file, publishOnIoThread })
   await backend.connect()
   const started = performance.now()
   for (let i = 0; i < total; i += inFlight) {
@@ -85,16 +85,16 @@ const times = {
   baseline: [] as number[],
   c1: [] as number[],
   c10: [] as number[],
-  c1Inline: [] as number[],
-  c10Inline: [] as number[],
+  c1Thread: [] as number[],
+  c10Thread: [] as number[],
   seq: [] as number[],
 }
 for (let r = 0; r < rounds; r++) {
   times.baseline.push(baseline(join(dir, `raw-${r}.db`)))
-  times.c1.push(await concurrent(join(dir, `c1-${r}.db`), batch, true))
-  times.c10.push(await concurrent(join(dir, `c10-${r}.db`), batch * 10, true))
-  times.c1Inline.push(await concurrent(join(dir, `c1i-${r}.db`), batch, false))
-  times.c10Inline.push(await concurrent(join(dir, `c10i-${r}.db`), batch * 10, false))
+  times.c1.push(await concurrent(join(dir, `c1-${r}.db`), batch, false))
+  times.c10.push(await concurrent(join(dir, `c10-${r}.db`), batch * 10, false))
+  times.c1Thread.push(await concurrent(join(dir, `c1t-${r}.db`), batch, true))
+  times.c10Thread.push(await concurrent(join(dir, `c10t-${r}.db`), batch * 10, true))
   times.seq.push(await sequential(join(dir, `seq-${r}.db`), sequentialCount))
 }
 rmSync(dir, { recursive: true, force: true })
@@ -116,8 +116,8 @@ console.log(
 for (const [label, xs] of [
   [`concurrent publishes, ${batch} in flight:`, times.c1],
   [`concurrent publishes, ${batch * 10} in flight:`, times.c10],
-  [`  same, ioThread: false, ${batch} in flight:`, times.c1Inline],
-  [`  same, ioThread: false, ${batch * 10} in flight:`, times.c10Inline],
+  [`  publishOnIoThread, ${batch} in flight:`, times.c1Thread],
+  [`  publishOnIoThread, ${batch * 10} in flight:`, times.c10Thread],
 ] as const) {
   const r = ratios(xs)
   console.log(

@@ -508,7 +508,7 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
     const worker = ioWorker
     // Large batches go to the I/O thread; so does anything behind a batch still there, which keeps
     // commits in publish order. Small ones are written here: a round trip would cost more.
-    if (worker !== undefined && (queue.length >= IO_MIN_BATCH || ioBatches.size > 0)) {
+    if (worker !== undefined && o.publishOnIoThread && (queue.length >= IO_MIN_BATCH || ioBatches.size > 0)) {
       // Group commit: while the thread is committing, publishes accumulate and go together as its
       // next transaction. Full chunks leave at once, so encoding the next chunk here overlaps with
       // inserting the previous one there.
@@ -611,7 +611,7 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
       queue.push(p)
       // A long synchronous run of publishes is cut into chunks that the I/O thread writes while
       // this thread encodes the next ones.
-      if (queue.length >= IO_CHUNK && ioWorker !== undefined) flush()
+      if (queue.length >= IO_CHUNK && ioWorker !== undefined && o.publishOnIoThread) flush()
       else scheduleFlush()
     })
   }

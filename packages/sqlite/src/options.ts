@@ -58,12 +58,18 @@ export interface SqliteBackendOptions {
    */
   readonly source?: string
   /**
-   * Run large publish batches and WAL checkpoints on a worker thread with its own connection
-   * (pipelines encoding and inserting; keeps fsyncing checkpoints off commit paths). `false`:
-   * everything on the calling thread, with SQLite's automatic checkpoints.
+   * Run WAL checkpoints on a worker thread with its own connection, which keeps their fsync off
+   * the commit paths of publishes and deliveries. `false`: SQLite's automatic checkpoints.
    * @default true (env `OMNIBUS_SQLITE_IO_THREAD`, `0`/`false` to disable)
    */
   readonly ioThread?: boolean
+  /**
+   * Also commit large publish batches (64+ events) on the I/O thread, so encoding the next
+   * events overlaps with inserting the previous ones. Faster with a spare CPU core, slower on a
+   * saturated machine (see the benchmarks in the README). Needs `ioThread`.
+   * @default false (env `OMNIBUS_SQLITE_PUBLISH_ON_IO_THREAD`)
+   */
+  readonly publishOnIoThread?: boolean
   /** Logger for consumer-side problems (dead letters of corrupt rows, lock retries). @default silent */
   readonly logger?: Logger
 }
@@ -80,6 +86,7 @@ export interface ResolvedSqliteOptions {
   readonly drainTimeoutMs: number
   readonly source: string | undefined
   readonly ioThread: boolean
+  readonly publishOnIoThread: boolean
   readonly logger: Logger | undefined
 }
 
@@ -95,6 +102,7 @@ export const OPTION_NAMES: readonly (keyof SqliteBackendOptions)[] = [
   'drainTimeoutMs',
   'source',
   'ioThread',
+  'publishOnIoThread',
   'logger',
 ]
 
@@ -129,6 +137,26 @@ function intOption(
     )
   }
   return raw
+}
+
+function boolOption(field: string, envName: string, value: unknown, env: Env, fallback: boolean): boolean {
+  if (value !== undefined) {
+    if (typeof value !== 'boolean') {
+      throw new ConfigurationError(`sqlite option ${field} must be a boolean, got ${String(value)}`, {
+        backend: 'sqlite',
+      })
+    }
+    return value
+  }
+  const raw = env[envName]
+  if (raw === undefined || raw === '') return fallback
+  const v = raw.toLowerCase()
+  if (v === '1' || v === 'true') return true
+  if (v === '0' || v === 'false') return false
+  throw new ConfigurationError(
+    `sqlite option ${envName} (${field}) must be true/false or 1/0, got ${JSON.stringify(raw)}`,
+    { backend: 'sqlite' },
+  )
 }
 
 /** Resolves and validates options; throws `ConfigurationError` naming the field and the value. */
@@ -177,24 +205,16 @@ export function resolveOptions(
     )
   }
   const source = options.source ?? env.OMNIBUS_SOURCE
-  let ioThread = options.ioThread
-  if (
-    ioThread === undefined &&
-    env.OMNIBUS_SQLITE_IO_THREAD !== undefined &&
-    env.OMNIBUS_SQLITE_IO_THREAD !== ''
-  ) {
-    const v = env.OMNIBUS_SQLITE_IO_THREAD.toLowerCase()
-    if (v === '1' || v === 'true') ioThread = true
-    else if (v === '0' || v === 'false') ioThread = false
-    else {
-      throw new ConfigurationError(
-        `sqlite option OMNIBUS_SQLITE_IO_THREAD (ioThread) must be true/false or 1/0, got ${JSON.stringify(env.OMNIBUS_SQLITE_IO_THREAD)}`,
-        { backend: 'sqlite' },
-      )
-    }
-  }
-  if (ioThread !== undefined && typeof ioThread !== 'boolean') {
-    throw new ConfigurationError(`sqlite option ioThread must be a boolean, got ${String(ioThread)}`, {
+  const ioThread = boolOption('ioThread', 'OMNIBUS_SQLITE_IO_THREAD', options.ioThread, env, true)
+  const publishOnIoThread = boolOption(
+    'publishOnIoThread',
+    'OMNIBUS_SQLITE_PUBLISH_ON_IO_THREAD',
+    options.publishOnIoThread,
+    env,
+    false,
+  )
+  if (publishOnIoThread && !ioThread) {
+    throw new ConfigurationError('sqlite option publishOnIoThread needs ioThread: true (or leave it false)', {
       backend: 'sqlite',
     })
   }
@@ -248,7 +268,8 @@ export function resolveOptions(
       3_600_000,
     ),
     source,
-    ioThread: ioThread ?? true,
+    ioThread,
+    publishOnIoThread,
     logger: options.logger,
   }
 }

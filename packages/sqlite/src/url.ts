@@ -13,7 +13,7 @@ const NUMERIC_PARAMS = [
   'drainTimeoutMs',
 ]
 const STRING_PARAMS = ['synchronous', 'source']
-const BOOLEAN_PARAMS = ['ioThread']
+const BOOLEAN_PARAMS = ['ioThread', 'publishOnIoThread']
 
 /**
  * The database path of a `sqlite:` URL:

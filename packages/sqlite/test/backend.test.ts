@@ -28,8 +28,8 @@ describe('sqlite backend: publishing', () => {
     expect(b.stats().publishTransactions - after.publishTransactions).toBe(2)
   })
 
-  it('writes a long run of concurrent publishes through the I/O thread in a few ordered transactions', async () => {
-    const b = await pool.open({ path: tmp.file() })
+  it('with publishOnIoThread, writes a long run of publishes in a few ordered transactions', async () => {
+    const b = await pool.open({ path: tmp.file(), publishOnIoThread: true })
     const before = b.stats()
     const receipts = await Promise.all(
       Array.from({ length: 2000 }, (_, i) => b.publish({ topic: 'gc.long', data: i })),
@@ -55,9 +55,32 @@ describe('sqlite backend: publishing', () => {
     expect(got).toEqual(got.map((_, i) => i))
   })
 
-  it('publishes issued while a commit is running share the next transaction', async () => {
+  it('publishes issued while a batch waits for the lock join it: one transaction', async () => {
     const file = tmp.file()
     const b = await pool.open({ path: file })
+    const holder = new Database(file)
+    holder.exec('BEGIN IMMEDIATE')
+    const before = b.stats()
+    const first = Promise.all(Array.from({ length: 300 }, (_, i) => b.publish({ topic: 'gc.wait', data: i })))
+    const later: Promise<unknown>[] = []
+    for (let i = 0; i < 5; i++) {
+      await new Promise((r) => setImmediate(r))
+      later.push(b.publish({ topic: 'gc.wait', data: `later-${i}` }))
+    }
+    expect(b.stats().publishTransactions).toBe(before.publishTransactions)
+    holder.exec('COMMIT')
+    holder.close()
+    await first
+    await Promise.all(later)
+    // The batch kept retrying at the head of the queue; the five later ticks joined it.
+    expect(b.stats().publishTransactions - before.publishTransactions).toBe(1)
+    expect(b.stats().published - before.published).toBe(305)
+    expect(b.stats().lockRetries).toBeGreaterThan(0)
+  })
+
+  it('with publishOnIoThread, publishes issued while the thread commits share its next transaction', async () => {
+    const file = tmp.file()
+    const b = await pool.open({ path: file, publishOnIoThread: true })
     const holder = new Database(file)
     holder.exec('BEGIN IMMEDIATE')
     const before = b.stats()
@@ -78,8 +101,8 @@ describe('sqlite backend: publishing', () => {
     expect(b.stats().published - before.published).toBe(305)
   })
 
-  it('with ioThread: false, a tick of publishes is one transaction on the calling thread', async () => {
-    const b = await pool.open({ path: tmp.file(), ioThread: false })
+  it('a tick of publishes is one transaction on the calling thread, however many', async () => {
+    const b = await pool.open({ path: tmp.file() })
     const before = b.stats()
     const receipts = await Promise.all(
       Array.from({ length: 2000 }, (_, i) => b.publish({ topic: 'gc.inline', data: i })),

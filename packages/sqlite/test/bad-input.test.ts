@@ -135,6 +135,9 @@ describe('sqlite backend: bad input', () => {
     expect(() => createSqliteBackend({ ioThread: 'yes' as never })).toThrow(
       /ioThread must be a boolean, got yes/,
     )
+    expect(() => createSqliteBackend({ ioThread: false, publishOnIoThread: true })).toThrow(
+      /publishOnIoThread needs ioThread: true/,
+    )
     const previous = process.env.OMNIBUS_SQLITE_POLL_INTERVAL_MS
     process.env.OMNIBUS_SQLITE_POLL_INTERVAL_MS = 'soon'
     try {
