@@ -407,13 +407,13 @@ describe('sqlite backend: failures', () => {
         release = r
       })
     }
-    await a.subscribe('slow.t', h, { group: 'slow', visibilityTimeoutMs: 150 })
-    await c.subscribe('slow.t', h, { group: 'slow', visibilityTimeoutMs: 150 })
+    await a.subscribe('slow.t', h, { group: 'slow', visibilityTimeoutMs: 300 })
+    await c.subscribe('slow.t', h, { group: 'slow', visibilityTimeoutMs: 300 })
     await a.publish({ topic: 'slow.t', data: 1 })
     await waitFor('the first run', () => runs === 1)
     // Five visibility windows: without extension the other member would have taken it by now.
-    const until = Date.now() + 750
-    await waitFor('five visibility windows', () => Date.now() > until || runs > 1, 2000)
+    const until = Date.now() + 1500
+    await waitFor('five visibility windows', () => Date.now() > until || runs > 1, 3000)
     expect(runs).toBe(1)
     release()
   })

@@ -55,7 +55,7 @@ describe('sqlite backend: several processes', () => {
 
   it('a live consumer process keeps its lease: no other member gets the event while it works', async () => {
     const file = tmp.file()
-    const { messages } = spawnHangingConsumer(file, 'live.*', 'workers', 200)
+    const { messages } = spawnHangingConsumer(file, 'live.*', 'workers', 500)
     await waitFor('the child to subscribe', () => messages.some((m) => m.ready), 15_000)
     const parent = await pool.open({ path: file })
     const held = await parent.publish({ topic: 'live.job', data: 1 })
@@ -66,14 +66,14 @@ describe('sqlite backend: several processes', () => {
       (e) => {
         got.push(e.id)
       },
-      { group: 'workers', visibilityTimeoutMs: 200 },
+      { group: 'workers', visibilityTimeoutMs: 500 },
     )
     const next = await parent.publish({ topic: 'live.job', data: 2 })
     await waitFor('the second event here (the child is busy)', () => got.length === 1)
     expect(got).toEqual([next.id])
     // Six lease windows later the child's event is still only in the child.
-    const until = Date.now() + 1200
-    await waitFor('six lease windows', () => Date.now() > until, 3000)
+    const until = Date.now() + 3000
+    await waitFor('six lease windows', () => Date.now() > until, 5000)
     expect(got).toEqual([next.id])
   })
 })
