@@ -500,3 +500,17 @@ describe('sqlite backend: a ready connection', () => {
     expect((mem.prepare('SELECT count(*) AS n FROM omnibus_events').get() as { n: number }).n).toBe(600)
   })
 })
+
+describe('sqlite backend: health', () => {
+  it('healthCheck is healthy while connected and says why not otherwise', async () => {
+    const file = tmp.file()
+    const b = await pool.open({ path: file })
+    const up = await b.healthCheck()
+    expect(up.healthy).toBe(true)
+    expect(up.latencyMs).toBeGreaterThanOrEqual(0)
+    expect(b.describe()).toContain(file)
+    await b.disconnect()
+    const down = await b.healthCheck()
+    expect(down).toMatchObject({ healthy: false, detail: 'not connected' })
+  })
+})
