@@ -136,7 +136,11 @@ export class KafkaSubscription implements Subscription {
    */
   async start(existing: readonly string[]): Promise<void> {
     const initial = existing.filter((t) => this.wants(t))
+    // Claimed before any await: a topic listing offered meanwhile must not add these again as
+    // "new" topics (read from their beginning), nor restart the member for them.
+    for (const t of initial) this.#topics.add(t)
     if (this.#spec.literal && !initial.includes(this.pattern)) {
+      this.#topics.add(this.pattern)
       await this.#host.ensureTopic(this.pattern)
       initial.push(this.pattern)
     }
@@ -174,15 +178,20 @@ export class KafkaSubscription implements Subscription {
    * offset now, and move to (and commit) them when this member is assigned such a partition.
    */
   async #pinLatest(topics: readonly string[]): Promise<void> {
-    for (const topic of topics) {
-      const committed = await this.#host.client.groupOffsets(this.groupId, topic)
-      const unset = new Set(committed.filter((p) => p.offset === '-1').map((p) => p.partition))
-      const ends = await this.#host.client.endOffsets(topic)
-      for (const p of ends) {
-        if (committed.length === 0 || unset.has(p.partition))
-          this.#pins.set(`${topic}\u0000${p.partition}`, p.offset)
-      }
-    }
+    await Promise.all(
+      topics.map(async (topic) => {
+        const [committed, ends] = await Promise.all([
+          this.#host.client.groupOffsets(this.groupId, topic),
+          this.#host.client.endOffsets(topic),
+        ])
+        const unset = new Set(committed.filter((p) => p.offset === '-1').map((p) => p.partition))
+        for (const p of ends) {
+          if (committed.length === 0 || unset.has(p.partition)) {
+            this.#pins.set(`${topic}\u0000${p.partition}`, p.offset)
+          }
+        }
+      }),
+    )
   }
 
   async #applyPins(assignment: Readonly<Record<string, readonly number[]>>): Promise<void> {
