@@ -15,7 +15,7 @@ afterAll(() => rmSync(dir, { recursive: true, force: true }))
 conformanceSuite('sqlite', {
   makeBackend: () => createSqliteBackend({ path }),
   capabilities: createSqliteBackend({ path }).capabilities,
-  timeouts: { deliveryMs: 5000, groupJoinMs: 5000, visibilityMs: 1000 },
+  timeouts: { deliveryMs: 5000, groupJoinMs: 5000, visibilityMs: 2000 },
   injectRaw: async (topic, payload) => {
     const writer = createSqliteBackend({ path })
     await writer.connect()
