@@ -120,6 +120,14 @@ export interface KafkaClient {
   createConsumer(spec: ConsumerSpec): ConsumerHandle
 }
 
+/** Produce errors that mean the idempotent producer session is out of step with the broker. */
+const SEQUENCE_ERRORS = new Set([
+  'OUT_OF_ORDER_SEQUENCE_NUMBER',
+  'DUPLICATE_SEQUENCE_NUMBER',
+  'UNKNOWN_PRODUCER_ID',
+  'INVALID_PRODUCER_EPOCH',
+])
+
 const LEVEL_NAMES = { nothing: 0, error: 1, warn: 2, info: 4, debug: 5 } as const
 
 function routeLogs(
@@ -236,6 +244,19 @@ export function createKafkaClient(o: ResolvedKafkaOptions): KafkaClient {
 
   /** Set after a failed produce: the idempotent sequence numbers may be out of step now. */
   let producerSuspect = false
+  /**
+   * After a produce failed (broker restart, timeout, a partition refused), kafkajs keeps the old
+   * producer id and sequence numbers and the broker refuses every later batch as out of order:
+   * a new producer session starts clean.
+   */
+  const renewProducer = async (): Promise<void> => {
+    const fresh = newProducer()
+    await fresh.connect()
+    const old = producer
+    producer = fresh
+    producerSuspect = false
+    await old?.disconnect().catch(() => {})
+  }
   const newProducer = (): Producer =>
     kafka.producer({
       idempotent: true,
@@ -306,26 +327,26 @@ export function createKafkaClient(o: ResolvedKafkaOptions): KafkaClient {
     },
     async send(batches) {
       if (producer === undefined) throw new Error('Kafka client is not connected')
-      if (producerSuspect) {
-        // After a produce failed (broker restart, timeout), kafkajs keeps the old producer id and
-        // sequence numbers, and the broker then refuses every later batch as out of order. A new
-        // producer session starts clean; a batch that did land before the failure may repeat.
-        const fresh = newProducer()
-        await fresh.connect()
-        const old = producer
-        producer = fresh
-        producerSuspect = false
-        await old.disconnect().catch(() => {})
+      const request = {
+        acks: -1,
+        compression: CompressionTypes.None,
+        topicMessages: batches.map((b) => ({ topic: b.topic, messages: b.messages as OutgoingMessage[] })),
       }
-      try {
-        await producer.sendBatch({
-          acks: -1,
-          compression: CompressionTypes.None,
-          topicMessages: batches.map((b) => ({ topic: b.topic, messages: b.messages as OutgoingMessage[] })),
-        })
-      } catch (error) {
-        producerSuspect = true
-        throw error
+      for (let attempt = 1; ; attempt++) {
+        if (producerSuspect) await renewProducer()
+        try {
+          await (producer as Producer).sendBatch(request)
+          return
+        } catch (error) {
+          producerSuspect = true
+          // kafkajs loses track of its idempotent sequence numbers when a request fails part-way
+          // (one partition refused, the others written); the broker then refuses the resend as
+          // out of order. One resend from a new producer session gets the events written; the
+          // partitions that had succeeded may then hold a second copy (at-least-once).
+          const type = (error as { type?: unknown }).type
+          if (attempt === 1 && typeof type === 'string' && SEQUENCE_ERRORS.has(type)) continue
+          throw error
+        }
       }
     },
     async endOffsets(topic) {

@@ -55,6 +55,14 @@ const CONFIG_TYPES = new Set([
   'INVALID_CONFIG',
 ])
 
+/** Idempotent producer-session errors: the next publish runs on a new session. */
+const SESSION_TYPES = new Set([
+  'OUT_OF_ORDER_SEQUENCE_NUMBER',
+  'DUPLICATE_SEQUENCE_NUMBER',
+  'UNKNOWN_PRODUCER_ID',
+  'INVALID_PRODUCER_EPOCH',
+])
+
 interface ErrorLike {
   readonly name?: unknown
   readonly message?: unknown
@@ -142,9 +150,12 @@ export function classifyError(
     }
   }
   // The innermost verdict wins: kafkajs wraps a retriable failure in a non-retriable
-  // "retries exceeded" error, and trying again later may well succeed.
+  // "retries exceeded" error, and trying again later may well succeed. Idempotent-session errors
+  // are final for kafkajs but not for the caller: the backend renews the producer session.
   const verdicts = links.filter((e) => typeof e.retriable === 'boolean')
-  const retryable = verdicts.length > 0 && verdicts[verdicts.length - 1]?.retriable === true
+  const retryable =
+    links.some((e) => typeof e.type === 'string' && SESSION_TYPES.has(e.type)) ||
+    (verdicts.length > 0 && verdicts[verdicts.length - 1]?.retriable === true)
   const typed = links.find((e) => typeof e.type === 'string')
   const code = typed === undefined ? 'KAFKA_ERROR' : String(typed.type)
   if (operation === 'publish') {

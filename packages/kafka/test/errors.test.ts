@@ -92,6 +92,12 @@ describe('classifyError', () => {
     expect(classifyError(new NonRetriableError('nope'), 'publish').retryable).toBe(false)
   })
 
+  it('treats idempotent producer-session errors as retryable (the next publish gets a new session)', () => {
+    const e = classifyError(protocolError('OUT_OF_ORDER_SEQUENCE_NUMBER', false), 'publish')
+    expect(e).toBeInstanceOf(PublishError)
+    expect(e.retryable).toBe(true)
+  })
+
   it('maps client timeouts to TimeoutError', () => {
     expect(
       classifyError(new (KafkaJSTimeout as unknown as ErrorCtor)('took too long'), 'admin'),
