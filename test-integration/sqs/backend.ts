@@ -9,7 +9,7 @@ import { createSqsBackend, type SqsBackend, type SqsBackendOptions } from '@omni
 const print =
   (level: string) =>
   (message: string, fields?: Record<string, unknown>): void => {
-    console.log(`[sqs ${level}] ${message}`, fields === undefined ? '' : JSON.stringify(fields))
+    console.error(`[sqs ${level}] ${message}`, fields === undefined ? '' : JSON.stringify(fields))
   }
 
 /** Every log line, for `OMNIBUS_IT_SQS_DEBUG=1` runs. */

@@ -1,7 +1,8 @@
 /**
- * A consumer process for the kill test: joins a group, reports each event it starts handling on
- * stdout and never finishes a handler, so its messages stay unacknowledged until it is killed.
- *   node --conditions=@omnibus/source consumer-child.ts <topic> <group> <visibilityMs>
+ * A consumer process for the kill tests: joins a group (or, with group `-`, subscribes as a
+ * broadcast subscriber), reports each event it starts handling on stdout and never finishes a
+ * handler, so its messages stay unacknowledged until it is killed.
+ *   node --conditions=@omnibus/source consumer-child.ts <topic> <group|-> <visibilityMs>
  * Endpoint and queue prefix come from OMNIBUS_IT_SQS_ENDPOINT / OMNIBUS_IT_SQS_PREFIX.
  */
 import { makeBackend } from './backend.ts'
@@ -18,6 +19,8 @@ await backend.subscribe(
     process.stdout.write(`handling ${event.id} ${ctx.attempt}\n`)
     await new Promise(() => {})
   },
-  { group, visibilityTimeoutMs: Number(visibility), concurrency: 4 },
+  group === '-'
+    ? { visibilityTimeoutMs: Number(visibility), concurrency: 4 }
+    : { group, visibilityTimeoutMs: Number(visibility), concurrency: 4 },
 )
 process.stdout.write('ready\n')

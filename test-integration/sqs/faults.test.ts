@@ -1,7 +1,8 @@
 import { type ChildProcess, spawn } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
-import { type EventBackend, isRetryable, type OmnibusEvent } from '@omnibus/core'
+import { createEvent, type EventBackend, encodeEvent, isRetryable, type OmnibusEvent } from '@omnibus/core'
+import type { SqsBackend } from '@omnibus/sqs'
 import { afterAll, afterEach, expect, it } from 'vitest'
 import { describeWithService, restartHint, serviceEndpoint, serviceRestart } from '../setup/services.ts'
 import { makeBackend, runPrefix } from './backend.ts'
@@ -24,8 +25,8 @@ describeWithService('sqs', 'sqs fault tests', () => {
   const backends: EventBackend[] = []
   const children: ChildProcess[] = []
 
-  async function backend(): Promise<EventBackend> {
-    const b = makeBackend()
+  async function backend(options: Parameters<typeof makeBackend>[0] = {}): Promise<SqsBackend> {
+    const b = makeBackend(options)
     backends.push(b)
     await b.connect()
     return b
@@ -36,6 +37,53 @@ describeWithService('sqs', 'sqs fault tests', () => {
     await Promise.allSettled(backends.splice(0).map((b) => b.disconnect({ drainTimeoutMs: 1_000 })))
   })
   afterAll(() => deleteQueues(endpoint, prefix))
+
+  function spawnChild(topic: string, group: string, visibilityMs: number, env: Record<string, string> = {}) {
+    const child = spawn(
+      process.execPath,
+      [
+        '--conditions=@omnibus/source',
+        fileURLToPath(new URL('./consumer-child.ts', import.meta.url)),
+        topic,
+        group,
+        String(visibilityMs),
+      ],
+      { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] },
+    )
+    children.push(child)
+    const lines: string[] = []
+    child.stdout?.setEncoding('utf8')
+    child.stdout?.on('data', (chunk: string) => lines.push(...chunk.split('\n').filter((l) => l !== '')))
+    return { child, lines }
+  }
+
+  it('a broadcast subscriber killed without disconnecting: its queue is reaped after orphanAfterMs, not before', async () => {
+    const run = randomUUID().slice(0, 8)
+    const topic = `fault.orphan.r${run}`
+    const orphanAfterMs = 6_000
+    const { child, lines } = spawnChild(topic, '-', 2_000, {
+      OMNIBUS_SQS_ORPHAN_AFTER_MS: String(orphanAfterMs),
+    })
+    await until('the child to subscribe', 30_000, () => lines.includes('ready'))
+    const publisher = await backend({ orphanAfterMs })
+    // A valid envelope written as it is: the count of queues it reached is the routing table.
+    const body = encodeEvent(createEvent({ topic, data: { probe: true } }))
+    expect(await publisher.publishRaw(topic, body), "the child's broadcast queue is routed").toBe(1)
+    // Alive for well over the window: the child refreshes its tag, so the queue stays.
+    const aliveUntil = Date.now() + orphanAfterMs * 2
+    while (Date.now() < aliveUntil) {
+      expect(await publisher.publishRaw(topic, body), "a live subscriber's queue is never reaped").toBe(1)
+      await new Promise((resolve) => setTimeout(resolve, 200))
+    }
+    child.kill('SIGKILL')
+    let reaped = false
+    const deadline = Date.now() + orphanAfterMs * 3 + 5_000
+    while (!reaped && Date.now() < deadline) {
+      reaped = (await publisher.publishRaw(topic, body)) === 0
+      if (!reaped) await new Promise((resolve) => setTimeout(resolve, 200))
+    }
+    expect(reaped, 'the queue of the killed subscriber is no longer published to').toBe(true)
+  })
 
   it('a consumer process killed mid-handler: another member handles the event after the visibility timeout', async () => {
     const run = randomUUID().slice(0, 8)

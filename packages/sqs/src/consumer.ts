@@ -173,8 +173,9 @@ export class Consumer {
   start(): void {
     this.#poll = this.#pollLoop()
     const every = Math.max(250, Math.floor((this.#visibilitySeconds * 1000) / 3))
+    // Not unref'd: a live subscription keeps the process running, as an open consumer socket
+    // would, even while every poll waits for handler slots and nothing else is pending.
     this.#heartbeat = setInterval(() => this.#extend(), every)
-    this.#heartbeat.unref()
     const signal = this.#config.options.signal
     if (signal !== undefined) {
       if (signal.aborted) void this.close(undefined)
