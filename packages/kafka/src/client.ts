@@ -323,6 +323,9 @@ export function createKafkaClient(o: ResolvedKafkaOptions): KafkaClient {
         if (leaderless !== undefined) {
           throw Object.assign(new Error(`topic ${leaderless.name} has no leader yet`), { retriable: true })
         }
+        // The leader answering ListOffsets means it has loaded the partitions: a first produce
+        // then does not meet NOT_LEADER_OR_FOLLOWER (which kafkajs' idempotent resend mishandles).
+        for (const topic of topics) await needAdmin().fetchTopicOffsets(topic)
       }, 12)
     },
     async send(batches) {
