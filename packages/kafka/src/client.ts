@@ -325,7 +325,17 @@ export function createKafkaClient(o: ResolvedKafkaOptions): KafkaClient {
         }
         // The leader answering ListOffsets means it has loaded the partitions: a first produce
         // then does not meet NOT_LEADER_OR_FOLLOWER (which kafkajs' idempotent resend mishandles).
-        for (const topic of topics) await needAdmin().fetchTopicOffsets(topic)
+        for (const topic of topics) {
+          try {
+            await needAdmin().fetchTopicOffsets(topic)
+          } catch (error) {
+            // kafkajs can even fail with a TypeError while the new topic's metadata is incomplete.
+            throw Object.assign(new Error(`topic ${topic} is not ready yet: ${(error as Error).message}`), {
+              retriable: true,
+              cause: error,
+            })
+          }
+        }
       }, 12)
     },
     async send(batches) {
