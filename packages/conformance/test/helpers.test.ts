@@ -1,3 +1,4 @@
+import { readFileSync } from 'node:fs'
 import { createConnection } from 'node:net'
 import { isValidTopic } from '@omnibus/core'
 import { describe, expect, it } from 'vitest'
@@ -47,6 +48,12 @@ describe('case ids', () => {
     const numbers = new Set(CASE_IDS.map((id) => Number(id.slice(0, 2))))
     expect([...numbers].sort((a, b) => a - b)).toEqual(Array.from({ length: 38 }, (_, i) => i + 1))
     for (const id of CASE_IDS) expect(id).toMatch(/^\d\d-[a-z0-9-]+$/)
+  })
+
+  it('are all listed in the README, so exclude keys can be looked up there', () => {
+    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
+    const listed = CASE_IDS.filter((id) => readme.includes(`\`${id}\``))
+    expect(CASE_IDS.filter((id) => !listed.includes(id))).toEqual([])
   })
 })
 
