@@ -10,7 +10,7 @@
 # `OMNIBUS_SQS_PERSIST=0` runs it in memory instead (a restart then loses everything).
 #
 # Environment: OMNIBUS_SQS_PORT (default 9324), OMNIBUS_ELASTICMQ_VERSION (default 1.6.14),
-# OMNIBUS_SQS_HEAP (default 256m), OMNIBUS_SQS_PERSIST (default 1).
+# OMNIBUS_SQS_HEAP (default 384m), OMNIBUS_SQS_PERSIST (default 1).
 set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)"
@@ -18,7 +18,7 @@ DIR="$ROOT/.services/sqs"
 PORT="${OMNIBUS_SQS_PORT:-9324}"
 HOST=127.0.0.1
 VERSION="${OMNIBUS_ELASTICMQ_VERSION:-1.6.14}"
-HEAP="${OMNIBUS_SQS_HEAP:-256m}"
+HEAP="${OMNIBUS_SQS_HEAP:-384m}"
 PERSIST="${OMNIBUS_SQS_PERSIST:-1}"
 CACHE="${XDG_CACHE_HOME:-$HOME/.cache}/omnibus/elasticmq-$VERSION"
 PIDFILE="$DIR/elasticmq.pid"
@@ -197,7 +197,7 @@ start() {
   write_conf
   local java
   java="$(java_bin)"
-  nohup "$java" -Xms64m -Xmx"$HEAP" -XX:+UseSerialGC -XX:TieredStopAtLevel=1 \
+  nohup "$java" -Xms64m -Xmx"$HEAP" -XX:+UseSerialGC \
     -Dconfig.file="$CONF" -Dlogback.configurationFile="$DIR/logback.xml" \
     -cp "$CACHE/lib/*" org.elasticmq.server.Main >>"$DIR/stdout.log" 2>&1 &
   echo $! >"$PIDFILE"
