@@ -221,15 +221,18 @@ const subscriptionAwareAssigner: PartitionAssigner = ({ cluster }) => {
 }
 
 /**
- * kafkajs' admin does not retry some transient group-coordinator answers (`NOT_COORDINATOR`,
- * `COORDINATOR_LOAD_IN_PROGRESS` while `__consumer_offsets` is created or moves): retry those.
+ * kafkajs' admin does not retry some transient answers (`NOT_COORDINATOR`,
+ * `COORDINATOR_LOAD_IN_PROGRESS` while `__consumer_offsets` is created or moves, a topic whose
+ * metadata is still propagating): retry those.
  */
 async function retrying<R>(fn: () => Promise<R>, attempts = 8): Promise<R> {
   for (let i = 1; ; i++) {
     try {
       return await fn()
     } catch (error) {
-      const retriable = (error as { retriable?: unknown }).retriable === true
+      // kafkajs' admin also fails with a TypeError when a new topic's metadata is still incomplete
+      // on this client (its ListOffsets parser assumes the topic is in the answer).
+      const retriable = (error as { retriable?: unknown }).retriable === true || error instanceof TypeError
       if (!retriable || i >= attempts) throw error
       await new Promise((r) => setTimeout(r, Math.min(2000, 100 * 2 ** i)))
     }
