@@ -165,7 +165,7 @@ rest-stats {
 messages-storage {
   enabled = $storage
   driver-class = "org.h2.Driver"
-  uri = "jdbc:h2:$DIR/data/elasticmq-h2;DB_CLOSE_ON_EXIT=FALSE"
+  uri = "jdbc:h2:$DIR/data/elasticmq-h2;DB_CLOSE_ON_EXIT=FALSE;WRITE_DELAY=0"
   username = ""
   password = ""
   prune-data-on-init = false
