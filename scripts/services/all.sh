@@ -24,6 +24,7 @@ exports_for() {
       echo "export OMNIBUS_IT_RABBITMQ_RESTART='bash $here/rabbitmq.sh restart'" ;;
     kafka)
       echo "export OMNIBUS_IT_KAFKA_BROKERS=127.0.0.1:9092"
+      echo "export OMNIBUS_IT_KAFKA_SASL_BROKERS=127.0.0.1:9094"
       echo "export OMNIBUS_IT_KAFKA_RESTART='bash $here/kafka.sh restart'" ;;
     sqs)
       echo "export OMNIBUS_IT_SQS_ENDPOINT=http://127.0.0.1:9324"
