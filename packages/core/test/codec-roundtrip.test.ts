@@ -1,0 +1,51 @@
+import fc from 'fast-check'
+import { describe, expect, it } from 'vitest'
+import { decodeEvent, encodeEvent } from '../src/codec.ts'
+import type { OmnibusEvent } from '../src/protocol.ts'
+
+const eventArb: fc.Arbitrary<OmnibusEvent> = fc.record(
+  {
+    id: fc.string({ minLength: 1 }),
+    topic: fc.constantFrom('a', 'tool.start', 'agent.r-1.task_x'),
+    data: fc.oneof(
+      fc.jsonValue(),
+      fc.uint8Array({ maxLength: 64 }),
+      fc.dictionary(fc.string(), fc.string({ unit: 'binary' })),
+    ),
+    time: fc.integer({ min: 0, max: 4_102_444_800_000 }),
+    source: fc.string({ minLength: 1 }),
+    headers: fc.dictionary(
+      fc.oneof(fc.string({ minLength: 1 }), fc.constantFrom('traceparent', 'tracestate')),
+      fc.string({ unit: 'binary' }),
+    ),
+    guarantee: fc.constantFrom('at-most-once', 'at-least-once', 'exactly-once'),
+    partitionKey: fc.string({ unit: 'binary' }),
+    correlationId: fc.string(),
+    causationId: fc.string(),
+  },
+  { requiredKeys: ['id', 'topic', 'data', 'time', 'source', 'headers', 'guarantee'] },
+) as fc.Arbitrary<OmnibusEvent>
+
+describe('encodeEvent', () => {
+  it('round-trips random envelopes: ids, headers, keys, unicode and binary data survive', () => {
+    fc.assert(
+      fc.property(eventArb, (event) => {
+        const back = decodeEvent(encodeEvent(event))
+        expect(back.id).toBe(event.id)
+        expect(back.topic).toBe(event.topic)
+        expect(back.source).toBe(event.source)
+        expect(back.time).toBe(event.time)
+        expect(back.guarantee).toBe(event.guarantee)
+        expect(back.partitionKey).toBe(event.partitionKey)
+        expect(back.correlationId).toBe(event.correlationId)
+        expect(back.causationId).toBe(event.causationId)
+        expect(back.headers).toEqual(event.headers)
+        if (event.data instanceof Uint8Array)
+          expect(Buffer.from(back.data as Uint8Array)).toEqual(Buffer.from(event.data))
+        // JSON normalises -0 to 0; compare through JSON for that alone.
+        else expect(back.data).toEqual(JSON.parse(JSON.stringify(event.data)))
+      }),
+      { numRuns: 2000 },
+    )
+  })
+})
