@@ -27,7 +27,8 @@ describeWithService('sqs', 'sqs backend', () => {
   afterAll(() => deleteQueues(endpoint, prefix))
 
   const shared = {
-    timeouts: { deliveryMs: 8_000, groupJoinMs: 8_000, visibilityMs: 2_000, retrySlackMs: 1_500 },
+    // ElasticMQ with H2 persistence answers slowly under a loaded CI machine.
+    timeouts: { deliveryMs: 12_000, groupJoinMs: 8_000, visibilityMs: 2_000, retrySlackMs: 1_500 },
     injectRaw: async (topic: string, payload: Uint8Array) => {
       const b = makeBackend()
       await b.connect()

@@ -90,6 +90,7 @@ interface ReceiveBatch {
 const MAX_FAILURE_RECORDS = 10_000
 /** Deadline of one delete or visibility change, retries included: none may hold a message for long. */
 const CONTROL_DEADLINE_MS = 10_000
+const RELEASE_DEADLINE_MS = 2_000
 /** How long a queue must stay missing before its consumer creates it again. */
 const QUEUE_MISSING_GRACE_MS = 10_000
 
@@ -547,12 +548,15 @@ export class Consumer {
     }
   }
 
-  /** Gives messages back to the queue at once, for another consumer. */
+  /**
+   * Gives messages back to the queue at once, for another consumer. Bounded tightly: the
+   * visibility timeout returns them anyway, so a slow broker must not hold up a close.
+   */
   #release(helds: Held[]): Promise<void> {
-    return this.#changeVisibility(helds, 0)
+    return this.#changeVisibility(helds, 0, RELEASE_DEADLINE_MS)
   }
 
-  async #changeVisibility(helds: Held[], seconds: number): Promise<void> {
+  async #changeVisibility(helds: Held[], seconds: number, deadlineMs = CONTROL_DEADLINE_MS): Promise<void> {
     for (const h of helds) this.#settle(h, 'released')
     for (let i = 0; i < helds.length; i += 10) {
       const chunk = helds.slice(i, i + 10)
@@ -566,6 +570,7 @@ export class Consumer {
               VisibilityTimeout: seconds,
             })),
           }),
+          { abortSignal: AbortSignal.timeout(deadlineMs) },
         )
       } catch (error) {
         // The visibility timeout returns them anyway; only the timing changes.
