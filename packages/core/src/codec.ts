@@ -6,6 +6,7 @@
  * extensions written by foreign producers are read back as headers.
  */
 import { PayloadTooLargeError, SerializationError } from './errors.ts'
+import { setHeader } from './headers.ts'
 import type { Guarantee, OmnibusEvent } from './protocol.ts'
 import { isValidTopic } from './topic.ts'
 
@@ -311,14 +312,14 @@ export function fromCloudEvent(doc: unknown, rawForErrors = ''): OmnibusEvent {
         break
       case 'traceparent':
       case 'tracestate':
-        if (typeof value === 'string') headers[key] = value
+        if (typeof value === 'string') setHeader(headers, key, value)
         break
       default:
         if (key.startsWith(HEADER_PREFIX)) {
-          if (typeof value === 'string') headers[key.slice(HEADER_PREFIX.length)] = value
+          if (typeof value === 'string') setHeader(headers, key.slice(HEADER_PREFIX.length), value)
         } else if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') {
           // A foreign producer's scalar extension attribute surfaces as a header.
-          headers[key] = String(value)
+          setHeader(headers, key, String(value))
         }
     }
   }

@@ -10,6 +10,7 @@
  */
 import { runWithEventContext } from './envelope.ts'
 import { CapabilityError, ConfigurationError } from './errors.ts'
+import { setHeader } from './headers.ts'
 import {
   type BackendCapabilities,
   DEFAULT_DEAD_LETTER_TOPIC,
@@ -293,7 +294,7 @@ export function redriveInput(dlq: OmnibusEvent): EventInput {
   }
   const dlqNames = new Set<string>(Object.values(DLQ_HEADERS))
   const headers: Record<string, string> = {}
-  for (const [k, v] of Object.entries(dlq.headers)) if (!dlqNames.has(k)) headers[k] = v
+  for (const [k, v] of Object.entries(dlq.headers)) if (!dlqNames.has(k)) setHeader(headers, k, v)
   const input: { -readonly [K in keyof EventInput]: EventInput[K] } = {
     topic,
     data: dlq.data,

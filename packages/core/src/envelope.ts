@@ -6,6 +6,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { randomBytes } from 'node:crypto'
 import { ConfigurationError, SerializationError } from './errors.ts'
+import { setHeader } from './headers.ts'
 import { type EventInput, GUARANTEES, type Guarantee, type OmnibusEvent } from './protocol.ts'
 import { validateTopic } from './topic.ts'
 
@@ -160,7 +161,7 @@ function checkHeaders(headers: unknown): Record<string, string> {
       throw new ConfigurationError(`event header "${k}" must be a string, got ${typeof v}: convert it first`)
     }
     if (k.length === 0) throw new ConfigurationError('event header names must be non-empty')
-    out[k] = v
+    setHeader(out, k, v)
   }
   return out
 }

@@ -85,6 +85,7 @@ export {
   loggerExporter,
   type TelemetryExporter,
 } from './exporters.ts'
+export { setHeader } from './headers.ts'
 export { compilePattern, MatcherIndex, matchTopic, oracleMatch } from './matcher.ts'
 export {
   BufferFullError,

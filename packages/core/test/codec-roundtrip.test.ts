@@ -1,6 +1,8 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
 import { decodeEvent, encodeEvent } from '../src/codec.ts'
+import { deadLetterInput, redriveInput } from '../src/delivery.ts'
+import { createEvent } from '../src/envelope.ts'
 import type { OmnibusEvent } from '../src/protocol.ts'
 
 const eventArb: fc.Arbitrary<OmnibusEvent> = fc.record(
@@ -47,5 +49,38 @@ describe('encodeEvent', () => {
       }),
       { numRuns: 2000 },
     )
+  })
+})
+
+describe('header names that are Object.prototype members', () => {
+  const names = ['__proto__', 'constructor', 'toString', 'hasOwnProperty']
+  const headers = Object.fromEntries(names.map((n, i) => [n, `v${i}`]))
+
+  it('survive createEvent, encode and decode as own headers', () => {
+    const event = createEvent({ topic: 'a.b', data: 1, headers })
+    const back = decodeEvent(encodeEvent(event))
+    for (const [i, n] of names.entries()) {
+      expect(Object.hasOwn(back.headers, n)).toBe(true)
+      expect(back.headers[n]).toBe(`v${i}`)
+    }
+    expect(Object.getPrototypeOf(back.headers)).toBe(Object.prototype)
+  })
+
+  it('survive a dead letter and its redrive', () => {
+    const event = createEvent({ topic: 'a.b', data: 1, headers })
+    const now = Date.now()
+    const dead = createEvent(
+      deadLetterInput(event, 'omnibus.deadletter', {
+        group: undefined,
+        attempts: 3,
+        firstFailureAt: now,
+        lastFailureAt: now,
+        reason: 'boom',
+        backend: 'memory',
+      }),
+    )
+    const again = redriveInput(decodeEvent(encodeEvent(dead)))
+    for (const [i, n] of names.entries())
+      expect(Object.hasOwn(again.headers ?? {}, n) && again.headers?.[n]).toBe(`v${i}`)
   })
 })

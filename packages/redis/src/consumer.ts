@@ -23,6 +23,7 @@ import {
   type OmnibusEvent,
   type ResolvedSubscribeOptions,
   type Subscription,
+  setHeader,
 } from '@omnibus/core'
 import type { Redis } from 'ioredis'
 import { classifyError } from './errors.ts'
@@ -101,7 +102,7 @@ const RELEASED_IDLE_MS = 2 ** 31
 function fieldsOf(list: unknown): Record<string, string> {
   const out: Record<string, string> = {}
   if (!Array.isArray(list)) return out
-  for (let i = 0; i + 1 < list.length; i += 2) out[String(list[i])] = String(list[i + 1])
+  for (let i = 0; i + 1 < list.length; i += 2) setHeader(out, String(list[i]), String(list[i + 1]))
   return out
 }
 

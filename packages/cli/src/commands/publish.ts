@@ -1,5 +1,5 @@
 import { createInterface } from 'node:readline'
-import { type EventBackend, type EventInput, validateTopic } from '@omnibus/core'
+import { type EventBackend, type EventInput, setHeader, validateTopic } from '@omnibus/core'
 import { CliError, describe, EXIT } from '../backend.ts'
 import type { CommandIo } from '../io.ts'
 
@@ -19,7 +19,7 @@ export function parseHeaders(values: readonly string[]): Record<string, string> 
   for (const h of values) {
     const at = h.indexOf('=')
     if (at <= 0) throw new CliError(`--header "${h}" must look like name=value`, EXIT.usage)
-    headers[h.slice(0, at)] = h.slice(at + 1)
+    setHeader(headers, h.slice(0, at), h.slice(at + 1))
   }
   return headers
 }

@@ -1,0 +1,14 @@
+/**
+ * Header maps are plain objects keyed by names that come from callers and foreign producers.
+ * Assigning `obj['__proto__'] = v` would change the object's prototype instead of adding a
+ * header, silently losing it; this helper always creates an own property.
+ */
+
+/** Sets `name` to `value` on `target` as an own property, `__proto__` included. */
+export function setHeader(target: Record<string, string>, name: string, value: string): void {
+  if (name === '__proto__') {
+    Object.defineProperty(target, name, { value, enumerable: true, writable: true, configurable: true })
+  } else {
+    target[name] = value
+  }
+}
