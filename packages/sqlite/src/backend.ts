@@ -42,7 +42,7 @@ import {
 } from '@omnibus/core'
 import Database from 'better-sqlite3'
 import { classifyError, type SqliteOperation } from './errors.ts'
-import { type IoWorkerReply, ROW_FIELDS, startIoWorker } from './io-worker.ts'
+import { type IoWorkerReply, ROW_FIELDS, startIoWorker, stopIoWorker } from './io-worker.ts'
 import { type ResolvedSqliteOptions, resolveOptions, type SqliteBackendOptions } from './options.ts'
 import { SCHEMA_SQL, SCHEMA_VERSION } from './schema.ts'
 
@@ -1141,7 +1141,7 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
       if (peerKey !== undefined) localPeers.get(peerKey)?.delete(wakeFromPeer)
       const worker = ioWorker
       ioWorker = undefined
-      if (worker !== undefined) await worker.terminate()
+      if (worker !== undefined) await stopIoWorker(worker)
       const d = db
       db = undefined
       insertEvents = undefined

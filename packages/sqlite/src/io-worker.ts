@@ -29,17 +29,26 @@ const insertAll = db.transaction((rows) => {
   }
   return first
 })
+const checkpoint = db.prepare('PRAGMA wal_checkpoint(PASSIVE)')
+const timer = setInterval(() => {
+  try { checkpoint.get() } catch (error) { if (error.code !== 'SQLITE_BUSY') throw error }
+}, workerData.checkpointIntervalMs)
+timer.unref()
 parentPort.on('message', (m) => {
+  if (m.close === true) {
+    // Ends the thread from inside, with no native call in flight: terminate() from the
+    // parent can abort the whole process while the addon is loading or running.
+    clearInterval(timer)
+    db.close()
+    parentPort.close()
+    return
+  }
   try {
     parentPort.postMessage({ id: m.id, first: insertAll(m.rows) })
   } catch (error) {
     parentPort.postMessage({ id: m.id, error: { code: error.code, message: String(error.message) } })
   }
 })
-const checkpoint = db.prepare('PRAGMA wal_checkpoint(PASSIVE)')
-setInterval(() => {
-  try { checkpoint.get() } catch (error) { if (error.code !== 'SQLITE_BUSY') throw error }
-}, workerData.checkpointIntervalMs).unref()
 `
 
 /** Settings of {@link startIoWorker}. */
@@ -57,10 +66,29 @@ export interface IoWorkerReply {
   readonly error?: { readonly code?: string; readonly message: string }
 }
 
-/** Starts the I/O worker on `config.file`; `terminate()` it on disconnect. Unreferenced while idle. */
+/** Starts the I/O worker on `config.file`; {@link stopIoWorker} it on disconnect. Unreferenced while idle. */
 export function startIoWorker(config: IoWorkerConfig): Worker {
   const driver = createRequire(import.meta.url).resolve('better-sqlite3')
   const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { driver, ...config } })
   worker.unref()
   return worker
+}
+
+/**
+ * Asks the worker to close its connection and end its thread, and waits for it to exit. Only if
+ * it has not exited after `timeoutMs` is it terminated: terminating a thread while the native
+ * addon is loading or inside a call can abort the process.
+ */
+export async function stopIoWorker(worker: Worker, timeoutMs = 10_000): Promise<void> {
+  if (worker.threadId === -1) return
+  const exited = new Promise<void>((resolve) => worker.once('exit', () => resolve()))
+  worker.ref()
+  worker.postMessage({ close: true })
+  let timer: NodeJS.Timeout | undefined
+  const late = new Promise<'late'>((resolve) => {
+    timer = setTimeout(() => resolve('late'), timeoutMs)
+  })
+  const outcome = await Promise.race([exited, late])
+  clearTimeout(timer)
+  if (outcome === 'late') await worker.terminate()
 }
