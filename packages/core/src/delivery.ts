@@ -8,7 +8,7 @@
  * - {@link MemoryDedupeStore}: processed-id records for exactly-once;
  * - {@link KeyedLimiter}: per-subscription concurrency that keeps per-key order.
  */
-import { runWithEventContext } from './envelope.ts'
+import { runWithEventContext2 } from './envelope.ts'
 import { CapabilityError, ConfigurationError } from './errors.ts'
 import { setHeader } from './headers.ts'
 import {
@@ -338,12 +338,26 @@ export interface InvokeArgs<T> {
   readonly signal: AbortSignal
 }
 
+const ACK: HandlerOutcome = Object.freeze({ kind: 'ack' })
+
+function isThenable(value: unknown): value is PromiseLike<unknown> {
+  return (
+    value !== null &&
+    (typeof value === 'object' || typeof value === 'function') &&
+    typeof (value as { then?: unknown }).then === 'function'
+  )
+}
+
 /**
  * Runs a handler with its context inside the event's causation scope and returns what it asked
- * for: `ack` when it resolved, `retry` when it threw or called `ctx.retry`, `dead-letter` when it
- * called `ctx.deadLetter`. Never throws.
+ * for: `ack` when it returned or resolved, `retry` when it threw, rejected or called `ctx.retry`,
+ * `dead-letter` when it called `ctx.deadLetter`. Never throws, never rejects.
+ *
+ * The outcome of a handler that returned synchronously (anything but a promise or thenable) is
+ * returned as a plain value, so a backend's hot path need not wait a microtask per event;
+ * `await invokeHandler(...)` is right for both.
  */
-export async function invokeHandler<T>(args: InvokeArgs<T>): Promise<HandlerOutcome> {
+export function invokeHandler<T>(args: InvokeArgs<T>): HandlerOutcome | Promise<HandlerOutcome> {
   let decision: HandlerOutcome | undefined
   const ctx: HandlerContext = {
     attempt: args.attempt,
@@ -357,12 +371,17 @@ export async function invokeHandler<T>(args: InvokeArgs<T>): Promise<HandlerOutc
       decision = { kind: 'dead-letter', reason, error: undefined }
     },
   }
+  let result: unknown
   try {
-    await runWithEventContext(args.event, () => args.handler(args.event, ctx))
+    result = runWithEventContext2(args.event, args.handler, args.event, ctx)
   } catch (error) {
     return decision ?? { kind: 'retry', delayMs: undefined, error }
   }
-  return decision ?? { kind: 'ack' }
+  if (!isThenable(result)) return decision ?? ACK
+  return Promise.resolve(result).then(
+    () => decision ?? ACK,
+    (error: unknown) => decision ?? { kind: 'retry', delayMs: undefined, error },
+  )
 }
 
 /** Processed-id records for exactly-once delivery. */

@@ -1,6 +1,6 @@
 import fc from 'fast-check'
 import { describe, expect, it } from 'vitest'
-import { decodeEvent, encodeEvent } from '../src/codec.ts'
+import { decodeEvent, encodeEvent, parseTime } from '../src/codec.ts'
 import { deadLetterInput, redriveInput } from '../src/delivery.ts'
 import { createEvent } from '../src/envelope.ts'
 import type { OmnibusEvent } from '../src/protocol.ts'
@@ -82,5 +82,64 @@ describe('header names that are Object.prototype members', () => {
     const again = redriveInput(decodeEvent(encodeEvent(dead)))
     for (const [i, n] of names.entries())
       expect(Object.hasOwn(again.headers ?? {}, n) && again.headers?.[n]).toBe(`v${i}`)
+  })
+})
+
+describe('parseTime', () => {
+  const pad = (n: number, width: number) => String(n).padStart(width, '0')
+  const same = (text: string) => {
+    const expected = Date.parse(text)
+    const actual = parseTime(text)
+    if (Number.isNaN(expected)) expect(actual, text).toBeNaN()
+    else expect(actual, text).toBe(expected)
+  }
+
+  it('equals Date.parse on every toISOString output, years 0 to 9999', () => {
+    fc.assert(
+      fc.property(
+        fc.date({
+          min: new Date('0000-01-01T00:00:00.000Z'),
+          max: new Date('9999-12-31T23:59:59.999Z'),
+          noInvalidDate: true,
+        }),
+        (d) => same(d.toISOString()),
+      ),
+      { numRuns: 5000 },
+    )
+  })
+
+  it('equals Date.parse on the 24-character shape with field values in and out of range', () => {
+    fc.assert(
+      fc.property(
+        fc.tuple(
+          fc.integer({ min: 0, max: 9999 }),
+          fc.integer({ min: 0, max: 99 }),
+          fc.integer({ min: 0, max: 99 }),
+          fc.integer({ min: 0, max: 99 }),
+          fc.integer({ min: 0, max: 99 }),
+          fc.integer({ min: 0, max: 99 }),
+          fc.integer({ min: 0, max: 999 }),
+        ),
+        ([y, mo, d, h, mi, s, ms]) =>
+          same(
+            `${pad(y, 4)}-${pad(mo, 2)}-${pad(d, 2)}T${pad(h, 2)}:${pad(mi, 2)}:${pad(s, 2)}.${pad(ms, 3)}Z`,
+          ),
+      ),
+      { numRuns: 5000 },
+    )
+  })
+
+  it('hands other RFC 3339 forms and near misses to Date.parse', () => {
+    for (const text of [
+      '2026-11-22T10:00:00Z',
+      '2026-11-22T10:00:00.1234Z',
+      '2026-11-22T10:00:00.123+02:00',
+      '2026-11-22t10:00:00.123z',
+      '2026-11-22T1a:00:00.000Z',
+      '2026-11-22 10:00:00.000Z',
+      '+2026-11-22T10:00:00.00Z',
+      'not a time at all, really',
+    ])
+      same(text)
   })
 })

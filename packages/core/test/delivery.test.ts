@@ -304,6 +304,46 @@ describe('invokeHandler', () => {
       error: undefined,
     })
   })
+  it('returns the outcome of a synchronous handler as a plain value, and waits for promises and thenables', async () => {
+    let current: OmnibusEvent | undefined
+    const sync = invokeHandler({
+      ...args,
+      handler: () => {
+        current = currentEvent()
+      },
+    })
+    expect(sync).not.toBeInstanceOf(Promise)
+    expect(sync).toEqual({ kind: 'ack' })
+    expect(current).toBe(event)
+    expect(invokeHandler({ ...args, handler: (_e, ctx) => ctx.retry(5) })).toMatchObject({
+      kind: 'retry',
+      delayMs: 5,
+    })
+
+    const err = new Error('late')
+    const rejected = invokeHandler({ ...args, handler: () => Promise.reject(err) })
+    expect(rejected).toBeInstanceOf(Promise)
+    expect(await rejected).toEqual({ kind: 'retry', delayMs: undefined, error: err })
+
+    let resolveThen: () => void = () => {}
+    const thenable = {
+      // biome-ignore lint/suspicious/noThenProperty: a foreign promise-like is what this case is about
+      then(ok: () => void) {
+        resolveThen = ok
+      },
+    }
+    let settled = false
+    const pending = Promise.resolve(invokeHandler({ ...args, handler: () => thenable as never })).then(
+      (o) => {
+        settled = true
+        return o
+      },
+    )
+    await new Promise((resolve) => setTimeout(resolve, 5))
+    expect(settled).toBe(false)
+    resolveThen()
+    expect(await pending).toEqual({ kind: 'ack' })
+  })
 })
 
 describe('MemoryDedupeStore', () => {

@@ -475,7 +475,7 @@ export class KafkaSubscription implements Subscription {
     }
   }
 
-  #invoke(event: OmnibusEvent, attempt: number): Promise<HandlerOutcome> {
+  #invoke(event: OmnibusEvent, attempt: number): HandlerOutcome | Promise<HandlerOutcome> {
     return invokeHandler({
       handler: this.#spec.handler,
       event,
