@@ -15,6 +15,7 @@ import {
   decodeEvent,
   type EventHandler,
   type EventInput,
+  type HandlerOutcome,
   InvalidEnvelopeError,
   invokeHandler,
   KeyedLimiter,
@@ -112,6 +113,7 @@ function entryTime(id: string): number {
 }
 
 let consumerSeq = 0
+const DONE: Promise<void> = Promise.resolve()
 
 /** Creates the consumer of one subscription (call `start`). */
 export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer {
@@ -258,27 +260,27 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
     } catch {
       return
     }
-    const p = c.pipeline()
-    // Processed-id records first: once the entry is acknowledged the record is what prevents a
-    // second effect of the same id.
-    for (const k of done) p.call('SET', k, 'd', 'PX', cfg.dedupeTtlMs)
-    for (const [key, ids] of acks) p.call('XACK', key, group as string, ...ids)
-    const run = p
-      .exec()
-      .then((results) => {
-        for (const r of results ?? []) {
-          if (r[0] !== null) {
-            logger.warn('redis acknowledgement failed; the entries will be redelivered', {
-              error: (r[0] as Error).message,
-            })
-          }
-        }
+    let sent: Promise<unknown>
+    if (done.length === 0 && acks.size === 1) {
+      // The common case, one stream and no processed-id records: one XACK, without the cost of
+      // building a pipeline.
+      const [key, ids] = acks.entries().next().value as [string, string[]]
+      sent = c.call('XACK', key, group as string, ...ids)
+    } else {
+      const p = c.pipeline()
+      // Processed-id records first: once the entry is acknowledged the record is what prevents a
+      // second effect of the same id.
+      for (const k of done) p.call('SET', k, 'd', 'PX', cfg.dedupeTtlMs)
+      for (const [key, ids] of acks) p.call('XACK', key, group as string, ...ids)
+      sent = p.exec().then((results) => {
+        for (const r of results ?? []) if (r[0] !== null) throw r[0]
       })
-      .catch((err: unknown) =>
-        logger.warn('redis acknowledgement failed; the entries will be redelivered', {
-          error: (err as Error).message,
-        }),
-      )
+    }
+    const run = sent.catch((err: unknown) =>
+      logger.warn('redis acknowledgement failed; the entries will be redelivered', {
+        error: (err as Error).message,
+      }),
+    )
     ackFlushes.add(run)
     void run.finally(() => ackFlushes.delete(run))
   }
@@ -368,13 +370,32 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
     active++
     if (lane === undefined) {
       limiter
-        .run(h.event?.partitionKey, () => processEntry(h))
+        .run(h.event?.partitionKey, () => processEntry(h) ?? DONE)
         .catch(failed)
         .finally(settled)
       return
     }
+    if (!laneRunning) {
+      // The lane is idle: run the entry here, and only fall back to the lane's loop when the
+      // handler is still running when this returns.
+      let running: Promise<void> | undefined
+      try {
+        running = processEntry(h)
+      } catch (err) {
+        failed(err)
+      }
+      if (running === undefined) {
+        settled()
+        return
+      }
+      laneRunning = true
+      void running
+        .catch(failed)
+        .finally(settled)
+        .then(() => drainLane(lane))
+      return
+    }
     lane.push(h)
-    if (!laneRunning) void drainLane(lane)
   }
 
   // With concurrency 1 entries run strictly one after another in arrival order, which a plain
@@ -384,7 +405,8 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
     try {
       for (let h = queue.shift(); h !== undefined; h = queue.shift()) {
         try {
-          await processEntry(h)
+          const running = processEntry(h)
+          if (running !== undefined) await running
         } catch (err) {
           failed(err)
         }
@@ -423,8 +445,30 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
     )
   }
 
-  async function processEntry(h: Held): Promise<void> {
-    if (closed) return
+  /**
+   * Runs one entry. The common case (a decoded event, no exactly-once record to take) runs the
+   * handler at once and, when it returned synchronously, acknowledges without a promise.
+   */
+  function processEntry(h: Held): Promise<void> | undefined {
+    if (closed) return undefined
+    const event = h.event
+    if (
+      event === undefined ||
+      h.invalid !== undefined ||
+      (acked && h.attempt > opts.retry.maxAttempts) ||
+      (grouped && guarantee === 'exactly-once')
+    ) {
+      return processSpecial(h)
+    }
+    if (localDedupe?.has(subId, event.id)) {
+      ack(h)
+      return undefined
+    }
+    return runHandler(h, event)
+  }
+
+  /** Foreign entries, entries out of attempts, and exactly-once entries. */
+  async function processSpecial(h: Held): Promise<void> {
     if (h.invalid !== undefined || h.event === undefined) {
       // Foreign or corrupt entry: dead-letter what was on the wire, with the reason.
       const synthetic: OmnibusEvent = {
@@ -486,7 +530,11 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
       }
       h.eoKey = eoKey
     }
-    const outcome = await invokeHandler({
+    await runHandler(h, event)
+  }
+
+  function runHandler(h: Held, event: OmnibusEvent): Promise<void> | undefined {
+    const outcome = invokeHandler({
       handler: spec.handler,
       event,
       attempt: h.attempt,
@@ -494,11 +542,25 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
       logger,
       signal: handlerAbort.signal,
     })
+    if (outcome instanceof Promise) return outcome.then((o) => afterHandler(h, event, o))
+    return afterHandler(h, event, outcome)
+  }
+
+  /** Acknowledges a handled entry, or applies the retry policy to a failed one. */
+  function afterHandler(h: Held, event: OmnibusEvent, outcome: HandlerOutcome): Promise<void> | undefined {
     if (outcome.kind === 'ack') {
       localDedupe?.add(subId, event.id)
       ack(h)
-      return
+      return undefined
     }
+    return afterFailure(h, event, outcome)
+  }
+
+  async function afterFailure(
+    h: Held,
+    event: OmnibusEvent,
+    outcome: Exclude<HandlerOutcome, { kind: 'ack' }>,
+  ): Promise<void> {
     const now = Date.now()
     h.firstFailureAt ??= now
     if (h.eoKey !== undefined) {
