@@ -97,30 +97,36 @@ function findProblem(value: unknown, keys: PathKey[], ancestors: object[]): stri
   return undefined
 }
 
-function isPlainScalar(v: unknown): boolean {
-  return (
-    typeof v === 'string' ||
-    typeof v === 'boolean' ||
-    v === null ||
-    v === undefined ||
-    (typeof v === 'number' && Number.isFinite(v))
-  )
-}
+// Plain JSON — nested plain objects and arrays of strings, finite numbers, booleans and null —
+// checked without allocating anything. Anything else (class instances, Map, toJSON, binary, a
+// nesting deeper than MAX_FAST_DEPTH, which is also where a cycle ends up) takes the full walk,
+// which names the problem or accepts what JSON can carry.
+const MAX_FAST_DEPTH = 32
 
-// The common payload — a plain object or array of scalars — checked without allocating anything.
-// Anything else (nesting, class instances, Map, toJSON) takes the full walk.
-function isFlatJson(data: unknown): boolean {
-  if (typeof data !== 'object' || data === null) return false
-  if (Array.isArray(data)) {
-    for (let i = 0; i < data.length; i++) if (!isPlainScalar(data[i])) return false
-    return true
+function isPlainJson(value: unknown, depth: number): boolean {
+  switch (typeof value) {
+    case 'string':
+    case 'boolean':
+      return true
+    case 'number':
+      return Number.isFinite(value)
+    case 'object': {
+      if (value === null) return true
+      if (depth >= MAX_FAST_DEPTH) return false
+      if (Array.isArray(value)) {
+        for (let i = 0; i < value.length; i++) if (!isPlainJson(value[i], depth + 1)) return false
+        return true
+      }
+      const proto = Object.getPrototypeOf(value)
+      if (proto !== Object.prototype && proto !== null) return false
+      for (const key in value) {
+        if (!isPlainJson((value as Record<string, unknown>)[key], depth + 1)) return false
+      }
+      return true
+    }
+    default:
+      return false
   }
-  const proto = Object.getPrototypeOf(data)
-  if (proto !== Object.prototype && proto !== null) return false
-  for (const key in data) {
-    if (!isPlainScalar((data as Record<string, unknown>)[key])) return false
-  }
-  return true
 }
 
 /** Throws a {@link SerializationError} naming the path of anything in `data` that JSON cannot carry. */
@@ -128,7 +134,7 @@ export function assertEncodable(data: unknown, topic = 'event'): void {
   if (data === undefined) throw unencodable(topic, 'data', 'undefined (send null for "no data")')
   if (typeof data === 'string' || typeof data === 'boolean' || data === null) return
   if (typeof data === 'number' && Number.isFinite(data)) return
-  if (data instanceof Uint8Array || isFlatJson(data)) return
+  if (data instanceof Uint8Array || isPlainJson(data, 0)) return
   const keys: PathKey[] = []
   const problem = findProblem(data, keys, [])
   if (problem !== undefined) throw unencodable(topic, formatPath(keys), problem)

@@ -70,8 +70,6 @@ export interface Consumer {
 
 /** An entry this consumer holds (read and not yet acknowledged). */
 interface Held {
-  /** Key of `held` (the string's hash is computed once). */
-  readonly hk: string
   readonly key: string
   readonly id: string
   readonly topic: string
@@ -113,6 +111,43 @@ function entryTime(id: string): number {
 }
 
 let consumerSeq = 0
+
+/** Held entries by stream key, then entry id (ids are unique within a stream only). */
+class HeldEntries {
+  readonly #byStream = new Map<string, Map<string, Held>>()
+  #size = 0
+
+  get size(): number {
+    return this.#size
+  }
+
+  has(key: string, id: string): boolean {
+    return this.#byStream.get(key)?.has(id) === true
+  }
+
+  add(h: Held): void {
+    let m = this.#byStream.get(h.key)
+    if (m === undefined) {
+      m = new Map()
+      this.#byStream.set(h.key, m)
+    }
+    if (!m.has(h.id)) this.#size++
+    m.set(h.id, h)
+  }
+
+  delete(h: Held): void {
+    if (this.#byStream.get(h.key)?.delete(h.id) === true) this.#size--
+  }
+
+  *values(): IterableIterator<Held> {
+    for (const m of this.#byStream.values()) yield* m.values()
+  }
+
+  clear(): void {
+    this.#byStream.clear()
+    this.#size = 0
+  }
+}
 const DONE: Promise<void> = Promise.resolve()
 
 /** Creates the consumer of one subscription (call `start`). */
@@ -141,8 +176,8 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
   const pendingTopics = new Set<string>()
   /** Last id read per stream (broadcast). */
   const lastIds = new Map<string, string>()
-  /** Entries held, by `key id`. */
-  const held = new Map<string, Held>()
+  /** Entries held, by stream and entry id. */
+  const held = new HeldEntries()
   const claimCursors = new Map<string, string>()
   let active = 0
   let closed = false
@@ -172,10 +207,6 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
       return !closed
     },
     unsubscribe: () => close(),
-  }
-
-  function heldKey(key: string, id: string): string {
-    return `${key} ${id}`
   }
 
   function nudge(): void {
@@ -286,7 +317,7 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
   }
 
   function ack(h: Held): void {
-    held.delete(h.hk)
+    held.delete(h)
     if (!acked) return
     if (h.eoKey !== undefined) doneQueue.push(h.eoKey)
     const list = ackQueue.get(h.key)
@@ -301,8 +332,7 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
   // ---- delivery ----
 
   function receive(key: string, id: string, fields: unknown, deliveryCount: number): void {
-    const hk = heldKey(key, id)
-    if (held.has(hk)) return
+    if (held.has(key, id)) return
     const topic = streams.get(key) ?? keys.topicOf(key) ?? key
     let event: OmnibusEvent | undefined
     let invalid: InvalidEnvelopeError | undefined
@@ -332,7 +362,6 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
       }
     }
     const h: Held = {
-      hk,
       key,
       id,
       topic,
@@ -344,7 +373,7 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
       timer: undefined,
       eoKey: undefined,
     }
-    held.set(hk, h)
+    held.add(h)
     schedule(h)
   }
 
@@ -610,7 +639,7 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
         .call('XCLAIM', h.key, group as string, consumerName, 0, h.id, 'RETRYCOUNT', h.attempt, 'JUSTID')
         .then((ids) => {
           if (Array.isArray(ids) && ids.length === 0) {
-            held.delete(h.hk)
+            held.delete(h)
             return
           }
           schedule(h)
