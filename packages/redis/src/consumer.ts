@@ -91,6 +91,10 @@ if v == 'd' then return 'done' end
 if v == ARGV[1] then redis.call('PEXPIRE', KEYS[1], ARGV[2]) return 'acquired' end
 return 'busy'`
 
+/** Releases a processed-id lock only when `ARGV[1]` still owns it. */
+const RELEASE_SCRIPT = `if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
+return 0`
+
 const DELETE_IDLE_CONSUMER = `local p = redis.call('XPENDING', KEYS[1], ARGV[1], '-', '+', 1, ARGV[2])
 if #p == 0 then return redis.call('XGROUP', 'DELCONSUMER', KEYS[1], ARGV[1], ARGV[2]) end
 return -1`
@@ -496,6 +500,15 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
     return runHandler(h, event)
   }
 
+  /**
+   * Owner of an exactly-once lock: this member *and* this stream entry. A retry of the same entry
+   * takes its lock again; a duplicate of the id in another entry (published twice) finds it busy
+   * until the first is done, even on this member, so the handler runs once per id.
+   */
+  function lockOwner(h: Held): string {
+    return `p:${consumerName}:${h.key}:${h.id}`
+  }
+
   /** Foreign entries, entries out of attempts, and exactly-once entries. */
   async function processSpecial(h: Held): Promise<void> {
     if (h.invalid !== undefined || h.event === undefined) {
@@ -543,7 +556,7 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
       const eoKey = keys.processed(group as string, event.id)
       let state: string
       try {
-        state = String(await host.command().call('EVAL', ACQUIRE_SCRIPT, 1, eoKey, `p:${consumerName}`, vis))
+        state = String(await host.command().call('EVAL', ACQUIRE_SCRIPT, 1, eoKey, lockOwner(h), vis))
       } catch (err) {
         retryLater(h, 500, false, err)
         return
@@ -597,7 +610,7 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
       h.eoKey = undefined
       await host
         .command()
-        .del(k)
+        .call('EVAL', RELEASE_SCRIPT, 1, k, lockOwner(h))
         .catch(() => {})
     }
     const decision = decideFailure(opts, h.attempt, outcome)
