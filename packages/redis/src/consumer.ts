@@ -663,10 +663,9 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
 
   // ---- reading ----
 
-  async function readOnce(r: Redis): Promise<void> {
+  /** One XREADGROUP (or XREAD) of up to `count` entries over every stream of the subscription. */
+  async function fetch(r: Redis, count: number): Promise<unknown> {
     const keysList = [...streams.keys()]
-    const count = Math.max(1, Math.min(batch, prefetch - active))
-    let reply: unknown
     readSeq++
     blocked = true
     try {
@@ -683,25 +682,45 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
         if (!acked) args.push('NOACK')
         args.push('STREAMS', ...keysList)
         for (let i = 0; i < keysList.length; i++) args.push('>')
-        reply = await r.call('XREADGROUP', ...args)
-      } else {
-        const args: (string | number)[] = ['COUNT', count, 'BLOCK', cfg.blockMs, 'STREAMS', ...keysList]
-        for (const k of keysList) args.push(lastIds.get(k) ?? spec.startId)
-        reply = await r.call('XREAD', ...args)
+        return await r.call('XREADGROUP', ...args)
       }
+      const args: (string | number)[] = ['COUNT', count, 'BLOCK', cfg.blockMs, 'STREAMS', ...keysList]
+      for (const k of keysList) args.push(lastIds.get(k) ?? spec.startId)
+      return await r.call('XREAD', ...args)
     } finally {
       blocked = false
     }
+  }
+
+  type Reply = [string, [string, unknown][] | null][]
+
+  /** Entries in a reply; for broadcast reads, also moves each stream's read position past them. */
+  function taken(reply: unknown): number {
+    if (!Array.isArray(reply)) return 0
+    let n = 0
+    for (const s of reply as Reply) {
+      const entries = s[1]
+      if (!Array.isArray(entries) || entries.length === 0) continue
+      n += entries.length
+      if (!grouped) lastIds.set(String(s[0]), (entries[entries.length - 1] as [string, unknown])[0])
+    }
+    return n
+  }
+
+  function deliver(reply: unknown): void {
     if (!Array.isArray(reply)) return
-    for (const s of reply as [string, [string, unknown][]][]) {
+    for (const s of reply as Reply) {
       const key = String(s[0])
       const entries = s[1]
       if (!Array.isArray(entries)) continue
       for (const [id, fields] of entries) {
-        if (!grouped) lastIds.set(key, id)
-        if (closed) continue
         if (fields === null) {
           // Entry deleted (trimmed) while pending: nothing left to deliver.
+          continue
+        }
+        if (closed) {
+          // Read while closing: hand it back with the rest instead of leaving it to the lease.
+          if (acked) held.add(idleEntry(key, id))
           continue
         }
         receive(key, id, fields, 1)
@@ -709,22 +728,49 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
     }
   }
 
+  function idleEntry(key: string, id: string): Held {
+    return {
+      key,
+      id,
+      topic: streams.get(key) ?? key,
+      event: undefined,
+      invalid: undefined,
+      raw: undefined,
+      attempt: 1,
+      firstFailureAt: undefined,
+      timer: undefined,
+      eoKey: undefined,
+    }
+  }
+
   async function loop(): Promise<void> {
     let failures = 0
+    // The next reply, requested before the current one is handled: the server reads and sends
+    // it while this process runs the handlers, instead of one waiting for the other.
+    let ahead: Promise<unknown> | undefined
     while (!closed) {
       const r = reader
       if (r === undefined) break
-      if (streams.size === 0) {
+      if (ahead === undefined && streams.size === 0) {
         await sleepUntilNudged(cfg.blockMs)
         continue
       }
-      if (active >= prefetch) {
+      if (ahead === undefined && active >= prefetch) {
         await sleepUntilNudged(cfg.blockMs)
         continue
       }
       try {
         if (readerId === undefined) readerId = Number(await r.client('ID'))
-        await readOnce(r)
+        const next = ahead ?? fetch(r, Math.max(1, Math.min(batch, prefetch - active)))
+        ahead = undefined
+        const reply = await next
+        const n = taken(reply)
+        const room = prefetch - active - n
+        if (n > 0 && room > 0 && !closed) {
+          ahead = fetch(r, Math.min(batch, room))
+          ahead.catch(() => {})
+        }
+        deliver(reply)
         failures = 0
       } catch (err) {
         if (closed) break
@@ -741,6 +787,8 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
         await sleepUntilNudged(Math.min(100 * failures, 1_000))
       }
     }
+    // A read still outstanding at close: its entries are handed back with the held ones.
+    if (ahead !== undefined) deliver(await ahead.catch(() => null))
   }
 
   // ---- leases: heartbeat for held entries, reclaim of idle entries of dead members ----
