@@ -1,19 +1,30 @@
 /**
  * Consume throughput of the Kafka backend against a raw kafkajs consumer on the same topic.
- *   node --conditions=@omnibus/source packages/kafka/bench/consume.ts [events]
+ *   node --conditions=@omnibus/source packages/kafka/bench/consume.ts [events] [rounds]
  * The topic (3 partitions) is filled with `events` Omnibus envelopes first. Each side then reads it
- * from the beginning with a fresh consumer group and one partition at a time; the raw consumer
+ * from the beginning with a fresh consumer group and one partition at a time, with the backend's
+ * own kafkajs consumer settings (`consumerConfig`: fetch sizes, wait, session). The raw consumer
  * parses each value with JSON.parse (its minimal useful work; a second raw run decodes the
- * Omnibus envelope with core's decodeEvent instead, to separate the codec's cost), the backend
- * decodes the envelope, runs the handler and commits after it resolved (at-least-once). Timing
- * runs from the first to the last message, so the group join is not counted.
+ * Omnibus envelope with core's decodeEvent instead, to separate the codec's cost) and commits
+ * after each batch (kafkajs' autoCommit); the backend decodes the envelope, runs the handler and
+ * commits after each batch once its handlers resolved (at-least-once). Timing runs from the first
+ * to the last message, so the group join is not counted; both sides read the clocks per batch or
+ * once, never per message.
  */
-import { createEvent, decodeEvent, encodeEvent } from '@omnibus/core'
+import {
+  createEvent,
+  decodeEvent,
+  encodeEvent,
+  invokeHandler,
+  type Subscription,
+  silentLogger,
+} from '@omnibus/core'
 import kafkajs from 'kafkajs'
-import { createKafkaBackend } from '../src/index.ts'
+import { consumerConfig, createKafkaBackend, resolveKafkaOptions } from '../src/index.ts'
 import { benchOptions, createTopic, rate, rawKafka, runId, until } from './common.ts'
 
 const total = Number(process.argv[2] ?? 100_000)
+const rounds = Number(process.argv[3] ?? 5)
 
 /** Wall-clock time, and this process's CPU time, from the first to the last message. */
 interface Timing {
@@ -40,13 +51,30 @@ async function fill(): Promise<void> {
   await producer.disconnect()
 }
 
-async function rawRun(round: number, withCodec = false): Promise<Timing> {
-  const consumer = rawKafka().consumer({
-    groupId: `omnibus-bench.raw-${runId}-${round}-${withCodec}`,
-    sessionTimeout: 6000,
-    heartbeatInterval: 500,
-    maxWaitTimeInMs: 100,
-  })
+/**
+ * What the raw consumer does per message: `json` = JSON.parse, `codec` = core's decodeEvent,
+ * `core` = decodeEvent then core's invokeHandler (the two core calls every backend makes per event),
+ * which leaves only the backend's own per-event cost between that line and the backend's.
+ */
+type RawWork = 'json' | 'codec' | 'core'
+
+const signal = new AbortController().signal
+const subscription: Subscription = {
+  id: 'raw',
+  pattern: topic,
+  group: undefined,
+  active: true,
+  unsubscribe: async () => {},
+}
+let handled = 0
+const handler = (): void => {
+  handled++
+}
+
+async function rawRun(round: number, work: RawWork): Promise<Timing> {
+  const consumer = rawKafka().consumer(
+    consumerConfig(resolveKafkaOptions(benchOptions), `omnibus-bench.raw-${runId}-${round}-${work}`),
+  )
   await consumer.connect()
   await consumer.subscribe({ topics: [topic], fromBeginning: true })
   let count = 0
@@ -56,6 +84,7 @@ async function rawRun(round: number, withCodec = false): Promise<Timing> {
   let cpu1: NodeJS.CpuUsage = { user: 0, system: 0 }
   let checksum = 0
   await consumer.run({
+    partitionsConsumedConcurrently: 1,
     eachBatch: async ({ batch }) => {
       if (first === 0) {
         first = performance.now()
@@ -63,9 +92,21 @@ async function rawRun(round: number, withCodec = false): Promise<Timing> {
       }
       for (const m of batch.messages) {
         const value = m.value ?? Buffer.alloc(0)
-        checksum += withCodec
-          ? decodeEvent(value).id.length
-          : (JSON.parse(value.toString()) as { id: string }).id.length
+        if (work === 'json') checksum += (JSON.parse(value.toString()) as { id: string }).id.length
+        else if (work === 'codec') checksum += decodeEvent(value).id.length
+        else {
+          const event = decodeEvent(value)
+          const outcome = invokeHandler({
+            handler,
+            event,
+            attempt: 1,
+            subscription,
+            logger: silentLogger,
+            signal,
+          })
+          if ((outcome instanceof Promise ? await outcome : outcome).kind === 'ack')
+            checksum += event.id.length
+        }
         count++
       }
       last = performance.now()
@@ -75,6 +116,7 @@ async function rawRun(round: number, withCodec = false): Promise<Timing> {
   await until('the raw consumer to read everything', () => count >= total, 300_000)
   await consumer.disconnect()
   if (checksum === 0) throw new Error('nothing parsed')
+  if (work === 'core' && handled < total * (round + 1)) throw new Error('handlers did not run')
   return { wallMs: last - first, cpuMs: (cpu1.user + cpu1.system) / 1000 }
 }
 
@@ -89,13 +131,14 @@ async function backendRun(round: number): Promise<Timing> {
   await backend.subscribe(
     topic,
     () => {
-      if (first === 0) {
+      count++
+      if (count === 1) {
         first = performance.now()
         cpu0 = process.cpuUsage()
+      } else if (count === total) {
+        last = performance.now()
+        cpu1 = process.cpuUsage(cpu0)
       }
-      count++
-      last = performance.now()
-      cpu1 = process.cpuUsage(cpu0)
     },
     { group: `omnibus-${runId}-${round}`, from: 'earliest' },
   )
@@ -107,21 +150,27 @@ async function backendRun(round: number): Promise<Timing> {
 await fill()
 const raw: Timing[] = []
 const codec: Timing[] = []
+const core: Timing[] = []
 const own: Timing[] = []
-for (let round = 0; round < 3; round++) {
-  raw.push(await rawRun(round))
-  codec.push(await rawRun(round, true))
+for (let round = 0; round < rounds; round++) {
+  raw.push(await rawRun(round, 'json'))
+  codec.push(await rawRun(round, 'codec'))
+  core.push(await rawRun(round, 'core'))
   own.push(await backendRun(round))
 }
 const best = (list: Timing[], key: keyof Timing): number => Math.min(...list.map((t) => t[key]))
 console.log(`consume ${total} events from 3 partitions (best of ${raw.length}, first→last message)`)
-console.log('                                       wall clock           CPU time (this process)')
+console.log(
+  '                                       wall clock           CPU time (this process)   CPU per event',
+)
+const perEvent = (list: Timing[]): string => `${((best(list, 'cpuMs') * 1000) / total).toFixed(2)} µs`
 const row = (label: string, list: Timing[]): void =>
   console.log(
-    `  ${label.padEnd(36)} ${rate(total, best(list, 'wallMs')).padEnd(20)} ${rate(total, best(list, 'cpuMs'))}`,
+    `  ${label.padEnd(36)} ${rate(total, best(list, 'wallMs')).padEnd(20)} ${rate(total, best(list, 'cpuMs')).padEnd(25)} ${perEvent(list)}`,
   )
 row('raw kafkajs eachBatch + JSON.parse', raw)
 row('raw kafkajs eachBatch + decodeEvent', codec)
+row('  + invokeHandler (core per event)', core)
 row('omnibus subscribe (at-least-once)', own)
 const ratio = (base: Timing[], key: keyof Timing): string =>
   `${((best(base, key) / best(own, key)) * 100).toFixed(1)}%`
@@ -130,5 +179,8 @@ console.log(
 )
 console.log(
   `  ratio to raw + decodeEvent           ${ratio(codec, 'wallMs').padEnd(20)} ${ratio(codec, 'cpuMs')}`,
+)
+console.log(
+  `  ratio to raw + core's per-event calls ${ratio(core, 'wallMs').padEnd(19)} ${ratio(core, 'cpuMs')}`,
 )
 console.log('  (CPU time is the steadier figure on a shared machine: it ignores time other processes took.)')

@@ -8,6 +8,7 @@ import type {
   Admin,
   Assigner,
   Consumer,
+  ConsumerConfig,
   EachBatchPayload,
   Kafka,
   KafkaConfig,
@@ -383,14 +384,13 @@ export function createKafkaClient(o: ResolvedKafkaOptions): KafkaClient {
   return client
 }
 
-function createConsumerHandle(
-  kafka: Kafka,
-  o: ResolvedKafkaOptions,
-  spec: ConsumerSpec,
-  readCommitted: (groupId: string, topic: string) => Promise<PartitionOffset[]>,
-): ConsumerHandle {
-  const consumer: Consumer = kafka.consumer({
-    groupId: spec.groupId,
+/**
+ * The kafkajs consumer settings of every group member (exported for the benchmarks, so a raw
+ * consumer there fetches exactly like the backend's).
+ */
+export function consumerConfig(o: ResolvedKafkaOptions, groupId: string): ConsumerConfig {
+  return {
+    groupId,
     partitionAssigners: [subscriptionAwareAssigner],
     sessionTimeout: o.sessionTimeoutMs,
     heartbeatInterval: o.heartbeatIntervalMs,
@@ -404,7 +404,16 @@ function createConsumerHandle(
     // Metadata is refreshed by the backend's own topic discovery; this only bounds staleness.
     metadataMaxAge: 30_000,
     retry: { retries: Math.max(o.retries, 5), initialRetryTime: 200, maxRetryTime: 3000 },
-  })
+  }
+}
+
+function createConsumerHandle(
+  kafka: Kafka,
+  o: ResolvedKafkaOptions,
+  spec: ConsumerSpec,
+  readCommitted: (groupId: string, topic: string) => Promise<PartitionOffset[]>,
+): ConsumerHandle {
+  const consumer: Consumer = kafka.consumer(consumerConfig(o, spec.groupId))
   consumer.on(consumer.events.GROUP_JOIN, (e) => spec.onJoin?.(e.payload.memberAssignment))
   let connected = false
   let running = false

@@ -16,6 +16,7 @@ export {
   type BatchControl,
   type ConsumerHandle,
   type ConsumerSpec,
+  consumerConfig,
   createKafkaClient,
   type InboundBatch,
   type InboundMessage,

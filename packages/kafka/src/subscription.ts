@@ -79,6 +79,17 @@ type Prepared =
   | { readonly kind: 'event'; readonly event: OmnibusEvent }
   | { readonly kind: 'invalid'; readonly error: InvalidEnvelopeError; readonly raw: Uint8Array }
 
+const EMPTY = Buffer.alloc(0)
+
+/** A message that failed to decode, with the decode error and its raw bytes. */
+function invalid(error: unknown, raw: Buffer): Extract<Prepared, { kind: 'invalid' }> {
+  const e =
+    error instanceof InvalidEnvelopeError
+      ? error
+      : new InvalidEnvelopeError(String((error as Error)?.message ?? error), '')
+  return { kind: 'invalid', error: e, raw: new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength) }
+}
+
 /** A live subscription on the Kafka backend. */
 export class KafkaSubscription implements Subscription {
   readonly id: string
@@ -315,17 +326,12 @@ export class KafkaSubscription implements Subscription {
     }
   }
 
-  #prepare(batch: InboundBatch, m: InboundMessage): Prepared {
-    const raw = m.value ?? Buffer.alloc(0)
+  #prepare(m: InboundMessage): Prepared {
+    const raw = m.value ?? EMPTY
     try {
       return { kind: 'event', event: decodeEvent(raw) }
     } catch (error) {
-      const e =
-        error instanceof InvalidEnvelopeError
-          ? error
-          : new InvalidEnvelopeError(String((error as Error)?.message ?? error), '')
-      void batch
-      return { kind: 'invalid', error: e, raw: new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength) }
+      return invalid(error, raw)
     }
   }
 
@@ -353,43 +359,65 @@ export class KafkaSubscription implements Subscription {
     let done: string | undefined
     let lastCommit = Date.now()
 
+    /** Called after each finished event, in offset order: an intermediate commit once a second. */
+    const finished = async (offset: string): Promise<void> => {
+      done = offset
+      if (atMostOnce || Date.now() - lastCommit <= 1000) return
+      lastCommit = Date.now()
+      control.markDone(offset)
+      await control.commit(nextOffset(offset)).catch(() => {})
+    }
+
+    // One event at a time, in offset order: no task bookkeeping, and a handler that returned
+    // synchronously is not awaited, so a batch of synchronous handlers runs without a microtask
+    // per event. The partition's position moves over finished events only.
+    const serial = async (): Promise<void> => {
+      const direct = this.#spec.options.guarantee !== 'exactly-once'
+      // The batch's Kafka topic matches the pattern (only matching topics are consumed), so an
+      // envelope naming it needs no matcher call; a foreign producer's other topic still does.
+      const own = batch.topic
+      for (let i = 0; i < messages.length; i++) {
+        const m = messages[i] as InboundMessage
+        if (!proceed()) return
+        const raw = m.value ?? EMPTY
+        let event: OmnibusEvent
+        try {
+          event = decodeEvent(raw)
+        } catch (error) {
+          if (!(await this.#deadLetterForeign(batch, m, invalid(error, raw), proceed))) return
+          await finished(m.offset)
+          continue
+        }
+        if (event.topic === own || this.#matches(event.topic)) {
+          if (direct) {
+            const first = this.#invoke(event, 1)
+            const outcome = first instanceof Promise ? await first : first
+            if (outcome.kind !== 'ack' && !(await this.#run(event, proceed, outcome))) return
+          } else if (!(await this.#processOnce(event, proceed))) return
+        }
+        done = m.offset
+        if (!atMostOnce && Date.now() - lastCommit > 1000) await finished(m.offset)
+      }
+    }
+
     // Handlers run in offset order, at most `concurrency` at once (per-key order kept by the
     // limiter), and only a few ahead of the oldest unfinished one so a huge batch does not queue
     // thousands of tasks. The partition's position moves over a prefix of finished events only.
-    const direct = this.#spec.options.guarantee !== 'exactly-once'
-    const loop = async (): Promise<void> => {
+    const windowed = async (): Promise<void> => {
       const window = concurrency * 4
       const runs: Array<Promise<boolean>> = []
       const submit = (upTo: number): void => {
         while (runs.length < messages.length && runs.length < upTo) {
           const m = messages[runs.length] as InboundMessage
-          const prepared = this.#prepare(batch, m)
+          const prepared = this.#prepare(m)
           const key = prepared.kind === 'event' ? prepared.event.partitionKey : undefined
           runs.push(this.#limiter.run(key, () => this.#process(batch, m, prepared, proceed)))
         }
       }
       for (let i = 0; i < messages.length; i++) {
-        if (concurrency === 1) {
-          // The common case without the limiter: one event at a time, no task bookkeeping, and
-          // the first handler run awaited directly (one promise less per event).
-          const m = messages[i] as InboundMessage
-          const prepared = this.#prepare(batch, m)
-          if (direct && prepared.kind === 'event' && proceed() && this.#matches(prepared.event.topic)) {
-            const outcome = await this.#invoke(prepared.event, 1)
-            if (outcome.kind !== 'ack' && !(await this.#run(prepared.event, proceed, outcome))) return
-          } else if (!(await this.#process(batch, m, prepared, proceed))) return
-        } else {
-          submit(i + window)
-          if (!(await runs[i])) return
-        }
-        const offset = (messages[i] as InboundMessage).offset
-        done = offset
-        if (atMostOnce) continue
-        if (Date.now() - lastCommit > 1000) {
-          lastCommit = Date.now()
-          control.markDone(offset)
-          await control.commit(nextOffset(offset)).catch(() => {})
-        }
+        submit(i + window)
+        if (!(await runs[i])) return
+        await finished((messages[i] as InboundMessage).offset)
       }
     }
 
@@ -400,13 +428,21 @@ export class KafkaSubscription implements Subscription {
         control.markDone(last.offset)
         await control.commit(nextOffset(last.offset))
       }
+      const work = concurrency === 1 ? serial() : windowed()
       // Past the drain timeout, stop waiting for a handler that does not return; its event is
       // not acknowledged and comes back to the group.
-      const aborted = new Promise<void>((resolve) => {
-        if (this.#abort.signal.aborted) resolve()
-        else this.#abort.signal.addEventListener('abort', () => resolve(), { once: true })
-      })
-      await Promise.race([loop(), aborted])
+      if (!this.#abort.signal.aborted) {
+        let onAbort: (() => void) | undefined
+        const aborted = new Promise<void>((resolve) => {
+          onAbort = resolve
+          this.#abort.signal.addEventListener('abort', onAbort, { once: true })
+        })
+        try {
+          await Promise.race([work, aborted])
+        } finally {
+          this.#abort.signal.removeEventListener('abort', onAbort as () => void)
+        }
+      }
       if (done !== undefined && !atMostOnce) {
         control.markDone(done)
         await control.commit(nextOffset(done)).catch((error) => {

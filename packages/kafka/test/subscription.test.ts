@@ -1,3 +1,4 @@
+import { getEventListeners } from 'node:events'
 import {
   createEvent,
   DLQ_HEADERS,
@@ -98,6 +99,54 @@ describe('KafkaSubscription batches', () => {
     await h.feed([message(10, { n: 1 }), message(11, { n: 2 }), message(12, { n: 3 })])
     expect(seen).toEqual([1, 2, 3])
     expect(h.commits.at(-1)).toBe('13')
+  })
+
+  it('one at a time, waits for an async handler before the next event and before committing', async () => {
+    let releaseFirst: () => void = () => {}
+    const first = new Promise<void>((resolve) => {
+      releaseFirst = resolve
+    })
+    const started: number[] = []
+    const h = await harness(async (e) => {
+      const n = (e.data as { n: number }).n
+      started.push(n)
+      if (n === 0) await first
+    })
+    const batch = h.feed([0, 1, 2].map((n) => message(n, { n })))
+    await new Promise((resolve) => setTimeout(resolve, 20))
+    expect(started).toEqual([0])
+    expect(h.commits).toEqual([])
+    releaseFirst()
+    await batch
+    expect(started).toEqual([0, 1, 2])
+    expect(h.commits).toEqual(['3'])
+  })
+
+  it('acknowledges without running the handler an envelope whose topic the pattern does not match', async () => {
+    const seen: string[] = []
+    const h = await harness((e) => {
+      seen.push(e.topic)
+    })
+    const foreign: InboundMessage = {
+      offset: '1',
+      key: null,
+      value: Buffer.from(encodeEvent(createEvent({ topic: 'unit.other', data: 1 }))),
+    }
+    await h.feed([message(0, { n: 0 }), foreign, message(2, { n: 2 })])
+    expect(seen).toEqual([TOPIC, TOPIC])
+    expect(h.commits.at(-1)).toBe('3')
+  })
+
+  it('leaves no abort listener behind per batch', async () => {
+    let signal: AbortSignal | undefined
+    const h = await harness((_e, ctx) => {
+      signal = ctx.signal
+    })
+    await h.feed([message(0, { n: 0 })])
+    const before = getEventListeners(signal as AbortSignal, 'abort').length
+    for (let i = 1; i <= 50; i++) await h.feed([message(i, { n: i })])
+    expect(getEventListeners(signal as AbortSignal, 'abort').length).toBe(before)
+    expect(h.commits.at(-1)).toBe('51')
   })
 
   it('with concurrency, never commits past an event whose handler has not finished', async () => {
