@@ -241,11 +241,14 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
           message.deduplicationId = deduplicationId(event.id, event.time)
         }
         return out.send(t.url, message).then((r) => {
-          if (r === QUEUE_GONE) {
-            dir.forget(t.url)
+          if (r !== QUEUE_GONE) {
+            if (t.kind === 'group') dir.markPresent(t.url)
+          } else {
             // A broadcast queue vanishes when its subscriber leaves: nobody is missing the event.
             // A group queue is durable: missing means the broker lost or has not yet restored it,
-            // so the publish fails (retryably) instead of dropping the event.
+            // so the publish fails (retryably) instead of dropping the event, and the queue stays
+            // routed so the publishes after it fail too until it answers again.
+            dir.markMissing(t.url)
             if (t.kind === 'group') {
               throw new PublishError(
                 `${where} reports the queue of group subscription "${t.pattern}" missing (${t.url}); ` +

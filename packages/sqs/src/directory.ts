@@ -20,6 +20,14 @@ export const QUEUE_TAGS = {
   alive: 'omnibus-alive',
 } as const
 
+/**
+ * How long a durable group queue that sends find missing stays routed before the publisher
+ * takes it as deleted. Meanwhile publishes to it fail retryably: a restarting broker answers
+ * before it has restored its queues (ElasticMQ lists none and reports each one missing for a
+ * moment), and a live consumer creates a vanished queue again after a grace of its own.
+ */
+export const GROUP_QUEUE_MISSING_MS = 30_000
+
 /** A queue a publisher routes to. */
 export interface QueueTarget {
   readonly url: string
@@ -78,6 +86,10 @@ interface Known {
   aliveAt: number | undefined
   /** When the tags were last read. */
   checkedAt: number
+  /** Group queues: since when sends have found it missing (undefined while it answers). */
+  missingSince: number | undefined
+  /** Group queues: when a send last found it missing. */
+  missingAt: number
 }
 
 /** What the directory does beside routing. */
@@ -146,12 +158,49 @@ export class QueueDirectory {
   addLocal(target: QueueTarget): void {
     this.#forget(target.url)
     const remove = this.#index.add(target.pattern, target)
-    this.#known.set(target.url, { target, remove, local: true, aliveAt: undefined, checkedAt: Date.now() })
+    this.#known.set(target.url, {
+      target,
+      remove,
+      local: true,
+      aliveAt: undefined,
+      checkedAt: Date.now(),
+      missingSince: undefined,
+      missingAt: 0,
+    })
   }
 
-  /** Drops a queue (deleted, or found missing by a send). */
+  /** Drops a queue (deleted). */
   forget(url: string): void {
     this.#forget(url)
+  }
+
+  /**
+   * A send found the queue missing. A broadcast queue is dropped at once (its subscriber left).
+   * A group queue stays routed, so publishes to it keep failing retryably instead of succeeding
+   * with nowhere to go, until it has been missing for {@link GROUP_QUEUE_MISSING_MS} without a
+   * send getting through. Returns whether the queue is still routed.
+   */
+  markMissing(url: string): boolean {
+    const k = this.#known.get(url)
+    if (k === undefined) return false
+    if (k.target.kind !== 'group') {
+      this.#forget(url)
+      return false
+    }
+    const now = Date.now()
+    // A failure long after the previous one starts a new outage, even if no send got through
+    // in between (nothing was published to it).
+    if (k.missingSince === undefined || now - k.missingAt > GROUP_QUEUE_MISSING_MS) k.missingSince = now
+    k.missingAt = now
+    if (now - k.missingSince < GROUP_QUEUE_MISSING_MS) return true
+    this.#forget(url)
+    return false
+  }
+
+  /** A send reached the queue: it is there again if it was missing. */
+  markPresent(url: string): void {
+    const k = this.#known.get(url)
+    if (k !== undefined) k.missingSince = undefined
   }
 
   #forget(url: string): void {
@@ -287,6 +336,8 @@ export class QueueDirectory {
       local: false,
       aliveAt: kind === 'broadcast' && Number.isFinite(alive) ? alive : undefined,
       checkedAt: Date.now(),
+      missingSince: undefined,
+      missingAt: 0,
     }
     if (this.#reapIfOrphan(known)) return
     this.#known.set(url, { ...known, remove: this.#index.add(pattern, target) })

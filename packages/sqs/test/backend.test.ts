@@ -6,9 +6,9 @@ import {
   SQSServiceException,
 } from '@aws-sdk/client-sqs'
 import { NotConnectedError, PayloadTooLargeError, PublishError, silentLogger } from '@omnibus/core'
-import { describe, expect, it } from 'vitest'
+import { afterEach, describe, expect, it, vi } from 'vitest'
 import { createSqsBackend } from '../src/backend.ts'
-import { QUEUE_TAGS } from '../src/directory.ts'
+import { GROUP_QUEUE_MISSING_MS, QUEUE_TAGS } from '../src/directory.ts'
 
 const base = 'http://sqs.local/000000000000/'
 
@@ -31,7 +31,104 @@ function goneQueues(): SQSClient {
   } as unknown as SQSClient
 }
 
+/**
+ * A broker that restarts with its queues persisted, as ElasticMQ does: while `restoring`, it
+ * answers but lists no queue and reports the group queue missing; once restored, sends succeed.
+ * Records every message that reached the queue.
+ */
+function restartingBroker(): { client: SQSClient; state: { restoring: boolean }; stored: string[] } {
+  const state = { restoring: false }
+  const stored: string[] = []
+  const name = 'omnibus-g-grp-1'
+  const client = {
+    async send(command: unknown) {
+      if (command instanceof ListQueuesCommand) return { QueueUrls: state.restoring ? [] : [base + name] }
+      if (command instanceof ListQueueTagsCommand) {
+        return { Tags: { [QUEUE_TAGS.pattern]: 'a.b', [QUEUE_TAGS.kind]: 'group' } }
+      }
+      if (command instanceof SendMessageBatchCommand) {
+        if (state.restoring) {
+          throw new SQSServiceException({ name: 'QueueDoesNotExist', $fault: 'client', $metadata: {} })
+        }
+        const entries = command.input.Entries ?? []
+        for (const e of entries) stored.push(e.MessageBody ?? '')
+        return { Successful: entries.map((e) => ({ Id: e.Id, MessageId: `m${stored.length}` })) }
+      }
+      throw new Error('unexpected command')
+    },
+  } as unknown as SQSClient
+  return { client, state, stored }
+}
+
 describe('publish', () => {
+  afterEach(() => {
+    vi.useRealTimers()
+  })
+
+  it('keeps failing retryably while a restarting broker has not restored a group queue, then delivers', async () => {
+    const broker = restartingBroker()
+    const b = createSqsBackend({ client: broker.client, logger: silentLogger, discoveryIntervalMs: 50 })
+    await b.connect()
+    await b.publish({ topic: 'a.b', data: 0 })
+    expect(broker.stored).toHaveLength(1)
+    broker.state.restoring = true
+    // Every publish in the window fails, also those after a fresh listing that shows no queue:
+    // none may resolve as if the event had been written.
+    for (let i = 0; i < 5; i++) {
+      const err = await b.publish({ topic: 'a.b', data: i }).catch((e: unknown) => e)
+      expect(err, `publish ${i} during the restore`).toBeInstanceOf(PublishError)
+      expect((err as PublishError).retryable).toBe(true)
+      // Past the discovery interval: the next publish waits for a listing of the restoring broker.
+      await new Promise((resolve) => setTimeout(resolve, 60))
+    }
+    expect(broker.stored).toHaveLength(1)
+    broker.state.restoring = false
+    const receipt = await b.publish({ topic: 'a.b', data: 'after' })
+    expect(receipt.position).toBeDefined()
+    expect(broker.stored).toHaveLength(2)
+    expect(broker.stored[1]).toContain(receipt.id)
+    await b.disconnect()
+  })
+
+  it('takes a group queue as deleted once sends have found it missing for the whole window', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] })
+    const t0 = Date.UTC(2026, 0, 1)
+    vi.setSystemTime(t0)
+    const broker = restartingBroker()
+    const b = createSqsBackend({ client: broker.client, logger: silentLogger, discoveryIntervalMs: 60_000 })
+    await b.connect()
+    await b.publish({ topic: 'a.b', data: 0 })
+    broker.state.restoring = true
+    await expect(b.publish({ topic: 'a.b', data: 1 })).rejects.toBeInstanceOf(PublishError)
+    vi.setSystemTime(t0 + GROUP_QUEUE_MISSING_MS - 1000)
+    await expect(b.publish({ topic: 'a.b', data: 2 })).rejects.toBeInstanceOf(PublishError)
+    vi.setSystemTime(t0 + GROUP_QUEUE_MISSING_MS + 1000)
+    // The send that passes the window still fails; after it the queue is no longer routed.
+    await expect(b.publish({ topic: 'a.b', data: 3 })).rejects.toBeInstanceOf(PublishError)
+    const receipt = await b.publish({ topic: 'a.b', data: 4 })
+    expect(receipt.position).toBeUndefined()
+    await b.disconnect()
+  })
+
+  it('starts a new window when a group queue goes missing long after its last failure', async () => {
+    vi.useFakeTimers({ toFake: ['Date'] })
+    const t0 = Date.UTC(2026, 0, 1)
+    vi.setSystemTime(t0)
+    const broker = restartingBroker()
+    const b = createSqsBackend({ client: broker.client, logger: silentLogger, discoveryIntervalMs: 600_000 })
+    await b.connect()
+    await b.publish({ topic: 'a.b', data: 0 })
+    broker.state.restoring = true
+    await expect(b.publish({ topic: 'a.b', data: 1 })).rejects.toBeInstanceOf(PublishError)
+    // Nothing published for a long while, then a second restart: the queue is still routed.
+    vi.setSystemTime(t0 + GROUP_QUEUE_MISSING_MS * 3)
+    await expect(b.publish({ topic: 'a.b', data: 2 })).rejects.toBeInstanceOf(PublishError)
+    await expect(b.publish({ topic: 'a.b', data: 3 })).rejects.toBeInstanceOf(PublishError)
+    broker.state.restoring = false
+    await expect(b.publish({ topic: 'a.b', data: 4 })).resolves.toMatchObject({ position: 'm2' })
+    await b.disconnect()
+  })
+
   it('fails retryably when a durable group queue is missing, and ignores a vanished broadcast queue', async () => {
     const b = createSqsBackend({ client: goneQueues(), logger: silentLogger })
     await b.connect()
