@@ -49,10 +49,6 @@ describeWithService('sqs', 'sqs backend', () => {
         }),
       endpoint: `127.0.0.1:${port}`,
     },
-    exclude: {
-      '34-broker-restart':
-        'open bug: after an ElasticMQ restart under load the consumer can stall for over 60 s (see packages/sqs/README.md)',
-    },
     childProcess: {
       module: fileURLToPath(new URL('./backend.ts', import.meta.url)),
       env: { OMNIBUS_IT_SQS_ENDPOINT: endpoint, OMNIBUS_IT_SQS_PREFIX: prefix },
