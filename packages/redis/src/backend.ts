@@ -280,7 +280,9 @@ export function createRedisBackend(options: RedisBackendOptions = {}): RedisBack
   function enqueue(p: { topic: string; id: string; json: string }): Promise<PublishReceipt> {
     return new Promise<PublishReceipt>((resolve, reject) => {
       queue.push({ topic: p.topic, id: p.id, json: p.json, resolve, reject })
-      if (!flushScheduled) {
+      // A full chunk goes out at once: the server appends it while the caller encodes the next.
+      if (queue.length >= APPEND_CHUNK) flush()
+      else if (!flushScheduled) {
         flushScheduled = true
         process.nextTick(flush)
       }
