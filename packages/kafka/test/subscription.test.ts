@@ -122,6 +122,14 @@ describe('KafkaSubscription batches', () => {
     expect(h.commits).toEqual(['3'])
   })
 
+  it('commits the finished prefix during a batch that runs longer than a second', async () => {
+    const h = await harness(async (e) => {
+      if ((e.data as { n: number }).n === 1) await new Promise((resolve) => setTimeout(resolve, 1100))
+    })
+    await h.feed([0, 1, 2].map((n) => message(n, { n })))
+    expect(h.commits).toEqual(['2', '3'])
+  })
+
   it('acknowledges without running the handler an envelope whose topic the pattern does not match', async () => {
     const seen: string[] = []
     const h = await harness((e) => {
