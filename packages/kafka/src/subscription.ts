@@ -441,7 +441,10 @@ export class KafkaSubscription implements Subscription {
       const work = concurrency === 1 ? serial() : windowed()
       // Past the drain timeout, stop waiting for a handler that does not return; its event is
       // not acknowledged and comes back to the group.
-      if (!this.#abort.signal.aborted) {
+      if (this.#abort.signal.aborted) {
+        // It starts nothing (proceed() is false), but must not leave a rejection unobserved.
+        work.catch(() => {})
+      } else {
         let onAbort: (() => void) | undefined
         const aborted = new Promise<void>((resolve) => {
           onAbort = resolve

@@ -101,6 +101,17 @@ describe('KafkaSubscription batches', () => {
     expect(h.commits.at(-1)).toBe('13')
   })
 
+  it('runs synchronous handlers of a batch without waiting a turn per event', async () => {
+    const seen: number[] = []
+    const h = await harness((e) => {
+      seen.push((e.data as { n: number }).n)
+    })
+    const batch = h.feed(Array.from({ length: 20 }, (_, n) => message(n, { n })))
+    expect(seen).toHaveLength(20)
+    await batch
+    expect(h.commits).toEqual(['20'])
+  })
+
   it('one at a time, waits for an async handler before the next event and before committing', async () => {
     let releaseFirst: () => void = () => {}
     const first = new Promise<void>((resolve) => {
