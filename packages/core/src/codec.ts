@@ -235,6 +235,7 @@ export class InvalidEnvelopeError extends SerializationError {
 
 function asText(raw: string | Uint8Array): string {
   if (typeof raw === 'string') return raw
+  if (Buffer.isBuffer(raw)) return raw.toString('utf8')
   return Buffer.from(raw.buffer, raw.byteOffset, raw.byteLength).toString('utf8')
 }
 
@@ -391,6 +392,18 @@ function digits(s: string, from: number, count: number): number {
  * any other form, and field values at the edges, go to `Date.parse`, whose result this equals.
  */
 export function parseTime(s: string): number {
+  // Events read in a row were often written in the same millisecond.
+  if (s === lastParsedText) return lastParsedTime
+  const t = parseTimeUncached(s)
+  lastParsedText = s
+  lastParsedTime = t
+  return t
+}
+
+let lastParsedText = ''
+let lastParsedTime = Number.NaN
+
+function parseTimeUncached(s: string): number {
   if (
     s.length === 24 &&
     s.charCodeAt(4) === 45 &&
