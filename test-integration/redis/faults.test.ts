@@ -6,15 +6,8 @@ import { fileURLToPath } from 'node:url'
 import { type EventBackend, isRetryable, type Subscription } from '@omnibus/core'
 import { afterEach, expect, it } from 'vitest'
 import { describeWithService, restartHint, serviceEndpoint, serviceRestart } from '../setup/services.ts'
+import { eventually } from '../setup/wait.ts'
 import { IT_PREFIX, makeBackend } from './backend.ts'
-
-async function until(what: string, deadlineMs: number, predicate: () => boolean): Promise<void> {
-  const end = Date.now() + deadlineMs
-  while (!predicate()) {
-    if (Date.now() > end) throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
-}
 
 /** An idle TCP connection to the server of `url`; `closed` settles when the server drops it. */
 async function idleConnection(url: string): Promise<{ closed: Promise<void> }> {
@@ -114,7 +107,11 @@ describeWithService('redis', 'redis fault tests', () => {
       expect(nonRetryable, 'publish failures during the restart must be retryable').toBe(0)
       expect(publishedWhileDown, 'events published after the broker went down').toBeGreaterThan(1_000)
       expect(acknowledged.size).toBeGreaterThan(total / 2)
-      await until('every acknowledged event', 60_000, () => [...acknowledged].every((id) => received.has(id)))
+      await eventually(
+        'every acknowledged event',
+        () => [...acknowledged].every((id) => received.has(id)),
+        60_000,
+      )
       const health = await publisher.healthCheck()
       expect(health.healthy).toBe(true)
       console.info(
@@ -122,6 +119,36 @@ describeWithService('redis', 'redis fault tests', () => {
       )
     },
     180_000,
+  )
+
+  it.skipIf(restart === undefined)(
+    `a health check in flight while the server restarts reports the outage${restart === undefined ? ` (skipped: ${restartHint('redis')})` : ''}`,
+    async () => {
+      const b = await backend()
+      const samples: Array<{ healthy: boolean; detail: string }> = []
+      let polling = true
+      // Back to back, so a PING is almost always in flight when the server goes away; ioredis
+      // resends it after the reconnect, and it must not then count as healthy.
+      const poll = (async () => {
+        while (polling) {
+          const h = await b.healthCheck()
+          samples.push({ healthy: h.healthy, detail: h.detail ?? '' })
+          await new Promise((resolve) => setImmediate(resolve))
+        }
+      })()
+      await (restart as () => Promise<void>)()
+      const end = Date.now() + 30_000
+      while (!(await b.healthCheck()).healthy) {
+        if (Date.now() > end) throw new Error('healthCheck did not recover within 30 s of the restart')
+        await new Promise((resolve) => setTimeout(resolve, 20))
+      }
+      polling = false
+      await poll
+      const firstDown = samples.findIndex((s) => !s.healthy)
+      expect(firstDown, 'some health check saw the restart').toBeGreaterThanOrEqual(0)
+      expect(samples.slice(firstDown).some((s) => s.healthy)).toBe(true)
+    },
+    60_000,
   )
 
   it('consumers replaced in a chain of batches (group declared first) lose nothing', async () => {
@@ -146,12 +173,12 @@ describeWithService('redis', 'redis fault tests', () => {
       const before = handled.size
       await b.subscribe(topic, handler, { group, visibilityTimeoutMs: 2_000 })
       for (let i = 0; i < 15; i++) all.push((await publisher.publish({ topic, data: { k, i } })).id)
-      await until(`consumer ${k + 1} to handle 5 events`, 10_000, () => handled.size >= before + 5)
+      await eventually(`consumer ${k + 1} to handle 5 events`, () => handled.size >= before + 5, 10_000)
       await b.disconnect({ drainTimeoutMs: 1_000 })
     }
     const last = await backend()
     await last.subscribe(topic, handler, { group, visibilityTimeoutMs: 2_000 })
-    await until('every event of the chain', 15_000, () => all.every((id) => handled.has(id)))
+    await eventually('every event of the chain', () => all.every((id) => handled.has(id)), 15_000)
   }, 60_000)
 
   it('attempts survive crashes: an entry left unacknowledged maxAttempts times is dead-lettered without running', async () => {
@@ -197,7 +224,7 @@ describeWithService('redis', 'redis fault tests', () => {
       deadLetter: dlq,
       visibilityTimeoutMs: 500,
     })
-    await until('the dead letter', 10_000, () => dead.length > 0)
+    await eventually('the dead letter', () => dead.length > 0, 10_000)
     expect(handled).toEqual([])
     expect(dead[0]?.original).toBe(id)
     expect(dead[0]?.attempts).toBe('3')
@@ -236,7 +263,7 @@ describeWithService('redis', 'redis fault tests', () => {
       },
       { group, retry: { maxAttempts: 5, initialDelayMs: 10 }, visibilityTimeoutMs: 500 },
     )
-    await until('attempt 4 to succeed', 10_000, () => attempts.includes(4))
+    await eventually('attempt 4 to succeed', () => attempts.includes(4), 10_000)
     expect(attempts).toEqual([3, 4])
   }, 30_000)
 
@@ -269,7 +296,7 @@ describeWithService('redis', 'redis fault tests', () => {
         else if (line.startsWith('handling ')) childHandling.add(line.slice('handling '.length))
       }
     })
-    await until('the child consumer to subscribe', 20_000, () => childReady)
+    await eventually('the child consumer to subscribe', () => childReady, 20_000)
 
     const survivor = await backend()
     const received = new Set<string>()
@@ -282,14 +309,16 @@ describeWithService('redis', 'redis fault tests', () => {
     const ids: string[] = []
     for (let i = 0; i < 50; i++) ids.push((await publisher.publish({ topic, data: { i } })).id)
 
-    await until('the child to start handling events', 10_000, () => childHandling.size > 0)
+    await eventually('the child to start handling events', () => childHandling.size > 0, 10_000)
     const exited = new Promise((resolve) => child.once('exit', resolve))
     child.kill('SIGKILL')
     await exited
     const taken = [...childHandling]
     expect(taken.some((id) => !received.has(id))).toBe(true)
-    await until("the killed process's events at the survivor", visibilityMs + 15_000, () =>
-      ids.every((id) => received.has(id)),
+    await eventually(
+      "the killed process's events at the survivor",
+      () => ids.every((id) => received.has(id)),
+      visibilityMs + 15_000,
     )
     for (const id of taken) expect(received.has(id)).toBe(true)
   }, 60_000)

@@ -166,7 +166,10 @@ export function createRedisBackend(options: RedisBackendOptions = {}): RedisBack
   const inflightPublishes = new Set<Promise<unknown>>()
   const readers = new Set<Redis>()
   const onCmdError = (err: Error) => logger.debug('redis connection error', { error: err.message })
+  /** Reconnections of the command connection; a health check spanning one reports it. */
+  let reconnects = 0
   const onCmdReady = () => {
+    reconnects++
     // After a reconnect the registry may have been lost (server without persistence): announce
     // topics again on their next publish.
     knownTopics.clear()
@@ -488,7 +491,16 @@ export function createRedisBackend(options: RedisBackendOptions = {}): RedisBack
         const timeout = new Promise<never>((_, reject) => {
           timer = setTimeout(() => reject(new Error('PING timed out')), Math.min(cfg.connectTimeoutMs, 2_000))
         })
+        const epoch = reconnects
         await Promise.race([c.ping(), timeout]).finally(() => clearTimeout(timer))
+        if (reconnects !== epoch) {
+          // The PING was resent after a reconnect: the server was away during the check.
+          return {
+            healthy: false,
+            latencyMs: performance.now() - started,
+            detail: `the connection to ${endpoint} was lost and re-established during the check`,
+          }
+        }
         return { healthy: true, latencyMs: performance.now() - started, detail: `PING ${endpoint}` }
       } catch (err) {
         return {
