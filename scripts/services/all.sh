@@ -33,6 +33,19 @@ exports_for() {
   esac
 }
 
+# Removes from .services/env.sh the exports of the named services.
+drop_exports() {
+  local file="$state/env.sh" n
+  mkdir -p "$state"
+  [ -f "$file" ] || : >"$file"
+  for n in "$@"; do
+    exports_for "$n" | sed 's/=.*/=/' >"$file.drop"
+    grep -v -F -f "$file.drop" "$file" >"$file.tmp" || true
+    mv "$file.tmp" "$file"
+  done
+  rm -f "$file.drop"
+}
+
 case "$action" in
   start)
     mkdir -p "$state"
@@ -52,7 +65,8 @@ case "$action" in
         failed=1
       fi
     done
-    : >"$state/env.sh"
+    # Keep the exports of services started earlier (`start sqs` after `start redis` keeps both).
+    drop_exports "${names[@]}"
     for n in "${names[@]}"; do exports_for "$n" >>"$state/env.sh"; done
     [ "$failed" -eq 0 ] || exit 1
     echo "[services] exports written to $state/env.sh"
@@ -61,6 +75,7 @@ case "$action" in
     for n in "${names[@]}"; do
       [ -f "$here/$n.sh" ] && bash "$here/$n.sh" stop || true
     done
+    drop_exports "${names[@]}"
     ;;
   env)
     for n in "${names[@]}"; do exports_for "$n"; done
