@@ -1,17 +1,10 @@
 import type { EventBackend } from '@omnibus/core'
 import { afterEach, expect, it } from 'vitest'
 import { describeWithService, requireEndpoint } from '../setup/services.ts'
+import { eventually } from '../setup/wait.ts'
 import { makeBackend } from './backend.ts'
 
 const runId = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`
-
-async function waitFor(what: string, predicate: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 25))
-  }
-}
 
 describeWithService('kafka', 'Kafka exactly-once across processes', () => {
   process.env.OMNIBUS_IT_KAFKA_BROKERS = requireEndpoint('kafka')
@@ -43,7 +36,7 @@ describeWithService('kafka', 'Kafka exactly-once across processes', () => {
     }
     // Warm up until both members are live: distinct ids on every partition.
     let probes = 0
-    await waitFor(
+    await eventually(
       'both members handling events',
       () => {
         if (new Set(effects.map((e) => e.member)).size === 2) return true
@@ -60,7 +53,8 @@ describeWithService('kafka', 'Kafka exactly-once across processes', () => {
     const id = `${runId}-the-order`
     for (let copy = 0; copy < 12; copy++) {
       await publisher.publish({ topic, id, data: { copy }, partitionKey: `key-${copy}` })
-      if (copy === 0) await waitFor('the first copy handled', () => effects.some((e) => e.id === id), 20_000)
+      if (copy === 0)
+        await eventually('the first copy handled', () => effects.some((e) => e.id === id), 20_000)
     }
     // A fence per partition: once each is handled, every earlier copy was seen (per-partition order).
     const fences = await Promise.all(
@@ -68,7 +62,7 @@ describeWithService('kafka', 'Kafka exactly-once across processes', () => {
         publisher.publish({ topic, data: { copy: 100 + k }, partitionKey: `key-${k}` }),
       ),
     )
-    await waitFor('the fences', () => fences.every((f) => effects.some((e) => e.id === f.id)), 30_000)
+    await eventually('the fences', () => fences.every((f) => effects.some((e) => e.id === f.id)), 30_000)
     const ofId = effects.slice(before).filter((e) => e.id === id)
     expect(ofId.map((e) => e.copy)).toEqual([0])
   }, 120_000)

@@ -3,17 +3,10 @@ import { fileURLToPath } from 'node:url'
 import { type EventBackend, OmnibusError } from '@omnibus/core'
 import { afterEach, expect, it } from 'vitest'
 import { describeWithService, requireEndpoint, restartHint, serviceRestart } from '../setup/services.ts'
+import { eventually } from '../setup/wait.ts'
 import { makeBackend } from './backend.ts'
 
 const runId = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`
-
-async function waitFor(what: string, predicate: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 25))
-  }
-}
 
 describeWithService('kafka', 'Kafka fault tests', () => {
   const brokers = requireEndpoint('kafka')
@@ -84,7 +77,7 @@ describeWithService('kafka', 'Kafka fault tests', () => {
         expect((f as OmnibusError).retryable, `retryable: ${(f as Error).message}`).toBe(true)
       }
       expect(acked.size).toBeGreaterThan(1000)
-      await waitFor(
+      await eventually(
         `${acked.size} acknowledged events handled (missing ${[...acked].filter((id) => !handled.has(id)).length})`,
         () => [...acked].every((id) => handled.has(id)),
         90_000,
@@ -113,9 +106,9 @@ describeWithService('kafka', 'Kafka fault tests', () => {
       if (m.type === 'ready') ready = true
       if (m.type === 'handling' && m.id !== undefined) seen.push(m.id)
     })
-    await waitFor('the child consumer to join', () => ready, 60_000)
+    await eventually('the child consumer to join', () => ready, 60_000)
     const { id } = await publisher.publish({ topic, data: { runId, victim: true } })
-    await waitFor('the child to start handling the event', () => seen.includes(id), 20_000)
+    await eventually('the child to start handling the event', () => seen.includes(id), 20_000)
 
     const survivor = await backend()
     const handledBySurvivor: string[] = []
@@ -130,7 +123,7 @@ describeWithService('kafka', 'Kafka fault tests', () => {
     await new Promise((resolve) => child.once('exit', resolve))
     await joining
     // The dead member is dropped after its session timeout (6 s here), then the partition moves.
-    await waitFor(
+    await eventually(
       'the survivor to handle the killed consumer’s event',
       () => handledBySurvivor.includes(id),
       60_000,

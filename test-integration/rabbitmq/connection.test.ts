@@ -3,15 +3,8 @@ import { ConfigurationError, createBackend, type OmnibusEvent } from '@omnibus/c
 import { createRabbitMQBackend, groupQueueName } from '@omnibus/rabbitmq'
 import { expect, it } from 'vitest'
 import { describeWithService, requireEndpoint } from '../setup/services.ts'
+import { eventually } from '../setup/wait.ts'
 import { cuttableProxy, rawConnect, TEST_QUEUES } from './amqp.ts'
-
-async function waitFor(what: string, predicate: () => boolean, timeoutMs = 5000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
-}
 
 function withCredentials(url: string, user: string, password: string, vhost?: string): string {
   const u = new URL(url)
@@ -70,7 +63,7 @@ describeWithService('rabbitmq', 'RabbitMQ connection options', () => {
       const got: OmnibusEvent[] = []
       await b.subscribe(topic, (e) => void got.push(e))
       const receipt = await b.publish({ topic, data: { ok: true } })
-      await waitFor('the event', () => got.length === 1)
+      await eventually('the event', () => got.length === 1)
       expect(got[0]?.id).toBe(receipt.id)
       await b.disconnect()
       expect(b.isConnected).toBe(false)
@@ -144,16 +137,16 @@ describeWithService('rabbitmq', 'RabbitMQ connection options', () => {
         guarantee: 'exactly-once',
       })
       const { id } = await b.publish({ topic, data: 1, guarantee: 'exactly-once' })
-      await waitFor('the first store call', () => hasCalls >= 1)
+      await eventually('the first store call', () => hasCalls >= 1)
       await new Promise((resolve) => setTimeout(resolve, 1500))
       // Handed back after a pause each time, not thousands of times a second.
       expect(hasCalls).toBeLessThanOrEqual(3)
       expect(handled).toEqual([])
       broken = false
-      await waitFor('the event once the store works', () => handled.length === 1, 10_000)
+      await eventually('the event once the store works', () => handled.length === 1, 10_000)
       await b.publish({ topic, id, data: 1, guarantee: 'exactly-once' })
       const fence = await b.publish({ topic, data: 'fence', guarantee: 'exactly-once' })
-      await waitFor('the fence', () => handled.includes(fence.id))
+      await eventually('the fence', () => handled.includes(fence.id))
       expect(handled.filter((x) => x === id)).toHaveLength(1)
     } finally {
       await b.disconnect()
@@ -174,12 +167,12 @@ describeWithService('rabbitmq', 'RabbitMQ connection options', () => {
       // While the backend is cut off, someone replaces its queue with a classic one: declaring
       // it as quorum on reconnect fails.
       proxy.cut(true)
-      await waitFor('the backend to notice the cut', () => !b.isConnected)
+      await eventually('the backend to notice the cut', () => !b.isConnected)
       const ch = await conn.createConfirmChannel()
       await ch.deleteQueue(queue)
       await ch.assertQueue(queue, { durable: true, arguments: { 'x-queue-type': 'classic' } })
       proxy.heal()
-      await waitFor('reconnect', () => b.isConnected)
+      await eventually('reconnect', () => b.isConnected)
       // The re-attach runs right after the reconnect; its failure shows up in healthCheck.
       let health = await b.healthCheck()
       const by = Date.now() + 5000
@@ -229,9 +222,9 @@ describeWithService('rabbitmq', 'RabbitMQ connection options', () => {
         await inVhost.subscribe(topic, (e) => void vhostGot.add(e.id))
         await inRoot.subscribe(topic, (e) => void rootGot.add(e.id))
         const { id } = await inVhost.publish({ topic, data: 'vhost' })
-        await waitFor('the event inside the vhost', () => vhostGot.has(id))
+        await eventually('the event inside the vhost', () => vhostGot.has(id))
         const fence = await inRoot.publish({ topic, data: 'fence' })
-        await waitFor('the fence in /', () => rootGot.has(fence.id))
+        await eventually('the fence in /', () => rootGot.has(fence.id))
         expect(rootGot.has(id)).toBe(false)
         expect(vhostGot.has(fence.id)).toBe(false)
       } finally {

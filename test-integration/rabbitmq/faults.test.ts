@@ -4,17 +4,10 @@ import { ConnectionError, type EventBackend, type OmnibusEvent } from '@omnibus/
 import { createRabbitMQBackend, groupQueueName } from '@omnibus/rabbitmq'
 import { afterEach, expect, it } from 'vitest'
 import { describeWithService, requireEndpoint, restartHint, serviceRestart } from '../setup/services.ts'
+import { eventually } from '../setup/wait.ts'
 import { rawConnect, TEST_QUEUES } from './amqp.ts'
 
 const runId = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`
-
-async function waitFor(what: string, predicate: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 25))
-  }
-}
 
 describeWithService('rabbitmq', 'RabbitMQ fault tests', () => {
   const url = requireEndpoint('rabbitmq')
@@ -93,10 +86,10 @@ describeWithService('rabbitmq', 'RabbitMQ fault tests', () => {
       // The other 7,000 are published while the broker is away and after it is back.
       await Promise.all([restarting, ...Array.from({ length: 100 }, () => worker(total))])
       expect(receivedBeforeOutage).toBe(0)
-      await waitFor('the publisher to be healthy again', () => publisher.isConnected, 60_000)
+      await eventually('the publisher to be healthy again', () => publisher.isConnected, 60_000)
       expect((await publisher.healthCheck()).healthy).toBe(true)
       expect(acked.length).toBe(total)
-      await waitFor(
+      await eventually(
         `every acknowledged publish to arrive (${received.size}/${total})`,
         () => acked.every((id) => received.has(id)),
         90_000,
@@ -122,7 +115,7 @@ describeWithService('rabbitmq', 'RabbitMQ fault tests', () => {
       await impatient.connect()
       backends.push(impatient)
       const restarting = restartBroker()
-      await waitFor('the outage', () => !impatient.isConnected, 60_000)
+      await eventually('the outage', () => !impatient.isConnected, 60_000)
       const accepted: string[] = []
       const failures: unknown[] = []
       for (let i = 0; i < 20; i++) {
@@ -142,9 +135,9 @@ describeWithService('rabbitmq', 'RabbitMQ fault tests', () => {
         expect((e as Error).message).toMatch(/publish it again/)
       }
       // After recovery the same backend publishes again, and everything accepted arrives.
-      await waitFor('reconnect', () => impatient.isConnected, 60_000)
+      await eventually('reconnect', () => impatient.isConnected, 60_000)
       accepted.push((await impatient.publish({ topic, id: `${runId}-t-after`, data: {} })).id)
-      await waitFor('accepted events', () => accepted.every((id) => received.has(id)), 30_000)
+      await eventually('accepted events', () => accepted.every((id) => received.has(id)), 30_000)
     },
     120_000,
   )
@@ -164,21 +157,25 @@ describeWithService('rabbitmq', 'RabbitMQ fault tests', () => {
       if (m.type === 'ready') ready = true
       if (m.type === 'delivered' && m.id !== undefined) heldByChild.add(m.id)
     })
-    await waitFor('the child consumer to subscribe', () => ready, 30_000)
+    await eventually('the child consumer to subscribe', () => ready, 30_000)
     const publisher = await backend()
     const ids: string[] = []
     for (let i = 0; i < 20; i++) ids.push((await publisher.publish({ topic, data: { i } })).id)
     // The child holds up to its concurrency (5) unacknowledged events in never-ending handlers.
-    await waitFor('the child to hold events', () => heldByChild.size === 5, 10_000)
+    await eventually('the child to hold events', () => heldByChild.size === 5, 10_000)
     const survivor = await backend()
     const received = new Set<string>()
     await survivor.subscribe(topic, (e) => void received.add(e.id), { group, concurrency: 5 })
-    await waitFor('the survivor to get the events the child does not hold', () => received.size >= 15, 10_000)
+    await eventually(
+      'the survivor to get the events the child does not hold',
+      () => received.size >= 15,
+      10_000,
+    )
     expect([...heldByChild].some((id) => received.has(id))).toBe(false)
     const exited = new Promise((resolve) => child.once('exit', resolve))
     child.kill('SIGKILL')
     await exited
-    await waitFor(
+    await eventually(
       'the killed child’s events to reach the survivor',
       () => ids.every((id) => received.has(id)),
       15_000,
@@ -206,7 +203,7 @@ describeWithService('rabbitmq', 'RabbitMQ fault tests', () => {
       await ch.consume(groupQueueName('omnibus', group, topic), () => {
         got = true
       })
-      await waitFor(`delivery ${i + 1} to a doomed consumer`, () => got, 10_000)
+      await eventually(`delivery ${i + 1} to a doomed consumer`, () => got, 10_000)
       await ch.close()
     }
     await conn.close()
@@ -215,7 +212,7 @@ describeWithService('rabbitmq', 'RabbitMQ fault tests', () => {
     await b.connect()
     backends.push(b)
     await b.subscribe(topic, (e: OmnibusEvent) => void handled.push(e.id), { group, deadLetter: dlqTopic })
-    await waitFor('the dead letter', () => dead.length === 1, 10_000)
+    await eventually('the dead letter', () => dead.length === 1, 10_000)
     expect(handled).toEqual([])
     expect(dead[0]?.headers['omnibus-dlq-original-id']).toBe(id)
     expect(dead[0]?.headers['omnibus-dlq-reason']).toMatch(/delivered 4 times without an acknowledgement/)

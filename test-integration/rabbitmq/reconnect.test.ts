@@ -2,15 +2,8 @@ import { ConnectionError, type EventBackend, type OmnibusEvent } from '@omnibus/
 import { createRabbitMQBackend } from '@omnibus/rabbitmq'
 import { afterEach, expect, it } from 'vitest'
 import { describeWithService, requireEndpoint } from '../setup/services.ts'
+import { eventually } from '../setup/wait.ts'
 import { type CuttableProxy, cuttableProxy, TEST_QUEUES } from './amqp.ts'
-
-async function waitFor(what: string, predicate: () => boolean, timeoutMs = 10_000): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
-}
 
 describeWithService('rabbitmq', 'RabbitMQ reconnects (connections cut by a proxy)', () => {
   const url = requireEndpoint('rabbitmq')
@@ -38,10 +31,10 @@ describeWithService('rabbitmq', 'RabbitMQ reconnects (connections cut by a proxy
     const got = new Set<string>()
     await through.subscribe(topic, (e: OmnibusEvent) => void got.add(e.id), { group: `rc-${run}` })
     const before = await direct.publish({ topic, data: 'before' })
-    await waitFor('delivery before the cut', () => got.has(before.id))
+    await eventually('delivery before the cut', () => got.has(before.id))
 
     proxy.cut(true)
-    await waitFor('the backend to notice', () => !through.isConnected)
+    await eventually('the backend to notice', () => !through.isConnected)
     expect((await through.healthCheck()).healthy).toBe(false)
     // Published elsewhere while this consumer is cut off: the group queue keeps them.
     const during = await direct.publish({ topic, data: 'during' })
@@ -50,10 +43,10 @@ describeWithService('rabbitmq', 'RabbitMQ reconnects (connections cut by a proxy
     await new Promise((resolve) => setTimeout(resolve, 300))
     proxy.heal()
     const waited = await waiting
-    await waitFor('reconnect', () => through.isConnected)
+    await eventually('reconnect', () => through.isConnected)
     const health = await through.healthCheck()
     expect(health.healthy, health.detail).toBe(true)
-    await waitFor('events from the outage', () => got.has(during.id) && got.has(waited.id))
+    await eventually('events from the outage', () => got.has(during.id) && got.has(waited.id))
   })
 
   it('broadcast subscriptions come back with a new queue and receive again', async () => {
@@ -62,9 +55,9 @@ describeWithService('rabbitmq', 'RabbitMQ reconnects (connections cut by a proxy
     const got = new Set<string>()
     await through.subscribe(topic, (e: OmnibusEvent) => void got.add(e.id))
     proxy.cut(true)
-    await waitFor('the backend to notice', () => !through.isConnected)
+    await eventually('the backend to notice', () => !through.isConnected)
     proxy.heal()
-    await waitFor('reconnect', () => through.isConnected)
+    await eventually('reconnect', () => through.isConnected)
     const deadline = Date.now() + 10_000
     let id = ''
     while (Date.now() < deadline && !got.has(id)) {
@@ -77,7 +70,7 @@ describeWithService('rabbitmq', 'RabbitMQ reconnects (connections cut by a proxy
   it('disconnect() while reconnecting ends it for good, and pending publishes fail', async () => {
     const { proxy, through } = await setup()
     proxy.cut(true)
-    await waitFor('the backend to notice', () => !through.isConnected)
+    await eventually('the backend to notice', () => !through.isConnected)
     const pending = through.publish({ topic: `rc.${run}.gone`, data: 1 }).then(
       () => undefined,
       (e: unknown) => e,

@@ -8,15 +8,8 @@ import { ConnectionError, type EventBackend, type OmnibusEvent } from '@omnibus/
 import { backendFromUrl, createRedisBackend } from '@omnibus/redis'
 import { afterEach, expect, it } from 'vitest'
 import { describeWithService, serviceEndpoint } from '../setup/services.ts'
+import { eventually } from '../setup/wait.ts'
 import { IT_PREFIX, makeBackend } from './backend.ts'
-
-async function until(what: string, deadlineMs: number, predicate: () => boolean): Promise<void> {
-  const end = Date.now() + deadlineMs
-  while (!predicate()) {
-    if (Date.now() > end) throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 10))
-  }
-}
 
 describeWithService('redis', 'redis connections: ACL users, caller-owned clients, URLs', () => {
   const url = serviceEndpoint('redis') as string
@@ -33,7 +26,7 @@ describeWithService('redis', 'redis connections: ACL users, caller-owned clients
     const got: OmnibusEvent[] = []
     await b.subscribe(topic, (e) => void got.push(e), { group: 'rt' })
     await b.publish({ topic, data: { hello: 'acl' } })
-    await until('the event', 5_000, () => got.length > 0)
+    await eventually('the event', () => got.length > 0, 5_000)
     return got[0] as OmnibusEvent
   }
 

@@ -2,15 +2,8 @@ import { randomUUID } from 'node:crypto'
 import type { EventBackend } from '@omnibus/core'
 import { afterEach, expect, it } from 'vitest'
 import { describeWithService, serviceEndpoint } from '../setup/services.ts'
+import { eventually } from '../setup/wait.ts'
 import { makeBackend } from './backend.ts'
-
-async function waitFor(what: string, predicate: () => boolean, timeoutMs: number): Promise<void> {
-  const deadline = Date.now() + timeoutMs
-  while (!predicate()) {
-    if (Date.now() > deadline) throw new Error(`timed out after ${timeoutMs} ms waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
-}
 
 describeWithService('redis', 'redis exactly-once', () => {
   process.env.OMNIBUS_IT_REDIS_URL = serviceEndpoint('redis') as string
@@ -59,7 +52,7 @@ describeWithService('redis', 'redis exactly-once', () => {
         expect(batch.failed).toBe(0)
       }
       const fence = await publisher.publish({ topic, data: { fence: true }, guarantee: 'exactly-once' })
-      await waitFor('the fence event', () => effects.has(fence.id), 20_000)
+      await eventually('the fence event', () => effects.has(fence.id), 20_000)
       // A copy that found the id busy looks again after at most 1 s and then finds it done:
       // give those re-checks time to run (and to show a second effect, were there one).
       await new Promise((resolve) => setTimeout(resolve, 1_500))

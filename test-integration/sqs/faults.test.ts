@@ -5,16 +5,9 @@ import { createEvent, type EventBackend, encodeEvent, isRetryable, type OmnibusE
 import type { SqsBackend } from '@omnibus/sqs'
 import { afterAll, afterEach, expect, it } from 'vitest'
 import { describeWithService, restartHint, serviceEndpoint, serviceRestart } from '../setup/services.ts'
+import { eventually } from '../setup/wait.ts'
 import { makeBackend, runPrefix } from './backend.ts'
 import { deleteQueues } from './cleanup.ts'
-
-async function until(what: string, deadlineMs: number, predicate: () => boolean): Promise<void> {
-  const end = Date.now() + deadlineMs
-  while (!predicate()) {
-    if (Date.now() > end) throw new Error(`timed out after ${deadlineMs} ms waiting for ${what}`)
-    await new Promise((resolve) => setTimeout(resolve, 20))
-  }
-}
 
 describeWithService('sqs', 'sqs fault tests', () => {
   const endpoint = serviceEndpoint('sqs') as string
@@ -64,7 +57,7 @@ describeWithService('sqs', 'sqs fault tests', () => {
     const { child, lines } = spawnChild(topic, '-', 2_000, {
       OMNIBUS_SQS_ORPHAN_AFTER_MS: String(orphanAfterMs),
     })
-    await until('the child to subscribe', 30_000, () => lines.includes('ready'))
+    await eventually('the child to subscribe', () => lines.includes('ready'), 30_000)
     const publisher = await backend({ orphanAfterMs })
     // A valid envelope written as it is: the count of queues it reached is the routing table.
     const body = encodeEvent(createEvent({ topic, data: { probe: true } }))
@@ -105,13 +98,15 @@ describeWithService('sqs', 'sqs fault tests', () => {
     const lines: string[] = []
     child.stdout?.setEncoding('utf8')
     child.stdout?.on('data', (chunk: string) => lines.push(...chunk.split('\n').filter((l) => l !== '')))
-    await until('the child to subscribe', 30_000, () => lines.includes('ready'))
+    await eventually('the child to subscribe', () => lines.includes('ready'), 30_000)
 
     const publisher = await backend()
     const ids: string[] = []
     for (let i = 0; i < 3; i++) ids.push((await publisher.publish({ topic, data: { i } })).id)
-    await until('the child to start all three handlers', 10_000, () =>
-      ids.every((id) => lines.some((l) => l.startsWith(`handling ${id}`))),
+    await eventually(
+      'the child to start all three handlers',
+      () => ids.every((id) => lines.some((l) => l.startsWith(`handling ${id}`))),
+      10_000,
     )
 
     // The survivor joins while the child still holds the messages: it must not get them early.
@@ -130,8 +125,10 @@ describeWithService('sqs', 'sqs fault tests', () => {
 
     child.kill('SIGKILL')
     const killedAt = Date.now()
-    await until('the survivor to handle every event of the killed member', visibilityMs * 2 + 8_000, () =>
-      ids.every((id) => got.some((g) => g.event.id === id)),
+    await eventually(
+      'the survivor to handle every event of the killed member',
+      () => ids.every((id) => got.some((g) => g.event.id === id)),
+      visibilityMs * 2 + 8_000,
     )
     for (const g of got) {
       expect(g.attempt, 'a redelivery counts as a new attempt').toBeGreaterThanOrEqual(2)
@@ -156,8 +153,10 @@ describeWithService('sqs', 'sqs fault tests', () => {
       await parkedSub.unsubscribe()
       const before: string[] = []
       for (let i = 0; i < 50; i++) before.push((await publisher.publish({ topic, data: { i } })).id)
-      await until('the live group to handle the first 50', 10_000, () =>
-        before.every((id) => received.has(id)),
+      await eventually(
+        'the live group to handle the first 50',
+        () => before.every((id) => received.has(id)),
+        10_000,
       )
 
       const restarting = (restart as () => Promise<void>)()
@@ -193,8 +192,10 @@ describeWithService('sqs', 'sqs fault tests', () => {
         during: acknowledged.filter((id) => !received.has(id)).length,
         after: after.filter((id) => !received.has(id)).length,
       })
-      await until('the live consumer to resume and handle everything acknowledged', 60_000, () =>
-        [...acknowledged, ...after].every((id) => received.has(id)),
+      await eventually(
+        'the live consumer to resume and handle everything acknowledged',
+        () => [...acknowledged, ...after].every((id) => received.has(id)),
+        60_000,
       ).catch((error: Error) => {
         throw new Error(
           `${error.message}: missing ${JSON.stringify(missing())} of ${acknowledged.length} acknowledged during the restart and ${after.length} after`,
@@ -204,8 +205,10 @@ describeWithService('sqs', 'sqs fault tests', () => {
       // The parked group's queue kept its 50 + everything accepted since, across the restart.
       const parkedGot = new Set<string>()
       await (await backend()).subscribe(topic, (e) => void parkedGot.add(e.id), { group: parked })
-      await until('the parked group to find every event published since it was created', 20_000, () =>
-        [...before, ...acknowledged, ...after].every((id) => parkedGot.has(id)),
+      await eventually(
+        'the parked group to find every event published since it was created',
+        () => [...before, ...acknowledged, ...after].every((id) => parkedGot.has(id)),
+        20_000,
       )
     },
   )
