@@ -60,6 +60,22 @@ function restartingBroker(): { client: SQSClient; state: { restoring: boolean };
   return { client, state, stored }
 }
 
+/**
+ * With the clock frozen at `t0`: a backend on a {@link restartingBroker} that published once,
+ * after which the broker starts restoring (its group queue looks missing).
+ */
+async function restoringAtFixedTime(discoveryIntervalMs: number) {
+  vi.useFakeTimers({ toFake: ['Date'] })
+  const t0 = Date.UTC(2026, 0, 1)
+  vi.setSystemTime(t0)
+  const broker = restartingBroker()
+  const b = createSqsBackend({ client: broker.client, logger: silentLogger, discoveryIntervalMs })
+  await b.connect()
+  await b.publish({ topic: 'a.b', data: 0 })
+  broker.state.restoring = true
+  return { t0, b, broker }
+}
+
 describe('publish', () => {
   afterEach(() => {
     vi.useRealTimers()
@@ -91,14 +107,7 @@ describe('publish', () => {
   })
 
   it('takes a group queue as deleted once sends have found it missing for the whole window', async () => {
-    vi.useFakeTimers({ toFake: ['Date'] })
-    const t0 = Date.UTC(2026, 0, 1)
-    vi.setSystemTime(t0)
-    const broker = restartingBroker()
-    const b = createSqsBackend({ client: broker.client, logger: silentLogger, discoveryIntervalMs: 60_000 })
-    await b.connect()
-    await b.publish({ topic: 'a.b', data: 0 })
-    broker.state.restoring = true
+    const { t0, b } = await restoringAtFixedTime(60_000)
     await expect(b.publish({ topic: 'a.b', data: 1 })).rejects.toBeInstanceOf(PublishError)
     vi.setSystemTime(t0 + GROUP_QUEUE_MISSING_MS - 1000)
     await expect(b.publish({ topic: 'a.b', data: 2 })).rejects.toBeInstanceOf(PublishError)
@@ -111,14 +120,7 @@ describe('publish', () => {
   })
 
   it('starts a new window when a group queue goes missing long after its last failure', async () => {
-    vi.useFakeTimers({ toFake: ['Date'] })
-    const t0 = Date.UTC(2026, 0, 1)
-    vi.setSystemTime(t0)
-    const broker = restartingBroker()
-    const b = createSqsBackend({ client: broker.client, logger: silentLogger, discoveryIntervalMs: 600_000 })
-    await b.connect()
-    await b.publish({ topic: 'a.b', data: 0 })
-    broker.state.restoring = true
+    const { t0, b, broker } = await restoringAtFixedTime(600_000)
     await expect(b.publish({ topic: 'a.b', data: 1 })).rejects.toBeInstanceOf(PublishError)
     // Nothing published for a long while, then a second restart: the queue is still routed.
     vi.setSystemTime(t0 + GROUP_QUEUE_MISSING_MS * 3)
