@@ -32,6 +32,8 @@ START_TIMEOUT_S=90
 STOP_TIMEOUT_S=30
 
 log() { echo "[kafka] $*"; }
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 apt_install() {
   local sudo=""
@@ -69,18 +71,6 @@ ensure_jars() {
     return 1
   }
   touch "$CACHE/.complete"
-}
-
-pid() {
-  if [ -f "$PIDFILE" ]; then
-    local p
-    p="$(cat "$PIDFILE" 2>/dev/null || true)"
-    if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then
-      echo "$p"
-      return 0
-    fi
-  fi
-  return 1
 }
 
 port_open() {
@@ -186,43 +176,4 @@ L4J
   log "running (pid $(pid)) on $HOST:$PORT"
 }
 
-stop() {
-  local p
-  if ! p="$(pid)"; then
-    log "not running"
-    rm -f "$PIDFILE"
-    return 0
-  fi
-  kill "$p" 2>/dev/null || true
-  local deadline=$((SECONDS + STOP_TIMEOUT_S))
-  while kill -0 "$p" 2>/dev/null; do
-    if [ "$SECONDS" -ge "$deadline" ]; then
-      log "broker did not stop within ${STOP_TIMEOUT_S}s; killing it"
-      kill -9 "$p" 2>/dev/null || true
-      break
-    fi
-    sleep 0.2
-  done
-  rm -f "$PIDFILE"
-  log "stopped"
-}
-
-status() {
-  if pid >/dev/null && answers; then
-    log "running (pid $(pid)) on $HOST:$PORT"
-    return 0
-  fi
-  log "not running"
-  return 1
-}
-
-case "${1:-}" in
-  start) start ;;
-  stop) stop ;;
-  restart) stop && start ;;
-  status) status ;;
-  *)
-    echo "usage: $0 {start|stop|restart|status}" >&2
-    exit 2
-    ;;
-esac
+dispatch "$@"

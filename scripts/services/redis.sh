@@ -15,6 +15,10 @@ LOG="$DIR/redis.log"
 CONF="$DIR/redis.conf"
 
 log() { echo "[redis] $*"; }
+STOP_TIMEOUT_S=10
+answers() { ping; }
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ensure_installed() {
   if command -v redis-server >/dev/null 2>&1 && command -v redis-cli >/dev/null 2>&1; then
@@ -32,18 +36,6 @@ ensure_installed() {
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet redis-server 2>/dev/null; then
     $sudo systemctl stop redis-server || true
   fi
-}
-
-pid() {
-  if [ -f "$PIDFILE" ]; then
-    local p
-    p="$(cat "$PIDFILE" 2>/dev/null || true)"
-    if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then
-      echo "$p"
-      return 0
-    fi
-  fi
-  return 1
 }
 
 ping() {
@@ -90,46 +82,4 @@ start() {
   return 1
 }
 
-stop() {
-  local p
-  if ! p="$(pid)"; then
-    log "not running"
-    rm -f "$PIDFILE"
-    return 0
-  fi
-  kill "$p" 2>/dev/null || true
-  for _ in $(seq 1 100); do
-    if ! kill -0 "$p" 2>/dev/null; then
-      rm -f "$PIDFILE"
-      log "stopped"
-      return 0
-    fi
-    sleep 0.1
-  done
-  log "pid $p did not stop within 10 s; killing it" >&2
-  kill -9 "$p" 2>/dev/null || true
-  rm -f "$PIDFILE"
-}
-
-status() {
-  if pid >/dev/null && ping; then
-    log "running (pid $(pid)) on $HOST:$PORT"
-    return 0
-  fi
-  log "not running"
-  return 3
-}
-
-case "${1:-}" in
-  start) start ;;
-  stop) stop ;;
-  restart)
-    stop
-    start
-    ;;
-  status) status ;;
-  *)
-    echo "usage: $0 {start|stop|restart|status}" >&2
-    exit 2
-    ;;
-esac
+dispatch "$@"

@@ -26,6 +26,10 @@ LOG="$DIR/elasticmq.log"
 CONF="$DIR/elasticmq.conf"
 
 log() { echo "[sqs] $*"; }
+STOP_TIMEOUT_S=30
+answers() { ping; }
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 apt_install() {
   local sudo=""
@@ -96,18 +100,6 @@ EOF
   rm -rf "$work" "$CACHE"
   touch "$CACHE.tmp/.complete"
   mv "$CACHE.tmp" "$CACHE"
-}
-
-pid() {
-  if [ -f "$PIDFILE" ]; then
-    local p
-    p="$(cat "$PIDFILE" 2>/dev/null || true)"
-    if [ -n "$p" ] && kill -0 "$p" 2>/dev/null; then
-      echo "$p"
-      return 0
-    fi
-  fi
-  return 1
 }
 
 ping() {
@@ -219,46 +211,4 @@ start() {
   return 1
 }
 
-stop() {
-  local p
-  if ! p="$(pid)"; then
-    log "not running"
-    rm -f "$PIDFILE"
-    return 0
-  fi
-  kill "$p" 2>/dev/null || true
-  for _ in $(seq 1 300); do
-    if ! kill -0 "$p" 2>/dev/null; then
-      rm -f "$PIDFILE"
-      log "stopped"
-      return 0
-    fi
-    sleep 0.1
-  done
-  log "pid $p did not stop within 30 s; killing it" >&2
-  kill -9 "$p" 2>/dev/null || true
-  rm -f "$PIDFILE"
-}
-
-status() {
-  if pid >/dev/null && ping; then
-    log "running (pid $(pid)) on $HOST:$PORT"
-    return 0
-  fi
-  log "not running"
-  return 3
-}
-
-case "${1:-}" in
-  start) start ;;
-  stop) stop ;;
-  restart)
-    stop
-    start
-    ;;
-  status) status ;;
-  *)
-    echo "usage: $0 {start|stop|restart|status}" >&2
-    exit 2
-    ;;
-esac
+dispatch "$@"
