@@ -260,88 +260,59 @@ function invalidDocument(doc: unknown, raw: string, reason: string): InvalidEnve
   return new InvalidEnvelopeError(reason, raw || safeStringify(doc))
 }
 
+// The last topic found valid: events read in a row mostly share their topic, and comparing two
+// equal strings is cheaper than scanning one.
+let lastValidTopic = ''
+
 /** Builds an envelope from a parsed CloudEvents object; see {@link decodeEvent}. */
 export function fromCloudEvent(doc: unknown, rawForErrors = ''): OmnibusEvent {
   if (doc === null || typeof doc !== 'object' || Array.isArray(doc)) {
     throw invalidDocument(doc, rawForErrors, 'the document is not a JSON object')
   }
   const ce = doc as Record<string, unknown>
-  let id: unknown
-  let type: unknown
-  let source: unknown
-  let time: unknown
-  let data: unknown = null
-  let dataBase64: unknown
-  let guarantee: unknown
-  let correlationId: unknown
-  let causationId: unknown
-  let partitionKey: unknown
-  let specversion: unknown
+  // The attributes by name; what else the document holds (headers, foreign extensions) only
+  // needs a pass over its members when it has more members than the attributes read here.
+  const specversion = ce.specversion
+  const id = ce.id
+  const type = ce.type
+  const source = ce.source
+  const time = ce.time
+  let data = ce.data
+  const dataBase64 = ce.data_base64
+  let guarantee = ce.guarantee
+  const correlationId = ce.correlationid
+  const causationId = ce.causationid
+  const partitionKey = ce.partitionkey
+  let known =
+    (specversion === undefined ? 0 : 1) +
+    (id === undefined ? 0 : 1) +
+    (type === undefined ? 0 : 1) +
+    (source === undefined ? 0 : 1) +
+    (time === undefined ? 0 : 1) +
+    (data === undefined ? 0 : 1) +
+    (dataBase64 === undefined ? 0 : 1) +
+    (guarantee === undefined ? 0 : 1) +
+    (correlationId === undefined ? 0 : 1) +
+    (causationId === undefined ? 0 : 1) +
+    (partitionKey === undefined ? 0 : 1)
+  if (ce.datacontenttype !== undefined) known++
+  let members = 0
+  for (const _ in ce) members++
   const headers: Record<string, string> = {}
-  // One pass over the members: envelope attributes by name, everything else a header.
-  for (const key in ce) {
-    const value = ce[key]
-    switch (key) {
-      case 'specversion':
-        specversion = value
-        break
-      case 'id':
-        id = value
-        break
-      case 'type':
-        type = value
-        break
-      case 'source':
-        source = value
-        break
-      case 'time':
-        time = value
-        break
-      case 'data':
-        data = value
-        break
-      case 'data_base64':
-        dataBase64 = value
-        break
-      case 'guarantee':
-        guarantee = value
-        break
-      case 'correlationid':
-        correlationId = value
-        break
-      case 'causationid':
-        causationId = value
-        break
-      case 'partitionkey':
-        partitionKey = value
-        break
-      case 'datacontenttype':
-      case 'dataschema':
-      case 'subject':
-        break
-      case 'traceparent':
-      case 'tracestate':
-        if (typeof value === 'string') setHeader(headers, key, value)
-        break
-      default:
-        if (key.startsWith(HEADER_PREFIX)) {
-          if (typeof value === 'string') setHeader(headers, key.slice(HEADER_PREFIX.length), value)
-        } else if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') {
-          // A foreign producer's scalar extension attribute surfaces as a header.
-          setHeader(headers, key, String(value))
-        }
-    }
-  }
+  if (members !== known) collectHeaders(ce, headers)
   if (specversion !== '1.0')
     throw invalidDocument(doc, rawForErrors, `specversion is ${JSON.stringify(specversion)}, expected "1.0"`)
   if (typeof id !== 'string' || id.length === 0) throw invalidDocument(doc, rawForErrors, 'id is missing')
   if (typeof type !== 'string') throw invalidDocument(doc, rawForErrors, 'type (the topic) is missing')
-  if (!isValidTopic(type))
-    throw invalidDocument(
-      doc,
-      rawForErrors,
-      `type "${String(type).slice(0, 300)}" is not a valid Omnibus topic`,
-    )
+  if (type !== lastValidTopic) {
+    if (!isValidTopic(type))
+      throw invalidDocument(
+        doc,
+        rawForErrors,
+        `type "${String(type).slice(0, 300)}" is not a valid Omnibus topic`,
+      )
+    lastValidTopic = type
+  }
   if (typeof source !== 'string' || source.length === 0)
     throw invalidDocument(doc, rawForErrors, 'source is missing')
   let at = Date.now()
@@ -356,6 +327,8 @@ export function fromCloudEvent(doc: unknown, rawForErrors = ''): OmnibusEvent {
     }
     const buf = Buffer.from(dataBase64, 'base64')
     data = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength)
+  } else if (data === undefined) {
+    data = null
   }
   if (guarantee === undefined) guarantee = 'at-least-once'
   else if (guarantee !== 'at-least-once' && guarantee !== 'at-most-once' && guarantee !== 'exactly-once') {
@@ -374,6 +347,40 @@ export function fromCloudEvent(doc: unknown, rawForErrors = ''): OmnibusEvent {
   if (typeof causationId === 'string') event.causationId = causationId
   if (typeof partitionKey === 'string') event.partitionKey = partitionKey
   return event
+}
+
+// Members other than the envelope attributes: user headers (`hdr_` + name), the trace context,
+// and a foreign producer's scalar extension attributes, which surface as headers.
+function collectHeaders(ce: Record<string, unknown>, headers: Record<string, string>): void {
+  for (const key in ce) {
+    switch (key) {
+      case 'specversion':
+      case 'id':
+      case 'type':
+      case 'source':
+      case 'time':
+      case 'data':
+      case 'data_base64':
+      case 'guarantee':
+      case 'correlationid':
+      case 'causationid':
+      case 'partitionkey':
+      case 'datacontenttype':
+      case 'dataschema':
+      case 'subject':
+        break
+      default: {
+        const value = ce[key]
+        if (key === 'traceparent' || key === 'tracestate') {
+          if (typeof value === 'string') setHeader(headers, key, value)
+        } else if (key.startsWith(HEADER_PREFIX)) {
+          if (typeof value === 'string') setHeader(headers, key.slice(HEADER_PREFIX.length), value)
+        } else if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') {
+          setHeader(headers, key, String(value))
+        }
+      }
+    }
+  }
 }
 
 function digits(s: string, from: number, count: number): number {

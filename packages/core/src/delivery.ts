@@ -8,7 +8,7 @@
  * - {@link MemoryDedupeStore}: processed-id records for exactly-once;
  * - {@link KeyedLimiter}: per-subscription concurrency that keeps per-key order.
  */
-import { runWithEventContext2 } from './envelope.ts'
+import { callWithEventContextSync, runWithEventContext2 } from './envelope.ts'
 import { CapabilityError, ConfigurationError } from './errors.ts'
 import { setHeader } from './headers.ts'
 import {
@@ -348,39 +348,127 @@ function isThenable(value: unknown): value is PromiseLike<unknown> {
   )
 }
 
+// How a runner scopes its handler. An async function always runs in a full async context, so
+// events it publishes after an `await` still inherit causation. Any other function starts there
+// too and, after WARMUP calls in a row that all returned a non-promise, moves to the synchronous
+// scope (`callWithEventContextSync`: a few nanoseconds instead of hundreds per event); a promise
+// returned later moves it back for good.
+const MODE_ASYNC = 0
+const MODE_WARMUP = 1
+const MODE_SYNC = 2
+const WARMUP = 16
+const AsyncFunction = (async () => {}).constructor
+
+/** The context a handler receives: one small object per call, its two actions bound on first use. */
+class RunContext implements HandlerContext {
+  decision: HandlerOutcome | undefined = undefined
+  readonly attempt: number
+  readonly #runner: HandlerRunner<never>
+
+  constructor(runner: HandlerRunner<never>, attempt: number) {
+    this.#runner = runner
+    this.attempt = attempt
+  }
+
+  get subscription(): Subscription {
+    return this.#runner.subscription
+  }
+
+  get logger(): Logger {
+    return this.#runner.logger
+  }
+
+  get signal(): AbortSignal {
+    return this.#runner.signal
+  }
+
+  // Getters returning bound functions: `const { retry } = ctx; retry()` works, and a handler that
+  // never asks pays nothing for them.
+  get retry(): (delayMs?: number) => void {
+    return (delayMs?: number) => {
+      this.decision = { kind: 'retry', delayMs, error: new Error('handler asked for a retry') }
+    }
+  }
+
+  get deadLetter(): (reason: string) => void {
+    return (reason: string) => {
+      this.decision = { kind: 'dead-letter', reason, error: undefined }
+    }
+  }
+
+  /** Calls the handler; shaped for the event-context helpers, so no closure per call. */
+  static call(event: OmnibusEvent, ctx: RunContext): unknown {
+    return ctx.#runner.handler(event as never, ctx)
+  }
+}
+
 /**
- * Runs a handler with its context inside the event's causation scope and returns what it asked
- * for: `ack` when it returned or resolved, `retry` when it threw, rejected or called `ctx.retry`,
- * `dead-letter` when it called `ctx.deadLetter`. Never throws, never rejects.
+ * Runs one subscription's handler, event after event: each call inside the event's causation
+ * scope, its result turned into an outcome — `ack` when it returned or resolved, `retry` when it
+ * threw, rejected or called `ctx.retry`, `dead-letter` when it called `ctx.deadLetter`. Never
+ * throws, never rejects.
  *
- * The outcome of a handler that returned synchronously (anything but a promise or thenable) is
- * returned as a plain value, so a backend's hot path need not wait a microtask per event;
- * `await invokeHandler(...)` is right for both.
+ * A handler that returned synchronously (anything but a promise or thenable) gets its outcome as a
+ * plain value, so a backend's hot path need not wait a microtask per event; `await` is right for
+ * both. Handlers that are not `async` functions and keep returning synchronously move to a cheaper
+ * synchronous causation scope after a few calls: events they publish before returning inherit
+ * causation as always, while callbacks they schedule without returning them (an un-awaited
+ * `setTimeout`) do not. A handler that returns a promise keeps the full async scope.
+ */
+export class HandlerRunner<T = unknown> {
+  readonly handler: EventHandler<T>
+  readonly subscription: Subscription
+  readonly logger: Logger
+  readonly signal: AbortSignal
+  #mode: number
+  #syncCalls = 0
+
+  constructor(handler: EventHandler<T>, subscription: Subscription, logger: Logger, signal: AbortSignal) {
+    this.handler = handler
+    this.subscription = subscription
+    this.logger = logger
+    this.signal = signal
+    this.#mode = handler instanceof AsyncFunction ? MODE_ASYNC : MODE_WARMUP
+  }
+
+  /** Whether calls now take the synchronous causation scope (after the warm-up). */
+  get synchronousScope(): boolean {
+    return this.#mode === MODE_SYNC
+  }
+
+  /** Runs the handler for `event` (delivery number `attempt`, 1 for the first). */
+  run(event: OmnibusEvent<T>, attempt: number): HandlerOutcome | Promise<HandlerOutcome> {
+    const ctx = new RunContext(this as HandlerRunner<never>, attempt)
+    let result: unknown
+    try {
+      result =
+        this.#mode === MODE_SYNC
+          ? callWithEventContextSync(event, RunContext.call, ctx)
+          : runWithEventContext2(event, RunContext.call, event, ctx)
+    } catch (error) {
+      return ctx.decision ?? { kind: 'retry', delayMs: undefined, error }
+    }
+    if (!isThenable(result)) {
+      if (this.#mode === MODE_WARMUP && ++this.#syncCalls >= WARMUP) this.#mode = MODE_SYNC
+      return ctx.decision ?? ACK
+    }
+    this.#mode = MODE_ASYNC
+    return Promise.resolve(result).then(
+      () => ctx.decision ?? ACK,
+      (error: unknown) => ctx.decision ?? { kind: 'retry', delayMs: undefined, error },
+    )
+  }
+}
+
+/**
+ * Runs a handler once with its context inside the event's causation scope; see
+ * {@link HandlerRunner}, which backends keep per subscription for the cheaper scope of
+ * synchronous handlers. Never throws, never rejects.
  */
 export function invokeHandler<T>(args: InvokeArgs<T>): HandlerOutcome | Promise<HandlerOutcome> {
-  let decision: HandlerOutcome | undefined
-  const ctx: HandlerContext = {
-    attempt: args.attempt,
-    subscription: args.subscription,
-    logger: args.logger,
-    signal: args.signal,
-    retry(delayMs?: number) {
-      decision = { kind: 'retry', delayMs, error: new Error('handler asked for a retry') }
-    },
-    deadLetter(reason: string) {
-      decision = { kind: 'dead-letter', reason, error: undefined }
-    },
-  }
-  let result: unknown
-  try {
-    result = runWithEventContext2(args.event, args.handler, args.event, ctx)
-  } catch (error) {
-    return decision ?? { kind: 'retry', delayMs: undefined, error }
-  }
-  if (!isThenable(result)) return decision ?? ACK
-  return Promise.resolve(result).then(
-    () => decision ?? ACK,
-    (error: unknown) => decision ?? { kind: 'retry', delayMs: undefined, error },
+  return new HandlerRunner(args.handler, args.subscription, args.logger, args.signal).run(
+    args.event,
+    args.attempt,
   )
 }
 

@@ -40,6 +40,7 @@ export {
   decideFailure,
   type FailureDecision,
   type HandlerOutcome,
+  HandlerRunner,
   type InvokeArgs,
   invokeHandler,
   KeyedLimiter,

@@ -5,6 +5,7 @@ import {
   DLQ_HEADERS,
   deadLetterInput,
   decideFailure,
+  HandlerRunner,
   invokeHandler,
   KeyedLimiter,
   MemoryDedupeStore,
@@ -343,6 +344,119 @@ describe('invokeHandler', () => {
     expect(settled).toBe(false)
     resolveThen()
     expect(await pending).toEqual({ kind: 'ack' })
+  })
+})
+
+describe('HandlerRunner', () => {
+  const subscription: Subscription = {
+    id: 's',
+    pattern: 'a.*',
+    group: undefined,
+    active: true,
+    unsubscribe: async () => {},
+  }
+  const signal = new AbortController().signal
+  const events = Array.from({ length: 40 }, (_, i) => createEvent({ topic: 'a.b', data: i, id: `e${i}` }))
+  const tick = () => new Promise((resolve) => setTimeout(resolve, 1))
+
+  it('keeps the full async scope for async handlers: events published after an await inherit causation', async () => {
+    const children: OmnibusEvent[] = []
+    const runner = new HandlerRunner(
+      async () => {
+        await Promise.resolve()
+        children.push(createEvent({ topic: 'child', data: null }))
+      },
+      subscription,
+      silentLogger,
+      signal,
+    )
+    for (const event of events) expect(await runner.run(event, 1)).toEqual({ kind: 'ack' })
+    expect(runner.synchronousScope).toBe(false)
+    expect(children.map((c) => c.causationId)).toEqual(events.map((e) => e.id))
+  })
+
+  it('moves a synchronous handler to the synchronous scope after its warm-up, keeping causation for what it publishes', () => {
+    const children: OmnibusEvent[] = []
+    const runner = new HandlerRunner(
+      () => {
+        children.push(createEvent({ topic: 'child', data: null }))
+      },
+      subscription,
+      silentLogger,
+      signal,
+    )
+    const modes: boolean[] = []
+    for (const event of events) {
+      const outcome = runner.run(event, 1)
+      expect(outcome).toEqual({ kind: 'ack' })
+      modes.push(runner.synchronousScope)
+    }
+    expect(modes.indexOf(true)).toBe(15)
+    expect(modes.slice(15).every(Boolean)).toBe(true)
+    expect(children.map((c) => c.causationId)).toEqual(events.map((e) => e.id))
+    expect(children.every((c) => c.correlationId === c.causationId)).toBe(true)
+    // Nothing leaks out of the scope once the handler returned.
+    expect(currentEvent()).toBeUndefined()
+  })
+
+  it('goes back to the async scope for good once a handler returns a promise', async () => {
+    let asyncNow = false
+    const children: OmnibusEvent[] = []
+    const runner = new HandlerRunner(
+      () => {
+        if (!asyncNow) return undefined
+        return tick().then(() => {
+          children.push(createEvent({ topic: 'child', data: null }))
+        })
+      },
+      subscription,
+      silentLogger,
+      signal,
+    )
+    for (const event of events.slice(0, 20)) runner.run(event, 1)
+    expect(runner.synchronousScope).toBe(true)
+    asyncNow = true
+    // The first promise was started in the synchronous scope; from the next call on, the scope is async.
+    expect(await runner.run(events[20] as OmnibusEvent, 1)).toEqual({ kind: 'ack' })
+    expect(runner.synchronousScope).toBe(false)
+    for (const event of events.slice(21, 25)) expect(await runner.run(event, 1)).toEqual({ kind: 'ack' })
+    expect(children[0]?.causationId).toBeUndefined()
+    expect(children.slice(1).map((c) => c.causationId)).toEqual(events.slice(21, 25).map((e) => e.id))
+  })
+
+  it('turns throws, ctx.retry and ctx.deadLetter into outcomes in either scope, destructured actions included', () => {
+    const err = new Error('boom')
+    let behaviour = 'ack'
+    const seen: Array<{ attempt: number; subscription: Subscription; signal: AbortSignal }> = []
+    const runner = new HandlerRunner(
+      (_e, ctx) => {
+        seen.push({ attempt: ctx.attempt, subscription: ctx.subscription, signal: ctx.signal })
+        const { retry, deadLetter } = ctx
+        if (behaviour === 'throw') throw err
+        if (behaviour === 'retry') retry(70)
+        if (behaviour === 'dead') deadLetter('poison')
+      },
+      subscription,
+      silentLogger,
+      signal,
+    )
+    const round = (attempt: number) => {
+      const event = events[attempt] as OmnibusEvent
+      behaviour = 'throw'
+      expect(runner.run(event, attempt)).toEqual({ kind: 'retry', delayMs: undefined, error: err })
+      behaviour = 'retry'
+      expect(runner.run(event, attempt)).toMatchObject({ kind: 'retry', delayMs: 70 })
+      behaviour = 'dead'
+      expect(runner.run(event, attempt)).toEqual({ kind: 'dead-letter', reason: 'poison', error: undefined })
+      behaviour = 'ack'
+      expect(runner.run(event, attempt)).toEqual({ kind: 'ack' })
+    }
+    round(1)
+    expect(runner.synchronousScope).toBe(false)
+    for (let i = 0; i < 5; i++) round(2)
+    expect(runner.synchronousScope).toBe(true)
+    round(3)
+    expect(seen.at(-1)).toEqual({ attempt: 3, subscription, signal })
   })
 })
 
