@@ -15,7 +15,7 @@ import {
   createEvent,
   decodeEvent,
   encodeEvent,
-  invokeHandler,
+  HandlerRunner,
   type Subscription,
   silentLogger,
 } from '@omnibus/core'
@@ -53,7 +53,8 @@ async function fill(): Promise<void> {
 
 /**
  * What the raw consumer does per message: `json` = JSON.parse, `codec` = core's decodeEvent,
- * `core` = decodeEvent then core's invokeHandler (the two core calls every backend makes per event),
+ * `core` = decodeEvent then a core HandlerRunner's run (the two core calls every backend makes per
+ * event),
  * which leaves only the backend's own per-event cost between that line and the backend's.
  */
 type RawWork = 'json' | 'codec' | 'core'
@@ -84,6 +85,7 @@ async function rawRun(round: number, work: RawWork): Promise<Timing> {
   let cpu1: NodeJS.CpuUsage = { user: 0, system: 0 }
   let checksum = 0
   handled = 0
+  const runner = new HandlerRunner(handler, subscription, silentLogger, signal)
   await consumer.run({
     partitionsConsumedConcurrently: 1,
     eachBatch: async ({ batch }) => {
@@ -97,14 +99,7 @@ async function rawRun(round: number, work: RawWork): Promise<Timing> {
         else if (work === 'codec') checksum += decodeEvent(value).id.length
         else {
           const event = decodeEvent(value)
-          const outcome = invokeHandler({
-            handler,
-            event,
-            attempt: 1,
-            subscription,
-            logger: silentLogger,
-            signal,
-          })
+          const outcome = runner.run(event, 1)
           if ((outcome instanceof Promise ? await outcome : outcome).kind === 'ack')
             checksum += event.id.length
         }
@@ -176,7 +171,7 @@ const row = (label: string, list: Timing[]): void =>
   )
 row('raw kafkajs eachBatch + JSON.parse', raw)
 row('raw kafkajs eachBatch + decodeEvent', codec)
-row('  + invokeHandler (core per event)', core)
+row('  + HandlerRunner.run (core)', core)
 row('omnibus subscribe (at-least-once)', own)
 const ratio = (base: Timing[], key: keyof Timing): string =>
   `${((best(base, key) / best(own, key)) * 100).toFixed(1)}%`

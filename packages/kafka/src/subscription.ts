@@ -13,8 +13,8 @@ import {
   type EventHandler,
   type EventInput,
   type HandlerOutcome,
+  HandlerRunner,
   InvalidEnvelopeError,
-  invokeHandler,
   KeyedLimiter,
   type Logger,
   type OmnibusEvent,
@@ -100,6 +100,7 @@ export class KafkaSubscription implements Subscription {
   readonly #host: SubscriptionHost
   readonly #matches: (topic: string) => boolean
   readonly #limiter: KeyedLimiter
+  readonly #runner: HandlerRunner
   /** Aborted when handlers must give up (drain timeout passed, or unsubscribe). */
   readonly #abort = new AbortController()
   readonly #topics = new Set<string>()
@@ -124,6 +125,7 @@ export class KafkaSubscription implements Subscription {
     this.#host = host
     this.#matches = compilePattern(spec.options.pattern)
     this.#limiter = new KeyedLimiter(spec.options.concurrency)
+    this.#runner = new HandlerRunner(spec.handler, this, host.logger, this.#abort.signal)
     spec.options.signal?.addEventListener('abort', () => void this.unsubscribe(), { once: true })
   }
 
@@ -400,7 +402,7 @@ export class KafkaSubscription implements Subscription {
         }
         if (event.topic === own || this.#matches(event.topic)) {
           if (direct) {
-            const first = this.#invoke(event, 1)
+            const first = this.#runner.run(event, 1)
             const outcome = first instanceof Promise ? await first : first
             if (outcome.kind !== 'ack' && !(await this.#run(event, proceed, outcome))) return
           } else if (!(await this.#processOnce(event, proceed))) return
@@ -525,23 +527,12 @@ export class KafkaSubscription implements Subscription {
     }
   }
 
-  #invoke(event: OmnibusEvent, attempt: number): HandlerOutcome | Promise<HandlerOutcome> {
-    return invokeHandler({
-      handler: this.#spec.handler,
-      event,
-      attempt,
-      subscription: this,
-      logger: this.#host.logger,
-      signal: this.#abort.signal,
-    })
-  }
-
   /** Runs the handler until it acks or the policy gives up; `first` is attempt 1's outcome when already known. */
   async #run(event: OmnibusEvent, proceed: () => boolean, first?: HandlerOutcome): Promise<boolean> {
     const o = this.#spec.options
     let firstFailureAt: number | undefined
     for (let attempt = 1; ; attempt++) {
-      const outcome = attempt === 1 && first !== undefined ? first : await this.#invoke(event, attempt)
+      const outcome = attempt === 1 && first !== undefined ? first : await this.#runner.run(event, attempt)
       if (outcome.kind === 'ack') return true
       const now = Date.now()
       firstFailureAt ??= now

@@ -16,6 +16,7 @@ import {
   type EventInput,
   encodeEventChecked,
   GUARANTEES,
+  HandlerRunner,
   type HealthStatus,
   NotConnectedError,
   type OmnibusEvent,
@@ -277,6 +278,7 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
       const member = new Member(id, handler as EventHandler, o, b.queueFor(o, queueSettings), logger)
       const subscription = makeSubscription(member)
       member.subscription = subscription
+      member.runner = new HandlerRunner(handler as EventHandler, subscription, logger, member.signal)
       if (o.signal?.aborted) {
         member.active = false
         await subscription.unsubscribe()

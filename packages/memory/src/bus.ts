@@ -8,7 +8,6 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks'
 import {
-  callWithEventContextSync,
   compilePattern,
   createEvent,
   currentEvent,
@@ -17,14 +16,13 @@ import {
   decideFailure,
   type EventHandler,
   type EventInput,
-  type HandlerContext,
   type HandlerOutcome,
+  type HandlerRunner,
   type Logger,
   MatcherIndex,
   MemoryDedupeStore,
   type OmnibusEvent,
   type ResolvedSubscribeOptions,
-  runWithEventContext,
   type Subscription,
 } from '@omnibus/core'
 
@@ -46,8 +44,6 @@ type Item = OmnibusEvent | Redelivery
 function eventOf(item: Item): OmnibusEvent {
   return item instanceof Redelivery ? item.event : item
 }
-
-const ACK: HandlerOutcome = { kind: 'ack' }
 
 /** Logs without ever throwing: a broken logger must not stop a queue. */
 export function safeLog(
@@ -78,62 +74,6 @@ function describable(error: unknown): unknown {
 // deliveries and dead letters. Drains scheduled from outside any handler keep their context (the
 // publisher's, as an EventEmitter listener would), which costs nothing extra.
 const inRootContext = AsyncLocalStorage.snapshot()
-
-/** The context a handler receives; one small object per delivery, methods on the prototype. */
-class Context implements HandlerContext {
-  readonly attempt: number
-  decision: HandlerOutcome | undefined = undefined
-  readonly #member: Member
-
-  constructor(attempt: number, member: Member) {
-    this.attempt = attempt
-    this.#member = member
-  }
-
-  // Read through the member: a delivery allocates two fields instead of five.
-  get subscription(): Subscription {
-    return this.#member.subscription
-  }
-
-  get logger(): Logger {
-    return this.#member.logger
-  }
-
-  get signal(): AbortSignal {
-    return this.#member.signal
-  }
-
-  /** Calls the handler; shaped for `callWithEventContextSync`, so no closure per event. */
-  static call(event: OmnibusEvent, ctx: Context): unknown {
-    return ctx.#member.handler(event, ctx)
-  }
-
-  retry(delayMs?: number): void {
-    this.decision = { kind: 'retry', delayMs, error: new Error('handler asked for a retry') }
-  }
-
-  deadLetter(reason: string): void {
-    this.decision = { kind: 'dead-letter', reason, error: undefined }
-  }
-}
-
-function isThenable(value: unknown): value is PromiseLike<unknown> {
-  return (
-    value !== null &&
-    (typeof value === 'object' || typeof value === 'function') &&
-    typeof (value as { then?: unknown }).then === 'function'
-  )
-}
-
-// How a member runs its handler. Async functions always get a full async context (events they
-// publish after an `await` still inherit causation). Other functions start with it too and switch
-// to the cheap synchronous scope after WARMUP calls that all returned a non-promise; a promise
-// seen later switches the member back for good.
-const MODE_ASYNC = 0
-const MODE_WARMUP = 1
-const MODE_SYNC = 2
-const WARMUP = 16
-const AsyncFunction = (async () => {}).constructor
 
 /** One in-flight async handler run; abandoned when its member is stopped past the drain timeout. */
 interface AsyncRun {
@@ -184,8 +124,8 @@ export class Member {
   inFlight = 0
   /** Taking new work. */
   active = true
-  mode: number
-  syncCalls = 0
+  /** Runs the handler (set with the subscription). */
+  runner!: HandlerRunner
   readonly asyncRuns = new Set<AsyncRun>()
   removeFromIndex: (() => void) | undefined
   /** Called once the subscription is closed (removes its abort listener). */
@@ -215,7 +155,6 @@ export class Member {
     this.queue = queue
     this.logger = logger
     this.matches = compilePattern(opts.pattern)
-    this.mode = handler instanceof AsyncFunction ? MODE_ASYNC : MODE_WARMUP
   }
 }
 
@@ -578,44 +517,17 @@ export class DeliveryQueue {
     }
     member.inFlight++
     this.inFlight++
-    const ctx = new Context(attempt, member)
-    let result: unknown
-    let threw = false
     const outer = member.calling
     member.calling = event
-    try {
-      if (member.mode === MODE_SYNC) {
-        result = callWithEventContextSync(event, Context.call, ctx)
-      } else {
-        result = runWithEventContext(event, () => member.handler(event, ctx))
-      }
-    } catch (error) {
-      threw = true
-      result = error
-    }
+    const outcome = member.runner.run(event, attempt)
     member.calling = outer
-    if (threw) {
-      this.#settle(member, item, event, ctx.decision ?? { kind: 'retry', delayMs: undefined, error: result })
-      return
-    }
-    if (result !== undefined && isThenable(result)) {
-      if (member.mode !== MODE_ASYNC) member.mode = MODE_ASYNC
+    if (outcome instanceof Promise) {
       const run: AsyncRun = { item, abandoned: false }
       member.asyncRuns.add(run)
-      try {
-        ;(result as PromiseLike<unknown>).then(
-          () => this.#settleAsync(member, run, ctx.decision ?? ACK),
-          (error: unknown) =>
-            this.#settleAsync(member, run, ctx.decision ?? { kind: 'retry', delayMs: undefined, error }),
-        )
-      } catch (error) {
-        // A hand-made thenable whose `then` throws: a failed run like any other.
-        this.#settleAsync(member, run, { kind: 'retry', delayMs: undefined, error })
-      }
+      outcome.then((o) => this.#settleAsync(member, run, o))
       return
     }
-    if (member.mode === MODE_WARMUP && ++member.syncCalls >= WARMUP) member.mode = MODE_SYNC
-    this.#settle(member, item, event, ctx.decision ?? ACK)
+    this.#settle(member, item, event, outcome)
   }
 
   #settleAsync(member: Member, run: AsyncRun, outcome: HandlerOutcome): void {

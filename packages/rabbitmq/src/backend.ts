@@ -17,9 +17,9 @@ import {
   type EventHandler,
   type EventInput,
   encodeEventChecked,
+  HandlerRunner,
   type HealthStatus,
   InvalidEnvelopeError,
-  invokeHandler,
   isValidTopic,
   KeyedLimiter,
   NotConnectedError,
@@ -62,6 +62,7 @@ interface SubState {
   /** Ids being handled now (exactly-once): a duplicate waits for the first copy's outcome. */
   readonly handling: Map<string, Promise<void>>
   subscription: Subscription
+  runner: HandlerRunner
   active: boolean
   queue: string | undefined
   channel: Channel | undefined
@@ -322,14 +323,7 @@ export function createRabbitMQBackend(options: RabbitMQBackendOptions = {}): Eve
     const headers = msg.properties.headers
     const attempt = Math.max(1, Math.floor(headerNumber(headers, RETRY_HEADERS.attempt) ?? 1))
     if (amo) {
-      await invokeHandler({
-        handler: s.handler,
-        event,
-        attempt,
-        subscription: s.subscription,
-        logger: log,
-        signal: s.abort.signal,
-      })
+      await s.runner.run(event, attempt)
       return
     }
     const redeliveries = headerNumber(headers, 'x-delivery-count') ?? 0
@@ -382,14 +376,7 @@ export function createRabbitMQBackend(options: RabbitMQBackendOptions = {}): Eve
     attempt: number,
     beforeAck?: () => Promise<void>,
   ): Promise<void> {
-    const outcome = await invokeHandler({
-      handler: s.handler,
-      event,
-      attempt,
-      subscription: s.subscription,
-      logger: log,
-      signal: s.abort.signal,
-    })
+    const outcome = await s.runner.run(event, attempt)
     if (outcome.kind === 'ack') {
       if (beforeAck !== undefined) await beforeAck()
       return safeAck(ch, msg)
@@ -658,6 +645,7 @@ export function createRabbitMQBackend(options: RabbitMQBackendOptions = {}): Eve
         dedupeKey: resolved.group ?? `broadcast.${id}`,
         handling: new Map(),
         subscription: undefined as unknown as Subscription,
+        runner: undefined as unknown as HandlerRunner,
         active: true,
         queue: undefined,
         channel: undefined,
@@ -677,6 +665,7 @@ export function createRabbitMQBackend(options: RabbitMQBackendOptions = {}): Eve
         },
         unsubscribe: () => closeSub(s, undefined),
       }
+      s.runner = new HandlerRunner(s.handler, s.subscription, log, s.abort.signal)
       if (resolved.signal?.aborted) {
         s.active = false
         return s.subscription

@@ -16,8 +16,8 @@ import {
   type EventHandler,
   type EventInput,
   type HandlerOutcome,
+  HandlerRunner,
   InvalidEnvelopeError,
-  invokeHandler,
   KeyedLimiter,
   type Logger,
   MemoryDedupeStore,
@@ -212,6 +212,7 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
     },
     unsubscribe: () => close(),
   }
+  const runner = new HandlerRunner(spec.handler, subscription, logger, handlerAbort.signal)
 
   function nudge(): void {
     const w = wake
@@ -576,14 +577,7 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
   }
 
   function runHandler(h: Held, event: OmnibusEvent): Promise<void> | undefined {
-    const outcome = invokeHandler({
-      handler: spec.handler,
-      event,
-      attempt: h.attempt,
-      subscription,
-      logger,
-      signal: handlerAbort.signal,
-    })
+    const outcome = runner.run(event, h.attempt)
     if (outcome instanceof Promise) return outcome.then((o) => afterHandler(h, event, o))
     return afterHandler(h, event, outcome)
   }

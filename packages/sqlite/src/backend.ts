@@ -25,9 +25,10 @@ import {
   type EventHandler,
   type EventInput,
   encodeEventChecked,
+  type HandlerOutcome,
+  HandlerRunner,
   type HealthStatus,
   InvalidEnvelopeError,
-  invokeHandler,
   isValidTopic,
   KeyedLimiter,
   type Logger,
@@ -128,6 +129,7 @@ interface SubState {
   readonly visibilityMs: number
   readonly abort: AbortController
   readonly subscription: Subscription
+  readonly runner: HandlerRunner
   /** Claimed rows not finished (queued in the limiter or running). */
   held: number
   /** Rows whose handler has started and not finished. */
@@ -950,16 +952,9 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
       return
     }
     s.running.add(row.seq)
-    let outcome: Awaited<ReturnType<typeof invokeHandler>>
+    let outcome: HandlerOutcome
     try {
-      outcome = await invokeHandler({
-        handler: s.handler,
-        event,
-        attempt,
-        subscription: s.subscription,
-        logger,
-        signal: s.abort.signal,
-      })
+      outcome = await s.runner.run(event, attempt)
     } finally {
       s.running.delete(row.seq)
     }
@@ -1043,6 +1038,7 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
       visibilityMs,
       abort,
       subscription: undefined as unknown as Subscription,
+      runner: undefined as unknown as HandlerRunner,
       held: 0,
       running: new Set(),
       acks: [],
@@ -1064,6 +1060,12 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
       unsubscribe: () => closeSubscription(s, undefined),
     }
     ;(s as { subscription: Subscription }).subscription = subscription
+    ;(s as { runner: HandlerRunner }).runner = new HandlerRunner(
+      s.handler,
+      subscription,
+      logger,
+      abort.signal,
+    )
     s.extendTimer = setInterval(() => extendLeases(s), Math.max(10, Math.floor(visibilityMs / 3)))
     s.extendTimer.unref()
     subs.set(id, s)

@@ -20,8 +20,8 @@ import {
   decodeEvent,
   type EventHandler,
   type EventInput,
+  HandlerRunner,
   InvalidEnvelopeError,
-  invokeHandler,
   isLiteralPattern,
   KeyedLimiter,
   type Logger,
@@ -136,6 +136,7 @@ export class Consumer {
   #pendingDeletes: Array<{ held: Held; done: () => void }> = []
   #deleteScheduled = false
   readonly subscription: Subscription
+  readonly #runner: HandlerRunner
 
   constructor(deps: ConsumerDeps, config: ConsumerConfig) {
     this.#deps = deps
@@ -158,6 +159,12 @@ export class Consumer {
       },
       unsubscribe: () => self.close(undefined),
     }
+    this.#runner = new HandlerRunner(
+      config.handler,
+      this.subscription,
+      deps.logger,
+      this.#handlerAbort.signal,
+    )
   }
 
   /** Queue this consumer reads. */
@@ -311,14 +318,7 @@ export class Consumer {
         void this.#limiter
           .run(undefined, async () => {
             await acked
-            await invokeHandler({
-              handler: this.#config.handler,
-              event,
-              attempt: 1,
-              subscription: this.subscription,
-              logger: this.#deps.logger,
-              signal: this.#handlerAbort.signal,
-            })
+            await this.#runner.run(event, 1)
           })
           .catch(() => {})
         continue
@@ -356,14 +356,7 @@ export class Consumer {
     const record = this.#failures.get(held.messageId)
     let attempt = receiveCount + (record?.extra ?? 0)
     for (;;) {
-      const outcome = await invokeHandler({
-        handler: this.#config.handler,
-        event,
-        attempt,
-        subscription: this.subscription,
-        logger: this.#deps.logger,
-        signal: this.#handlerAbort.signal,
-      })
+      const outcome = await this.#runner.run(event, attempt)
       // Given back to the queue after the drain timeout: another consumer owns it now.
       if (held.state !== 'running') return
       if (outcome.kind === 'ack') {
