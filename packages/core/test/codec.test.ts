@@ -140,6 +140,48 @@ describe('decoding foreign CloudEvents', () => {
   })
 })
 
+describe('headers beside the envelope attributes', () => {
+  const base = { specversion: '1.0', id: 'i', source: 's', type: 't.u' }
+  const cases: Array<[string, Record<string, unknown>, Record<string, string>]> = [
+    [
+      'attributes only, every one of them',
+      {
+        ...base,
+        time: '2026-01-02T03:04:05.678Z',
+        datacontenttype: 'application/json',
+        data: 1,
+        guarantee: 'exactly-once',
+        correlationid: 'c',
+        causationid: 'k',
+        partitionkey: 'p',
+      },
+      {},
+    ],
+    ['ignored CloudEvents members only', { ...base, subject: 'x', dataschema: 'y' }, {}],
+    ['a header and no data', { ...base, hdr_a: 'x' }, { a: 'x' }],
+    [
+      'trace context only',
+      { ...base, traceparent: '00-1-2-01', tracestate: 'k=v' },
+      { traceparent: '00-1-2-01', tracestate: 'k=v' },
+    ],
+    [
+      'a member left undefined next to a header',
+      { ...base, id: 'i', extra: undefined, hdr_b: 'y' },
+      { b: 'y' },
+    ],
+    ['an attribute left undefined next to a header', { ...base, time: undefined, hdr_c: 'z' }, { c: 'z' }],
+    ['a header next to bytes', { ...base, data_base64: 'AQI=', hdr_d: 'w', ext: 3 }, { d: 'w', ext: '3' }],
+  ]
+  for (const [what, doc, headers] of cases) {
+    it(`reads ${what}`, () => {
+      const event = fromCloudEvent(doc)
+      expect(event.headers).toEqual(headers)
+      expect(event.topic).toBe('t.u')
+      expect(decodeEvent(JSON.stringify(doc)).headers).toEqual(headers)
+    })
+  }
+})
+
 describe('invalid envelopes', () => {
   const valid = encodeEvent(full)
   const cases: Array<[string, string | Uint8Array, RegExp]> = [
