@@ -1,15 +1,16 @@
 /**
  * Consume throughput of the Kafka backend against a raw kafkajs consumer on the same topic.
- *   node --conditions=@omnibus/source packages/kafka/bench/consume.ts [events] [rounds]
+ *   node --conditions=@omnibus/source packages/kafka/bench/consume.ts [events] [rounds] [sync|async]
  * The topic (3 partitions) is filled with `events` Omnibus envelopes first. Each side then reads it
  * from the beginning with a fresh consumer group and one partition at a time, with the backend's
  * own kafkajs consumer settings (`consumerConfig`: fetch sizes, wait, session). The raw consumer
- * parses each value with JSON.parse (its minimal useful work; a second raw run decodes the
- * Omnibus envelope with core's decodeEvent instead, to separate the codec's cost) and commits
- * after each batch (kafkajs' autoCommit); the backend decodes the envelope, runs the handler and
+ * parses each value with JSON.parse and calls the same handler (its minimal useful work; a second
+ * raw run decodes the Omnibus envelope with core's decodeEvent instead, to separate the codec's
+ * cost) and commits after each batch (kafkajs' autoCommit); the backend decodes the envelope, runs the handler and
  * commits after each batch once its handlers resolved (at-least-once). Timing runs from the first
  * to the last message, so the group join is not counted; both sides read the clocks per batch or
- * once, never per message.
+ * once, never per message. The handlers are plain functions (`sync`, the default) or `async`
+ * functions, which always run in a full async context for causation (see core's HandlerRunner).
  */
 import {
   createEvent,
@@ -25,6 +26,10 @@ import { benchOptions, createTopic, rate, rawKafka, runId, until } from './commo
 
 const total = Number(process.argv[2] ?? 100_000)
 const rounds = Number(process.argv[3] ?? 5)
+const asyncHandlers = process.argv[4] === 'async'
+if (process.argv[4] !== undefined && !asyncHandlers && process.argv[4] !== 'sync') {
+  throw new Error(`handler kind must be sync or async, got ${process.argv[4]}`)
+}
 
 /** Wall-clock time, and this process's CPU time, from the first to the last message. */
 interface Timing {
@@ -68,9 +73,13 @@ const subscription: Subscription = {
   unsubscribe: async () => {},
 }
 let handled = 0
-const handler = (): void => {
-  handled++
-}
+const handler = asyncHandlers
+  ? async (): Promise<void> => {
+      handled++
+    }
+  : (): void => {
+      handled++
+    }
 
 async function rawRun(round: number, work: RawWork): Promise<Timing> {
   const consumer = rawKafka().consumer(
@@ -95,9 +104,14 @@ async function rawRun(round: number, work: RawWork): Promise<Timing> {
       }
       for (const m of batch.messages) {
         const value = m.value ?? Buffer.alloc(0)
-        if (work === 'json') checksum += (JSON.parse(value.toString()) as { id: string }).id.length
-        else if (work === 'codec') checksum += decodeEvent(value).id.length
-        else {
+        if (work !== 'core') {
+          // The same handler the backend runs, called directly (awaited when it is async).
+          const id =
+            work === 'json' ? (JSON.parse(value.toString()) as { id: string }).id : decodeEvent(value).id
+          const result: unknown = handler()
+          if (result instanceof Promise) await result
+          checksum += id.length
+        } else {
           const event = decodeEvent(value)
           const outcome = runner.run(event, 1)
           if ((outcome instanceof Promise ? await outcome : outcome).kind === 'ack')
@@ -112,7 +126,7 @@ async function rawRun(round: number, work: RawWork): Promise<Timing> {
   await until('the raw consumer to read everything', () => count >= total, 300_000)
   await consumer.disconnect()
   if (checksum === 0) throw new Error('nothing parsed')
-  if (work === 'core' && handled < total) throw new Error('handlers did not run')
+  if (handled < total) throw new Error('handlers did not run')
   return { wallMs: last - first, cpuMs: (cpu1.user + cpu1.system) / 1000 }
 }
 
@@ -124,18 +138,23 @@ async function backendRun(round: number): Promise<Timing> {
   let last = 0
   let cpu0: NodeJS.CpuUsage | undefined
   let cpu1: NodeJS.CpuUsage = { user: 0, system: 0 }
+  const onEvent = (): void => {
+    count++
+    if (count === 1) {
+      first = performance.now()
+      cpu0 = process.cpuUsage()
+    } else if (count === total) {
+      last = performance.now()
+      cpu1 = process.cpuUsage(cpu0)
+    }
+  }
   await backend.subscribe(
     topic,
-    () => {
-      count++
-      if (count === 1) {
-        first = performance.now()
-        cpu0 = process.cpuUsage()
-      } else if (count === total) {
-        last = performance.now()
-        cpu1 = process.cpuUsage(cpu0)
-      }
-    },
+    asyncHandlers
+      ? async () => {
+          onEvent()
+        }
+      : onEvent,
     { group: `omnibus-${runId}-${round}`, from: 'earliest' },
   )
   await until('the backend to handle everything', () => count >= total, 300_000)
@@ -160,7 +179,9 @@ for (let round = 0; round < rounds; round++) {
     await (sides[(round + i) % sides.length] as (r: number) => Promise<void>)(round)
 }
 const best = (list: Timing[], key: keyof Timing): number => Math.min(...list.map((t) => t[key]))
-console.log(`consume ${total} events from 3 partitions (best of ${raw.length}, first→last message)`)
+console.log(
+  `consume ${total} events from 3 partitions (best of ${raw.length}, first→last message, ${asyncHandlers ? 'async' : 'sync'} handlers)`,
+)
 console.log(
   '                                       wall clock           CPU time (this process)   CPU per event',
 )
