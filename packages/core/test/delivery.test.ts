@@ -31,6 +31,13 @@ const caps: BackendCapabilities = {
   wildcardDiscoveryMs: 0,
 }
 const backend = { name: 'test', capabilities: caps }
+const subscription: Subscription = {
+  id: 's',
+  pattern: 'a.*',
+  group: undefined,
+  active: true,
+  unsubscribe: async () => {},
+}
 const noop = () => {}
 
 describe('resolveSubscribeOptions', () => {
@@ -263,13 +270,6 @@ describe('dead letters', () => {
 
 describe('invokeHandler', () => {
   const event = createEvent({ topic: 'a', data: 1, id: 'e1' })
-  const subscription: Subscription = {
-    id: 's',
-    pattern: 'a',
-    group: undefined,
-    active: true,
-    unsubscribe: async () => {},
-  }
   const args = { event, attempt: 2, subscription, logger: silentLogger, signal: new AbortController().signal }
 
   it('acks when the handler returns or resolves, with the context and the causation scope', async () => {
@@ -348,13 +348,6 @@ describe('invokeHandler', () => {
 })
 
 describe('HandlerRunner', () => {
-  const subscription: Subscription = {
-    id: 's',
-    pattern: 'a.*',
-    group: undefined,
-    active: true,
-    unsubscribe: async () => {},
-  }
   const signal = new AbortController().signal
   const events = Array.from({ length: 40 }, (_, i) => createEvent({ topic: 'a.b', data: i, id: `e${i}` }))
   const tick = () => new Promise((resolve) => setTimeout(resolve, 1))
