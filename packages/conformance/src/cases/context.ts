@@ -1,6 +1,6 @@
 import type { OmnibusEvent } from '@omnibus/core'
 import { expect } from 'vitest'
-import { Inbox } from '../harness.ts'
+import { Inbox, PROBE_HEADER } from '../harness.ts'
 import { waitFor } from '../wait.ts'
 import type { ConformanceCase } from './types.ts'
 
@@ -47,6 +47,46 @@ const traceContext: ConformanceCase = {
     expect(c2.correlationId, 'correlation of a child whose parent had none = the parent id').toBe(
       withoutCorr.id,
     )
+
+    // A plain function that returns no promise: after a few calls it runs in the cheaper
+    // synchronous causation scope, and what it publishes before returning keeps causation there.
+    const plainTopic = h.topic('ctx', 'plain')
+    const plainChildTopic = h.topic('ctx', 'plainchild')
+    const plainParents = new Inbox('plain-function parents')
+    const plainChildren = new Inbox('children of the plain function')
+    const published: Array<Promise<unknown>> = []
+    await h.subscribe(b, plainChildTopic, plainChildren)
+    const plain = await h.within(
+      b.subscribe(plainTopic, (e) => {
+        if (e.headers[PROBE_HEADER] !== undefined) {
+          plainParents.probes++
+          return
+        }
+        plainParents.acked.push(e)
+        published.push(
+          b.publish({ topic: plainChildTopic, data: { runId: h.runId, of: e.id } }).catch((error) => error),
+        )
+      }),
+      `subscribe("${plainTopic}") with a plain function`,
+    )
+    h.defer(() => plain.unsubscribe())
+    await h.settle(b, plainTopic, [plainParents])
+    await h.settle(b, plainChildTopic, [plainChildren])
+    const plainIds = await h.publishInOrder(
+      b,
+      Array.from({ length: 40 }, (_, n) => ({ topic: plainTopic, data: { runId: h.runId, n } })),
+    )
+    await h.waitAcked(plainParents, plainIds)
+    const failures = (await Promise.all(published)).filter((r) => r instanceof Error)
+    expect(failures, 'publishes from the plain-function handler').toEqual([])
+    const plainChildOf = (id: string) =>
+      plainChildren.acked.find((c) => (c.data as { of?: string }).of === id)
+    await waitFor(() => plainIds.every((id) => plainChildOf(id) !== undefined), {
+      timeoutMs: h.timeouts.deliveryMs,
+      message: 'the events published by the plain-function handler',
+    })
+    expect(plainIds.map((id) => plainChildOf(id)?.causationId)).toEqual(plainIds)
+    expect(plainIds.map((id) => plainChildOf(id)?.correlationId)).toEqual(plainIds)
   },
 }
 
