@@ -363,23 +363,17 @@ const AsyncFunction = (async () => {}).constructor
 class RunContext implements HandlerContext {
   decision: HandlerOutcome | undefined = undefined
   readonly attempt: number
+  readonly subscription: Subscription
+  readonly logger: Logger
+  readonly signal: AbortSignal
   readonly #runner: HandlerRunner<never>
 
   constructor(runner: HandlerRunner<never>, attempt: number) {
     this.#runner = runner
     this.attempt = attempt
-  }
-
-  get subscription(): Subscription {
-    return this.#runner.subscription
-  }
-
-  get logger(): Logger {
-    return this.#runner.logger
-  }
-
-  get signal(): AbortSignal {
-    return this.#runner.signal
+    this.subscription = runner.subscription
+    this.logger = runner.logger
+    this.signal = runner.signal
   }
 
   // Getters returning bound functions: `const { retry } = ctx; retry()` works, and a handler that
