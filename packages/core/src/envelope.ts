@@ -102,13 +102,7 @@ let syncHandling: OmnibusEvent | undefined
 
 /** Runs `fn` with `event` as the event being handled, so events published inside inherit causation. */
 export function runWithEventContext<R>(event: OmnibusEvent, fn: () => R): R {
-  const outer = syncHandling
-  syncHandling = undefined
-  try {
-    return handling.run(event, fn)
-  } finally {
-    syncHandling = outer
-  }
+  return runWithEventContext2(event, fn, undefined, undefined)
 }
 
 /**

@@ -178,23 +178,21 @@ export class QueueDirectory {
    * A send found the queue missing. A broadcast queue is dropped at once (its subscriber left).
    * A group queue stays routed, so publishes to it keep failing retryably instead of succeeding
    * with nowhere to go, until it has been missing for {@link GROUP_QUEUE_MISSING_MS} without a
-   * send getting through. Returns whether the queue is still routed.
+   * send getting through.
    */
-  markMissing(url: string): boolean {
+  markMissing(url: string): void {
     const k = this.#known.get(url)
-    if (k === undefined) return false
+    if (k === undefined) return
     if (k.target.kind !== 'group') {
       this.#forget(url)
-      return false
+      return
     }
     const now = Date.now()
     // A failure long after the previous one starts a new outage, even if no send got through
     // in between (nothing was published to it).
     if (k.missingSince === undefined || now - k.missingAt > GROUP_QUEUE_MISSING_MS) k.missingSince = now
     k.missingAt = now
-    if (now - k.missingSince < GROUP_QUEUE_MISSING_MS) return true
-    this.#forget(url)
-    return false
+    if (now - k.missingSince >= GROUP_QUEUE_MISSING_MS) this.#forget(url)
   }
 
   /** A send reached the queue: it is there again if it was missing. */
