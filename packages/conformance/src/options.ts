@@ -70,7 +70,7 @@ export interface ConformanceOptions {
   readonly restart?: () => Promise<void>
   /** A backend aimed at a closed port (case 35). Without it, case 35 is skipped with that reason. */
   readonly unreachable?: UnreachableBackend
-  /** Consumer child processes (the `-process` variants of cases 19, 20, 23). */
+  /** Consumer child processes (the `-killed` variants of cases 19, 20, 23). */
   readonly childProcess?: ChildProcessHooks
   /**
    * Copies of each delivery case run in parallel, each with its own run id.

@@ -50,10 +50,38 @@ describe('case ids', () => {
     for (const id of CASE_IDS) expect(id).toMatch(/^\d\d-[a-z0-9-]+$/)
   })
 
-  it('are all listed in the README, so exclude keys can be looked up there', () => {
-    const readme = readFileSync(new URL('../README.md', import.meta.url), 'utf8')
-    const listed = CASE_IDS.filter((id) => readme.includes(`\`${id}\``))
-    expect(CASE_IDS.filter((id) => !listed.includes(id))).toEqual([])
+  it('are all listed in the README and in CONFORMANCE.md, so exclude keys can be looked up there', () => {
+    for (const doc of ['../README.md', '../CONFORMANCE.md']) {
+      const text = readFileSync(new URL(doc, import.meta.url), 'utf8')
+      const listed = CASE_IDS.filter((id) => text.includes(`\`${id}\``))
+      expect({ doc, unlisted: CASE_IDS.filter((id) => !listed.includes(id)) }).toEqual({ doc, unlisted: [] })
+    }
+  })
+
+  it('are the only case ids the package documents or cites', () => {
+    const sources = [
+      '../README.md',
+      '../CONFORMANCE.md',
+      '../src/options.ts',
+      '../src/index.ts',
+      '../src/suite.ts',
+    ]
+    for (const file of sources) {
+      const text = readFileSync(new URL(file, import.meta.url), 'utf8')
+      const cited = [...text.matchAll(/`(\d\d-[a-z0-9-]+)`/g)].map((m) => m[1])
+      const variants = [...text.matchAll(/`(-[a-z]+)` variants?/g)].map((m) => m[1] ?? '')
+      expect({ file, unknown: cited.filter((id) => !CASE_IDS.includes(id as never)) }).toEqual({
+        file,
+        unknown: [],
+      })
+      for (const suffix of variants) {
+        expect({ file, suffix, used: CASE_IDS.some((id) => id.endsWith(suffix)) }).toEqual({
+          file,
+          suffix,
+          used: true,
+        })
+      }
+    }
   })
 })
 
