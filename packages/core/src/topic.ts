@@ -14,11 +14,28 @@ export const MAX_TOPIC_LENGTH = 249
 const TOPIC_CHAR = /^[A-Za-z0-9_-]$/
 const GRAMMAR_HINT = "topics are segments of letters, digits, '_' and '-' separated by '.'"
 
+// Positions in messages count characters (code points) from 0, so a character outside the BMP
+// is one position and is printed whole, never as half of a surrogate pair.
+const POSITION_NOTE = '(counting characters from 0)'
+
+function hex(code: number): string {
+  return `U+${code.toString(16).toUpperCase().padStart(4, '0')}`
+}
+
 function describeChar(ch: string): string {
   if (ch === ' ') return 'a space'
   const code = ch.codePointAt(0) ?? 0
-  if (code < 0x20 || code === 0x7f) return `control character U+${code.toString(16).padStart(4, '0')}`
-  return `'${ch}'`
+  if (code < 0x20 || code === 0x7f) return `control character ${hex(code)}`
+  if (code >= 0xd800 && code <= 0xdfff) return `unpaired surrogate ${hex(code)}`
+  // A mark printed alone fuses with the quote before it; an invisible character shows nothing.
+  if (/\p{M}/u.test(ch)) return `combining mark ${hex(code)}`
+  if (/[\p{Z}\p{C}]/u.test(ch)) return `invisible character ${hex(code)}`
+  return code < 0x80 ? `'${ch}'` : `'${ch}' (${hex(code)})`
+}
+
+// The value as it can be printed: a lone surrogate would corrupt the whole message.
+function printable(value: string): string {
+  return value.isWellFormed() ? value : value.toWellFormed()
 }
 
 function checkShape(kind: 'topic' | 'pattern', value: unknown): string {
@@ -26,17 +43,22 @@ function checkShape(kind: 'topic' | 'pattern', value: unknown): string {
     throw new InvalidTopicError(String(value), `${kind} must be a string, got ${typeof value}`)
   }
   if (value.length === 0) throw new InvalidTopicError(value, `${kind} is empty: ${GRAMMAR_HINT}`)
-  if (value.length > MAX_TOPIC_LENGTH) {
+  // Counted in characters: a value long only in UTF-16 units holds a character the scan names.
+  const length = value.length > MAX_TOPIC_LENGTH ? [...value].length : value.length
+  if (length > MAX_TOPIC_LENGTH) {
     throw new InvalidTopicError(
       value,
-      `${kind} is ${value.length} characters long, over the limit of ${MAX_TOPIC_LENGTH}`,
+      `${kind} is ${length} characters long, over the limit of ${MAX_TOPIC_LENGTH}`,
     )
   }
   const segments = value.split('.')
   for (let i = 0; i < segments.length; i++) {
     if (segments[i] === '') {
       const where = i === 0 ? 'starts with' : i === segments.length - 1 ? 'ends with' : 'has two adjacent'
-      throw new InvalidTopicError(value, `${kind} "${value}" ${where} '.': every segment must be non-empty`)
+      throw new InvalidTopicError(
+        value,
+        `${kind} "${printable(value)}" ${where} '.': every segment must be non-empty`,
+      )
     }
   }
   return value
@@ -74,19 +96,22 @@ export function validateTopic(topic: unknown): string {
     return topic
   }
   const value = checkShape('topic', topic)
-  for (let i = 0; i < value.length; i++) {
-    const ch = value[i] as string
-    if (ch === '.' || TOPIC_CHAR.test(ch)) continue
+  let i = 0
+  for (const ch of value) {
+    if (ch === '.' || TOPIC_CHAR.test(ch)) {
+      i++
+      continue
+    }
     const hint =
       ch === '*' || ch === '?' || ch === '{' || ch === '['
         ? ': wildcards belong in subscribe patterns; publish to a concrete topic'
         : `: ${GRAMMAR_HINT}`
     throw new InvalidTopicError(
       value,
-      `invalid topic "${value}": ${describeChar(ch)} at position ${i} is not allowed${hint}`,
+      `invalid topic "${printable(value)}": ${describeChar(ch)} at position ${i} ${POSITION_NOTE} is not allowed${hint}`,
     )
   }
-  throw new InvalidTopicError(value, `invalid topic "${value}": ${GRAMMAR_HINT}`)
+  throw new InvalidTopicError(value, `invalid topic "${printable(value)}": ${GRAMMAR_HINT}`)
 }
 
 /** One segment of a parsed pattern. */
@@ -104,15 +129,17 @@ export type PatternSegment =
   | { readonly kind: 'glob'; readonly text: string }
 
 function patternError(pattern: string, message: string): InvalidTopicError {
-  return new InvalidTopicError(pattern, `invalid pattern "${pattern}": ${message}`)
+  return new InvalidTopicError(pattern, `invalid pattern "${printable(pattern)}": ${message}`)
 }
 
+// `offset` is the segment's position in characters within the pattern.
 function checkGlobSegment(pattern: string, segment: string, offset: number): void {
   let inClass = false
   let inBrace = false
-  for (let i = 0; i < segment.length; i++) {
-    const ch = segment[i] as string
-    const pos = offset + i
+  const chars = [...segment]
+  for (let i = 0; i < chars.length; i++) {
+    const ch = chars[i] as string
+    const pos = `${offset + i} ${POSITION_NOTE}`
     if (inClass) {
       if (ch === ']') inClass = false
       else if (!TOPIC_CHAR.test(ch) && ch !== '!' && ch !== '^') {
@@ -139,7 +166,7 @@ function checkGlobSegment(pattern: string, segment: string, offset: number): voi
       continue
     }
     if (ch === '*') {
-      if (segment[i + 1] === '*') {
+      if (chars[i + 1] === '*') {
         throw patternError(
           pattern,
           `'**' at position ${pos} must be a whole segment (as in "a.**" or "**.error"); use '*' inside a segment`,
@@ -175,7 +202,7 @@ export function parsePattern(pattern: unknown): PatternSegment[] {
       checkGlobSegment(value, part, offset)
       out.push({ kind: 'glob', text: part })
     }
-    offset += part.length + 1
+    offset += [...part].length + 1
   }
   const last = out.length - 1
   const before = out[last - 1]

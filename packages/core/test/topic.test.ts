@@ -19,8 +19,8 @@ describe('validateTopic', () => {
     ['tool.*', /'\*' at position 5.*wildcards belong in subscribe patterns/],
     ['a b', /a space at position 1/],
     ['a/b', /'\/' at position 1/],
-    ['caf\u00e9', /'\u00e9' at position 3/],
-    ['a\nb', /control character U\+000a/],
+    ['caf\u00e9', /'\u00e9' \(U\+00E9\) at position 3 \(counting characters from 0\)/],
+    ['a\nb', /control character U\+000A/],
     [42, /must be a string, got number/],
   ]
   it.each(bad)('rejects %j naming the problem', (topic, message) => {
