@@ -13,8 +13,10 @@
  * default, and a backend that cannot give the chosen guarantee is refused with `CapabilityError`.
  */
 import { randomUUID } from 'node:crypto'
+import { resolveRetryPolicy } from './delivery.ts'
 import { newEventId } from './envelope.ts'
 import { CapabilityError, ConfigurationError, OmnibusError, TimeoutError } from './errors.ts'
+import { optionNames, rejectUnknownOptions } from './options.ts'
 import { agentPrometheusText } from './prometheus.ts'
 import type {
   EventBackend,
@@ -177,6 +179,38 @@ export interface AgentBusStats {
 }
 
 const AGENT_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$/
+
+const BUS_OPTION_NAMES = optionNames<AgentMessageBusOptions>({
+  agentId: true,
+  prefix: true,
+  guarantee: true,
+  requestTimeoutMs: true,
+  retry: true,
+  logger: true,
+})
+const SUBSCRIBE_AGENT_OPTION_NAMES = optionNames<SubscribeAgentOptions>({
+  group: true,
+  topics: true,
+  broadcasts: true,
+  concurrency: true,
+  retry: true,
+  deadLetter: true,
+  from: true,
+})
+const SEND_OPTION_NAMES = optionNames<SendOptions>({
+  from: true,
+  headers: true,
+  partitionKey: true,
+  correlationId: true,
+})
+const REQUEST_OPTION_NAMES = optionNames<RequestOptions>({
+  from: true,
+  headers: true,
+  partitionKey: true,
+  correlationId: true,
+  timeoutMs: true,
+  signal: true,
+})
 const BROADCAST_SEGMENT = '_all'
 const INBOX_SEGMENT = '_inbox'
 const REMEMBERED = 10_000
@@ -248,6 +282,9 @@ export class AgentMessageBus {
         'AgentMessageBus needs an EventBackend (from createBackend(url) or a factory)',
       )
     }
+    rejectUnknownOptions('AgentMessageBus option', options, BUS_OPTION_NAMES)
+    // The retry policy is otherwise read only at the first subscribeAgent.
+    if (options.retry !== undefined) resolveRetryPolicy(options.retry)
     this.#backend = backend
     this.#agentId = checkAgentId('agentId', options.agentId ?? `process-${process.pid}`)
     this.#prefix = options.prefix ?? 'agent'
@@ -324,6 +361,7 @@ export class AgentMessageBus {
   /** Sends `data` to agent `to` on the logical `topic`. Resolves when the backend has it. */
   async send(to: string, topic: string, data: unknown, opts: SendOptions = {}): Promise<PublishReceipt> {
     this.#assertOpen()
+    rejectUnknownOptions('send option', opts, SEND_OPTION_NAMES)
     const receipt = await this.#backend.publish(
       this.#input(this.topicFor(to, topic), data, 'message', to, opts),
     )
@@ -334,6 +372,7 @@ export class AgentMessageBus {
   /** Sends `data` to every subscribed agent. Resolves when the backend has it. */
   async broadcast(topic: string, data: unknown, opts: SendOptions = {}): Promise<PublishReceipt> {
     this.#assertOpen()
+    rejectUnknownOptions('send option', opts, SEND_OPTION_NAMES)
     const receipt = await this.#backend.publish(
       this.#input(`${this.#prefix}.${BROADCAST_SEGMENT}.${topic}`, data, 'broadcast', '*', opts),
     )
@@ -365,6 +404,7 @@ export class AgentMessageBus {
     opts: RequestOptions = {},
   ): Promise<AgentMessage<R>> {
     this.#assertOpen()
+    rejectUnknownOptions('request option', opts, REQUEST_OPTION_NAMES)
     const timeoutMs = opts.timeoutMs ?? this.#timeoutMs
     if (typeof timeoutMs !== 'number' || !(timeoutMs > 0)) {
       throw new ConfigurationError(`request timeoutMs must be > 0, got ${String(timeoutMs)}`)
@@ -434,6 +474,7 @@ export class AgentMessageBus {
   ): Promise<AgentSubscription> {
     this.#assertOpen()
     checkAgentId('agentId', agentId)
+    rejectUnknownOptions('subscribeAgent option', opts, SUBSCRIBE_AGENT_OPTION_NAMES)
     if (typeof handler !== 'function') {
       throw new ConfigurationError(
         `subscribeAgent("${agentId}") needs a handler function, got ${typeof handler}`,

@@ -11,6 +11,7 @@
 import { callWithEventContextSync, runWithEventContext2 } from './envelope.ts'
 import { CapabilityError, ConfigurationError } from './errors.ts'
 import { setHeader } from './headers.ts'
+import { optionNames, rejectUnknownOptions } from './options.ts'
 import {
   type BackendCapabilities,
   DEFAULT_DEAD_LETTER_TOPIC,
@@ -59,6 +60,27 @@ export interface ResolvedSubscribeOptions {
 
 const GROUP_NAME = /^[A-Za-z0-9_.-]{1,200}$/
 
+/** The keys of {@link SubscribeOptions}; any other key is a `ConfigurationError` at `subscribe`. */
+export const SUBSCRIBE_OPTION_NAMES: readonly string[] = optionNames<SubscribeOptions>({
+  group: true,
+  guarantee: true,
+  concurrency: true,
+  from: true,
+  retry: true,
+  deadLetter: true,
+  signal: true,
+  visibilityTimeoutMs: true,
+})
+
+/** The keys of {@link RetryPolicy}; any other key is a `ConfigurationError`. */
+export const RETRY_OPTION_NAMES: readonly string[] = optionNames<RetryPolicy>({
+  maxAttempts: true,
+  initialDelayMs: true,
+  maxDelayMs: true,
+  multiplier: true,
+  jitter: true,
+})
+
 function positiveInt(name: string, value: unknown, min = 1): number {
   if (typeof value !== 'number' || !Number.isInteger(value) || value < min) {
     throw new ConfigurationError(`${name} must be an integer >= ${min}, got ${String(value)}`)
@@ -76,6 +98,7 @@ function nonNegative(name: string, value: unknown): number {
 /** Fills and validates a retry policy. */
 export function resolveRetryPolicy(policy: RetryPolicy | undefined): ResolvedRetryPolicy {
   if (policy === undefined) return DEFAULT_RETRY
+  rejectUnknownOptions('retry option', policy, RETRY_OPTION_NAMES)
   const r = { ...DEFAULT_RETRY, ...policy }
   positiveInt('retry.maxAttempts', r.maxAttempts)
   nonNegative('retry.initialDelayMs', r.initialDelayMs)
@@ -91,8 +114,9 @@ export function resolveRetryPolicy(policy: RetryPolicy | undefined): ResolvedRet
 
 /**
  * Validates `subscribe` arguments against the backend's capabilities and fills defaults.
- * Throws `InvalidTopicError` for a bad pattern, `ConfigurationError` for bad options and
- * `CapabilityError` for a guarantee, group or replay the backend does not offer.
+ * Throws `InvalidTopicError` for a bad pattern, `ConfigurationError` for bad options (an unknown
+ * key included) and `CapabilityError` for a guarantee, group or replay the backend does not offer.
+ * Every backend's `subscribe` calls it first, so the rules are the same everywhere.
  */
 export function resolveSubscribeOptions(
   backend: { readonly name: string; readonly capabilities: BackendCapabilities },
@@ -104,6 +128,7 @@ export function resolveSubscribeOptions(
   if (typeof handler !== 'function') {
     throw new ConfigurationError(`subscribe("${pattern}") needs a handler function, got ${typeof handler}`)
   }
+  rejectUnknownOptions('subscribe option', opts, SUBSCRIBE_OPTION_NAMES, { backend: backend.name })
   const caps = backend.capabilities
   const guarantee = opts.guarantee ?? 'at-least-once'
   if (!caps.guarantees.includes(guarantee)) {

@@ -45,11 +45,13 @@ export {
   invokeHandler,
   KeyedLimiter,
   MemoryDedupeStore,
+  RETRY_OPTION_NAMES,
   type ResolvedRetryPolicy,
   type ResolvedSubscribeOptions,
   redriveInput,
   resolveRetryPolicy,
   resolveSubscribeOptions,
+  SUBSCRIBE_OPTION_NAMES,
   silentLogger,
 } from './delivery.ts'
 export {
@@ -100,6 +102,13 @@ export {
   type TelemetryPriority,
   type ToolSpan,
 } from './observability-bus.ts'
+export {
+  closestName,
+  optionNames,
+  rejectUnknownOptions,
+  rejectUnknownUrlParams,
+  type UnknownNameContext,
+} from './options.ts'
 export { agentPrometheusText, PrometheusWriter, prometheusText } from './prometheus.ts'
 export {
   type BackendCapabilities,

@@ -10,6 +10,7 @@
 import { createEvent, currentEvent } from './envelope.ts'
 import { ConfigurationError, OmnibusError } from './errors.ts'
 import type { TelemetryExporter } from './exporters.ts'
+import { optionNames, rejectUnknownOptions } from './options.ts'
 import { prometheusText } from './prometheus.ts'
 import type {
   EventBackend,
@@ -142,6 +143,19 @@ function positiveInt(name: string, value: unknown, fallback: number): number {
 
 const STRATEGIES: readonly OverflowStrategy[] = ['drop-oldest', 'drop-newest', 'block', 'reject']
 
+const BUS_OPTION_NAMES = optionNames<ObservabilityBusOptions>({
+  bufferSize: true,
+  batchSize: true,
+  flushIntervalMs: true,
+  overflow: true,
+  warningThreshold: true,
+  sampling: true,
+  exporters: true,
+  source: true,
+  logger: true,
+  onWarning: true,
+})
+
 function segmentSafe(name: string): string {
   const cleaned = String(name)
     .replace(/[^A-Za-z0-9_.-]/g, '_')
@@ -227,6 +241,7 @@ export class ObservabilityBus {
         'ObservabilityBus needs an EventBackend (from createBackend(url) or a factory)',
       )
     }
+    rejectUnknownOptions('ObservabilityBus option', options, BUS_OPTION_NAMES)
     this.#backend = backend
     this.#capacity = positiveInt('bufferSize', options.bufferSize, 10_000)
     this.#batchSize = positiveInt('batchSize', options.batchSize, 500)

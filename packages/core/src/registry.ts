@@ -130,14 +130,20 @@ export function parseBackendUrl(url: string | URL): URL {
   }
 }
 
-/** The URL with any password replaced by `***`, for messages. */
+// Query parameters whose values are secrets (`?password=`, `?sasl_password=`, `?token=`, ...).
+const SECRET_PARAM = /pass|secret|token|credential|signature|api.?key|access.?key/i
+
+/** The URL with any password, and the value of any secret-looking query parameter, replaced by `***`, for messages. */
 export function redactUrl(url: string | URL): string {
   try {
     const u = new URL(String(url))
     if (u.password) u.password = '***'
+    for (const key of new Set(u.searchParams.keys())) {
+      if (SECRET_PARAM.test(key)) u.searchParams.set(key, '***')
+    }
     return u.toString()
   } catch {
-    return String(url).replace(/\/\/([^:/@]+):[^@/]*@/, '//$1:***@')
+    return String(url).replace(/\/\/([^:/@]*):[^@/]*@/, '//$1:***@')
   }
 }
 

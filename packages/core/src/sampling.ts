@@ -5,6 +5,7 @@
  */
 import { ConfigurationError } from './errors.ts'
 import { compilePattern } from './matcher.ts'
+import { optionNames, rejectUnknownOptions } from './options.ts'
 import { isValidTopic } from './topic.ts'
 
 /** Sampling configuration of an {@link ObservabilityBus}. */
@@ -24,6 +25,12 @@ export interface SamplingOptions {
 export const INVALID_TOPIC_RATE = -1
 
 const CACHE_LIMIT = 50_000
+
+const SAMPLING_OPTION_NAMES = optionNames<SamplingOptions>({
+  defaultRate: true,
+  rates: true,
+  keepErrors: true,
+})
 
 function checkRate(name: string, rate: unknown): number {
   if (typeof rate !== 'number' || !(rate >= 0 && rate <= 1)) {
@@ -50,6 +57,7 @@ export class Sampler {
 
   /** Validates the options; throws `ConfigurationError` for a rate outside 0–1 or a bad pattern. */
   constructor(options: SamplingOptions = {}) {
+    rejectUnknownOptions('sampling option', options, SAMPLING_OPTION_NAMES)
     this.#defaultRate = checkRate('sampling.defaultRate', options.defaultRate ?? 1)
     this.#keepErrors = options.keepErrors ?? true
     const rules: Array<{ pattern: string; test: (t: string) => boolean; rate: number }> = []

@@ -33,9 +33,10 @@ function describeChar(ch: string): string {
   return code < 0x80 ? `'${ch}'` : `'${ch}' (${hex(code)})`
 }
 
-// The value as it can be printed: a lone surrogate would corrupt the whole message.
+// The value as it can be printed: a lone surrogate would corrupt the whole message. In a `u`
+// regex a surrogate pair is one code point, so \p{Cs} matches only unpaired halves.
 function printable(value: string): string {
-  return value.isWellFormed() ? value : value.toWellFormed()
+  return value.replace(/\p{Cs}/gu, '\uFFFD')
 }
 
 function checkShape(kind: 'topic' | 'pattern', value: unknown): string {

@@ -2,6 +2,11 @@ import { describe, expect, it } from 'vitest'
 import { InvalidTopicError } from '../src/errors.ts'
 import { MAX_TOPIC_LENGTH, validatePattern, validateTopic } from '../src/topic.ts'
 
+// No unpaired surrogate: in a `u` regex a pair is one code point, so \p{Cs} only matches halves.
+function wellFormed(text: string): boolean {
+  return !/\p{Cs}/u.test(text)
+}
+
 function messageOf(fn: () => unknown): string {
   try {
     fn()
@@ -25,7 +30,7 @@ describe('InvalidTopicError names a character outside the BMP whole', () => {
   ]
   it.each(astral)('topic %j', (topic, char, code, position) => {
     const message = messageOf(() => validateTopic(topic))
-    expect(message.isWellFormed()).toBe(true)
+    expect(wellFormed(message)).toBe(true)
     expect(message).not.toContain('\uFFFD')
     expect(message).toContain(`'${char}' (${code}) at position ${position} `)
     expect(message).toContain('counting characters from 0')
@@ -34,7 +39,7 @@ describe('InvalidTopicError names a character outside the BMP whole', () => {
 
   it.each(astral)('pattern %j', (topic, char, code, position) => {
     const message = messageOf(() => validatePattern(`${topic}.*`))
-    expect(message.isWellFormed()).toBe(true)
+    expect(wellFormed(message)).toBe(true)
     expect(message).toContain(`'${char}' (${code}) at position ${position} `)
   })
 
@@ -63,12 +68,12 @@ describe('InvalidTopicError describes combining marks and invisible characters b
   ])('topic %j', (topic, description, position) => {
     const message = messageOf(() => validateTopic(topic))
     expect(message).toContain(`${description} at position ${position} `)
-    expect(message.isWellFormed()).toBe(true)
+    expect(wellFormed(message)).toBe(true)
   })
 
   it('names an unpaired surrogate and keeps the message well formed', () => {
     const message = messageOf(() => validateTopic('a.\ud83d'))
     expect(message).toContain('unpaired surrogate U+D83D at position 2 ')
-    expect(message.isWellFormed()).toBe(true)
+    expect(wellFormed(message)).toBe(true)
   })
 })
