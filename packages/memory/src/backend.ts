@@ -21,12 +21,18 @@ import {
   NotConnectedError,
   type OmnibusEvent,
   type PublishReceipt,
+  rejectUnknownUrlParams,
   resolveSubscribeOptions,
   type SubscribeOptions,
   type Subscription,
 } from '@omnibus/core'
 import { Bus, Member, namedBus, type QueueSettings, releaseNamedBus, safeLog } from './bus.ts'
-import { type MemoryBackendOptions, type ResolvedMemoryOptions, resolveMemoryOptions } from './options.ts'
+import {
+  MEMORY_URL_PARAMS,
+  type MemoryBackendOptions,
+  type ResolvedMemoryOptions,
+  resolveMemoryOptions,
+} from './options.ts'
 import { encodedSizeBound } from './size.ts'
 
 /** The memory backend: an `EventBackend` with a few read-only facts about its bus. */
@@ -302,7 +308,8 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
 /**
  * Creates a memory backend from a URL, for `createBackend('memory://')` in core's registry.
  * `memory://` is a private bus; `memory://name` joins the shared bus `name`. Query parameters
- * set options (`memory://jobs?queueCapacity=1000`); `options` win over them.
+ * set options (`memory://jobs?queueCapacity=1000`); `options` win over them. An unknown
+ * parameter is a `ConfigurationError`.
  */
 export function backendFromUrl(url: URL, options: Readonly<Record<string, unknown>> = {}): MemoryBackend {
   if (url.protocol !== 'memory:') {
@@ -316,6 +323,7 @@ export function backendFromUrl(url: URL, options: Readonly<Record<string, unknow
       `memory URL "${url.href}" has a path: name the bus as the host, e.g. memory://my-bus`,
     )
   }
+  rejectUnknownUrlParams(url, MEMORY_URL_PARAMS, { backend: 'memory' })
   for (const [key, value] of url.searchParams) fromUrl[key] = value
   return createMemoryBackend({ ...fromUrl, ...options } as MemoryBackendOptions)
 }

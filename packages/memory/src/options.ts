@@ -2,7 +2,7 @@
  * Options of the memory backend, resolved once at construction: explicit option, then environment
  * variable, then default. Every bad value is a `ConfigurationError` naming the field and the value.
  */
-import { ConfigurationError, consoleLogger, type Logger } from '@omnibus/core'
+import { ConfigurationError, consoleLogger, type Logger, rejectUnknownOptions } from '@omnibus/core'
 
 /** Options of {@link createMemoryBackend}. */
 export interface MemoryBackendOptions {
@@ -88,8 +88,14 @@ const ENV = {
   source: 'OMNIBUS_MEMORY_SOURCE',
 } as const
 
-/** Option names accepted from URLs and the registry's free-form options. */
+/** Option names of {@link MemoryBackendOptions}; any other key is a `ConfigurationError`. */
 export const MEMORY_OPTION_NAMES: readonly string[] = [...Object.keys(ENV), 'logger']
+
+/**
+ * Query parameters of a `memory://` URL: the options a string can carry. The bus name is the
+ * URL's host, not a parameter.
+ */
+export const MEMORY_URL_PARAMS: readonly string[] = Object.keys(ENV).filter((k) => k !== 'name')
 
 type Field = keyof typeof ENV
 
@@ -181,14 +187,7 @@ export function resolveMemoryOptions(
   if (options === null || typeof options !== 'object') {
     throw new ConfigurationError(`memory backend options must be an object, got ${String(options)}`)
   }
-  for (const key of Object.keys(options)) {
-    if (!MEMORY_OPTION_NAMES.includes(key)) {
-      throw new ConfigurationError(
-        `unknown memory backend option "${key}": known options are ${MEMORY_OPTION_NAMES.join(', ')}`,
-        { backend: 'memory' },
-      )
-    }
-  }
+  rejectUnknownOptions('memory backend option', options, MEMORY_OPTION_NAMES, { backend: 'memory' })
   if (options.logger !== undefined && !isLogger(options.logger)) {
     throw new ConfigurationError(
       'memory backend option logger must have debug, info, warn and error methods',

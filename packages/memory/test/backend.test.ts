@@ -95,7 +95,7 @@ describe('options', () => {
 
   it('rejects unknown option names instead of ignoring a typo', () => {
     expect(() => resolveMemoryOptions({ queueCapasity: 5 }, {})).toThrow(
-      /unknown memory backend option "queueCapasity": known options are name, queueCapacity/,
+      /unknown memory backend option "queueCapasity" \(did you mean "queueCapacity"\?\): the known memory backend options are name, queueCapacity/,
     )
   })
 
@@ -134,7 +134,7 @@ describe('URLs', () => {
     )
     expect(() => backendFromUrl(new URL('redis://localhost'))).toThrow(/takes memory:\/\/ URLs/)
     expect(() => backendFromUrl(new URL('memory://x?capacity=1'))).toThrow(
-      /unknown memory backend option "capacity"/,
+      /unknown memory URL parameter "capacity"/,
     )
   })
 
