@@ -2,7 +2,7 @@
  * Options of the SQLite backend: explicit option → environment variable → default, validated
  * once at construction with messages that name the field and the bad value.
  */
-import { ConfigurationError, type Logger } from '@omnibus/core'
+import { ConfigurationError, type Logger, rejectUnknownOptions } from '@omnibus/core'
 import type BetterSqlite3 from 'better-sqlite3'
 
 /** Options of {@link createSqliteBackend}. */
@@ -172,14 +172,7 @@ export function resolveOptions(
       },
     )
   }
-  for (const key of Object.keys(options)) {
-    if (!(OPTION_NAMES as readonly string[]).includes(key)) {
-      throw new ConfigurationError(
-        `unknown sqlite option "${key}": the options are ${OPTION_NAMES.join(', ')}`,
-        { backend: 'sqlite' },
-      )
-    }
-  }
+  rejectUnknownOptions('sqlite backend option', options, OPTION_NAMES, { backend: 'sqlite' })
   const path = options.path ?? env.OMNIBUS_SQLITE_PATH ?? './omnibus.db'
   if (typeof path !== 'string' || path.length === 0) {
     throw new ConfigurationError(`sqlite option path must be a non-empty file path, got ${String(path)}`, {

@@ -1,7 +1,7 @@
 /**
  * `sqlite://` URLs for the core registry (`createBackend('sqlite://./events.db')`).
  */
-import { ConfigurationError } from '@omnibus/core'
+import { ConfigurationError, rejectUnknownUrlParams } from '@omnibus/core'
 import { createSqliteBackend, type SqliteBackend } from './backend.ts'
 import type { SqliteBackendOptions } from './options.ts'
 
@@ -14,6 +14,8 @@ const NUMERIC_PARAMS = [
 ]
 const STRING_PARAMS = ['synchronous', 'source']
 const BOOLEAN_PARAMS = ['ioThread', 'publishOnIoThread']
+/** Query parameters of a `sqlite:` URL; any other is a `ConfigurationError`. */
+export const SQLITE_URL_PARAMS: readonly string[] = [...NUMERIC_PARAMS, ...STRING_PARAMS, ...BOOLEAN_PARAMS]
 
 /**
  * The database path of a `sqlite:` URL:
@@ -51,6 +53,7 @@ export function sqlitePathFromUrl(url: URL): string {
  */
 export function backendFromUrl(url: URL, options: Readonly<Record<string, unknown>> = {}): SqliteBackend {
   const fromUrl: Record<string, unknown> = { path: sqlitePathFromUrl(url) }
+  rejectUnknownUrlParams(url, SQLITE_URL_PARAMS, { backend: 'sqlite' })
   for (const [key, value] of url.searchParams) {
     if (NUMERIC_PARAMS.includes(key)) {
       const n = Number(value)
@@ -60,11 +63,6 @@ export function backendFromUrl(url: URL, options: Readonly<Record<string, unknow
     } else if (BOOLEAN_PARAMS.includes(key)) {
       fromUrl[key] =
         value === 'true' || value === '1' ? true : value === 'false' || value === '0' ? false : value
-    } else {
-      throw new ConfigurationError(
-        `unknown sqlite URL parameter "${key}": use ${[...NUMERIC_PARAMS, ...STRING_PARAMS, ...BOOLEAN_PARAMS].join(', ')}`,
-        { backend: 'sqlite' },
-      )
     }
   }
   return createSqliteBackend({ ...fromUrl, ...options } as SqliteBackendOptions)

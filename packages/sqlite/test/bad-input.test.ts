@@ -123,7 +123,7 @@ describe('sqlite backend: bad input', () => {
 
   it('rejects unsupported options and bad option values with the field and the value', () => {
     expect(() => createSqliteBackend({ path: tmp.file(), pollIntervalMS: 5 } as never)).toThrow(
-      /unknown sqlite option "pollIntervalMS"/,
+      /unknown sqlite backend option "pollIntervalMS" \(did you mean "pollIntervalMs"\?\)/,
     )
     expect(() => createSqliteBackend({ busyTimeoutMs: -1 })).toThrow(
       /busyTimeoutMs must be an integer from 0/,

@@ -1,0 +1,37 @@
+import { ConfigurationError } from '@omnibus/core'
+import { describe, expect, it } from 'vitest'
+import { backendFromUrl, createSqliteBackend } from '../src/index.ts'
+
+function configError(fn: () => unknown): ConfigurationError {
+  try {
+    fn()
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigurationError)
+    return error as ConfigurationError
+  }
+  throw new Error('expected a ConfigurationError')
+}
+
+describe('sqlite: unknown URL parameters and options', () => {
+  it('rejects an unknown URL parameter, naming it, the known ones and the URL', () => {
+    const e = configError(() => backendFromUrl(new URL('sqlite://./events.db?busyTimeout=10')))
+    expect(e.code).toBe('UNKNOWN_URL_PARAMETER')
+    expect(e.backend).toBe('sqlite')
+    expect(e.message).toContain('"busyTimeout" (did you mean "busyTimeoutMs"?)')
+    expect(e.message).toContain('sqlite://./events.db?busyTimeout=10')
+    expect(e.message).toContain('busyTimeoutMs, pollIntervalMs')
+  })
+
+  it('keeps the known parameters working', () => {
+    const b = backendFromUrl(new URL('sqlite://memory?busyTimeoutMs=100&synchronous=full&ioThread=false'))
+    expect(b.name).toBe('sqlite')
+  })
+
+  it('rejects an unknown option with the same rule', () => {
+    const e = configError(() => createSqliteBackend({ path: ':memory:', pollInterval: 5 } as never))
+    expect(e.code).toBe('UNKNOWN_OPTION')
+    expect(e.message).toContain(
+      'unknown sqlite backend option "pollInterval" (did you mean "pollIntervalMs"?)',
+    )
+  })
+})
