@@ -1,19 +1,110 @@
 /**
  * The wire codec: every backend writes and reads events as one CloudEvents 1.0 JSON document
  * (structured mode). JSON data goes in `data`, bytes in `data_base64`. Envelope fields map to
- * lower-case extensions (`partitionkey`, `correlationid`, `causationid`, `guarantee`,
- * `traceparent`, `tracestate`); other user headers are members prefixed `hdr_`. Unknown scalar
- * extensions written by foreign producers are read back as headers.
+ * lower-case extensions (`partitionkey`, `correlationid`, `causationid`, `guarantee`) and to the
+ * optional CloudEvents attributes (`subject`, `dataschema`, `datacontenttype`).
+ *
+ * Headers: CloudEvents attribute names are lower-case ASCII letters and digits, while a header
+ * name is any string. A header whose name is already a usable extension name (see
+ * {@link headerExtensionName}) is written as that extension, so `tenant` reads as `tenant` in
+ * any CloudEvents consumer (and `traceparent`/`tracestate` as the distributed-tracing
+ * extension); every other header goes into one string extension, {@link HEADERS_EXTENSION},
+ * holding a JSON object of those headers, so every name round-trips exactly. Reading, a foreign
+ * producer's extensions become headers of the same name, and the `hdr_` members written by
+ * earlier versions are still read.
  */
 import { PayloadTooLargeError, SerializationError } from './errors.ts'
 import { setHeader } from './headers.ts'
 import type { Guarantee, OmnibusEvent } from './protocol.ts'
 import { isValidTopic } from './topic.ts'
 
-/** Prefix of user headers on the wire. */
+/**
+ * Prefix of user headers in events written by earlier versions (`hdr_<name>`). Read on decode,
+ * so events already in durable stores keep their headers; never written.
+ */
 export const HEADER_PREFIX = 'hdr_'
+
+/**
+ * The extension holding, as a JSON object in one string, the headers whose names are not usable
+ * extension names (`{"x-tenant":"acme","Mixed-Case":"1"}`).
+ */
+export const HEADERS_EXTENSION = 'omnibusheaders'
+
 const JSON_TYPE = 'application/json'
 const BINARY_TYPE = 'application/octet-stream'
+
+/**
+ * Longest header name written as an extension of its own: the CloudEvents spec asks that
+ * attribute names not exceed 20 characters (a SHOULD; the JavaScript SDK does not enforce it),
+ * so longer names go into {@link HEADERS_EXTENSION}, where no consumer can trip over them.
+ */
+export const MAX_EXTENSION_NAME_LENGTH = 20
+
+/**
+ * Names that are valid extension names but are never used for a header, which then goes into
+ * {@link HEADERS_EXTENSION}: the CloudEvents context attributes (1.0, and the 0.3 ones SDKs still
+ * read), the JSON format's `data`, the extensions Omnibus writes for envelope fields, and
+ * `validate`, which the JavaScript SDK's event object would take for its own method.
+ */
+export const RESERVED_EXTENSION_NAMES: ReadonlySet<string> = new Set([
+  'specversion',
+  'id',
+  'source',
+  'type',
+  'time',
+  'subject',
+  'dataschema',
+  'datacontenttype',
+  'data',
+  'schemaurl',
+  'datacontentencoding',
+  'guarantee',
+  'partitionkey',
+  'correlationid',
+  'causationid',
+  HEADERS_EXTENSION,
+  'validate',
+])
+
+/**
+ * Whether a header of this name is written as a CloudEvents extension of the same name: 1-20
+ * lower-case ASCII letters or digits, and not one of {@link RESERVED_EXTENSION_NAMES}.
+ */
+export function headerExtensionName(name: string): boolean {
+  const n = name.length
+  if (n === 0 || n > MAX_EXTENSION_NAME_LENGTH) return false
+  for (let i = 0; i < n; i++) {
+    const c = name.charCodeAt(i)
+    if (!((c >= 97 && c <= 122) || (c >= 48 && c <= 57))) return false
+  }
+  return !RESERVED_EXTENSION_NAMES.has(name)
+}
+
+// RFC 3986 absolute URI, checked as a scheme and then only characters a URI may hold (with
+// well-formed percent escapes): what CloudEvents requires of `dataschema`.
+const URI = /^[A-Za-z][A-Za-z0-9+.-]*:(?:[A-Za-z0-9\-._~:/?#[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*$/
+
+/** The `datacontenttype` written for data without one: JSON, or octet-stream for bytes. */
+export function impliedContentType(data: unknown): string {
+  return data instanceof Uint8Array ? BINARY_TYPE : JSON_TYPE
+}
+
+/**
+ * Why a value cannot be the CloudEvents attribute `name` (`subject`, `dataschema`,
+ * `datacontenttype`), or undefined when it can.
+ */
+export function attributeProblem(
+  name: 'subject' | 'dataschema' | 'datacontenttype',
+  value: unknown,
+): string | undefined {
+  if (typeof value !== 'string' || value.length === 0) {
+    return `${name} must be a non-empty string, got ${value === '' ? 'an empty string' : typeof value}`
+  }
+  if (name === 'dataschema' && !URI.test(value)) {
+    return `dataschema must be an absolute URI (scheme:...), got ${JSON.stringify(value.slice(0, 200))}`
+  }
+  return undefined
+}
 
 function unencodable(topic: string, path: string, what: string): SerializationError {
   return new SerializationError(
@@ -167,21 +258,28 @@ export function toCloudEvent(event: OmnibusEvent): Record<string, unknown> {
     time: isoTime(event.time),
   }
   if (event.data instanceof Uint8Array) {
-    ce.datacontenttype = BINARY_TYPE
+    ce.datacontenttype = event.dataContentType ?? BINARY_TYPE
     ce.data_base64 = toBase64(event.data)
   } else {
-    ce.datacontenttype = JSON_TYPE
+    ce.datacontenttype = event.dataContentType ?? JSON_TYPE
     ce.data = event.data
   }
+  if (event.subject !== undefined) ce.subject = event.subject
+  if (event.dataSchema !== undefined) ce.dataschema = event.dataSchema
   ce.guarantee = event.guarantee
   if (event.partitionKey !== undefined) ce.partitionkey = event.partitionKey
   if (event.correlationId !== undefined) ce.correlationid = event.correlationId
   if (event.causationId !== undefined) ce.causationid = event.causationId
+  let others: Record<string, string> | undefined
   for (const key in event.headers) {
     const value = event.headers[key] as string
-    if (key === 'traceparent' || key === 'tracestate') ce[key] = value
-    else ce[HEADER_PREFIX + key] = value
+    if (headerExtensionName(key)) ce[key] = value
+    else {
+      others ??= {}
+      setHeader(others, key, value)
+    }
   }
+  if (others !== undefined) ce[HEADERS_EXTENSION] = JSON.stringify(others)
   return ce
 }
 
@@ -279,11 +377,14 @@ export function fromCloudEvent(doc: unknown, rawForErrors = ''): OmnibusEvent {
   const time = ce.time
   let data = ce.data
   const dataBase64 = ce.data_base64
+  const contentType = ce.datacontenttype
+  const subject = ce.subject
+  const dataSchema = ce.dataschema
   let guarantee = ce.guarantee
   const correlationId = ce.correlationid
   const causationId = ce.causationid
   const partitionKey = ce.partitionkey
-  let known =
+  const known =
     (specversion === undefined ? 0 : 1) +
     (id === undefined ? 0 : 1) +
     (type === undefined ? 0 : 1) +
@@ -291,15 +392,17 @@ export function fromCloudEvent(doc: unknown, rawForErrors = ''): OmnibusEvent {
     (time === undefined ? 0 : 1) +
     (data === undefined ? 0 : 1) +
     (dataBase64 === undefined ? 0 : 1) +
+    (contentType === undefined ? 0 : 1) +
+    (subject === undefined ? 0 : 1) +
+    (dataSchema === undefined ? 0 : 1) +
     (guarantee === undefined ? 0 : 1) +
     (correlationId === undefined ? 0 : 1) +
     (causationId === undefined ? 0 : 1) +
     (partitionKey === undefined ? 0 : 1)
-  if (ce.datacontenttype !== undefined) known++
   let members = 0
   for (const _ in ce) members++
   const headers: Record<string, string> = {}
-  if (members !== known) collectHeaders(ce, headers)
+  const headerProblem = members === known ? undefined : collectHeaders(ce, headers)
   if (specversion !== '1.0')
     throw invalidDocument(doc, rawForErrors, `specversion is ${JSON.stringify(specversion)}, expected "1.0"`)
   if (typeof id !== 'string' || id.length === 0) throw invalidDocument(doc, rawForErrors, 'id is missing')
@@ -315,18 +418,21 @@ export function fromCloudEvent(doc: unknown, rawForErrors = ''): OmnibusEvent {
   }
   if (typeof source !== 'string' || source.length === 0)
     throw invalidDocument(doc, rawForErrors, 'source is missing')
+  if (headerProblem !== undefined) throw invalidDocument(doc, rawForErrors, headerProblem)
   let at = Date.now()
   if (time !== undefined) {
     at = typeof time === 'string' ? parseTime(time) : Number.NaN
     if (!Number.isFinite(at))
       throw invalidDocument(doc, rawForErrors, `time ${JSON.stringify(time)} is not RFC 3339`)
   }
+  let defaultType = JSON_TYPE
   if (dataBase64 !== undefined) {
     if (typeof dataBase64 !== 'string' || !/^[A-Za-z0-9+/]*={0,2}$/.test(dataBase64)) {
       throw invalidDocument(doc, rawForErrors, 'data_base64 is not base64')
     }
     const buf = Buffer.from(dataBase64, 'base64')
     data = new Uint8Array(buf.buffer, buf.byteOffset, buf.byteLength)
+    defaultType = BINARY_TYPE
   } else if (data === undefined) {
     data = null
   }
@@ -346,12 +452,35 @@ export function fromCloudEvent(doc: unknown, rawForErrors = ''): OmnibusEvent {
   if (typeof correlationId === 'string') event.correlationId = correlationId
   if (typeof causationId === 'string') event.causationId = causationId
   if (typeof partitionKey === 'string') event.partitionKey = partitionKey
+  // The optional attributes: null is how a JSON writer says "absent". The content type is kept
+  // only when it is not the one the data's form implies, so an event Omnibus wrote reads back
+  // without it.
+  if (contentType !== undefined && contentType !== null && contentType !== defaultType) {
+    const problem = attributeProblem('datacontenttype', contentType)
+    if (problem !== undefined) throw invalidDocument(doc, rawForErrors, problem)
+    event.dataContentType = contentType as string
+  }
+  if (subject !== undefined && subject !== null) {
+    const problem = attributeProblem('subject', subject)
+    if (problem !== undefined) throw invalidDocument(doc, rawForErrors, problem)
+    event.subject = subject as string
+  }
+  if (dataSchema !== undefined && dataSchema !== null) {
+    const problem = attributeProblem('dataschema', dataSchema)
+    if (problem !== undefined) throw invalidDocument(doc, rawForErrors, problem)
+    event.dataSchema = dataSchema as string
+  }
   return event
 }
 
-// Members other than the envelope attributes: user headers (`hdr_` + name), the trace context,
-// and a foreign producer's scalar extension attributes, which surface as headers.
-function collectHeaders(ce: Record<string, unknown>, headers: Record<string, string>): void {
+// Members other than the envelope attributes: the headers extension, extensions named like
+// headers (the trace context, user headers, a foreign producer's extensions), and the `hdr_`
+// members of earlier versions. Extensions whose value is a number or a boolean (CloudEvents
+// Integer and Boolean) become headers holding its canonical string form; other values (objects,
+// arrays, null) are not CloudEvents attribute values and are left out. Returns why the headers
+// extension cannot be read, if it cannot.
+function collectHeaders(ce: Record<string, unknown>, headers: Record<string, string>): string | undefined {
+  let problem: string | undefined
   for (const key in ce) {
     switch (key) {
       case 'specversion':
@@ -369,18 +498,43 @@ function collectHeaders(ce: Record<string, unknown>, headers: Record<string, str
       case 'dataschema':
       case 'subject':
         break
+      case HEADERS_EXTENSION:
+        problem ??= readHeadersExtension(ce[key], headers)
+        break
       default: {
         const value = ce[key]
-        if (key === 'traceparent' || key === 'tracestate') {
-          if (typeof value === 'string') setHeader(headers, key, value)
-        } else if (key.startsWith(HEADER_PREFIX)) {
+        if (key.startsWith(HEADER_PREFIX)) {
           if (typeof value === 'string') setHeader(headers, key.slice(HEADER_PREFIX.length), value)
-        } else if (typeof value === 'string' || typeof value === 'number' || typeof value === 'boolean') {
+        } else if (typeof value === 'string') {
+          setHeader(headers, key, value)
+        } else if (typeof value === 'number' || typeof value === 'boolean') {
           setHeader(headers, key, String(value))
         }
       }
     }
   }
+  return problem
+}
+
+function readHeadersExtension(value: unknown, headers: Record<string, string>): string | undefined {
+  const expected = `${HEADERS_EXTENSION} must be a string holding a JSON object of string headers`
+  if (typeof value !== 'string') return `${expected}, got ${value === null ? 'null' : typeof value}`
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(value)
+  } catch (cause) {
+    return `${expected} (${(cause as Error).message})`
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    return `${expected}, got ${Array.isArray(parsed) ? 'an array' : String(parsed)}`
+  }
+  const map = parsed as Record<string, unknown>
+  for (const name in map) {
+    const v = map[name]
+    if (typeof v !== 'string') return `${expected}; header ${JSON.stringify(name)} is ${typeof v}`
+    setHeader(headers, name, v)
+  }
+  return undefined
 }
 
 function digits(s: string, from: number, count: number): number {

@@ -302,7 +302,15 @@ export function deadLetterInput(
   }
   if (event.correlationId !== undefined) input.correlationId = event.correlationId
   if (event.partitionKey !== undefined) input.partitionKey = event.partitionKey
+  copyAttributes(event, input)
   return input
+}
+
+// The CloudEvents attributes describe the data, which a dead letter and a redrive carry as is.
+function copyAttributes(from: OmnibusEvent, to: { -readonly [K in keyof EventInput]: EventInput[K] }): void {
+  if (from.subject !== undefined) to.subject = from.subject
+  if (from.dataSchema !== undefined) to.dataSchema = from.dataSchema
+  if (from.dataContentType !== undefined) to.dataContentType = from.dataContentType
 }
 
 /**
@@ -330,6 +338,7 @@ export function redriveInput(dlq: OmnibusEvent): EventInput {
   }
   if (dlq.correlationId !== undefined) input.correlationId = dlq.correlationId
   if (dlq.partitionKey !== undefined) input.partitionKey = dlq.partitionKey
+  copyAttributes(dlq, input)
   return input
 }
 

@@ -5,6 +5,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { randomBytes } from 'node:crypto'
+import { attributeProblem, impliedContentType } from './codec.ts'
 import { ConfigurationError, SerializationError } from './errors.ts'
 import { setHeader } from './headers.ts'
 import { type EventInput, GUARANTEES, type Guarantee, type OmnibusEvent } from './protocol.ts'
@@ -216,5 +217,18 @@ export function createEvent<T>(input: EventInput<T>, defaults: EventDefaults = {
   if (correlationId !== undefined) event.correlationId = correlationId
   if (causationId !== undefined) event.causationId = causationId
   if (input.partitionKey !== undefined) event.partitionKey = String(input.partitionKey)
+  if (input.subject !== undefined) event.subject = checkAttribute('subject', input.subject)
+  if (input.dataSchema !== undefined) event.dataSchema = checkAttribute('dataschema', input.dataSchema)
+  if (input.dataContentType !== undefined) {
+    const contentType = checkAttribute('datacontenttype', input.dataContentType)
+    // The type the data's form implies is what the wire says anyway: not kept, as on decode.
+    if (contentType !== impliedContentType(input.data)) event.dataContentType = contentType
+  }
   return event
+}
+
+function checkAttribute(name: 'subject' | 'dataschema' | 'datacontenttype', value: unknown): string {
+  const problem = attributeProblem(name, value)
+  if (problem !== undefined) throw new ConfigurationError(`event ${problem}`)
+  return value as string
 }

@@ -26,7 +26,11 @@ export {
   encodeEventChecked,
   fromCloudEvent,
   HEADER_PREFIX,
+  HEADERS_EXTENSION,
+  headerExtensionName,
   InvalidEnvelopeError,
+  MAX_EXTENSION_NAME_LENGTH,
+  RESERVED_EXTENSION_NAMES,
   toCloudEvent,
 } from './codec.ts'
 export {
@@ -89,6 +93,7 @@ export {
   type TelemetryExporter,
 } from './exporters.ts'
 export { setHeader } from './headers.ts'
+export { holdProcess, type ProcessHold } from './lifetime.ts'
 export { compilePattern, MatcherIndex, matchTopic, oracleMatch } from './matcher.ts'
 export {
   BufferFullError,

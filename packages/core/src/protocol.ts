@@ -38,6 +38,19 @@ export interface OmnibusEvent<T = unknown> {
   readonly headers: Readonly<Record<string, string>>
   /** Guarantee the producer asked for. */
   readonly guarantee: Guarantee
+  /**
+   * CloudEvents `subject`: what the event is about, within the context of `source` (a file name,
+   * an order id). Kept as written by any CloudEvents producer.
+   */
+  readonly subject?: string
+  /** CloudEvents `dataschema`: an absolute URI of the schema `data` adheres to. */
+  readonly dataSchema?: string
+  /**
+   * CloudEvents `datacontenttype` when it is not the one the data's form implies
+   * (`application/json` for JSON values, `application/octet-stream` for bytes), e.g. `text/xml`
+   * from a foreign producer, kept so a re-published event says the same.
+   */
+  readonly dataContentType?: string
 }
 
 /** What a caller passes to `publish`: only `topic` and `data` are required. */
@@ -52,6 +65,12 @@ export interface EventInput<T = unknown> {
   readonly partitionKey?: string
   readonly headers?: Readonly<Record<string, string>>
   readonly guarantee?: Guarantee
+  /** CloudEvents `subject`: a non-empty string. */
+  readonly subject?: string
+  /** CloudEvents `dataschema`: an absolute URI. */
+  readonly dataSchema?: string
+  /** CloudEvents `datacontenttype` of `data` (a media type such as `text/plain`). */
+  readonly dataContentType?: string
 }
 
 /** What a backend declares it can do. Asking for more is a `CapabilityError`, never a downgrade. */

@@ -46,7 +46,7 @@ describe('encoding', () => {
       causationid: 'cause-8',
       traceparent: full.headers.traceparent,
       tracestate: 'vendor=1',
-      'hdr_x-tenant': 'acme',
+      omnibusheaders: '{"x-tenant":"acme"}',
     })
     expect(toCloudEvent(full)).toEqual(ce)
   })
@@ -101,7 +101,7 @@ describe('encoding', () => {
 })
 
 describe('decoding foreign CloudEvents', () => {
-  it('reads an event written by another producer, extensions becoming headers', () => {
+  it('reads an event written by another producer, extensions becoming headers, attributes kept', () => {
     const foreign = JSON.stringify({
       specversion: '1.0',
       type: 'com.example.sensor.reading',
@@ -126,6 +126,9 @@ describe('decoding foreign CloudEvents', () => {
       source: '/sensors/42',
       headers: { comexampleextension1: 'value', comexampleothervalue: '5', flag: 'true' },
       guarantee: 'at-least-once',
+      subject: 'room-1',
+      dataSchema: 'https://example.com/schema',
+      dataContentType: 'text/xml',
     })
   })
 
@@ -157,7 +160,7 @@ describe('headers beside the envelope attributes', () => {
       },
       {},
     ],
-    ['ignored CloudEvents members only', { ...base, subject: 'x', dataschema: 'y' }, {}],
+    ['optional CloudEvents attributes only', { ...base, subject: 'x', dataschema: 'urn:y' }, {}],
     ['a header and no data', { ...base, hdr_a: 'x' }, { a: 'x' }],
     [
       'trace context only',

@@ -7,7 +7,7 @@
  * functions, symbols, NaN, class instances such as Map) has no bound, which sends the event to the
  * exact path, where the codec reports it with its path.
  */
-import type { OmnibusEvent } from '@omnibus/core'
+import { headerExtensionName, type OmnibusEvent } from '@omnibus/core'
 
 // Member names, quotes, colons and commas of the envelope, `time` and `guarantee` values at
 // their longest: comfortably above what toCloudEvent writes around the variable parts.
@@ -76,8 +76,15 @@ export function encodedSizeBound(event: OmnibusEvent, limit: number): number {
   if (event.partitionKey !== undefined) total += stringBound(event.partitionKey)
   if (event.correlationId !== undefined) total += stringBound(event.correlationId)
   if (event.causationId !== undefined) total += stringBound(event.causationId)
+  if (event.subject !== undefined) total += stringBound(event.subject) + 12
+  if (event.dataSchema !== undefined) total += stringBound(event.dataSchema) + 15
+  if (event.dataContentType !== undefined) total += stringBound(event.dataContentType)
   for (const key in event.headers) {
-    total += stringBound(key) + 10 + stringBound(event.headers[key] as string)
+    const value = event.headers[key] as string
+    // A header that is no extension name sits in a JSON string inside the JSON document: escaped
+    // twice, a character takes up to 7 bytes (`\u0000` written as `\\u0000`).
+    if (headerExtensionName(key)) total += stringBound(key) + 10 + stringBound(value)
+    else total += 7 * (key.length + value.length) + 24
   }
   if (total > limit) return Number.POSITIVE_INFINITY
   const data: unknown = event.data

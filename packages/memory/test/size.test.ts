@@ -95,6 +95,19 @@ describe('encodedSizeBound', () => {
     }
   })
 
+  it('bounds headers escaped twice inside the headers extension, and the CloudEvents attributes', () => {
+    const worst = '\u0000'.repeat(2000)
+    const event = createEvent({
+      topic: 'a.b',
+      data: null,
+      headers: { [`X-${worst}`]: worst, tenant: worst },
+      subject: worst,
+      dataSchema: `urn:${'%00'.repeat(300)}`,
+      dataContentType: 'text/plain',
+    })
+    expect(encodedSizeBound(event, 1_000_000)).toBeGreaterThanOrEqual(Buffer.byteLength(encodeEvent(event)))
+  })
+
   it('bounds bytes by their base64 size, and gives up on what it does not model', () => {
     const bytes = createEvent({ topic: 'b', data: new Uint8Array(3000) })
     expect(encodedSizeBound(bytes, 1_000_000)).toBeGreaterThanOrEqual(Buffer.byteLength(encodeEvent(bytes)))
