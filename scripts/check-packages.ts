@@ -258,6 +258,7 @@ function checkContents(tgz: string, license: string): string {
       if (!has.has(target)) problems.push(`${map} points at ${target}, which is not in the tarball`)
     }
   }
+  if (problems.length > 12) problems.splice(12, Infinity, `… and ${problems.length - 12} more`)
   if (problems.length > 0) fail(problems.join('\n'))
   return `${files.length} files, ${sources.length} sources, ${maps.length} maps`
 }
@@ -360,9 +361,11 @@ async function main(): Promise<number> {
   const typescriptSpec = rootPkg.devDependencies?.typescript ?? fail('root package.json has no typescript')
   const nodeTypesSpec =
     rootPkg.devDependencies?.['@types/node'] ?? fail('root package.json has no @types/node')
-  const license = readFileSync(join(root, 'LICENSE'), 'utf8')
+  const rootLicense = join(root, 'LICENSE')
+  const license = existsSync(rootLicense) ? readFileSync(rootLicense, 'utf8') : undefined
 
   await check('LICENSE in every package equals the root LICENSE', () => {
+    if (license === undefined) fail('the repository has no LICENSE')
     const differing = PACKAGES.filter((p) => {
       const at = join(root, 'packages', p, 'LICENSE')
       return !existsSync(at) || readFileSync(at, 'utf8') !== license
@@ -391,7 +394,9 @@ async function main(): Promise<number> {
       return file
     })
     if (ok)
-      await check(`contents @omnibus/${p}`, () => checkContents(tgz.get(`@omnibus/${p}`) ?? '', license))
+      await check(`contents @omnibus/${p}`, () =>
+        checkContents(tgz.get(`@omnibus/${p}`) ?? '', license ?? ''),
+      )
   }
   if (tgz.size !== PACKAGES.length) return finish(work, started, true)
 
@@ -550,4 +555,9 @@ function finish(work: string, started: number, keepFolder: boolean): number {
   return 1
 }
 
-process.exitCode = await main()
+process.exitCode = await main().catch((error: unknown) => {
+  console.log(
+    `FAIL check-packages stopped: ${error instanceof Error ? (error.stack ?? error.message) : String(error)}`,
+  )
+  return 1
+})
