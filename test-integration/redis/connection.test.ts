@@ -4,7 +4,14 @@ import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { createServer } from 'node:net'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { ConnectionError, type EventBackend, type OmnibusEvent } from '@omnibus/core'
+import { fileURLToPath } from 'node:url'
+import {
+  ConfigurationError,
+  ConnectionError,
+  createBackend,
+  type EventBackend,
+  type OmnibusEvent,
+} from '@omnibus/core'
 import { backendFromUrl, createRedisBackend } from '@omnibus/redis'
 import { afterEach, expect, it } from 'vitest'
 import { describeWithService, serviceEndpoint } from '../setup/services.ts'
@@ -96,6 +103,104 @@ describeWithService('redis', 'redis connections: ACL users, caller-owned clients
     expect(len).toBeLessThan(300)
     await b.commandClient().del(`${prefix}stream:${topic}`, `${prefix}topics`)
   })
+
+  /** Runs `node <script> ...args` and resolves when it exits; rejects if it outlives the deadline. */
+  function runNode(
+    script: string,
+    args: string[],
+    deadlineMs: number,
+  ): Promise<{ code: number | null; stdout: string; stderr: string }> {
+    return new Promise((resolve, reject) => {
+      const child = spawn(process.execPath, ['--conditions=@omnibus/source', script, ...args], {
+        env: { ...process.env, NO_COLOR: '1' },
+        stdio: ['ignore', 'pipe', 'pipe'],
+      })
+      let stdout = ''
+      let stderr = ''
+      child.stdout.on('data', (d: Buffer) => {
+        stdout += d.toString()
+      })
+      child.stderr.on('data', (d: Buffer) => {
+        stderr += d.toString()
+      })
+      const timer = setTimeout(() => {
+        child.kill('SIGKILL')
+        reject(
+          new Error(`${script} ${args.join(' ')} still running after ${deadlineMs} ms; stdout: ${stdout}`),
+        )
+      }, deadlineMs)
+      child.on('error', reject)
+      child.on('exit', (code) => {
+        clearTimeout(timer)
+        resolve({ code, stdout, stderr })
+      })
+    })
+  }
+
+  function withPath(path: string, password?: string): string {
+    const u = new URL(url)
+    u.pathname = path
+    if (password !== undefined) u.password = password
+    return u.toString()
+  }
+
+  it('a database the server does not have is a ConfigurationError from connect(), at once', async () => {
+    for (const make of [
+      () => createRedisBackend({ url: withPath('/99', 'hunter2'), keyPrefix: IT_PREFIX }),
+      () => backendFromUrl(new URL(withPath('/99'))),
+    ]) {
+      const b = make()
+      backends.push(b)
+      const started = Date.now()
+      const error = await b.connect().then(
+        () => undefined,
+        (e: unknown) => e,
+      )
+      // Well under the 5 s connect deadline: the server's answer is final, nothing waits or retries.
+      expect(Date.now() - started).toBeLessThan(2_000)
+      expect(error).toBeInstanceOf(ConfigurationError)
+      expect((error as ConfigurationError).code).toBe('INVALID_DATABASE')
+      expect((error as ConfigurationError).retryable).toBe(false)
+      expect((error as Error).message).toContain('/99')
+      expect((error as Error).message).toContain('/15')
+      expect((error as Error).message).not.toContain('hunter2')
+      expect(b.isConnected).toBe(false)
+    }
+    const viaRegistry = await createBackend(withPath('/99'))
+    backends.push(viaRegistry)
+    await expect(viaRegistry.connect()).rejects.toBeInstanceOf(ConfigurationError)
+  })
+
+  it('a process that failed to connect on a bad database path exits on its own, with no uncaught error', async () => {
+    const child = fileURLToPath(new URL('./bad-db-child.ts', import.meta.url))
+    for (const path of ['/99', '/abc']) {
+      const r = await runNode(child, [withPath(path, 'hunter2')], 20_000)
+      expect(r.code, r.stderr).toBe(0)
+      const lines = r.stdout.trim().split('\n')
+      expect(lines).toHaveLength(1)
+      const got = JSON.parse(lines[0] as string) as Record<string, unknown>
+      expect(got).toMatchObject({ name: 'ConfigurationError', code: 'INVALID_DATABASE', retryable: false })
+      expect(r.stdout + r.stderr).not.toContain('hunter2')
+      expect(r.stderr).not.toContain('ReplyError')
+    }
+  }, 60_000)
+
+  it('the CLI prints one clear line and exits 2 for a bad or missing database', async () => {
+    const bin = fileURLToPath(new URL('../../packages/cli/src/bin.ts', import.meta.url))
+    for (const [path, expected] of [
+      ['/abc', /^omnibus: bad backend URL: .*names database "abc", which is not a database number/],
+      ['/99', /^omnibus: bad backend configuration: .*has no such database/],
+    ] as const) {
+      const r = await runNode(bin, ['health', '--backend', withPath(path, 'hunter2')], 30_000)
+      expect(r.code, r.stderr).toBe(2)
+      const errors = r.stderr.split('\n').filter((l) => l.startsWith('omnibus:'))
+      expect(errors).toHaveLength(1)
+      expect(errors[0]).toMatch(expected)
+      expect(r.stderr).not.toMatch(/^\s+at /m)
+      expect(r.stderr).not.toContain('ReplyError')
+      expect(r.stdout + r.stderr).not.toContain('hunter2')
+    }
+  }, 60_000)
 
   const hasRedisServer = spawnSync('redis-server', ['--version']).status === 0
   const hasOpenssl = spawnSync('openssl', ['version']).status === 0

@@ -425,7 +425,7 @@ export function createRedisBackend(options: RedisBackendOptions = {}): RedisBack
         } catch (err) {
           c.off('error', onCmdError)
           if (owned) c.disconnect()
-          const e = classifyError(err, 'connect')
+          const e = classifyError(err, 'connect', endpoint)
           if (e instanceof ConnectionError) {
             throw new ConnectionError(`cannot connect to Redis at ${endpoint}: ${e.message}`, {
               backend: 'redis',
@@ -585,15 +585,9 @@ export function createRedisBackend(options: RedisBackendOptions = {}): RedisBack
 
 /**
  * Creates a backend from a `redis://` or `rediss://` URL (used by `createBackend` of the core
- * registry). Query parameters `keyPrefix` and `maxLen` are read; `options` override them.
+ * registry). Query parameters `keyPrefix` and `maxLen` are read, `options` override them, and
+ * any other parameter is a `ConfigurationError` (see the `url` option).
  */
 export function backendFromUrl(url: URL, options: Readonly<Record<string, unknown>> = {}): RedisBackend {
-  const fromQuery: Record<string, unknown> = {}
-  const prefix = url.searchParams.get('keyPrefix')
-  if (prefix !== null) fromQuery.keyPrefix = prefix
-  const maxLen = url.searchParams.get('maxLen')
-  if (maxLen !== null) fromQuery.maxLen = Number(maxLen)
-  const clean = new URL(url.toString())
-  clean.search = ''
-  return createRedisBackend({ ...fromQuery, ...options, url: clean.toString() } as RedisBackendOptions)
+  return createRedisBackend({ ...options, url: url.toString() } as RedisBackendOptions)
 }

@@ -43,10 +43,16 @@ function text(error: unknown): string {
  * Maps a native error to an `OmnibusError` subclass: socket and connection-state errors →
  * `ConnectionError` (retryable), authentication → `ConnectionError` (not retryable), transient
  * server states (`LOADING`, `BUSY`, `TRYAGAIN`, `MASTERDOWN`, `READONLY`, `OOM`) → retryable,
- * Cluster redirections → `ConfigurationError`, unknown commands → `CapabilityError`, anything
- * else → the class of `operation`. Omnibus errors pass through unchanged.
+ * Cluster redirections and a database index the server does not have → `ConfigurationError`,
+ * unknown commands → `CapabilityError`, anything else → the class of `operation`. Omnibus errors
+ * pass through unchanged. `endpoint` (host, port and database, never credentials) is named in
+ * messages about the configuration.
  */
-export function classifyError(error: unknown, operation: RedisOperation = 'other'): OmnibusError {
+export function classifyError(
+  error: unknown,
+  operation: RedisOperation = 'other',
+  endpoint?: string,
+): OmnibusError {
   if (error instanceof OmnibusError) return error
   const msg = text(error)
   const e = error as { code?: unknown; name?: unknown } | null
@@ -138,6 +144,14 @@ export function classifyError(error: unknown, operation: RedisOperation = 'other
         `a key under the backend's prefix holds another type (${msg}); use a keyPrefix no other application writes to`,
         { ...base, code: 'KEY_TYPE_CONFLICT' },
       )
+  }
+  if (/^ERR DB index is out of range/i.test(msg)) {
+    // Retrying cannot help: the server has fewer databases than the URL's path asks for.
+    return new ConfigurationError(
+      `Redis${endpoint === undefined ? '' : ` at ${endpoint}`} has no such database (${msg}): use a database ` +
+        'from /0 to /15 on a server with the default "databases 16", or raise "databases" in its redis.conf',
+      { ...base, code: 'INVALID_DATABASE' },
+    )
   }
   if (/^ERR unknown command/i.test(msg) || /^ERR unknown subcommand/i.test(msg)) {
     return new CapabilityError(

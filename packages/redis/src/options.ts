@@ -4,13 +4,23 @@
  * field and the value (passwords are never echoed).
  */
 import type { ConnectionOptions } from 'node:tls'
-import { ConfigurationError, type Logger, redactUrl } from '@omnibus/core'
+import {
+  ConfigurationError,
+  type Logger,
+  optionNames,
+  redactUrl,
+  rejectUnknownOptions,
+  rejectUnknownUrlParams,
+} from '@omnibus/core'
 import type { Redis, RedisOptions } from 'ioredis'
 
 /** Options of {@link createRedisBackend}. */
 export interface RedisBackendOptions {
   /**
-   * `redis://[user:password@]host:port[/db]` or `rediss://…` for TLS. Ignored when `client` is given.
+   * `redis://[user:password@]host:port[/db][?keyPrefix=…&maxLen=…]` or `rediss://…` for TLS. The
+   * path is a database number (`/0` … `/15` on a default server); the query may set `keyPrefix` and
+   * `maxLen` (explicit options win); anything else is a `ConfigurationError`. Ignored when
+   * `client` is given.
    * @default 'redis://127.0.0.1:6379'
    * Env: `OMNIBUS_REDIS_URL`
    */
@@ -145,6 +155,59 @@ export interface ResolvedRedisOptions {
 
 type Env = Readonly<Record<string, string | undefined>>
 
+/** The keys of {@link RedisBackendOptions}; any other key is a `ConfigurationError`. */
+export const REDIS_OPTION_NAMES: readonly string[] = optionNames<RedisBackendOptions>({
+  url: true,
+  client: true,
+  username: true,
+  password: true,
+  tls: true,
+  keyPrefix: true,
+  maxLen: true,
+  visibilityTimeoutMs: true,
+  batchSize: true,
+  blockMs: true,
+  dedupeTtlMs: true,
+  maxPayloadBytes: true,
+  connectTimeoutMs: true,
+  discoveryIntervalMs: true,
+  drainTimeoutMs: true,
+  source: true,
+  logger: true,
+  redisOptions: true,
+})
+
+/** Query parameters of a `redis://` URL; any other is a `ConfigurationError`. */
+export const REDIS_URL_PARAMS: readonly string[] = ['keyPrefix', 'maxLen']
+
+const DB_HINT =
+  'use a database number from /0 to /15 (a server with the default "databases 16"; more if its ' +
+  'redis.conf raises it), or no path for database 0'
+
+/**
+ * Checks the database path of a parsed Redis URL. ioredis would send `SELECT NaN` for `/abc`,
+ * and the server's refusal would surface as an uncaught error instead of a configuration error.
+ */
+function checkDatabasePath(parsed: URL, url: string): void {
+  const path = parsed.pathname
+  if (path === '' || path === '/') return
+  const digits = /^\/(\d{1,9})$/.exec(path)?.[1]
+  if (digits === undefined) {
+    throw new ConfigurationError(
+      `url "${redactUrl(url)}" names database "${path.slice(1)}", which is not a database number: ${DB_HINT}`,
+      { backend: 'redis', code: 'INVALID_DATABASE' },
+    )
+  }
+}
+
+// The URL without its query: the parameters are the backend's, and ioredis would otherwise read
+// them as its own options.
+function withoutQuery(parsed: URL): string {
+  const u = new URL(parsed.href)
+  u.search = ''
+  return u.toString()
+}
+
 function intOption(
   field: string,
   envName: string | undefined,
@@ -193,6 +256,7 @@ export function resolveRedisOptions(
   if (options === null || typeof options !== 'object') {
     throw new ConfigurationError('createRedisBackend expects an options object', { backend: 'redis' })
   }
+  rejectUnknownOptions('redis backend option', options, REDIS_OPTION_NAMES, { backend: 'redis' })
   const client = options.client
   if (client !== undefined) {
     const c = client as unknown as { isCluster?: boolean; options?: { keyPrefix?: string } }
@@ -230,6 +294,16 @@ export function resolveRedisOptions(
       { backend: 'redis' },
     )
   }
+  rejectUnknownUrlParams(parsed, REDIS_URL_PARAMS, { backend: 'redis' })
+  checkDatabasePath(parsed, url)
+  const db = options.redisOptions?.db
+  if (db !== undefined && (typeof db !== 'number' || !Number.isInteger(db) || db < 0)) {
+    throw new ConfigurationError(`redisOptions.db must be an integer >= 0, got ${String(db)}: ${DB_HINT}`, {
+      backend: 'redis',
+      code: 'INVALID_DATABASE',
+    })
+  }
+  const query = parsed.searchParams
   let tls: ConnectionOptions | undefined
   if (options.tls !== undefined && options.tls !== false) {
     if (options.tls === true) tls = {}
@@ -239,17 +313,31 @@ export function resolveRedisOptions(
   } else if (parsed.protocol === 'rediss:' && options.tls !== false) {
     tls = {}
   }
-  const keyPrefix = strOption('keyPrefix', 'OMNIBUS_REDIS_KEY_PREFIX', options.keyPrefix, env) ?? 'omnibus:'
+  const keyPrefix =
+    strOption(
+      'keyPrefix',
+      'OMNIBUS_REDIS_KEY_PREFIX',
+      options.keyPrefix ?? query.get('keyPrefix') ?? undefined,
+      env,
+    ) ?? 'omnibus:'
   if (!/^[^\s*?[\]{}]{0,100}$/.test(keyPrefix)) {
     throw new ConfigurationError(
       `keyPrefix "${keyPrefix}" is invalid: use up to 100 characters without spaces, glob characters or braces`,
       { backend: 'redis' },
     )
   }
+  const maxLenParam = query.get('maxLen')
+  if (options.maxLen === undefined && maxLenParam !== null && !/^\d+$/.test(maxLenParam)) {
+    throw new ConfigurationError(
+      `URL parameter maxLen must be an integer >= 1, got "${maxLenParam}" in ${redactUrl(url)}`,
+      { backend: 'redis' },
+    )
+  }
+  const maxLenOption = options.maxLen ?? (maxLenParam === null ? undefined : Number(maxLenParam))
   const maxLen =
-    options.maxLen === undefined && !env.OMNIBUS_REDIS_MAX_LEN
+    maxLenOption === undefined && !env.OMNIBUS_REDIS_MAX_LEN
       ? undefined
-      : intOption('maxLen', 'OMNIBUS_REDIS_MAX_LEN', options.maxLen, env, 0, 1)
+      : intOption('maxLen', 'OMNIBUS_REDIS_MAX_LEN', maxLenOption, env, 0, 1)
   if (options.logger !== undefined) {
     const l = options.logger as unknown as Record<string, unknown>
     if (typeof l.warn !== 'function' || typeof l.error !== 'function') {
@@ -265,7 +353,7 @@ export function resolveRedisOptions(
     throw new ConfigurationError('redisOptions must be an object of ioredis options', { backend: 'redis' })
   }
   return {
-    url,
+    url: parsed.search === '' ? url : withoutQuery(parsed),
     client,
     username: strOption('username', 'OMNIBUS_REDIS_USERNAME', options.username, env),
     password: strOption('password', 'OMNIBUS_REDIS_PASSWORD', options.password, env),
