@@ -19,6 +19,7 @@ import {
   isLiteralPattern,
   NotConnectedError,
   type PublishReceipt,
+  rejectUnknownUrlParams,
   resolveSubscribeOptions,
   type SubscribeOptions,
   type Subscription,
@@ -26,7 +27,12 @@ import {
 import { createKafkaClient, type KafkaClient } from './client.ts'
 import { createKafkaDedupeStore, type KafkaDedupeStore } from './dedupe.ts'
 import { classifyError } from './errors.ts'
-import { type KafkaBackendOptions, type ResolvedKafkaOptions, resolveKafkaOptions } from './options.ts'
+import {
+  KAFKA_URL_PARAMS,
+  type KafkaBackendOptions,
+  type ResolvedKafkaOptions,
+  resolveKafkaOptions,
+} from './options.ts'
 import { createPublisher, createTopicRegistry, type Publisher, type TopicRegistry } from './publisher.ts'
 import { KafkaSubscription, type SubscriptionHost } from './subscription.ts'
 
@@ -308,12 +314,14 @@ export function createKafkaBackend(options: KafkaBackendOptions = {}): KafkaBack
 /**
  * Builds a backend from a `kafka://host:port[,host:port]` URL (used by `createBackend`). Query
  * parameters: `clientId`, `groupIdPrefix`, `partitions`, `replicationFactor`, `ssl=true`,
- * `sasl=plain|scram-sha-256|scram-sha-512` with the user and password from the URL.
+ * `sasl=plain|scram-sha-256|scram-sha-512` with the user and password from the URL. Any other
+ * parameter is a `ConfigurationError`.
  */
 export function backendFromUrl(url: URL, options: Readonly<Record<string, unknown>> = {}): KafkaBackend {
   if (url.protocol !== 'kafka:') {
     throw new ConfigurationError(`backendFromUrl expects a kafka:// URL, got ${url.protocol}//`)
   }
+  rejectUnknownUrlParams(url, KAFKA_URL_PARAMS, { backend: 'kafka' })
   const hosts = decodeURIComponent(url.host || url.pathname.replace(/^\/\//, ''))
     .split(',')
     .map((h) => h.trim())

@@ -3,7 +3,14 @@
  * validated once at construction with messages naming the field and the bad value.
  */
 import type { ConnectionOptions } from 'node:tls'
-import { ConfigurationError, type DedupeStore, type Logger, silentLogger } from '@omnibus/core'
+import {
+  ConfigurationError,
+  type DedupeStore,
+  type Logger,
+  optionNames,
+  rejectUnknownOptions,
+  silentLogger,
+} from '@omnibus/core'
 import type { Kafka } from 'kafkajs'
 
 /** SASL credentials. The password never appears in logs, errors or `describe()` output. */
@@ -123,6 +130,53 @@ export interface ResolvedKafkaOptions {
 
 type Env = Readonly<Record<string, string | undefined>>
 
+/** The keys of {@link KafkaBackendOptions}; any other key is a `ConfigurationError`. */
+export const KAFKA_OPTION_NAMES: readonly string[] = optionNames<KafkaBackendOptions>({
+  brokers: true,
+  kafka: true,
+  clientId: true,
+  ssl: true,
+  sasl: true,
+  groupIdPrefix: true,
+  autoCreateTopics: true,
+  numPartitions: true,
+  replicationFactor: true,
+  topicRefreshMs: true,
+  sessionTimeoutMs: true,
+  heartbeatIntervalMs: true,
+  rebalanceTimeoutMs: true,
+  maxWaitTimeMs: true,
+  groupJoinTimeoutMs: true,
+  maxPayloadBytes: true,
+  maxBatchBytes: true,
+  connectionTimeoutMs: true,
+  requestTimeoutMs: true,
+  retries: true,
+  healthTimeoutMs: true,
+  source: true,
+  logger: true,
+  clientLogLevel: true,
+  dedupeStore: true,
+  dedupeTopic: true,
+  dedupeTtlMs: true,
+})
+
+const SASL_OPTION_NAMES = optionNames<KafkaSaslOptions>({ mechanism: true, username: true, password: true })
+
+/**
+ * Query parameters of a `kafka://` URL (see `backendFromUrl`); any other is a
+ * `ConfigurationError`.
+ */
+export const KAFKA_URL_PARAMS: readonly string[] = [
+  'brokers',
+  'clientId',
+  'groupIdPrefix',
+  'partitions',
+  'replicationFactor',
+  'ssl',
+  'sasl',
+]
+
 function bad(field: string, value: unknown, expected: string): ConfigurationError {
   return new ConfigurationError(
     `kafka option ${field} = ${JSON.stringify(value) ?? String(value)} is invalid: expected ${expected}`,
@@ -200,6 +254,7 @@ function sasl(value: KafkaSaslOptions | undefined, env: Env): KafkaSaslOptions |
   }
   if (s === undefined) return undefined
   if (typeof s !== 'object' || s === null) throw bad('sasl', '[object]', '{ mechanism, username, password }')
+  rejectUnknownOptions('kafka sasl option', s, SASL_OPTION_NAMES, { backend: 'kafka' })
   if (!MECHANISMS.includes(s.mechanism as (typeof MECHANISMS)[number])) {
     throw bad('sasl.mechanism', s.mechanism, MECHANISMS.join(', '))
   }
@@ -221,6 +276,7 @@ export function resolveKafkaOptions(
   env: Env = process.env,
 ): ResolvedKafkaOptions {
   if (options === null || typeof options !== 'object') throw bad('options', options, 'an object')
+  rejectUnknownOptions('kafka backend option', options, KAFKA_OPTION_NAMES, { backend: 'kafka' })
   const clientId = options.clientId ?? env.OMNIBUS_KAFKA_CLIENT_ID ?? 'omnibus'
   if (typeof clientId !== 'string' || !/^[A-Za-z0-9._:-]{1,200}$/.test(clientId)) {
     throw bad('clientId', clientId, "1-200 letters, digits, '.', '_', ':' or '-'")
