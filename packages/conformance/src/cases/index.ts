@@ -5,6 +5,7 @@ import { deliveryCases } from './delivery.ts'
 import { grammarCases } from './grammar.ts'
 import { groupCases } from './groups.ts'
 import { guaranteeCases } from './guarantees.ts'
+import { headerCases } from './headers.ts'
 import { resilienceCases } from './resilience.ts'
 import { retryCases } from './retry.ts'
 import type { ConformanceCase } from './types.ts'
@@ -20,4 +21,5 @@ export const ALL_CASES: readonly ConformanceCase[] = [
   ...resilienceCases,
   ...contextCases,
   ...busCases,
+  ...headerCases,
 ]
