@@ -28,12 +28,15 @@ import {
   type EventInput,
   encodeEventChecked,
   type HealthStatus,
+  holdProcess,
   MemoryDedupeStore,
   NotConnectedError,
   type OmnibusEvent,
   PayloadTooLargeError,
+  type ProcessHold,
   PublishError,
   type PublishReceipt,
+  rejectUnknownUrlParams,
   resolveSubscribeOptions,
   type SubscribeOptions,
   type Subscription,
@@ -51,7 +54,12 @@ import {
   type QueueTarget,
 } from './directory.ts'
 import { classifyError, isQueueMissing } from './errors.ts'
-import { type ResolvedSqsOptions, resolveSqsOptions, type SqsBackendOptions } from './options.ts'
+import {
+  type ResolvedSqsOptions,
+  resolveSqsOptions,
+  SQS_URL_PARAMS,
+  type SqsBackendOptions,
+} from './options.ts'
 import { BatchSender, type OutgoingMessage, QUEUE_GONE } from './sender.ts'
 
 /** The SQS backend: an `EventBackend` plus what it knows about its endpoint. */
@@ -152,6 +160,9 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
   let disconnecting: Promise<void> | undefined
   const consumers = new Set<Consumer>()
   let aliveTimer: NodeJS.Timeout | undefined
+  // HTTP has no connection that lasts: this handle is what keeps the process alive from connect()
+  // to disconnect(), as a broker socket does on the other backends (see holdProcess in core).
+  let hold: ProcessHold | undefined
   const inFlightPublishes = new Set<Promise<unknown>>()
 
   function requireConnected(
@@ -219,6 +230,7 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
     // The first listing starts now, so the first publish rarely has to wait for it.
     directory.refresh().catch(() => {})
     sender = new BatchSender(c.control, BATCH_BYTES, where)
+    hold = holdProcess()
   }
 
   function encode(event: OmnibusEvent): { json: string; bytes: number } {
@@ -356,7 +368,10 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
           c.control.destroy()
           c.receive.destroy()
         }
-      })()
+      })().finally(() => {
+        hold?.release()
+        hold = undefined
+      })
       return disconnecting
     },
     async healthCheck(): Promise<HealthStatus> {
@@ -548,8 +563,8 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
 /**
  * Creates a backend from an `sqs://` URL for the core registry:
  * `sqs://host:port` → endpoint `http://host:port` (`?tls=true` for https); `sqs://aws` or
- * `sqs://` → the AWS endpoint of the region. Query parameters: `region`, `prefix`, `fifo`.
- * Explicit `options` win over the URL.
+ * `sqs://` → the AWS endpoint of the region. Query parameters: `region`, `prefix`, `fifo` (and
+ * `tls`); any other is a `ConfigurationError`. Explicit `options` win over the URL.
  */
 export function backendFromUrl(url: URL, options: Readonly<Record<string, unknown>> = {}): SqsBackend {
   if (url.protocol !== 'sqs:') {
@@ -565,6 +580,7 @@ export function backendFromUrl(url: URL, options: Readonly<Record<string, unknow
       },
     )
   }
+  rejectUnknownUrlParams(url, SQS_URL_PARAMS, { backend: 'sqs' })
   const fromUrl: Record<string, unknown> = {}
   const host = url.host
   if (host !== '' && host !== 'aws') {

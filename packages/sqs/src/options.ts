@@ -4,7 +4,13 @@
  * field and the value. Credentials are never echoed.
  */
 import type { SQSClient } from '@aws-sdk/client-sqs'
-import { ConfigurationError, type DedupeStore, type Logger } from '@omnibus/core'
+import {
+  ConfigurationError,
+  type DedupeStore,
+  type Logger,
+  optionNames,
+  rejectUnknownOptions,
+} from '@omnibus/core'
 
 /** Static AWS credentials. */
 export interface SqsCredentials {
@@ -164,6 +170,32 @@ export interface ResolvedSqsOptions {
 
 type Env = Readonly<Record<string, string | undefined>>
 
+/** The keys of {@link SqsBackendOptions}; any other key is a `ConfigurationError`. */
+export const SQS_OPTION_NAMES: readonly string[] = optionNames<SqsBackendOptions>({
+  endpoint: true,
+  region: true,
+  credentials: true,
+  client: true,
+  queuePrefix: true,
+  fifo: true,
+  discoveryIntervalMs: true,
+  orphanAfterMs: true,
+  waitTimeSeconds: true,
+  visibilityTimeoutMs: true,
+  prefetch: true,
+  localRetryMaxMs: true,
+  maxPayloadBytes: true,
+  maxSockets: true,
+  connectTimeoutMs: true,
+  drainTimeoutMs: true,
+  dedupeStore: true,
+  source: true,
+  logger: true,
+})
+
+/** Query parameters of an `sqs://` URL (see `backendFromUrl`); any other is a `ConfigurationError`. */
+export const SQS_URL_PARAMS: readonly string[] = ['region', 'prefix', 'fifo', 'tls']
+
 function fail(message: string): never {
   throw new ConfigurationError(message, { backend: 'sqs' })
 }
@@ -246,6 +278,7 @@ export function resolveSqsOptions(
   env: Env = process.env,
 ): ResolvedSqsOptions {
   if (options === null || typeof options !== 'object') fail('createSqsBackend expects an options object')
+  rejectUnknownOptions('sqs backend option', options, SQS_OPTION_NAMES, { backend: 'sqs' })
   const client = options.client
   if (client !== undefined) {
     if (

@@ -1,0 +1,38 @@
+import { ConfigurationError } from '@omnibus/core'
+import { describe, expect, it } from 'vitest'
+import { backendFromUrl, createSqsBackend } from '../src/backend.ts'
+
+function configError(fn: () => unknown): ConfigurationError {
+  try {
+    fn()
+  } catch (error) {
+    expect(error).toBeInstanceOf(ConfigurationError)
+    return error as ConfigurationError
+  }
+  throw new Error('expected a ConfigurationError')
+}
+
+describe('sqs: unknown URL parameters and options', () => {
+  it('rejects an unknown URL parameter, naming it, the known ones and the URL', () => {
+    const e = configError(() => backendFromUrl(new URL('sqs://aws?regoin=eu-west-1')))
+    expect(e.code).toBe('UNKNOWN_URL_PARAMETER')
+    expect(e.backend).toBe('sqs')
+    expect(e.message).toContain('"regoin" (did you mean "region"?)')
+    expect(e.message).toContain('sqs://aws?regoin=eu-west-1')
+    expect(e.message).toContain('region, prefix, fifo, tls')
+  })
+
+  it('keeps the known parameters working', () => {
+    const b = backendFromUrl(
+      new URL('sqs://127.0.0.1:9324?region=eu-west-1&prefix=shop&fifo=false&tls=false'),
+    )
+    expect(b.name).toBe('sqs')
+  })
+
+  it('rejects an unknown option with the same rule', () => {
+    const e = configError(() => createSqsBackend({ queuePrefx: 'x' } as never))
+    expect(e.code).toBe('UNKNOWN_OPTION')
+    expect(e.backend).toBe('sqs')
+    expect(e.message).toContain('unknown sqs backend option "queuePrefx" (did you mean "queuePrefix"?)')
+  })
+})
