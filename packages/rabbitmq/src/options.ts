@@ -3,14 +3,24 @@
  * environment variable, then default. Messages name the field and the bad value (never a secret).
  */
 import type { ConnectionOptions as TlsOptions } from 'node:tls'
-import { ConfigurationError, type DedupeStore, type Logger, redactUrl, silentLogger } from '@omnibus/core'
+import {
+  ConfigurationError,
+  type DedupeStore,
+  type Logger,
+  optionNames,
+  redactUrl,
+  rejectUnknownOptions,
+  rejectUnknownUrlParams,
+  silentLogger,
+} from '@omnibus/core'
 import type { ChannelModel } from 'amqplib'
 
 /** Options of {@link createRabbitMQBackend}. */
 export interface RabbitMQBackendOptions {
   /**
    * Broker URL: `amqp://user:pass@host:5672/vhost` or `amqps://…` (URL-encode the vhost, `/` is `%2F`).
-   * Ignored when `connection` is given.
+   * Query parameters: amqplib's `heartbeat`, `frameMax`, `channelMax`, `locale` and `maxFrameSize`;
+   * any other is a `ConfigurationError`. Ignored when `connection` is given.
    * @default 'amqp://guest:guest@127.0.0.1:5672' — env `OMNIBUS_RABBITMQ_URL`
    */
   readonly url?: string
@@ -130,6 +140,39 @@ const NAME = /^[A-Za-z0-9_.:-]{1,100}$/
 
 type Env = Readonly<Record<string, string | undefined>>
 
+/** The keys of {@link RabbitMQBackendOptions}; any other key is a `ConfigurationError`. */
+export const RABBITMQ_OPTION_NAMES: readonly string[] = optionNames<RabbitMQBackendOptions>({
+  url: true,
+  connection: true,
+  tls: true,
+  exchange: true,
+  prefix: true,
+  queueType: true,
+  groupQueueExpiresMs: true,
+  publishWindow: true,
+  publishTimeoutMs: true,
+  connectTimeoutMs: true,
+  heartbeatSeconds: true,
+  reconnectMaxDelayMs: true,
+  maxPayloadBytes: true,
+  maxRedeliveries: true,
+  dedupeStore: true,
+  source: true,
+  logger: true,
+})
+
+/**
+ * Query parameters of an `amqp://` URL: the standard ones amqplib reads for the connection
+ * handshake. Any other is a `ConfigurationError` rather than a setting that silently does nothing.
+ */
+export const RABBITMQ_URL_PARAMS: readonly string[] = [
+  'heartbeat',
+  'frameMax',
+  'channelMax',
+  'locale',
+  'maxFrameSize',
+]
+
 function pick<T>(option: T | undefined, env: Env, key: string): T | string | undefined {
   if (option !== undefined) return option
   const v = env[key]
@@ -181,6 +224,7 @@ export function resolveOptions(
   if (options === null || typeof options !== 'object') {
     throw new ConfigurationError('RabbitMQ backend options must be an object', { backend: 'rabbitmq' })
   }
+  rejectUnknownOptions('rabbitmq backend option', options, RABBITMQ_OPTION_NAMES, { backend: 'rabbitmq' })
   const url = String(pick(options.url, env, 'OMNIBUS_RABBITMQ_URL') ?? DEFAULT_URL)
   let parsed: URL
   try {
@@ -196,6 +240,7 @@ export function resolveOptions(
       backend: 'rabbitmq',
     })
   }
+  rejectUnknownUrlParams(parsed, RABBITMQ_URL_PARAMS, { backend: 'rabbitmq' })
   const connection = options.connection
   if (
     connection !== undefined &&
