@@ -8,6 +8,8 @@ export default defineConfig({
   resolve: { conditions },
   ssr: { resolve: { conditions, externalConditions: ['@omnibus/source'] } },
   test: {
+    // The second reporter closes the run with how many integration blocks each missing broker skipped.
+    reporters: ['default', './test-integration/setup/skip-summary.ts'],
     projects: [
       {
         extends: true,

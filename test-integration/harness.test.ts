@@ -1,6 +1,12 @@
+import { spawnSync } from 'node:child_process'
+import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import path from 'node:path'
+import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
 import { enableHint, requiredServices, SERVICES } from './setup/catalog.ts'
 import { serviceEndpoint } from './setup/services.ts'
+import { summaryLines } from './setup/skip-summary.ts'
 
 describe('integration harness', () => {
   it('parses OMNIBUS_IT_REQUIRE and rejects unknown names with the list of services', () => {
@@ -17,5 +23,72 @@ describe('integration harness', () => {
     for (const name of requiredServices(process.env.OMNIBUS_IT_REQUIRE)) {
       expect(serviceEndpoint(name), `${name} endpoint`).toMatch(/\S/)
     }
+  })
+})
+
+describe('integration run on a machine without brokers', () => {
+  it('collects every broker file without running its blocks, skips them, and says which broker each lacks', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'omnibus-no-brokers-'))
+    try {
+      const env: NodeJS.ProcessEnv = { ...process.env, OMNIBUS_IT_NO_DOCKER: '1' }
+      for (const name of Object.keys(env))
+        if (name.startsWith('OMNIBUS_IT_') && name !== 'OMNIBUS_IT_NO_DOCKER') delete env[name]
+      const report = path.join(dir, 'report.json')
+      const root = fileURLToPath(new URL('..', import.meta.url))
+      const vitest = spawnSync(
+        process.execPath,
+        [
+          path.join(root, 'node_modules/vitest/vitest.mjs'),
+          'run',
+          '--project=integration',
+          '--reporter=json',
+          `--outputFile=${report}`,
+          '--reporter=./test-integration/setup/skip-summary.ts',
+          // Every file that needs a broker (this file would start the run again).
+          ...['kafka', 'rabbitmq', 'redis', 'sqs', 'buses/brokers', 'buses/redis'].map(
+            (f) => `test-integration/${f}`,
+          ),
+        ],
+        { cwd: root, env, encoding: 'utf8', timeout: 100_000 },
+      )
+      expect(vitest.status, `${vitest.stdout}\n${vitest.stderr}`).toBe(0)
+      const result = JSON.parse(readFileSync(report, 'utf8')) as {
+        numFailedTestSuites: number
+        numPassedTests: number
+        numFailedTests: number
+        numPendingTests: number
+        testResults: Array<{
+          assertionResults: Array<{ status: string; meta?: { omnibusUnavailable?: string } }>
+        }>
+      }
+      expect(result.numFailedTestSuites).toBe(0)
+      expect(result.numPassedTests + result.numFailedTests).toBe(0)
+      const counts = new Map<string, number>()
+      for (const file of result.testResults) {
+        for (const t of file.assertionResults) {
+          expect(t.status).toBe('skipped')
+          const missing = t.meta?.omnibusUnavailable
+          expect(missing, 'every skip names the missing broker').toBeDefined()
+          counts.set(missing as string, (counts.get(missing as string) ?? 0) + 1)
+        }
+      }
+      expect([...counts.keys()].sort()).toEqual(['kafka', 'rabbitmq', 'redis', 'sqs'])
+      const total = [...counts.values()].reduce((a, b) => a + b, 0)
+      expect(total).toBe(result.numPendingTests)
+      const per = SERVICES.map((s) => `${s.name} (${counts.get(s.name)})`).join(', ')
+      expect(vitest.stdout).toContain(
+        `integration: skipped ${total} test blocks for lack of a broker: ${per}.`,
+      )
+      for (const s of SERVICES) expect(vitest.stdout).toContain(`${s.env}=${s.example}`)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+  })
+
+  it('closes with nothing when no block was skipped for a missing broker', () => {
+    expect(summaryLines(new Map())).toEqual([])
+    expect(summaryLines(new Map([['kafka', 1]]))[0]).toBe(
+      'integration: skipped 1 test block for lack of a broker: kafka (1).',
+    )
   })
 })

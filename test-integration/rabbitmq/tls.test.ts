@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from 'node:fs'
 import { ConfigurationError, type OmnibusEvent } from '@omnibus/core'
 import { createRabbitMQBackend } from '@omnibus/rabbitmq'
 import { describe, expect, it } from 'vitest'
-import { serviceEndpoint } from '../setup/services.ts'
+import { serviceEndpoint, skipBlock, unavailableReason } from '../setup/services.ts'
 
 /**
  * amqps:// needs a TLS listener and its CA: OMNIBUS_IT_AMQPS_URL + OMNIBUS_IT_AMQPS_CA (a PEM file),
@@ -27,13 +27,16 @@ function tlsEndpoint(): { url: string; ca: Buffer } | undefined {
 
 const endpoint = tlsEndpoint()
 const title = 'RabbitMQ over TLS (amqps://)'
-const block = endpoint === undefined ? describe.skip : describe
-block(
-  endpoint === undefined
-    ? `${title} (skipped: set OMNIBUS_IT_AMQPS_URL and OMNIBUS_IT_AMQPS_CA, or run scripts/services/rabbitmq.sh start)`
-    : title,
-  () => {
-    const { url, ca } = endpoint as { url: string; ca: Buffer }
+if (endpoint === undefined) {
+  if (serviceEndpoint('rabbitmq') === undefined) skipBlock(title, unavailableReason('rabbitmq'), 'rabbitmq')
+  else
+    skipBlock(
+      title,
+      'set OMNIBUS_IT_AMQPS_URL and OMNIBUS_IT_AMQPS_CA, or run scripts/services/rabbitmq.sh start',
+    )
+} else {
+  describe(title, () => {
+    const { url, ca } = endpoint
 
     it('publishes and consumes through amqps:// with the CA in the tls option', async () => {
       const b = createRabbitMQBackend({ url, tls: { ca: [ca], servername: 'localhost' } })
@@ -61,5 +64,5 @@ block(
       expect(error).toBeInstanceOf(ConfigurationError)
       expect((error as ConfigurationError).code).toBe('TLS_FAILED')
     })
-  },
-)
+  })
+}

@@ -1,14 +1,21 @@
 /**
  * What integration tests use to reach a broker resolved by the global setup:
  * `describeWithService('redis', 'title', () => { … })` runs the block when Redis is available and
- * otherwise registers it skipped, with a title that says how to enable it.
+ * otherwise registers one skipped test in its place, with a title that says how to enable it.
  */
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
-import { describe, inject } from 'vitest'
+import { describe, inject, it } from 'vitest'
 import { enableHint, type ResolvedService, type ServiceName } from './catalog.ts'
 
 export type { ServiceName } from './catalog.ts'
+
+declare module 'vitest' {
+  interface TaskMeta {
+    /** Set on the test that stands in for a block skipped because this broker is unavailable. */
+    omnibusUnavailable?: ServiceName
+  }
+}
 
 const run = promisify(execFile)
 
@@ -46,8 +53,28 @@ export function restartHint(name: ServiceName): string {
   return `needs ${env}: a shell command that restarts the broker (scripts/services/${name}.sh sets it)`
 }
 
-/** `describe` when the service is available, otherwise a skipped `describe` whose title says how to enable it. */
+/**
+ * Registers one skipped test in place of a block that cannot run here, titled with the reason.
+ * The block itself is never called: `describe.skip` would still run its body while collecting,
+ * and bodies read endpoints that do not exist.
+ *
+ * @param missing the broker whose absence is the reason, so the end-of-run summary can count it
+ */
+export function skipBlock(title: string, reason: string, missing?: ServiceName): void {
+  const meta = missing === undefined ? {} : { omnibusUnavailable: missing }
+  it.skip(`${title} (skipped: ${reason})`, { meta }, () => {})
+}
+
+/** Why a block that needs `name` is skipped, for {@link skipBlock}. */
+export function unavailableReason(name: ServiceName): string {
+  return `${name} unavailable; ${enableHint(name)}`
+}
+
+/**
+ * `describe` when the service is available; otherwise one skipped test whose title says how to
+ * enable it, and `fn` is not called.
+ */
 export function describeWithService(name: ServiceName, title: string, fn: () => void): void {
   if (serviceEndpoint(name) !== undefined) describe(title, fn)
-  else describe.skip(`${title} (skipped: ${name} unavailable; ${enableHint(name)})`, fn)
+  else skipBlock(title, unavailableReason(name), name)
 }
