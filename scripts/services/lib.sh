@@ -1,7 +1,47 @@
-# Shared by the broker scripts that run one process with a pid file (redis.sh, kafka.sh, sqs.sh).
-# Source it after defining: log (prints a prefixed line), PIDFILE, HOST, PORT, STOP_TIMEOUT_S,
-# start (starts the broker and waits until it answers) and answers (true once it answers).
-# Then end the script with: dispatch "$@"
+# Shared by the broker scripts. apt_install is for all of them; the rest is for those that run one
+# process with a pid file (redis.sh, kafka.sh, sqs.sh). Source it after defining: log (prints a
+# prefixed line), PIDFILE, HOST, PORT, STOP_TIMEOUT_S, start (starts the broker and waits until it
+# answers) and answers (true once it answers). Then end the script with: dispatch "$@"
+
+# True when apt's package lists know every named package (so an install needs no `apt-get update`).
+apt_knows() {
+  local p
+  for p in "$@"; do
+    apt-cache show "$p" >/dev/null 2>&1 || return 1
+  done
+}
+
+# Installs Debian packages. all.sh starts the brokers in parallel and several of them may install
+# at once, so the scripts take turns through one lock file, and apt itself waits for the dpkg lock
+# (held by anything else that runs apt). The package lists are refreshed only when they do not know
+# a package yet (a fresh machine) or an install fails on lists that have gone stale.
+apt_install() {
+  local as_root=()
+  [ "$(id -u)" -eq 0 ] || as_root=(sudo)
+  local apt=("${as_root[@]}" env DEBIAN_FRONTEND=noninteractive apt-get -q -y
+    -o DPkg::Lock::Timeout=600 --no-install-recommends)
+  local lock="${TMPDIR:-/tmp}/omnibus-services-apt.lock"
+  (
+    if command -v flock >/dev/null 2>&1; then
+      exec 9>>"$lock"
+      flock -w 900 9 || {
+        echo "apt_install: another service script held $lock for 15 minutes" >&2
+        exit 1
+      }
+    fi
+    update() {
+      local tries=0
+      until "${apt[@]}" update >/dev/null; do
+        tries=$((tries + 1))
+        [ "$tries" -lt 3 ] || return 1
+        sleep 5
+      done
+    }
+    # Another script may have refreshed the lists while this one waited for the lock.
+    apt_knows "$@" || update
+    "${apt[@]}" install "$@" >/dev/null || { update && "${apt[@]}" install "$@" >/dev/null; }
+  )
+}
 
 # Prints the broker's pid when its pid file names a live process.
 pid() {

@@ -36,24 +36,16 @@ export ERL_EPMD_PORT="${OMNIBUS_RABBITMQ_EPMD_PORT:-4369}"
 export HOME="$BASE/home"
 
 log() { printf '[rabbitmq.sh] %s\n' "$*" >&2; }
+# Only apt_install is used from it: this script manages the node through rabbitmqctl.
+# shellcheck source=lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
 ensure_installed() {
   if [ -x "$RMQ_BIN/rabbitmq-server" ]; then
     return
   fi
   log "installing rabbitmq-server from Debian"
-  export DEBIAN_FRONTEND=noninteractive
-  # Other service scripts may run apt-get at the same moment: wait for the dpkg lock.
-  local apt=(apt-get -o DPkg::Lock::Timeout=600 -y --no-install-recommends)
-  if ! "${apt[@]}" install rabbitmq-server; then
-    local tries=0
-    until "${apt[@]}" update; do
-      tries=$((tries + 1))
-      [ "$tries" -lt 3 ] || return 1
-      sleep 5
-    done
-    "${apt[@]}" install rabbitmq-server
-  fi
+  apt_install rabbitmq-server
   stop_system_service
 }
 
@@ -77,8 +69,7 @@ RMQ_BIN=/usr/lib/rabbitmq/bin
 ensure_tls() {
   [ -f "$TLS_DIR/server.pem" ] && [ -f "$TLS_DIR/ca.pem" ] && return 0
   if ! command -v openssl >/dev/null 2>&1; then
-    local apt=(apt-get -o DPkg::Lock::Timeout=600 -y --no-install-recommends)
-    "${apt[@]}" install openssl >/dev/null 2>&1 || { "${apt[@]}" update >/dev/null 2>&1 && "${apt[@]}" install openssl >/dev/null 2>&1; } || true
+    apt_install openssl || true
   fi
   if ! command -v openssl >/dev/null 2>&1; then
     log "openssl is not available: no TLS listener"

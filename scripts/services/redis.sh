@@ -27,10 +27,7 @@ ensure_installed() {
   log "installing redis-server from the Debian archive"
   local sudo=""
   if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-  if ! DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends redis-server >/dev/null; then
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get update >/dev/null
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends redis-server >/dev/null
-  fi
+  apt_install redis-server
   # The Debian package may start the system service on install; this instance does not use it,
   # and it would hold the port, so it is stopped when it was the package that started it.
   if command -v systemctl >/dev/null 2>&1 && systemctl is-active --quiet redis-server 2>/dev/null; then

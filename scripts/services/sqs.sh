@@ -31,15 +31,6 @@ answers() { ping; }
 # shellcheck source=lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/lib.sh"
 
-apt_install() {
-  local sudo=""
-  if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
-  if ! DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "$@" >/dev/null; then
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get update >/dev/null
-    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y --no-install-recommends "$@" >/dev/null
-  fi
-}
-
 java_bin() {
   local j
   for j in /usr/lib/jvm/java-17-openjdk-*/bin/java; do
