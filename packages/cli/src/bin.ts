@@ -1,6 +1,6 @@
-#!/usr/bin/env node
 /**
- * The `omnibus` executable.
+ * The entry of the `omnibus` executable, loaded by bin/omnibus.js once it has checked that this
+ * Node can run it (the demo also starts its workers from this file directly).
  */
 import { main } from './cli.ts'
 import { processIo } from './io.ts'
