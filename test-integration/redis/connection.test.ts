@@ -171,6 +171,22 @@ describeWithService('redis', 'redis connections: ACL users, caller-owned clients
     await expect(viaRegistry.connect()).rejects.toBeInstanceOf(ConfigurationError)
   })
 
+  it('rejects an unknown subscribe option, by the rule core applies on every backend', async () => {
+    const b = makeBackend()
+    backends.push(b)
+    await b.connect()
+    const error = await b
+      .subscribe('a.b', () => undefined, { concurency: 2 } as never)
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      )
+    expect(error).toBeInstanceOf(ConfigurationError)
+    expect((error as Error).message).toContain(
+      'unknown subscribe option "concurency" (did you mean "concurrency"?)',
+    )
+  })
+
   it('a process that failed to connect on a bad database path exits on its own, with no uncaught error', async () => {
     const child = fileURLToPath(new URL('./bad-db-child.ts', import.meta.url))
     for (const path of ['/99', '/abc']) {

@@ -38,4 +38,21 @@ describe('kafka: unknown URL parameters and options', () => {
     expect(e.backend).toBe('kafka')
     expect(e.message).toContain('unknown kafka backend option "clientID" (did you mean "clientId"?)')
   })
+
+  it('rejects an unknown subscribe option, by the rule core applies on every backend', async () => {
+    const b = createKafkaBackend()
+
+    const error = await b
+      .subscribe('a.b', () => undefined, { concurency: 2 } as never)
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      )
+
+    expect(error).toBeInstanceOf(ConfigurationError)
+    expect((error as ConfigurationError).code).toBe('UNKNOWN_OPTION')
+    expect((error as Error).message).toContain(
+      'unknown subscribe option "concurency" (did you mean "concurrency"?)',
+    )
+  })
 })

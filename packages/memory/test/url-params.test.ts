@@ -42,4 +42,21 @@ describe('memory: unknown URL parameters and options', () => {
       'unknown memory backend option "queueCapacty" (did you mean "queueCapacity"?)',
     )
   })
+
+  it('rejects an unknown subscribe option, by the rule core applies on every backend', async () => {
+    const b = createMemoryBackend()
+    await b.connect()
+    const error = await b
+      .subscribe('a.b', () => undefined, { concurency: 2 } as never)
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      )
+    await b.disconnect()
+    expect(error).toBeInstanceOf(ConfigurationError)
+    expect((error as ConfigurationError).code).toBe('UNKNOWN_OPTION')
+    expect((error as Error).message).toContain(
+      'unknown subscribe option "concurency" (did you mean "concurrency"?)',
+    )
+  })
 })

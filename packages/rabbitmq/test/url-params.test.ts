@@ -41,4 +41,21 @@ describe('rabbitmq: unknown URL parameters and options', () => {
     expect(e.backend).toBe('rabbitmq')
     expect(e.message).toContain('unknown rabbitmq backend option "exchnge" (did you mean "exchange"?)')
   })
+
+  it('rejects an unknown subscribe option, by the rule core applies on every backend', async () => {
+    const b = createRabbitMQBackend()
+
+    const error = await b
+      .subscribe('a.b', () => undefined, { concurency: 2 } as never)
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      )
+
+    expect(error).toBeInstanceOf(ConfigurationError)
+    expect((error as ConfigurationError).code).toBe('UNKNOWN_OPTION')
+    expect((error as Error).message).toContain(
+      'unknown subscribe option "concurency" (did you mean "concurrency"?)',
+    )
+  })
 })

@@ -34,4 +34,21 @@ describe('sqlite: unknown URL parameters and options', () => {
       'unknown sqlite backend option "pollInterval" (did you mean "pollIntervalMs"?)',
     )
   })
+
+  it('rejects an unknown subscribe option, by the rule core applies on every backend', async () => {
+    const b = createSqliteBackend({ path: ':memory:' })
+    await b.connect()
+    const error = await b
+      .subscribe('a.b', () => undefined, { concurency: 2 } as never)
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      )
+    await b.disconnect()
+    expect(error).toBeInstanceOf(ConfigurationError)
+    expect((error as ConfigurationError).code).toBe('UNKNOWN_OPTION')
+    expect((error as Error).message).toContain(
+      'unknown subscribe option "concurency" (did you mean "concurrency"?)',
+    )
+  })
 })

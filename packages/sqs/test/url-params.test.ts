@@ -35,4 +35,21 @@ describe('sqs: unknown URL parameters and options', () => {
     expect(e.backend).toBe('sqs')
     expect(e.message).toContain('unknown sqs backend option "queuePrefx" (did you mean "queuePrefix"?)')
   })
+
+  it('rejects an unknown subscribe option, by the rule core applies on every backend', async () => {
+    const b = createSqsBackend({ endpoint: 'http://127.0.0.1:1', region: 'us-east-1' })
+
+    const error = await b
+      .subscribe('a.b', () => undefined, { concurency: 2 } as never)
+      .then(
+        () => undefined,
+        (e: unknown) => e,
+      )
+
+    expect(error).toBeInstanceOf(ConfigurationError)
+    expect((error as ConfigurationError).code).toBe('UNKNOWN_OPTION')
+    expect((error as Error).message).toContain(
+      'unknown subscribe option "concurency" (did you mean "concurrency"?)',
+    )
+  })
 })
