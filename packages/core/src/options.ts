@@ -96,7 +96,7 @@ export function rejectUnknownOptions(
  * Throws a {@link ConfigurationError} when `url` has a query parameter that is not in `known`.
  * The message names the parameter, lists the known ones and shows the URL with its secrets
  * redacted: `unknown redis URL parameter "keyPrefx" (did you mean "keyPrefix"?) in
- * redis://:***@host:6379/0?keyPrefx=a: the redis backend reads keyPrefix, maxLen`.
+ * "redis://:***@host:6379/0?keyPrefx=a:": the redis backend reads the URL parameters keyPrefix, maxLen`.
  */
 export function rejectUnknownUrlParams(
   url: URL,
@@ -108,7 +108,7 @@ export function rejectUnknownUrlParams(
     const reads =
       known.length === 0 ? 'reads no URL parameters' : `reads the URL parameters ${known.join(', ')}`
     throw new ConfigurationError(
-      `unknown ${context.backend} URL parameter "${key}"${suggestion(key, known)} in ${redactUrl(url)}: ` +
+      `unknown ${context.backend} URL parameter "${key}"${suggestion(key, known)} in "${redactUrl(url)}": ` +
         `the ${context.backend} backend ${reads}`,
       { code: 'UNKNOWN_URL_PARAMETER', backend: context.backend },
     )
