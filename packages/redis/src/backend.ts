@@ -28,6 +28,7 @@ import {
 } from '@omnibus/core'
 import { Redis, type RedisOptions } from 'ioredis'
 import { type Consumer, type ConsumerHost, startConsumer } from './consumer.ts'
+import { createStreamScanner } from './discovery.ts'
 import { classifyError } from './errors.ts'
 import { EVENT_FIELD, type KeyMap, keyMap, startIdAt } from './keys.ts'
 import {
@@ -159,6 +160,8 @@ export function createRedisBackend(options: RedisBackendOptions = {}): RedisBack
   let notifierReady: Promise<void> | undefined
   let rescanTimer: NodeJS.Timeout | undefined
   let lastTopicCount = -1
+  let rescanning = false
+  const scanner = createStreamScanner(keys, logger)
   const knownTopics = new Set<string>()
   const consumers = new Set<Consumer>()
   let queue: QueuedAdd[] = []
@@ -335,15 +338,26 @@ export function createRedisBackend(options: RedisBackendOptions = {}): RedisBack
 
   async function rescan(): Promise<void> {
     const c = cmd
-    if (c === undefined || c.status !== 'ready' || ![...consumers].some((x) => x.wildcard)) return
+    if (rescanning || c === undefined || c.status !== 'ready' || ![...consumers].some((x) => x.wildcard))
+      return
+    rescanning = true
     try {
       const count = Number(await c.scard(keys.topics))
-      if (count === lastTopicCount) return
-      const topics = await c.smembers(keys.topics)
-      lastTopicCount = count
-      for (const t of topics) announce(t)
+      if (count !== lastTopicCount) {
+        const topics = await c.smembers(keys.topics)
+        lastTopicCount = count
+        for (const t of topics) announce(t)
+      }
     } catch (err) {
       logger.debug('topic registry rescan failed', { error: (err as Error).message })
+    }
+    // Streams written by producers that keep no registry (see discovery.ts).
+    try {
+      for (const t of await scanner.round(c)) announce(t)
+    } catch (err) {
+      logger.debug('stream scan failed', { error: (err as Error).message })
+    } finally {
+      rescanning = false
     }
   }
 
@@ -463,6 +477,7 @@ export function createRedisBackend(options: RedisBackendOptions = {}): RedisBack
         notifier = undefined
         notifierReady = undefined
         lastTopicCount = -1
+        scanner.reset()
         const c = cmd
         cmd = undefined
         if (c !== undefined) {
@@ -570,7 +585,9 @@ export function createRedisBackend(options: RedisBackendOptions = {}): RedisBack
       consumers.add(consumer)
       try {
         const initial = wildcard
-          ? (await client('subscribe').smembers(keys.topics)).filter((t) => matches(t))
+          ? [...new Set([...(await client('subscribe').smembers(keys.topics)), ...scanner.topics])].filter(
+              (t) => matches(t),
+            )
           : [pattern]
         await consumer.start(initial)
       } catch (err) {

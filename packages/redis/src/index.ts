@@ -6,7 +6,8 @@
  * read with `XREADGROUP`, acknowledge with `XACK` after the handler resolved, and reclaim entries
  * of dead members with `XAUTOCLAIM` after the visibility window. A subscription without a group
  * reads with `XREAD` from the moment it subscribed and gets every event. Wildcard subscriptions
- * learn of new topics from a registry set plus a pub/sub announcement. Guarantees: at-most-once,
+ * learn of new topics from a registry set plus a pub/sub announcement, and of streams other
+ * producers created from a bounded `SCAN` of the stream keys. Guarantees: at-most-once,
  * at-least-once, and exactly-once ("effectively once": processed-id records with a TTL per group).
  */
 export { backendFromUrl, createRedisBackend, type RedisBackend } from './backend.ts'
