@@ -13,7 +13,8 @@
  *    two cannot drift) typechecks with the same strict tsc, runs with plain `node` (Node strips
  *    the types), prints what its `console.log(…) // expected` comment says, exits 0 by itself
  *    within a bound, and has flushed its telemetry: another process replays the SQLite file and
- *    counts one event per `telemetry.emit…` call. It also runs on `memory://` and must exit there;
+ *    counts one event per `telemetry.emit…` call. It also runs on `memory://`, where it must exit
+ *    too and, asked after its last line, the bus must count every event flushed and none dropped;
  * 5. every package's JavaScript loads from its tarball with plain `node`, and the core registry
  *    creates each backend from its URL (nothing connects, so no broker is needed).
  *
@@ -457,8 +458,10 @@ async function main(): Promise<number> {
     return undefined
   })
 
+  let lastRun = ''
   const runQuickStart = async (file: string): Promise<string> => {
     const r = await run(process.execPath, [file], { cwd: app, timeoutMs: QUICK_START_BOUND_MS })
+    lastRun = r.stdout
     if (r.timedOut) fail(`still running after ${QUICK_START_BOUND_MS} ms: it must exit by itself\n${tail(r)}`)
     if (r.code !== 0) fail(`exited with ${String(r.code)}\n${tail(r)}`)
     if (expected === undefined)
@@ -501,14 +504,31 @@ console.log(JSON.stringify(topics))
     return topics.join(', ')
   })
 
-  await check('README quick start on memory:// exits by itself', () => {
-    rmSync(join(app, 'omnibus.db'), { force: true })
-    writeFileSync(
-      join(app, 'quickstart-memory.ts'),
-      quickStart.replaceAll('sqlite://./omnibus.db', 'memory://'),
-    )
-    return runQuickStart('quickstart-memory.ts')
-  })
+  await check(
+    `README quick start on memory:// exits by itself, its ${emits} telemetry events flushed`,
+    async () => {
+      if (!/\bconst telemetry\b/.test(quickStart)) fail('the quick start has no `const telemetry` bus to ask')
+      // Nothing outlives an in-process backend, so the bus's own counters say what close() flushed.
+      const probe = `\nconsole.log('omnibus-check-stats ' + JSON.stringify(telemetry.stats()))\n`
+      writeFileSync(
+        join(app, 'quickstart-memory.ts'),
+        quickStart.replaceAll('sqlite://./omnibus.db', 'memory://') + probe,
+      )
+      const summary = await runQuickStart('quickstart-memory.ts')
+      const line = lastRun.split('\n').find((l) => l.startsWith('omnibus-check-stats '))
+      if (line === undefined) fail('the quick start ended before its last line')
+      const stats = JSON.parse(line.slice('omnibus-check-stats '.length)) as {
+        flushed: number
+        droppedTotal: number
+      }
+      if (stats.flushed !== emits || stats.droppedTotal !== 0) {
+        fail(
+          `after close(): flushed ${stats.flushed}, dropped ${stats.droppedTotal}; expected ${emits} flushed`,
+        )
+      }
+      return `${summary}, flushed ${stats.flushed}`
+    },
+  )
 
   await check('every package loads with plain node and the registry creates every backend', async () => {
     writeFileSync(
