@@ -258,6 +258,7 @@ export class AgentMessageBus {
   readonly #answered = new Map<string, true>()
   readonly #subscriptions = new Set<Subscription>()
   #closed = false
+  #closing: Promise<void> | undefined
   readonly #stats = {
     sent: 0,
     broadcasts: 0,
@@ -436,6 +437,9 @@ export class AgentMessageBus {
           ),
         )
       }, timeoutMs)
+      // The connected backend keeps the process alive while a request waits (see lifetime.ts);
+      // the deadline itself must not outlive it.
+      timer.unref()
       opts.signal?.addEventListener('abort', onAbort, { once: true })
       this.#pending.set(id, {
         to,
@@ -536,11 +540,17 @@ export class AgentMessageBus {
   }
 
   /**
-   * Ends this bus's subscriptions and rejects pending requests. Disconnects the backend only when
-   * the bus created it. Idempotent.
+   * Rejects pending requests, ends this bus's subscriptions (letting their running handlers
+   * finish) and stops its timers. Disconnects the backend only when the bus created it
+   * ({@link AgentMessageBus.connect} with a URL), which lets the process exit (see the core
+   * README, "Process lifetime"). Idempotent: every call resolves when the first one is done.
    */
-  async close(): Promise<void> {
-    if (this.#closed) return
+  close(): Promise<void> {
+    this.#closing ??= this.#close()
+    return this.#closing
+  }
+
+  async #close(): Promise<void> {
     this.#closed = true
     for (const [id, p] of this.#pending) {
       clearTimeout(p.timer)

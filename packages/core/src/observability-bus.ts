@@ -221,6 +221,7 @@ export class ObservabilityBus {
 
   #started = false
   #closed = false
+  #closing: Promise<void> | undefined
   #scheduled = false
   #timer: NodeJS.Timeout | NodeJS.Immediate | undefined
   #inflight: Promise<void> | undefined
@@ -508,40 +509,59 @@ export class ObservabilityBus {
    * when `timeoutMs` passed first (a stalled backend) or the backend is not connected.
    */
   async flush(timeoutMs?: number): Promise<boolean> {
-    if (timeoutMs === undefined) return this.#flushAll()
+    return this.#flushWithin(timeoutMs)
+  }
+
+  async #flushWithin(timeoutMs: number | undefined, onEmpty?: () => void): Promise<boolean> {
+    if (timeoutMs === undefined) return this.#flushAll(onEmpty)
     let timer: NodeJS.Timeout | undefined
     const expired = new Promise<false>((resolve) => {
       timer = setTimeout(() => resolve(false), timeoutMs)
     })
     try {
-      return await Promise.race([this.#flushAll(), expired])
+      return await Promise.race([this.#flushAll(onEmpty), expired])
     } finally {
       clearTimeout(timer)
     }
   }
 
-  async #flushAll(): Promise<boolean> {
+  // `onEmpty` runs in the same turn as the check that found the buffer empty, so close() can shut
+  // the buffer before any other code gets a chance to emit into it.
+  async #flushAll(onEmpty?: () => void): Promise<boolean> {
     for (;;) {
       if (this.#inflight !== undefined) {
         await this.#inflight
         continue
       }
-      if (this.#length + this.#critical.length === 0) return true
+      if (this.#length + this.#critical.length === 0) {
+        onEmpty?.()
+        return true
+      }
       if (!this.#backend.isConnected || this.#closed) return false
       await this.#runBatch()
     }
   }
 
   /**
-   * Flushes (waiting at most `timeoutMs`, default 5000, for a stalled backend), stops the
-   * flusher, ends the subscriptions made with {@link subscribe} and closes the exporters. Events still buffered then, and later emits, are dropped
-   * (reason `closed`). Disconnects the backend only when the bus created it
-   * ({@link ObservabilityBus.connect} with a URL). Idempotent.
+   * Flushes every event emitted before the call (waiting at most `timeoutMs`, default 5000, for a
+   * stalled backend), stops the flusher, ends the subscriptions made with {@link subscribe} and
+   * closes the exporters. Every emitted event ends up either flushed or counted in
+   * `stats().dropped`: those still buffered when the deadline passes, and later emits, count as
+   * `closed`. Disconnects the backend only when the bus created it
+   * ({@link ObservabilityBus.connect} with a URL), which lets the process exit (see the core
+   * README, "Process lifetime"). Idempotent: every call resolves when the first one is done.
    */
-  async close(options: { readonly timeoutMs?: number } = {}): Promise<void> {
+  close(options: { readonly timeoutMs?: number } = {}): Promise<void> {
+    this.#closing ??= this.#close(options.timeoutMs ?? 5000)
+    return this.#closing
+  }
+
+  async #close(timeoutMs: number): Promise<void> {
     if (this.#closed) return
     try {
-      await this.flush(options.timeoutMs ?? 5000)
+      await this.#flushWithin(timeoutMs, () => {
+        this.#closed = true
+      })
     } finally {
       this.#closed = true
       if (this.#timer !== undefined) {
@@ -561,7 +581,7 @@ export class ObservabilityBus {
       const subs = [...this.#subscriptions]
       this.#subscriptions.clear()
       await Promise.allSettled(subs.map((sub) => sub.unsubscribe()))
-      if (this.#ownsBackend) await this.#backend.disconnect({ drainTimeoutMs: options.timeoutMs ?? 5000 })
+      if (this.#ownsBackend) await this.#backend.disconnect({ drainTimeoutMs: timeoutMs })
     }
   }
 
@@ -695,10 +715,15 @@ export class ObservabilityBus {
         if (this.#length + this.#critical.length > 0) this.#schedule()
       })
     }
-    this.#timer =
-      this.#length + this.#critical.length >= this.#batchSize
-        ? setImmediate(run)
-        : setTimeout(run, this.#intervalMs)
+    if (this.#length + this.#critical.length >= this.#batchSize) {
+      // Not unreferenced: Node lets the loop sleep in its poll phase while only unreferenced
+      // immediates are due, which would delay the batch until unrelated I/O wakes it.
+      this.#timer = setImmediate(run)
+      return
+    }
+    // The connected backend is what keeps a process alive (see lifetime.ts), not buffered
+    // telemetry: close() flushes what is left.
+    this.#timer = setTimeout(run, this.#intervalMs).unref()
   }
 
   #scheduleLater(): void {
@@ -709,7 +734,6 @@ export class ObservabilityBus {
       this.#timer = undefined
       this.#schedule()
     }, this.#intervalMs)
-    // Waiting for a backend to come back must not keep the process alive on its own.
     this.#timer.unref()
   }
 

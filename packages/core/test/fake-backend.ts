@@ -9,9 +9,11 @@ import {
   type EventHandler,
   type EventInput,
   type Guarantee,
+  holdProcess,
   invokeHandler,
   MatcherIndex,
   type OmnibusEvent,
+  type ProcessHold,
   type ResolvedSubscribeOptions,
   resolveSubscribeOptions,
   type Subscription,
@@ -53,6 +55,8 @@ export function createFakeBackend(
   const index = new MatcherIndex<Sub>()
   const rr = new Map<string, number>()
   let connected = false
+  // Like every real backend: connected holds the process (the buses' own timers are unreferenced).
+  let hold: ProcessHold | undefined
   let nextId = 0
 
   async function deliver(sub: Sub, event: OmnibusEvent, attempt: number): Promise<void> {
@@ -106,9 +110,12 @@ export function createFakeBackend(
     },
     async connect() {
       connected = true
+      hold ??= holdProcess()
     },
     async disconnect() {
       connected = false
+      hold?.release()
+      hold = undefined
     },
     async healthCheck() {
       return { healthy: connected, latencyMs: 0 }
