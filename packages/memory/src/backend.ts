@@ -18,8 +18,10 @@ import {
   GUARANTEES,
   HandlerRunner,
   type HealthStatus,
+  holdProcess,
   NotConnectedError,
   type OmnibusEvent,
+  type ProcessHold,
   type PublishReceipt,
   rejectUnknownUrlParams,
   resolveSubscribeOptions,
@@ -78,6 +80,8 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
   let bus: Bus | undefined
   let connected = false
   let closing: Promise<void> | undefined
+  // Like a socket of a network backend: connected means the process stays alive until disconnect().
+  let hold: ProcessHold | undefined
   const members = new Set<Member>()
 
   function prepare(input: EventInput, eventDefaults: EventDefaults): OmnibusEvent {
@@ -191,6 +195,7 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
       bus = privateBus ?? namedBus(resolved.name as string)
       bus.attached++
       connected = true
+      hold = holdProcess()
     },
 
     disconnect(opts = {}) {
@@ -213,6 +218,8 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
         releaseNamedBus(b)
         bus = undefined
         closing = undefined
+        hold?.release()
+        hold = undefined
       })
       return closing
     },

@@ -629,6 +629,8 @@ export class DeliveryQueue {
       this.queued++
       this.schedule()
     }, delayMs)
+    // The connected backend keeps the process alive (see holdProcess in core), not a pending retry.
+    timer.unref()
     this.#timers.add(timer)
   }
 
