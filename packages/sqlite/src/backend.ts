@@ -28,12 +28,14 @@ import {
   type HandlerOutcome,
   HandlerRunner,
   type HealthStatus,
+  holdProcess,
   InvalidEnvelopeError,
   isValidTopic,
   KeyedLimiter,
   type Logger,
   NotConnectedError,
   type OmnibusEvent,
+  type ProcessHold,
   type PublishReceipt,
   type ResolvedSubscribeOptions,
   resolveSubscribeOptions,
@@ -209,6 +211,9 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
   let lastDataVersion = 0
   let lastRetentionAt = 0
   let ioWorker: Worker | undefined
+  // The one handle that keeps the process alive while connected; timers and the I/O thread are
+  // unreferenced, so the rule is the same as on every other backend (see holdProcess in core).
+  let hold: ProcessHold | undefined
   let ioNextId = 0
   const ioBatches = new Map<number, PendingPublish[]>()
   let ioIdleWaiters: (() => void)[] = []
@@ -300,6 +305,7 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
       applyStoredRetention(true)
       // From here on lock waits are retried without blocking the thread (see retryBusy).
       d.pragma('busy_timeout = 0')
+      hold ??= holdProcess()
     } catch (error) {
       state = 'closed'
       db = undefined
@@ -310,16 +316,18 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
   function startIoThread(): void {
     if (inMemory || db === undefined || !o.ioThread) return
     try {
-      const worker = startIoWorker({
-        file: db.name,
-        busyTimeoutMs: o.busyTimeoutMs,
-        synchronous: o.synchronous === 'full' ? 'FULL' : 'NORMAL',
-        checkpointIntervalMs: CHECKPOINT_INTERVAL_MS,
-      })
-      worker.on('message', (reply: IoWorkerReply) => settleIoBatch(reply))
-      worker.on('error', (error) => ioWorkerFailed(worker, error))
-      worker.on('exit', (code) =>
-        ioWorkerFailed(worker, new Error(`the I/O thread exited with code ${code}`)),
+      const worker: Worker = startIoWorker(
+        {
+          file: db.name,
+          busyTimeoutMs: o.busyTimeoutMs,
+          synchronous: o.synchronous === 'full' ? 'FULL' : 'NORMAL',
+          checkpointIntervalMs: CHECKPOINT_INTERVAL_MS,
+        },
+        {
+          reply: (reply) => settleIoBatch(reply),
+          error: (error) => ioWorkerFailed(worker, error),
+          exit: (code) => ioWorkerFailed(worker, new Error(`the I/O thread exited with code ${code}`)),
+        },
       )
       ioWorker = worker
     } catch (error) {
@@ -350,7 +358,6 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
 
   function ioIdle(): void {
     if (ioBatches.size > 0) return
-    ioWorker?.unref()
     const waiters = ioIdleWaiters
     ioIdleWaiters = []
     for (const w of waiters) w()
@@ -373,8 +380,6 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
     }
     const id = ++ioNextId
     ioBatches.set(id, batch)
-    // Referenced while a batch is out, so a script awaiting its publish does not exit under it.
-    worker.ref()
     worker.postMessage({ id, rows })
   }
 
@@ -408,13 +413,6 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
     pollTimer.unref()
     maintenanceTimer = setInterval(maintenance, MAINTENANCE_INTERVAL_MS)
     maintenanceTimer.unref()
-  }
-
-  function refreshKeepAlive(): void {
-    // A process whose only job is to consume must not exit while it has live subscriptions.
-    if (pollTimer === undefined) return
-    if (subs.size > 0) pollTimer.ref()
-    else pollTimer.unref()
   }
 
   function poll(): void {
@@ -552,6 +550,7 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
                 busyTimer = undefined
                 flush()
               }, BUSY_RETRY_MS)
+              busyTimer.unref()
             }
           }
           return
@@ -836,6 +835,7 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
       },
       Math.max(0, at - Date.now()),
     )
+    s.dueTimer.unref()
   }
 
   function scheduleDue(s: SubState, now: number): void {
@@ -1069,7 +1069,6 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
     s.extendTimer = setInterval(() => extendLeases(s), Math.max(10, Math.floor(visibilityMs / 3)))
     s.extendTimer.unref()
     subs.set(id, s)
-    refreshKeepAlive()
     if (resolved.signal !== undefined) {
       if (resolved.signal.aborted) await closeSubscription(s, undefined)
       else
@@ -1103,7 +1102,6 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
       if (s.extendTimer !== undefined) clearInterval(s.extendTimer)
       subs.delete(s.id)
       dirty.delete(s)
-      refreshKeepAlive()
       if (db?.open) {
         try {
           const acks = s.acks
@@ -1151,6 +1149,8 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
       if (d !== undefined && o.database === undefined && d.open) d.close()
     })().finally(() => {
       disconnecting = undefined
+      hold?.release()
+      hold = undefined
     })
     return disconnecting
   }

@@ -66,10 +66,26 @@ export interface IoWorkerReply {
   readonly error?: { readonly code?: string; readonly message: string }
 }
 
-/** Starts the I/O worker on `config.file`; {@link stopIoWorker} it on disconnect. Unreferenced while idle. */
-export function startIoWorker(config: IoWorkerConfig): Worker {
+/** What the backend hears from the I/O worker. */
+export interface IoWorkerListeners {
+  readonly reply: (reply: IoWorkerReply) => void
+  readonly error: (error: Error) => void
+  readonly exit: (code: number) => void
+}
+
+/**
+ * Starts the I/O worker on `config.file`, with its listeners; {@link stopIoWorker} it on
+ * disconnect. The thread never keeps the process alive: the backend's own hold does, while it is
+ * connected.
+ */
+export function startIoWorker(config: IoWorkerConfig, listeners: IoWorkerListeners): Worker {
   const driver = createRequire(import.meta.url).resolve('better-sqlite3')
   const worker = new Worker(WORKER_SOURCE, { eval: true, workerData: { driver, ...config } })
+  worker.on('message', listeners.reply)
+  worker.on('error', listeners.error)
+  worker.on('exit', listeners.exit)
+  // After the listeners: adding a 'message' listener references the worker's port again, so an
+  // unref() made before it would not stick.
   worker.unref()
   return worker
 }
