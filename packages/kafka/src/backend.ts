@@ -16,8 +16,10 @@ import {
   type EventInput,
   encodeEventChecked,
   type HealthStatus,
+  holdProcess,
   isLiteralPattern,
   NotConnectedError,
+  type ProcessHold,
   type PublishReceipt,
   rejectUnknownUrlParams,
   resolveSubscribeOptions,
@@ -78,6 +80,9 @@ export function createKafkaBackend(options: KafkaBackendOptions = {}): KafkaBack
   let connected = false
   let connecting: Promise<void> | undefined
   let refreshTimer: NodeJS.Timeout | undefined
+  // Keeps the process alive from connect() to disconnect(), whatever kafkajs does with its
+  // sockets and timers meanwhile (see holdProcess in core).
+  let hold: ProcessHold | undefined
   let refreshing = false
 
   const offerAll = (list: Iterable<string>): void => {
@@ -179,6 +184,7 @@ export function createKafkaBackend(options: KafkaBackendOptions = {}): KafkaBack
         topics = registry
         publisher = createPublisher({ client: c, topics: registry, maxBatchBytes: o.maxBatchBytes, endpoint })
         connected = true
+        hold = holdProcess()
         refreshTimer = setInterval(() => void refreshTopics(), o.topicRefreshMs)
         refreshTimer.unref()
       })().finally(() => {
@@ -190,22 +196,27 @@ export function createKafkaBackend(options: KafkaBackendOptions = {}): KafkaBack
     async disconnect(opts) {
       if (connecting !== undefined) await connecting.catch(() => {})
       if (!connected) return
-      connected = false
-      if (refreshTimer !== undefined) clearInterval(refreshTimer)
       const drain = opts?.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS
       if (typeof drain !== 'number' || !Number.isFinite(drain) || drain < 0) {
         throw new ConfigurationError(`drainTimeoutMs must be a number >= 0, got ${String(drain)}`)
       }
-      await Promise.allSettled([...subs].map((s) => s.close(drain)))
-      // Everything accepted by publish() before disconnect is sent before the producer closes.
-      await publisher?.idle()
-      await kafkaDedupe?.close()
-      kafkaDedupe = undefined
-      const c = client
-      client = undefined
-      topics = undefined
-      publisher = undefined
-      await c?.disconnect()
+      connected = false
+      if (refreshTimer !== undefined) clearInterval(refreshTimer)
+      try {
+        await Promise.allSettled([...subs].map((s) => s.close(drain)))
+        // Everything accepted by publish() before disconnect is sent before the producer closes.
+        await publisher?.idle()
+        await kafkaDedupe?.close()
+        kafkaDedupe = undefined
+        const c = client
+        client = undefined
+        topics = undefined
+        publisher = undefined
+        await c?.disconnect()
+      } finally {
+        hold?.release()
+        hold = undefined
+      }
     },
 
     async healthCheck(): Promise<HealthStatus> {

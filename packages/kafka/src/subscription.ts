@@ -71,6 +71,7 @@ function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
       signal.removeEventListener('abort', onAbort)
       resolve(true)
     }, ms)
+    timer.unref()
     signal.addEventListener('abort', onAbort, { once: true })
   })
 }
@@ -303,6 +304,7 @@ export class KafkaSubscription implements Subscription {
         this.#scheduleRestart()
       })
     }, 1000)
+    this.#crashRestart.unref()
   }
 
   async #waitJoined(): Promise<void> {
@@ -356,6 +358,8 @@ export class KafkaSubscription implements Subscription {
         revoked = true
       })
     }, this.#host.heartbeatIntervalMs)
+    // The backend's hold keeps the process alive while connected, not the timers of a batch.
+    beat.unref()
     const atMostOnce = this.#spec.options.guarantee === 'at-most-once'
     const concurrency = this.#spec.options.concurrency
     let done: string | undefined
@@ -367,6 +371,7 @@ export class KafkaSubscription implements Subscription {
     const commitTimer = setInterval(() => {
       commitDue = true
     }, 1000)
+    commitTimer.unref()
 
     /** Called after each finished event, in offset order: an intermediate commit once a second. */
     const finished = async (offset: string, index: number): Promise<void> => {

@@ -19,12 +19,14 @@ import {
   encodeEventChecked,
   HandlerRunner,
   type HealthStatus,
+  holdProcess,
   InvalidEnvelopeError,
   isValidTopic,
   KeyedLimiter,
   NotConnectedError,
   newEventId,
   type OmnibusEvent,
+  type ProcessHold,
   type PublishReceipt,
   type ResolvedSubscribeOptions,
   resolveSubscribeOptions,
@@ -548,6 +550,10 @@ export function createRabbitMQBackend(options: RabbitMQBackendOptions = {}): Eve
 
   // --- the backend object ------------------------------------------------------------------
 
+  // Keeps the process alive from connect() to disconnect(), also while the link waits to
+  // reconnect with no socket open (see holdProcess in core).
+  let hold: ProcessHold | undefined
+
   const backend: EventBackend = {
     name: 'rabbitmq',
     capabilities,
@@ -562,14 +568,20 @@ export function createRabbitMQBackend(options: RabbitMQBackendOptions = {}): Eve
       })
       await connecting
       userConnected = true
+      hold ??= holdProcess()
     },
 
     async disconnect(opts) {
       if (!userConnected && !link.open) return
       userConnected = false
       const drainMs = opts?.drainTimeoutMs ?? DEFAULT_DRAIN_MS
-      await Promise.all([...subs].map((s) => closeSub(s, drainMs)))
-      await link.close(drainMs)
+      try {
+        await Promise.all([...subs].map((s) => closeSub(s, drainMs)))
+        await link.close(drainMs)
+      } finally {
+        hold?.release()
+        hold = undefined
+      }
     },
 
     async healthCheck(): Promise<HealthStatus> {

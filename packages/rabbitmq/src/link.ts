@@ -30,6 +30,8 @@ function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
     if (signal.aborted) return resolve()
     const t = setTimeout(done, ms)
+    // The backend's hold keeps the process alive while the link is down, not this backoff.
+    t.unref()
     function done(): void {
       clearTimeout(t)
       signal.removeEventListener('abort', done)

@@ -18,9 +18,11 @@ import {
   type EventInput,
   encodeEventChecked,
   type HealthStatus,
+  holdProcess,
   isLiteralPattern,
   type Logger,
   NotConnectedError,
+  type ProcessHold,
   type PublishReceipt,
   resolveSubscribeOptions,
   type SubscribeOptions,
@@ -159,6 +161,9 @@ export function createRedisBackend(options: RedisBackendOptions = {}): RedisBack
   let notifier: Redis | undefined
   let notifierReady: Promise<void> | undefined
   let rescanTimer: NodeJS.Timeout | undefined
+  // Keeps the process alive from connect() to disconnect(), also while ioredis reconnects after a
+  // dropped connection (see holdProcess in core).
+  let hold: ProcessHold | undefined
   let lastTopicCount = -1
   let rescanning = false
   const scanner = createStreamScanner(keys, logger)
@@ -453,6 +458,7 @@ export function createRedisBackend(options: RedisBackendOptions = {}): RedisBack
         c.on('ready', onCmdReady)
         cmd = c
         connected = true
+        hold = holdProcess()
       })().finally(() => {
         connecting = undefined
       })
@@ -490,6 +496,8 @@ export function createRedisBackend(options: RedisBackendOptions = {}): RedisBack
         knownTopics.clear()
       })().finally(() => {
         disconnecting = undefined
+        hold?.release()
+        hold = undefined
       })
       return disconnecting
     },

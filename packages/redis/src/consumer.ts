@@ -252,6 +252,8 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
         wake = undefined
         resolve()
       }, maxMs)
+      // Waiting between reads is not what keeps the process alive: the backend's hold is.
+      timer.unref()
       wake = () => {
         clearTimeout(timer)
         resolve()
@@ -653,6 +655,7 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
         })
         .catch(() => schedule(h))
     }, delayMs)
+    h.timer.unref()
   }
 
   // ---- reading ----

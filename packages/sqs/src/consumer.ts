@@ -105,6 +105,7 @@ function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
       signal.removeEventListener('abort', onAbort)
       resolve(true)
     }, ms)
+    timer.unref()
     signal.addEventListener('abort', onAbort, { once: true })
   })
 }
@@ -181,9 +182,9 @@ export class Consumer {
   start(): void {
     this.#poll = this.#pollLoop()
     const every = Math.max(250, Math.floor((this.#visibilitySeconds * 1000) / 3))
-    // Not unref'd: a live subscription keeps the process running, as an open consumer socket
-    // would, even while every poll waits for handler slots and nothing else is pending.
+    // The backend's hold keeps the process alive while it is connected, not this timer.
     this.#heartbeat = setInterval(() => this.#extend(), every)
+    this.#heartbeat.unref()
     const signal = this.#config.options.signal
     if (signal !== undefined) {
       if (signal.aborted) void this.close(undefined)
