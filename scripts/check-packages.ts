@@ -15,8 +15,9 @@
  *    within a bound, and has flushed its telemetry: another process replays the SQLite file and
  *    counts one event per `telemetry.emit…` call. It also runs on `memory://`, where it must exit
  *    too and, asked after its last line, the bus must count every event flushed and none dropped;
- * 5. every package's JavaScript loads from its tarball with plain `node`, and the core registry
- *    creates each backend from its URL (nothing connects, so no broker is needed).
+ * 5. every package's JavaScript loads from its tarball with plain `node`, the core registry
+ *    creates each backend from its URL (nothing connects, so no broker is needed), and the
+ *    `omnibus` command npm linked answers `--help`.
  *
  * Usage: `node scripts/check-packages.ts [--keep] [--readme <path>]` (Node ≥ 22.18).
  * `--keep` leaves the temporary folder (always kept on failure); `--readme` checks the quick start
@@ -556,6 +557,13 @@ console.log(out.join(' '))
       await run(process.execPath, ['imports.mjs'], { cwd: app, timeoutMs: 30_000 }),
     )
     return r.stdout.trim()
+  })
+
+  await check('the installed omnibus command runs (--help)', async () => {
+    const bin = join(app, 'node_modules/.bin/omnibus')
+    if (!existsSync(bin)) fail('npm linked no node_modules/.bin/omnibus')
+    const r = expectOk('omnibus --help', await run(bin, ['--help'], { cwd: app, timeoutMs: 20_000 }))
+    return r.stdout.trim().split('\n')[0]
   })
 
   return finish(work, started, keep || results.some((r) => !r.ok))
