@@ -2,6 +2,7 @@
 # Starts (or stops) every broker the integration tests use, without Docker, on 127.0.0.1:
 #   bash scripts/services/all.sh start [names…]   # default: redis rabbitmq kafka sqs
 #   bash scripts/services/all.sh stop  [names…]
+#   bash scripts/services/all.sh status [names…]  # one line each; exit 3 when any is not running
 #   bash scripts/services/all.sh env   [names…]   # prints the OMNIBUS_IT_* exports
 # `start` starts them in parallel, waits for each to answer, and writes the exports to
 # .services/env.sh; source that file to point the integration tests at them.
@@ -77,11 +78,19 @@ case "$action" in
     done
     drop_exports "${names[@]}"
     ;;
+  status)
+    down=0
+    for n in "${names[@]}"; do
+      [ -f "$here/$n.sh" ] || { echo "no script for service '$n' ($here/$n.sh)" >&2; exit 2; }
+      bash "$here/$n.sh" status 2>&1 || down=3
+    done
+    exit "$down"
+    ;;
   env)
     for n in "${names[@]}"; do exports_for "$n"; done
     ;;
   *)
-    echo "usage: $0 {start|stop|env} [redis rabbitmq kafka sqs]" >&2
+    echo "usage: $0 {start|stop|status|env} [redis rabbitmq kafka sqs]" >&2
     exit 2
     ;;
 esac
