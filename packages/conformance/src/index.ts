@@ -8,6 +8,14 @@ export { spawnConsumer } from './child.ts'
 export type { CaseContext } from './harness.ts'
 export { Inbox, PROBE_HEADER } from './harness.ts'
 export type {
+  LifetimeChildConfig,
+  LifetimeMode,
+  LifetimeReport,
+  LifetimeResult,
+  LifetimeRunOptions,
+} from './lifetime.ts'
+export { runLifetimeChild } from './lifetime.ts'
+export type {
   ChildProcessHooks,
   ConformanceOptions,
   ConformanceTimeouts,
