@@ -36,19 +36,13 @@ import { fileURLToPath } from 'node:url'
 
 const NODE_FLOOR = '>=22.18'
 const root = resolve(dirname(fileURLToPath(import.meta.url)), '..')
-/** Every published package, dependencies first. */
-const PACKAGES = [
-  'core',
-  'memory',
-  'sqlite',
-  'redis',
-  'rabbitmq',
-  'kafka',
-  'sqs',
-  'conformance',
-  'legacy',
-  'cli',
-]
+/** Every package folder that is published (not `private`), core first. */
+const PACKAGES = readdirSync(join(root, 'packages'))
+  .filter((p) => {
+    const at = join(root, 'packages', p, 'package.json')
+    return existsSync(at) && JSON.parse(readFileSync(at, 'utf8')).private !== true
+  })
+  .sort((a, b) => Number(b === 'core') - Number(a === 'core') || a.localeCompare(b))
 /** Backends the registry must create from a URL in the user's project, with the name they report. */
 const BACKEND_URLS: Readonly<Record<string, string>> = {
   'memory://': 'memory',
