@@ -126,7 +126,7 @@ describe('publish and tail', () => {
       .map((l) => JSON.parse(l))
     expect(lines).toHaveLength(4)
     const created = lines.find((l) => l.type === 'task.created')
-    expect(created).toMatchObject({ data: { id: 1 }, partitionkey: 'k1', hdr_tenant: 'acme' })
+    expect(created).toMatchObject({ data: { id: 1 }, partitionkey: 'k1', tenant: 'acme' })
     expect(lines.filter((l) => l.type === 'task.bulk').map((l) => l.data)).toEqual(
       expect.arrayContaining([1, 'two']),
     )

@@ -273,7 +273,8 @@ export function toCloudEvent(event: OmnibusEvent): Record<string, unknown> {
   let others: Record<string, string> | undefined
   for (const key in event.headers) {
     const value = event.headers[key] as string
-    if (headerExtensionName(key)) ce[key] = value
+    // The trace context is on most events: named without the character scan.
+    if (key === 'traceparent' || key === 'tracestate' || headerExtensionName(key)) ce[key] = value
     else {
       others ??= {}
       setHeader(others, key, value)
