@@ -45,6 +45,7 @@ import {
 } from '@omnibus/core'
 import Database from 'better-sqlite3'
 import { classifyError, type SqliteOperation } from './errors.ts'
+import { prepareHealthProbe } from './health.ts'
 import { type IoWorkerReply, ROW_FIELDS, startIoWorker, stopIoWorker } from './io-worker.ts'
 import { type ResolvedSqliteOptions, resolveOptions, type SqliteBackendOptions } from './options.ts'
 import { SCHEMA_SQL, SCHEMA_VERSION } from './schema.ts'
@@ -1160,14 +1161,16 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
     if (db === undefined || state !== 'open') {
       return { healthy: false, latencyMs: 0, detail: 'not connected' }
     }
+    const d = db
     try {
-      db.prepare('SELECT count(*) FROM omnibus_meta').pluck().get()
+      // What a publish would meet (see health.ts), waiting for the write lock like a publish does.
+      await retryBusy('publish', () => prepareHealthProbe(d).run())
       return { healthy: true, latencyMs: performance.now() - started, detail: fileLabel }
     } catch (error) {
       return {
         healthy: false,
         latencyMs: performance.now() - started,
-        detail: classifyError(error, 'connect', fileLabel).message,
+        detail: classifyError(error, 'publish', fileLabel).message,
       }
     }
   }
