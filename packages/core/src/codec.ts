@@ -13,10 +13,12 @@
  * producer's extensions become headers of the same name, and the `hdr_` members written by
  * earlier versions are still read.
  */
+
 import { PayloadTooLargeError, SerializationError } from './errors.ts'
 import { setHeader } from './headers.ts'
 import type { Guarantee, OmnibusEvent } from './protocol.ts'
 import { isValidTopic } from './topic.ts'
+import { uriProblem } from './uri.ts'
 
 /**
  * Prefix of user headers in events written by earlier versions (`hdr_<name>`). Read on decode,
@@ -80,10 +82,6 @@ export function headerExtensionName(name: string): boolean {
   return !RESERVED_EXTENSION_NAMES.has(name)
 }
 
-// RFC 3986 absolute URI, checked as a scheme and then only characters a URI may hold (with
-// well-formed percent escapes): what CloudEvents requires of `dataschema`.
-const URI = /^[A-Za-z][A-Za-z0-9+.-]*:(?:[A-Za-z0-9\-._~:/?#[\]@!$&'()*+,;=]|%[0-9A-Fa-f]{2})*$/
-
 /** The `datacontenttype` written for data without one: JSON, or octet-stream for bytes. */
 export function impliedContentType(data: unknown): string {
   return data instanceof Uint8Array ? BINARY_TYPE : JSON_TYPE
@@ -100,10 +98,36 @@ export function attributeProblem(
   if (typeof value !== 'string' || value.length === 0) {
     return `${name} must be a non-empty string, got ${value === '' ? 'an empty string' : typeof value}`
   }
-  if (name === 'dataschema' && !URI.test(value)) {
-    return `dataschema must be an absolute URI (scheme:...), got ${JSON.stringify(value.slice(0, 200))}`
+  if (name === 'dataschema') {
+    const problem = uriProblem(value, true)
+    if (problem !== undefined) {
+      return `dataschema must be an absolute URI (scheme:...), and ${problem}: ${JSON.stringify(value.slice(0, 200))}`
+    }
   }
   return undefined
+}
+
+/** Why a value cannot be an event's `source` (CloudEvents: a URI reference), or undefined when it can. */
+export function sourceProblem(value: unknown): string | undefined {
+  if (typeof value !== 'string' || value.length === 0) {
+    return `source must be a non-empty string, got ${value === '' ? 'an empty string' : typeof value}`
+  }
+  const problem = uriProblem(value, false)
+  if (problem === undefined) return undefined
+  return (
+    `source must be a URI reference such as "planner-1", "omnibus:worker-2" or "https://example.com/svc", ` +
+    `and ${problem}: ${JSON.stringify(value.slice(0, 200))}`
+  )
+}
+
+/**
+ * `source` as is when it is a URI reference, otherwise percent-encoded whole (which always is one):
+ * for events Omnibus derives from a received one, such as a dead letter of a foreign event.
+ */
+export function asSource(value: string): string {
+  return value.length > 0 && uriProblem(value, false) === undefined
+    ? value
+    : encodeURIComponent(value) || 'unknown'
 }
 
 function unencodable(topic: string, path: string, what: string): SerializationError {

@@ -8,6 +8,7 @@
  * - {@link MemoryDedupeStore}: processed-id records for exactly-once;
  * - {@link KeyedLimiter}: per-subscription concurrency that keeps per-key order.
  */
+import { asSource } from './codec.ts'
 import { callWithEventContextSync, runWithEventContext2 } from './envelope.ts'
 import { CapabilityError, ConfigurationError } from './errors.ts'
 import { setHeader } from './headers.ts'
@@ -295,7 +296,7 @@ export function deadLetterInput(
     data: event.data,
     id: `${event.id}.dlq.${d.group ?? 'broadcast'}`,
     time: Date.now(),
-    source: event.source,
+    source: asSource(event.source),
     headers,
     causationId: event.id,
     guarantee: 'at-least-once',
@@ -332,7 +333,7 @@ export function redriveInput(dlq: OmnibusEvent): EventInput {
     topic,
     data: dlq.data,
     id,
-    source: dlq.source,
+    source: asSource(dlq.source),
     headers,
     guarantee: 'at-least-once',
   }

@@ -5,7 +5,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks'
 import { randomBytes } from 'node:crypto'
-import { attributeProblem, impliedContentType } from './codec.ts'
+import { attributeProblem, impliedContentType, sourceProblem } from './codec.ts'
 import { ConfigurationError, SerializationError } from './errors.ts'
 import { setHeader } from './headers.ts'
 import { type EventInput, GUARANTEES, type Guarantee, type OmnibusEvent } from './protocol.ts'
@@ -210,7 +210,7 @@ export function createEvent<T>(input: EventInput<T>, defaults: EventDefaults = {
     topic,
     data: input.data,
     time: input.time ?? now,
-    source: input.source ?? defaults.source ?? DEFAULT_SOURCE,
+    source: checkSource(input.source ?? defaults.source ?? DEFAULT_SOURCE),
     headers: checkHeaders(input.headers),
     guarantee,
   }
@@ -225,6 +225,17 @@ export function createEvent<T>(input: EventInput<T>, defaults: EventDefaults = {
     if (contentType !== impliedContentType(input.data)) event.dataContentType = contentType
   }
   return event
+}
+
+// The default source is a URI reference already; one set by the caller is checked once per event,
+// which the last-seen cache makes free for a producer that keeps its source.
+let lastSource = DEFAULT_SOURCE
+function checkSource(source: unknown): string {
+  if (source === lastSource) return source
+  const problem = sourceProblem(source)
+  if (problem !== undefined) throw new ConfigurationError(`event ${problem}`)
+  lastSource = source as string
+  return lastSource
 }
 
 function checkAttribute(name: 'subject' | 'dataschema' | 'datacontenttype', value: unknown): string {

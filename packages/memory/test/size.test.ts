@@ -85,7 +85,8 @@ describe('encodedSizeBound', () => {
         topic: 'a.b',
         data,
         headers,
-        source: `src${randomString(r)}`,
+        // A source is a URI reference (checked at publish): random, in URI-safe characters.
+        source: `src${Buffer.from(randomString(r)).toString('base64url')}`,
         ...(r() < 0.5 ? { partitionKey: randomString(r) } : {}),
         ...(r() < 0.5 ? { correlationId: randomString(r) } : {}),
       })
