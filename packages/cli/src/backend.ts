@@ -98,6 +98,21 @@ export async function makeBackend(url: string): Promise<EventBackend> {
 /** Connects within `timeoutMs`; failure is "unreachable" (exit 3) with the redacted URL. */
 export async function connectBackend(url: string, timeoutMs = 10_000): Promise<EventBackend> {
   const backend = await makeBackend(url)
+  await connectWithin(backend, url, timeoutMs)
+  return backend
+}
+
+/**
+ * Error codes of a backend that was reached but whose store is broken (a damaged SQLite file):
+ * the command is right and failed (exit 1), unlike a configuration mistake (exit 2).
+ */
+const BROKEN_STORE_CODES: ReadonlySet<string> = new Set(['DATABASE_CORRUPT'])
+
+/**
+ * Connects a backend made by {@link makeBackend} within `timeoutMs`. Throws a {@link CliError}:
+ * exit 3 when the broker does not answer, 2 for a configuration mistake, 1 for a broken store.
+ */
+export async function connectWithin(backend: EventBackend, url: string, timeoutMs: number): Promise<void> {
   let timer: NodeJS.Timeout | undefined
   try {
     await Promise.race([
@@ -111,6 +126,9 @@ export async function connectBackend(url: string, timeoutMs = 10_000): Promise<E
     ])
   } catch (error) {
     void backend.disconnect({ drainTimeoutMs: 0 }).catch(() => undefined)
+    if (error instanceof OmnibusError && BROKEN_STORE_CODES.has(error.code)) {
+      throw new CliError(describe(error), EXIT.failure, { cause: error })
+    }
     if (error instanceof ConfigurationError) {
       throw new CliError(`bad backend configuration: ${describe(error)}`, EXIT.usage, { cause: error })
     }
@@ -120,7 +138,19 @@ export async function connectBackend(url: string, timeoutMs = 10_000): Promise<E
   } finally {
     clearTimeout(timer)
   }
-  return backend
+}
+
+/**
+ * Refuses (exit 2) a backend that only reaches its own process for a command that can only see
+ * what other processes did: this process is the only one on that bus, and it is empty.
+ */
+export function requireCrossProcess(backend: EventBackend, url: string, why: string): void {
+  if (backend.capabilities.crossProcess) return
+  throw new CliError(
+    `${why}, and the ${backend.name} backend (${redactUrl(url)}) only reaches its own process, where ` +
+      'nothing else runs: use sqlite://, redis://, kafka://, amqp:// or sqs://',
+    EXIT.usage,
+  )
 }
 
 /** A one-line description of an error for the terminal. */

@@ -4,9 +4,17 @@
  */
 import { parseArgs } from 'node:util'
 import type { EventBackend } from '@omnibus/core'
-import { backendUrl, CliError, connectBackend, describe, EXIT } from './backend.ts'
-import { DEFAULT_DLQ_TOPIC, dlqList, dlqRedrive } from './commands/dlq.ts'
-import { health } from './commands/health.ts'
+import {
+  backendUrl,
+  CliError,
+  connectWithin,
+  describe,
+  EXIT,
+  makeBackend,
+  requireCrossProcess,
+} from './backend.ts'
+import { DEFAULT_DLQ_TOPIC, dlqList, dlqRedrive, redrivenTopic, requireReplay } from './commands/dlq.ts'
+import { health, unhealthyAtConnect } from './commands/health.ts'
 import { checkTopic, parseData, parseHeaders, publish } from './commands/publish.ts'
 import { tail } from './commands/tail.ts'
 import { runDemo } from './demo/coordinator.ts'
@@ -62,14 +70,17 @@ Examples: omnibus publish task.created '{"id":1}' --header tenant=acme
 
 Connects, runs a health check and prints latency and capabilities.
 Exit 0 healthy, 1 unhealthy, 3 unreachable within --timeout (default 10000 ms).`,
-  dlq: `Usage: omnibus dlq list|redrive [--topic T] [--limit N] [--idle MS] [--group NAME] [--json]
+  dlq: `Usage: omnibus dlq list|redrive [--topic T] [--all] [--limit N] [--idle MS] [--json]
 
-  list      print dead letters from the earliest retained one (does not consume them)
-  redrive   re-publish each dead letter to its original topic, with its original id
+  list      print the pending dead letters, from the earliest retained one (consumes nothing)
+  redrive   re-publish each pending dead letter to its original topic, with its original id,
+            and record it as redriven (on ${redrivenTopic(DEFAULT_DLQ_TOPIC)})
   --topic T   dead-letter topic (default ${DEFAULT_DLQ_TOPIC})
+  --all       list: also the redriven ones, with a state column (pending, redriven)
   --limit N   stop after N dead letters
   --idle MS   stop once none arrived for MS (default 1000)
-  --group     consumer group used by redrive (default omnibus-dlq-redrive)`,
+
+Needs a backend that keeps and replays the topic: sqlite, redis or kafka.`,
   demo: `Usage: omnibus demo [--workers N] [--tasks N] [--backend URL]
 
 Starts a coordinator and N worker agents (default 3) in separate processes. The coordinator sends
@@ -92,6 +103,7 @@ const OPTIONS = {
   topic: { type: 'string' },
   limit: { type: 'string' },
   idle: { type: 'string' },
+  all: { type: 'boolean' },
   workers: { type: 'string' },
   tasks: { type: 'string' },
   // Internal: a demo worker process.
@@ -107,12 +119,19 @@ function intOption(name: string, value: string | undefined, min = 1): number | u
   return n
 }
 
+/**
+ * Creates the backend, lets `check` refuse it before anything is connected, connects, runs `fn`
+ * and disconnects.
+ */
 async function withBackend(
   url: string,
   timeoutMs: number,
   fn: (backend: EventBackend) => Promise<number>,
+  check?: (backend: EventBackend) => void,
 ): Promise<number> {
-  const backend = await connectBackend(url, timeoutMs)
+  const backend = await makeBackend(url)
+  check?.(backend)
+  await connectWithin(backend, url, timeoutMs)
   try {
     return await fn(backend)
   } finally {
@@ -167,8 +186,11 @@ async function dispatch(argv: readonly string[], io: CommandIo): Promise<number>
         throw new CliError(`--from must be earliest or latest, got "${from}"`, EXIT.usage)
       }
       const count = intOption('count', values.count)
-      return withBackend(url, timeoutMs, (b) =>
-        tail(b, { patterns: rest, json, from, group: values.group, count }, io),
+      return withBackend(
+        url,
+        timeoutMs,
+        (b) => tail(b, { patterns: rest, json, from, group: values.group, count }, io),
+        (b) => requireCrossProcess(b, url, 'tail shows the events other processes publish'),
       )
     }
     case 'publish': {
@@ -190,8 +212,24 @@ async function dispatch(argv: readonly string[], io: CommandIo): Promise<number>
         publish(b, { topic, data, key: values.key, headers: values.header ?? [], json }, io),
       )
     }
-    case 'health':
-      return withBackend(url, timeoutMs, (b) => health(b, url, json, io))
+    case 'health': {
+      const backend = await makeBackend(url)
+      try {
+        await connectWithin(backend, url, timeoutMs)
+      } catch (error) {
+        // A store that cannot even be opened (a damaged file) is the unhealthy case, reported as
+        // such; an unreachable broker keeps its own exit code (3).
+        if (error instanceof CliError && error.exitCode === EXIT.failure) {
+          return unhealthyAtConnect(backend, url, error.message, json, io)
+        }
+        throw error
+      }
+      try {
+        return await health(backend, url, json, io)
+      } finally {
+        await backend.disconnect({ drainTimeoutMs: 2000 }).catch(() => undefined)
+      }
+    }
     case 'dlq': {
       const action = rest[0]
       if (action !== 'list' && action !== 'redrive') {
@@ -200,15 +238,33 @@ async function dispatch(argv: readonly string[], io: CommandIo): Promise<number>
           EXIT.usage,
         )
       }
+      if (values.group !== undefined) {
+        throw new CliError(
+          'dlq takes no --group: redrive re-publishes the dead letters "dlq list" shows as pending and ' +
+            'records each one as redriven, whatever ran it',
+          EXIT.usage,
+        )
+      }
       const opts = {
         topic: values.topic ?? DEFAULT_DLQ_TOPIC,
         json,
+        all: values.all ?? false,
         limit: intOption('limit', values.limit),
         idleMs: intOption('idle', values.idle) ?? 1000,
-        group: values.group ?? 'omnibus-dlq-redrive',
       }
-      return withBackend(url, timeoutMs, (b) =>
-        action === 'list' ? dlqList(b, opts, io) : dlqRedrive(b, opts, io),
+      checkTopic(opts.topic)
+      return withBackend(
+        url,
+        timeoutMs,
+        (b) => (action === 'list' ? dlqList(b, opts, io) : dlqRedrive(b, opts, io)),
+        (b) => {
+          requireCrossProcess(
+            b,
+            url,
+            'dlq reads the dead letters that subscriptions of other processes wrote',
+          )
+          requireReplay(b, url)
+        },
       )
     }
     case 'demo':

@@ -1,9 +1,17 @@
 import { spawn } from 'node:child_process'
-import { mkdtempSync, rmSync } from 'node:fs'
+import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import { createBackend, DLQ_HEADERS, type EventBackend, type OmnibusEvent, waitUntil } from '@omnibus/core'
+import {
+  createBackend,
+  createEvent,
+  DLQ_HEADERS,
+  deadLetterInput,
+  type EventBackend,
+  type OmnibusEvent,
+  waitUntil,
+} from '@omnibus/core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
 const BIN = fileURLToPath(new URL('../src/bin.ts', import.meta.url))
@@ -16,13 +24,16 @@ interface Result {
 
 function omnibus(
   args: string[],
-  options: { input?: string; env?: Record<string, string> } = {},
+  options: { input?: string; env?: Record<string, string>; killAfterMs?: number } = {},
 ): Promise<Result> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--conditions=@omnibus/source', BIN, ...args], {
       env: { ...process.env, NO_COLOR: '1', ...options.env },
       stdio: ['pipe', 'pipe', 'pipe'],
     })
+    // A command that hangs fails its test (exit code null) instead of outliving it.
+    const killer = setTimeout(() => child.kill('SIGKILL'), options.killAfterMs ?? 55_000)
+    child.on('exit', () => clearTimeout(killer))
     let stdout = ''
     let stderr = ''
     child.stdout.on('data', (d: Buffer) => {
@@ -35,6 +46,61 @@ function omnibus(
     child.on('exit', (code) => resolve({ code, stdout, stderr }))
     child.stdin.end(options.input ?? '')
   })
+}
+
+/**
+ * Runs `omnibus args | head -1` in a shell and returns the command's own exit code and stderr
+ * (head's first line as stdout): the reader closes the pipe while the command still writes.
+ */
+function omnibusIntoHead(args: string[]): Promise<Result> {
+  const quoted = args.map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(' ')
+  const script = `'${process.execPath}' --conditions=@omnibus/source '${BIN}' ${quoted} | head -1; exit \${PIPESTATUS[0]}`
+  return new Promise((resolve, reject) => {
+    const child = spawn('bash', ['-c', script], {
+      env: { ...process.env, NO_COLOR: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString()
+    })
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString()
+    })
+    child.on('error', reject)
+    child.on('exit', (code) => resolve({ code, stdout, stderr }))
+  })
+}
+
+/** Bytes that look like nothing SQLite wrote, the same on every run. */
+function garbage(length: number): Buffer {
+  const out = Buffer.alloc(length)
+  let x = 2463534242
+  for (let i = 0; i < length; i++) {
+    x ^= x << 13
+    x ^= x >>> 17
+    x ^= x << 5
+    out[i] = x & 0xff
+  }
+  return out
+}
+
+/** A database file with a few events whose pages `first`…`first + 2` (counted from 0) are garbage. */
+async function damagedDatabase(name: string, first: number): Promise<string> {
+  const file = path.join(dir, name)
+  const b = await createBackend(`sqlite://${file}`)
+  await b.connect()
+  await b.publishBatch(Array.from({ length: 50 }, (_, i) => ({ topic: 'orders.placed', data: { i } })))
+  await b.disconnect()
+  const fd = openSync(file, 'r+')
+  // The page size, as PRAGMA page_size reports it: bytes 16–17 of the header (1 means 65536).
+  const header = Buffer.alloc(18)
+  readSync(fd, header, 0, 18, 0)
+  const pageSize = header.readUInt16BE(16) === 1 ? 65536 : header.readUInt16BE(16)
+  writeSync(fd, garbage(pageSize * 3), 0, pageSize * 3, pageSize * first)
+  closeSync(fd)
+  return `sqlite://${file}`
 }
 
 let dir: string
@@ -85,6 +151,121 @@ describe('omnibus usage and exit codes', () => {
     expect(report).toMatchObject({ backend: 'sqlite', healthy: true })
     expect(report.capabilities.guarantees).toContain('at-least-once')
     expect(typeof report.latencyMs).toBe('number')
+  })
+})
+
+describe('health on a damaged SQLite file', () => {
+  it('is unhealthy (exit 1) when the pages publish reads are garbage, as publish fails', async () => {
+    // Pages 2–4 counted from 0: the events table's root and the groups table.
+    const bad = await damagedDatabase('damaged-events.db', 2)
+    const health = await omnibus(['health', '--backend', bad])
+    expect(health.code).toBe(1)
+    expect(health.stdout).toContain('UNHEALTHY')
+    expect(health.stdout).toMatch(/is damaged .*: restore it from a backup or run "sqlite3 <file> \.recover"/)
+    const publish = await omnibus(['publish', 'orders.placed', '1', '--backend', bad])
+    expect(publish.code).toBe(1)
+    expect(publish.stderr).toMatch(/publish failed: .*is damaged/)
+  })
+
+  it('is unhealthy (exit 1), in JSON too, when the file is too damaged to open', async () => {
+    // Pages 1–3 counted from 0: omnibus_meta, which connect() reads, and the events table.
+    const bad = await damagedDatabase('damaged-meta.db', 1)
+    const health = await omnibus(['health', '--json', '--backend', bad])
+    expect(health.code).toBe(1)
+    expect(health.stderr).toBe('')
+    expect(JSON.parse(health.stdout)).toMatchObject({
+      backend: 'sqlite',
+      healthy: false,
+      detail: expect.stringMatching(/is damaged .*restore it from a backup/),
+    })
+    const text = await omnibus(['health', '--backend', bad])
+    expect(text.code).toBe(1)
+    expect(text.stdout).toContain('UNHEALTHY')
+    // Not a usage error: the command is right, the file is broken.
+    const publish = await omnibus(['publish', 'orders.placed', '1', '--backend', bad])
+    expect(publish.code).toBe(1)
+    expect(publish.stderr).toMatch(/is damaged/)
+    expect(publish.stderr).not.toContain('--help')
+  })
+})
+
+describe('a reader that closes the pipe early', () => {
+  let piped: string
+  beforeAll(async () => {
+    // Far more than a pipe buffer holds (64 KiB), so the command is still writing when head exits.
+    piped = `sqlite://${path.join(dir, 'piped.db')}`
+    const b = await createBackend(piped)
+    await b.connect()
+    const now = Date.now()
+    for (let k = 0; k < 4; k++) {
+      const events = Array.from({ length: 500 }, (_, i) => ({ topic: 'bulk.item', data: { i: k * 500 + i } }))
+      expect((await b.publishBatch(events)).failed).toBe(0)
+      const letters = events.map((e) =>
+        deadLetterInput(createEvent(e), 'omnibus.deadletter', {
+          reason: 'test letter',
+          group: 'billing',
+          attempts: 3,
+          firstFailureAt: now,
+          lastFailureAt: now,
+          backend: 'sqlite',
+        }),
+      )
+      expect((await b.publishBatch(letters)).failed).toBe(0)
+    }
+    await b.disconnect()
+  })
+
+  it('tail --json --from earliest | head -1 prints one event and ends quietly with exit 0', async () => {
+    const r = await omnibusIntoHead(['tail', '--json', '--from', 'earliest', '--backend', piped])
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect(JSON.parse(r.stdout)).toMatchObject({ type: 'bulk.item' })
+  })
+
+  it('tail (text) | head -1 ends quietly with exit 0', async () => {
+    const r = await omnibusIntoHead(['tail', 'bulk.*', '--from', 'earliest', '--backend', piped])
+    expect(r.code).toBe(0)
+    expect(r.stderr).not.toMatch(/EPIPE|Error/)
+    expect(r.stdout).toContain('bulk.item')
+  })
+
+  it('dlq list --json | head -1 prints one dead letter and ends quietly with exit 0', async () => {
+    const r = await omnibusIntoHead(['dlq', 'list', '--json', '--backend', piped])
+    expect(r.stderr).toBe('')
+    expect(r.code).toBe(0)
+    expect(JSON.parse(r.stdout)).toMatchObject({ type: 'omnibus.deadletter' })
+  })
+})
+
+describe('backends a command cannot use', () => {
+  it('tail --backend memory:// is refused with exit 2 and one line saying why', async () => {
+    const started = Date.now()
+    const r = await omnibus(['tail', '--backend', 'memory://'], { killAfterMs: 10_000 })
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/^omnibus: tail .*memory backend .* its own process/m)
+    expect(r.stderr).not.toMatch(/top-level await|Error:/)
+    expect(Date.now() - started).toBeLessThan(15_000)
+  })
+
+  it('dlq on RabbitMQ or SQS is refused with exit 2 and what to do instead, before connecting', async () => {
+    // Port 1: nothing listens there; the refusal must come before any connection attempt.
+    for (const backend of ['amqp://guest:secret@127.0.0.1:1', 'sqs://127.0.0.1:1']) {
+      for (const action of ['list', 'redrive']) {
+        const r = await omnibus(['dlq', action, '--backend', backend, '--timeout', '2000'])
+        expect(r.code).toBe(2)
+        expect(r.stderr).toMatch(/cannot replay a topic .*group subscription to the dead-letter topic/)
+        expect(r.stderr).toMatch(/redriveInput\(\)/)
+        expect(r.stderr).not.toContain('secret')
+      }
+    }
+  })
+
+  it('dlq list and dlq redrive on memory:// are refused with exit 2', async () => {
+    for (const action of ['list', 'redrive']) {
+      const r = await omnibus(['dlq', action, '--backend', 'memory://'])
+      expect(r.code).toBe(2)
+      expect(r.stderr).toMatch(/dead letters .*memory backend .* its own process/)
+    }
   })
 })
 
@@ -203,7 +384,53 @@ describe('dlq', () => {
     expect(redrive.stdout).toContain(`redriven ${receipt.id} to orders.placed`)
     await waitUntil(() => handled.some((e) => e.id === receipt.id), { timeoutMs: 10_000 })
     expect(handled.find((e) => e.id === receipt.id)?.data).toEqual({ order: 7 })
+
+    // Redriven letters are no longer pending, in a later process too; --all still shows them.
+    const after = await omnibus(['dlq', 'list', '--backend', url, '--idle', '1500'])
+    expect(after.code).toBe(0)
+    expect(after.stdout).not.toContain(receipt.id)
+    expect(after.stderr).toMatch(/^0 pending dead letter\(s\) on omnibus\.deadletter \(1 redriven\b/m)
+    const all = await omnibus(['dlq', 'list', '--all', '--backend', url, '--idle', '1500'])
+    expect(all.code).toBe(0)
+    expect(all.stdout).toMatch(
+      new RegExp(`^redriven +orders\\.placed id=${receipt.id} .*reason=malformed order`, 'm'),
+    )
+    const json = await omnibus(['dlq', 'list', '--all', '--json', '--backend', url, '--idle', '1500'])
+    const letters = json.stdout
+      .trim()
+      .split('\n')
+      .map((l) => JSON.parse(l))
+    expect(letters).toHaveLength(1)
+    expect(letters[0]).toMatchObject({ type: 'omnibus.deadletter', dlqstate: 'redriven' })
+    // A second redrive has nothing left to do.
+    const again = await omnibus(['dlq', 'redrive', '--backend', url, '--idle', '1500'])
+    expect(again.code).toBe(0)
+    expect(again.stdout).toBe('')
+    expect(again.stderr).toMatch(/0 redriven, 0 failed/)
+
+    // The same event dead-lettered again is a new letter: pending, while the first stays redriven.
+    reject = true
+    const secondDlq: OmnibusEvent[] = []
+    const watch2 = await backend.subscribe('omnibus.deadletter', (e) => void secondDlq.push(e), {
+      guarantee: 'at-most-once',
+      from: 'latest',
+    })
+    await backend.publish({ topic: 'orders.placed', id: receipt.id, data: { order: 7 } })
+    await waitUntil(() => secondDlq.length > 0, { timeoutMs: 10_000 })
+    await watch2.unsubscribe()
+    const third = await omnibus(['dlq', 'list', '--all', '--backend', url, '--idle', '1500'])
+    const states = third.stdout
+      .trim()
+      .split('\n')
+      .map((l) => l.split(/\s+/)[0])
+    expect(states).toEqual(['redriven', 'pending'])
     await sub.unsubscribe()
+  })
+
+  it('--group is not a dlq option any more: a usage error says so', async () => {
+    const r = await omnibus(['dlq', 'redrive', '--group', 'x', '--backend', url])
+    expect(r.code).toBe(2)
+    expect(r.stderr).toMatch(/--group/)
   })
 })
 

@@ -30,7 +30,7 @@ export async function tail(backend: EventBackend, opts: TailOptions, io: Command
   let seen = 0
   const done = new AbortController()
   const onEvent = (event: OmnibusEvent): void => {
-    if (done.signal.aborted) return
+    if (done.signal.aborted || io.signal.aborted) return
     io.out(opts.json ? formatEventJson(event) : formatEvent(event, io.stdout))
     seen++
     if (opts.count !== undefined && seen >= opts.count) done.abort()
@@ -47,8 +47,9 @@ export async function tail(backend: EventBackend, opts: TailOptions, io: Command
   }
   if (!opts.json) io.err(`tailing ${patterns.join(', ')} on ${backend.name} (Ctrl-C to stop)`)
   io.ready?.()
+  // Ends on --count, Ctrl-C, or a reader that closed the pipe (the next line written finds it).
   await new Promise<void>((resolve) => {
-    if (done.signal.aborted) resolve()
+    if (done.signal.aborted || io.signal.aborted) resolve()
     done.signal.addEventListener('abort', () => resolve(), { once: true })
     io.signal.addEventListener('abort', () => resolve(), { once: true })
   })

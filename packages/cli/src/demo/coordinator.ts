@@ -21,7 +21,7 @@ import {
 } from '@omnibus/core'
 import { CliError, connectBackend, describe, EXIT } from '../backend.ts'
 import { paint } from '../format.ts'
-import type { CommandIo } from '../io.ts'
+import { type CommandIo, outputClosed } from '../io.ts'
 import {
   agentPrefix,
   type DemoResult,
@@ -93,6 +93,11 @@ export async function runDemo(opts: DemoOptions, io: CommandIo): Promise<number>
   // workers are killed and the backend closed, whatever the run was waiting for.
   const interrupted = new Promise<number>((resolve) => {
     const stop = (): void => {
+      // A reader that closed the pipe (omnibus demo | head) asked for nothing more: end quietly.
+      if (outputClosed(io.signal)) {
+        resolve(EXIT.ok)
+        return
+      }
       io.err('omnibus demo: interrupted')
       resolve(EXIT.interrupted)
     }
