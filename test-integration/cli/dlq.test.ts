@@ -1,0 +1,121 @@
+/**
+ * `omnibus dlq list` and `dlq redrive` against real brokers, as separate processes: what redrive
+ * records is read back by a later list.
+ */
+import { spawn } from 'node:child_process'
+import { randomUUID } from 'node:crypto'
+import { fileURLToPath } from 'node:url'
+import {
+  createBackend,
+  createEvent,
+  deadLetterInput,
+  type EventBackend,
+  type OmnibusEvent,
+} from '@omnibus/core'
+import { afterAll, beforeAll, expect, it } from 'vitest'
+import { describeWithService, serviceEndpoint } from '../setup/services.ts'
+import { eventually } from '../setup/wait.ts'
+
+const BIN = fileURLToPath(new URL('../../packages/cli/src/bin.ts', import.meta.url))
+
+interface Result {
+  code: number | null
+  stdout: string
+  stderr: string
+}
+
+function omnibus(args: string[]): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--conditions=@omnibus/source', BIN, ...args], {
+      env: { ...process.env, NO_COLOR: '1' },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    })
+    const killer = setTimeout(() => child.kill('SIGKILL'), 60_000)
+    let stdout = ''
+    let stderr = ''
+    child.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString()
+    })
+    child.stderr.on('data', (d: Buffer) => {
+      stderr += d.toString()
+    })
+    child.on('error', reject)
+    child.on('exit', (code) => {
+      clearTimeout(killer)
+      resolve({ code, stdout, stderr })
+    })
+  })
+}
+
+function dlqRoundTrip(url: () => string, idleMs: string): void {
+  const run = randomUUID().slice(0, 8)
+  const dlqTopic = `it.cli.dlq${run}`
+  const origTopic = `it.cli.orders${run}`
+  let backend: EventBackend
+  const redriven: OmnibusEvent[] = []
+  const ids: string[] = []
+
+  beforeAll(async () => {
+    backend = await createBackend(url())
+    await backend.connect()
+    await backend.subscribe(origTopic, (e) => void redriven.push(e), { group: 'billing', from: 'earliest' })
+    const now = Date.now()
+    for (let i = 0; i < 2; i++) {
+      const original = createEvent({ topic: origTopic, data: { order: i } })
+      ids.push(original.id)
+      await backend.publish(
+        deadLetterInput(original, dlqTopic, {
+          reason: `bad order ${i}`,
+          group: 'billing',
+          attempts: 3,
+          firstFailureAt: now,
+          lastFailureAt: now,
+          backend: backend.name,
+        }),
+      )
+    }
+  }, 60_000)
+  afterAll(async () => {
+    await backend?.disconnect({ drainTimeoutMs: 1000 })
+  })
+
+  it('list shows the pending letters; after redrive a later list shows none pending, --all shows them redriven', async () => {
+    const common = ['--topic', dlqTopic, '--backend', url(), '--idle', idleMs]
+    const list = await omnibus(['dlq', 'list', ...common])
+    expect(list.code).toBe(0)
+    for (const id of ids) expect(list.stdout).toContain(`id=${id}`)
+    expect(list.stderr).toMatch(/^2 pending dead letter\(s\)/m)
+
+    const redrive = await omnibus(['dlq', 'redrive', ...common])
+    expect(redrive.stderr).toMatch(/2 redriven, 0 failed/)
+    expect(redrive.code).toBe(0)
+    await eventually(
+      'both redriven events delivered',
+      () => ids.every((id) => redriven.some((e) => e.id === id)),
+      30_000,
+    )
+
+    const after = await omnibus(['dlq', 'list', ...common])
+    expect(after.code).toBe(0)
+    expect(after.stdout).toBe('')
+    expect(after.stderr).toMatch(/^0 pending dead letter\(s\) on \S+ \(2 redriven/m)
+    const all = await omnibus(['dlq', 'list', '--all', ...common])
+    const states = all.stdout
+      .trim()
+      .split('\n')
+      .map((l) => l.split(/\s+/)[0])
+    expect(states).toEqual(['redriven', 'redriven'])
+
+    const again = await omnibus(['dlq', 'redrive', ...common])
+    expect(again.code).toBe(0)
+    expect(again.stderr).toMatch(/0 redriven, 0 failed \(2 redriven by an earlier run\)/)
+  }, 180_000)
+}
+
+describeWithService('redis', 'omnibus dlq on Redis', () => {
+  dlqRoundTrip(() => `${serviceEndpoint('redis') as string}?keyPrefix=omnibus-it-cli:`, '1500')
+})
+
+describeWithService('kafka', 'omnibus dlq on Kafka', () => {
+  dlqRoundTrip(() => `kafka://${(serviceEndpoint('kafka') as string).split(',')[0]}`, '4000')
+})
