@@ -123,6 +123,48 @@ interface PendingRecord {
   readonly parent: OmnibusEvent | undefined
 }
 
+/** Topic of the events {@link ObservabilityBus.emitModelCall} emits. */
+export const MODEL_CALL_TOPIC = 'model.call'
+
+/**
+ * One call to a language model, as given to {@link ObservabilityBus.emitModelCall}. Token counts
+ * are what the provider reported (or billed); durations are wall-clock milliseconds.
+ */
+export interface ModelCall {
+  /** Model name as the provider spells it (`gpt-4o-mini`, `claude-3-5-haiku-20241022`). */
+  readonly model: string
+  /** `openai`, `anthropic`, … */
+  readonly provider?: string
+  readonly inputTokens: number
+  readonly outputTokens: number
+  /** From request to last token. */
+  readonly durationMs?: number
+  /** From request to the first streamed token. */
+  readonly timeToFirstTokenMs?: number
+  /** The agent that made the call; readers fall back to the event's `source`. */
+  readonly agent?: string
+  /** Conversation or run the call belongs to, for cost by session. */
+  readonly session?: string
+  /** @default true unless `error` is given */
+  readonly success?: boolean
+  /** Why the call failed; an `Error` or anything else (recorded as `{ name, message }`). */
+  readonly error?: unknown
+}
+
+/** The `data` of a `model.call` event. */
+export interface ModelCallData {
+  readonly model: string
+  readonly provider?: string
+  readonly inputTokens: number
+  readonly outputTokens: number
+  readonly durationMs?: number
+  readonly timeToFirstTokenMs?: number
+  readonly agent?: string
+  readonly session?: string
+  readonly success: boolean
+  readonly error?: { readonly name: string; readonly message: string; readonly code?: string | number }
+}
+
 /** A running tool call from {@link ObservabilityBus.startTool}. */
 export interface ToolSpan {
   readonly tool: string
@@ -175,6 +217,29 @@ function errorFields(error: unknown): Record<string, unknown> {
   return { name: typeof error, message: String(error) }
 }
 
+function isCount(value: unknown): boolean {
+  return typeof value === 'number' && Number.isFinite(value) && value >= 0
+}
+
+/** Why `call` cannot be recorded, or undefined when it can. Cheap: a few type checks. */
+function modelCallProblem(call: ModelCall): string | undefined {
+  if (call === null || typeof call !== 'object') return 'the call must be an object'
+  if (typeof call.model !== 'string' || call.model === '') return 'model must be a non-empty string'
+  if (!isCount(call.inputTokens))
+    return `inputTokens must be a finite number >= 0, got ${String(call.inputTokens)}`
+  if (!isCount(call.outputTokens))
+    return `outputTokens must be a finite number >= 0, got ${String(call.outputTokens)}`
+  if (call.durationMs !== undefined && !isCount(call.durationMs))
+    return `durationMs must be a finite number >= 0, got ${String(call.durationMs)}`
+  if (call.timeToFirstTokenMs !== undefined && !isCount(call.timeToFirstTokenMs))
+    return `timeToFirstTokenMs must be a finite number >= 0, got ${String(call.timeToFirstTokenMs)}`
+  for (const field of ['provider', 'agent', 'session'] as const) {
+    if (call[field] !== undefined && typeof call[field] !== 'string') return `${field} must be a string`
+  }
+  if (call.success !== undefined && typeof call.success !== 'boolean') return 'success must be a boolean'
+  return undefined
+}
+
 let toolCallCounter = 0
 const CLOCK_REUSE = 64
 
@@ -218,6 +283,7 @@ export class ObservabilityBus {
   readonly #exporterFailuresByName: Record<string, number> = {}
   #warnings = 0
   #warned = false
+  #warnedModelCall = false
 
   #started = false
   #closed = false
@@ -312,12 +378,22 @@ export class ObservabilityBus {
    * event was buffered, `false` when it was sampled out or dropped (see {@link stats}).
    */
   emit(topic: string, data: unknown, opts?: EmitOptions): boolean {
+    return this.#emit(topic, data, opts, false)
+  }
+
+  // `failure`: an event that reports a failure on a topic that is not an error topic (a failed
+  // model call), kept by sampling as error topics are.
+  #emit(topic: string, data: unknown, opts: EmitOptions | undefined, failure: boolean): boolean {
     this.#emitted++
     try {
       const rate = this.#sampler.rateFor(topic)
       if (rate < 1) {
         if (rate === INVALID_TOPIC_RATE) return this.#invalid(topic)
-        if (opts?.priority !== 'critical' && (rate === 0 || Math.random() >= rate)) {
+        if (
+          opts?.priority !== 'critical' &&
+          !(failure && this.#sampler.keepsErrors) &&
+          (rate === 0 || Math.random() >= rate)
+        ) {
           this.#sampledOut++
           return false
         }
@@ -471,6 +547,52 @@ export class ObservabilityBus {
         this.emitToolEnd(tool, { callId, error, success: false }, opts)
       },
     }
+  }
+
+  /**
+   * Emits one language-model call on `model.call` (see {@link ModelCallData}), from which token
+   * usage and cost are counted by model, agent and session. Like {@link emit} it never throws:
+   * a call without a model name, or with a token count or duration that is not a finite number
+   * >= 0, is counted as dropped `invalid` and `false` is returned. A failed call (`error` given,
+   * or `success: false`) is emitted with priority `high` and, like an error event, is never
+   * sampled out while sampling keeps errors.
+   *
+   * @example
+   * bus.emitModelCall({ model: 'gpt-4o-mini', provider: 'openai', inputTokens: 812,
+   *   outputTokens: 164, durationMs: 1430, timeToFirstTokenMs: 310, agent: 'planner' })
+   */
+  emitModelCall(call: ModelCall, opts?: EmitOptions): boolean {
+    let data: ModelCallData
+    try {
+      const problem = modelCallProblem(call)
+      if (problem !== undefined) return this.#invalidModelCall(problem)
+      const success = call.success ?? call.error === undefined
+      const out: { -readonly [K in keyof ModelCallData]: ModelCallData[K] } = {
+        model: call.model,
+        inputTokens: call.inputTokens,
+        outputTokens: call.outputTokens,
+        success,
+      }
+      if (call.provider !== undefined) out.provider = call.provider
+      if (call.durationMs !== undefined) out.durationMs = call.durationMs
+      if (call.timeToFirstTokenMs !== undefined) out.timeToFirstTokenMs = call.timeToFirstTokenMs
+      if (call.agent !== undefined) out.agent = call.agent
+      if (call.session !== undefined) out.session = call.session
+      if (call.error !== undefined) {
+        const { name, message, code } = errorFields(call.error)
+        out.error = {
+          name: String(name),
+          message: String(message),
+          ...(typeof code === 'string' || typeof code === 'number' ? { code } : {}),
+        }
+      }
+      data = out
+    } catch {
+      // A getter that throws, a revoked proxy: still nothing thrown into the application.
+      return this.#invalidModelCall('the call could not be read')
+    }
+    if (data.success) return this.#emit(MODEL_CALL_TOPIC, data, opts, false)
+    return this.#emit(MODEL_CALL_TOPIC, data, { priority: 'high', ...opts }, true)
   }
 
   /**
@@ -642,6 +764,16 @@ export class ObservabilityBus {
       this.#logger.warn('telemetry event dropped: invalid topic (further ones are only counted)', {
         topic: String(topic),
       })
+    }
+    return false
+  }
+
+  #invalidModelCall(problem: string): boolean {
+    this.#emitted++
+    this.#dropped.invalid++
+    if (!this.#warnedModelCall) {
+      this.#warnedModelCall = true
+      this.#logger.warn('model call dropped: invalid (further ones are only counted)', { problem })
     }
     return false
   }

@@ -78,6 +78,11 @@ export class Sampler {
     return { defaultRate: this.#defaultRate, rates, keepErrors: this.#keepErrors }
   }
 
+  /** Whether error topics (and failures reported on other topics) are always kept. */
+  get keepsErrors(): boolean {
+    return this.#keepErrors
+  }
+
   /** Fraction kept for `topic` (1 for error topics), or {@link INVALID_TOPIC_RATE} for an invalid topic. */
   rateFor(topic: string): number {
     const cached = this.#cache.get(topic)

@@ -10,6 +10,7 @@ import {
   filteringExporter,
   jsonLinesExporter,
   loggerExporter,
+  MODEL_CALL_TOPIC,
   ObservabilityBus,
   type ObservabilityBusOptions,
   type OmnibusEvent,
@@ -328,6 +329,127 @@ describe('ObservabilityBus convenience emitters', () => {
     expect(start2?.topic).toBe('tool.start')
     expect(end2?.data).toMatchObject({ tool: 'search', success: false, error: { message: 'no index' } })
     expect(backend.published).toHaveLength(6)
+  })
+})
+
+describe('ObservabilityBus.emitModelCall', () => {
+  it('emits model.call with the documented fields, and nothing else', async () => {
+    const { bus, backend } = await makeBus({ source: 'bus-source' })
+    expect(
+      bus.emitModelCall({
+        model: 'gpt-4o-mini',
+        provider: 'openai',
+        inputTokens: 812,
+        outputTokens: 164,
+        durationMs: 1430.5,
+        timeToFirstTokenMs: 310,
+        agent: 'planner',
+        session: 'conv-7',
+      }),
+    ).toBe(true)
+    expect(bus.emitModelCall({ model: 'claude-3-5-haiku', inputTokens: 0, outputTokens: 0 })).toBe(true)
+    await bus.flush()
+    const [full, minimal] = backend.published
+    expect(full?.topic).toBe(MODEL_CALL_TOPIC)
+    expect(full?.topic).toBe('model.call')
+    expect(full?.source).toBe('bus-source')
+    expect(full?.data).toStrictEqual({
+      model: 'gpt-4o-mini',
+      provider: 'openai',
+      inputTokens: 812,
+      outputTokens: 164,
+      durationMs: 1430.5,
+      timeToFirstTokenMs: 310,
+      agent: 'planner',
+      session: 'conv-7',
+      success: true,
+    })
+    expect(full?.headers[PRIORITY_HEADER]).toBeUndefined()
+    expect(minimal?.data).toStrictEqual({
+      model: 'claude-3-5-haiku',
+      inputTokens: 0,
+      outputTokens: 0,
+      success: true,
+    })
+  })
+
+  it('a failed call carries the error, priority high, and is kept by sampling like errors', async () => {
+    const { bus, backend } = await makeBus({ sampling: { defaultRate: 0 } })
+    const limited = Object.assign(new Error('429 Too Many Requests'), { name: 'RateLimitError', code: 429 })
+    expect(bus.emitModelCall({ model: 'gpt-4o', inputTokens: 10, outputTokens: 20 })).toBe(false)
+    expect(bus.emitModelCall({ model: 'gpt-4o', inputTokens: 10, outputTokens: 0, error: limited })).toBe(
+      true,
+    )
+    expect(bus.emitModelCall({ model: 'gpt-4o', inputTokens: 3, outputTokens: 0, success: false })).toBe(true)
+    expect(bus.emitModelCall({ model: 'o3', inputTokens: 1, outputTokens: 0, error: 'timeout' })).toBe(true)
+    await bus.flush()
+    expect(backend.published.map((e) => e.data)).toStrictEqual([
+      {
+        model: 'gpt-4o',
+        inputTokens: 10,
+        outputTokens: 0,
+        success: false,
+        error: { name: 'RateLimitError', message: '429 Too Many Requests', code: 429 },
+      },
+      { model: 'gpt-4o', inputTokens: 3, outputTokens: 0, success: false },
+      {
+        model: 'o3',
+        inputTokens: 1,
+        outputTokens: 0,
+        success: false,
+        error: { name: 'string', message: 'timeout' },
+      },
+    ])
+    expect(backend.published.every((e) => e.headers[PRIORITY_HEADER] === 'high')).toBe(true)
+    expect(bus.stats()).toMatchObject({ emitted: 4, sampledOut: 1, flushed: 3 })
+  })
+
+  it('with keepErrors off, a failed call is sampled like any other', async () => {
+    const { bus } = await makeBus({ sampling: { defaultRate: 0, keepErrors: false } })
+    expect(
+      bus.emitModelCall({ model: 'gpt-4o', inputTokens: 1, outputTokens: 0, error: new Error('x') }),
+    ).toBe(false)
+    expect(bus.stats().sampledOut).toBe(1)
+  })
+
+  it('never throws: invalid calls are counted as dropped invalid and warned about once', async () => {
+    const warnings: string[] = []
+    const logger = { ...silentLogger, warn: (message: string) => warnings.push(message) }
+    const { bus, backend } = await makeBus({ logger })
+    const hostile = {
+      model: 'gpt-4o',
+      outputTokens: 1,
+      get inputTokens(): number {
+        throw new Error('getter')
+      },
+    }
+    const bad: unknown[] = [
+      null,
+      undefined,
+      42,
+      {},
+      { model: '', inputTokens: 1, outputTokens: 1 },
+      { model: 7, inputTokens: 1, outputTokens: 1 },
+      { model: 'm', inputTokens: -1, outputTokens: 1 },
+      { model: 'm', inputTokens: Number.NaN, outputTokens: 1 },
+      { model: 'm', inputTokens: 1, outputTokens: Number.POSITIVE_INFINITY },
+      { model: 'm', inputTokens: '12', outputTokens: 1 },
+      { model: 'm', inputTokens: 1, outputTokens: 1, durationMs: -5 },
+      { model: 'm', inputTokens: 1, outputTokens: 1, timeToFirstTokenMs: Number.NaN },
+      { model: 'm', inputTokens: 1, outputTokens: 1, agent: 3 },
+      { model: 'm', inputTokens: 1, outputTokens: 1, success: 'yes' },
+      hostile,
+    ]
+    for (const call of bad) {
+      expect(() => bus.emitModelCall(call as Parameters<ObservabilityBus['emitModelCall']>[0])).not.toThrow()
+      expect(bus.emitModelCall(call as Parameters<ObservabilityBus['emitModelCall']>[0])).toBe(false)
+    }
+    expect(bus.emitModelCall({ model: 'm', inputTokens: 1, outputTokens: 1 })).toBe(true)
+    await bus.flush()
+    expect(backend.published).toHaveLength(1)
+    expect(bus.stats()).toMatchObject({ emitted: bad.length * 2 + 1, flushed: 1 })
+    expect(bus.stats().dropped.invalid).toBe(bad.length * 2)
+    expect(warnings.filter((w) => w.startsWith('model call dropped'))).toHaveLength(1)
   })
 })
 
