@@ -3,6 +3,16 @@
  * own server: health probes, Prometheus metrics, Server-Sent Events of matching events, JSON for the
  * dashboard, the dashboard itself, alerts and cost, from rolling aggregates of the traffic it sees.
  */
+
+export { costOf, DEFAULT_PRICING, type ModelPrice, type PricingTable, priceOf } from './cost.ts'
+export {
+  loadPricing,
+  mergePricing,
+  PRICING_ENV,
+  parsePricing,
+  resolvePricing,
+  validatePricing,
+} from './pricing.ts'
 export type {
   AgentView,
   AlertView,
