@@ -81,12 +81,15 @@ Exit 0 healthy, 1 unhealthy, 3 unreachable within --timeout (default 10000 ms).`
   --idle MS   stop once none arrived for MS (default 1000)
 
 Needs a backend that keeps and replays the topic: sqlite, redis or kafka.`,
-  demo: `Usage: omnibus demo [--workers N] [--tasks N] [--backend URL]
+  demo: `Usage: omnibus demo [--workers N] [--tasks N] [--keep | --backend URL]
 
 Starts a coordinator and N worker agents (default 3) in separate processes. The coordinator sends
 tasks (default 60) with request/reply, to named workers and group-balanced; workers report tool
 calls, token usage, latency and occasional errors on the ObservabilityBus, shown live.
-Without --backend it runs on a fresh embedded SQLite file.`,
+Without --backend it runs on a fresh embedded SQLite file, deleted at the end.
+  --keep   run on ./omnibus-demo.db and keep it (each run adds to it), to look at with
+           omnibus serve --backend sqlite://./omnibus-demo.db (or omnibus top), afterwards
+           or from a second terminal while it runs`,
 }
 
 const OPTIONS = {
@@ -106,6 +109,7 @@ const OPTIONS = {
   all: { type: 'boolean' },
   workers: { type: 'string' },
   tasks: { type: 'string' },
+  keep: { type: 'boolean' },
   // Internal: a demo worker process.
   id: { type: 'string' },
   run: { type: 'string' },
@@ -274,6 +278,7 @@ async function dispatch(argv: readonly string[], io: CommandIo): Promise<number>
           workers: intOption('workers', values.workers) ?? 3,
           tasks: intOption('tasks', values.tasks) ?? 60,
           timeoutMs,
+          keep: values.keep ?? false,
         },
         io,
       )

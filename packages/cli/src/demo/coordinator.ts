@@ -38,7 +38,16 @@ export interface DemoOptions {
   readonly workers: number
   readonly tasks: number
   readonly timeoutMs: number
+  /**
+   * Keep the run: on {@link KEPT_DEMO_FILE} in the current directory instead of a temporary file,
+   * left in place at the end (each run adds to it), so `omnibus serve` and `omnibus top` can show
+   * it afterwards, or while it runs from a second terminal.
+   */
+  readonly keep?: boolean
 }
+
+/** The SQLite file `omnibus demo --keep` runs on, in the current directory. */
+export const KEPT_DEMO_FILE = 'omnibus-demo.db'
 
 interface Live {
   done: number
@@ -74,7 +83,16 @@ export async function runDemo(opts: DemoOptions, io: CommandIo): Promise<number>
   const run = Math.random().toString(36).slice(2, 8)
   let tmp: string | undefined
   let url = opts.backend
-  if (url === undefined || url === '') {
+  if (opts.keep === true && url !== undefined && url !== '') {
+    throw new CliError(
+      `--keep keeps the demo's own SQLite file (${KEPT_DEMO_FILE}); with --backend (or OMNIBUS_BACKEND) the run ` +
+        'stays wherever that backend keeps it: drop one of the two',
+      EXIT.usage,
+    )
+  }
+  if (opts.keep === true) {
+    url = `sqlite://${path.resolve(KEPT_DEMO_FILE)}`
+  } else if (url === undefined || url === '') {
     tmp = mkdtempSync(path.join(tmpdir(), 'omnibus-demo-'))
     url = `sqlite://${path.join(tmp, 'demo.db')}`
   }
@@ -105,7 +123,16 @@ export async function runDemo(opts: DemoOptions, io: CommandIo): Promise<number>
     else io.signal.addEventListener('abort', stop, { once: true })
   })
   try {
-    return await Promise.race([coordinate(backend, url, run, opts, io, children, started), interrupted])
+    const code = await Promise.race([coordinate(backend, url, run, opts, io, children, started), interrupted])
+    if (opts.keep === true && !outputClosed(io.signal)) {
+      // The way to look at the run again, with the command as it was typed (pnpm in the repository).
+      const omnibus = process.env.npm_lifecycle_event === undefined ? 'omnibus' : 'pnpm omnibus'
+      io.out('')
+      io.out(`kept the run in ${path.resolve(KEPT_DEMO_FILE)} (each --keep run adds to it); see it with`)
+      io.out(`  ${omnibus} serve --backend ${url}    # dashboard on http://127.0.0.1:8080`)
+      io.out(`  ${omnibus} top --backend ${url}`)
+    }
+    return code
   } finally {
     for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL')
     await Promise.race([
