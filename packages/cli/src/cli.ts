@@ -13,6 +13,14 @@ import {
   makeBackend,
   requireCrossProcess,
 } from './backend.ts'
+import {
+  COST_GROUPINGS,
+  type CostGrouping,
+  cost,
+  costPricing,
+  parseSince,
+  requireCostReplay,
+} from './commands/cost.ts'
 import { DEFAULT_DLQ_TOPIC, dlqList, dlqRedrive, redrivenTopic, requireReplay } from './commands/dlq.ts'
 import { health, unhealthyAtConnect } from './commands/health.ts'
 import { checkTopic, parseData, parseHeaders, publish } from './commands/publish.ts'
@@ -32,6 +40,7 @@ Commands:
   publish <topic> [json|-]  publish one event, or one per stdin line
   health                    connect, report latency and capabilities
   dlq list|redrive          inspect or re-publish dead letters
+  cost [--since 24h]        tokens and cost of model calls, by model, agent or session
   demo                      coordinator + worker agents in separate processes
 
 Global options:
@@ -81,6 +90,21 @@ Exit 0 healthy, 1 unhealthy, 3 unreachable within --timeout (default 10000 ms).`
   --idle MS   stop once none arrived for MS (default 1000)
 
 Needs a backend that keeps and replays the topic: sqlite, redis or kafka.`,
+  cost: `Usage: omnibus cost [--since 24h] [--by model|agent|session] [--pricing FILE] [--json]
+
+Adds up the model.call events the backend retains (ObservabilityBus.emitModelCall) in the window
+and prints calls, tokens and cost per model, agent or session, and the total. Reads from the
+earliest retained event without consuming anything, and ends once it has read every call made
+before it started.
+  --since D       window start: a duration back from now (90s, 30m, 24h, 7d, 1h30m) or a date
+                  (2026-12-01T08:00:00Z); default 24h
+  --by K          model (default), agent (data.agent, else the event source) or session
+  --pricing FILE  JSON or YAML prices laid over the default table (or set OMNIBUS_PRICING):
+                  { "my-model": { "inputPerMTok": 0.3, "outputPerMTok": 1.2 } }
+  --idle MS       Kafka: after its marker, wait until no earlier call arrived for MS (default 500)
+  --timeout MS    fail when the replay makes no progress for MS (default 30000)
+Models without a price count $0 and are flagged unpriced.
+Needs a backend that keeps and replays the topic: sqlite, redis or kafka.`,
   demo: `Usage: omnibus demo [--workers N] [--tasks N] [--keep | --backend URL]
 
 Starts a coordinator and N worker agents (default 3) in separate processes. The coordinator sends
@@ -110,6 +134,10 @@ const OPTIONS = {
   workers: { type: 'string' },
   tasks: { type: 'string' },
   keep: { type: 'boolean' },
+  // cost
+  since: { type: 'string' },
+  by: { type: 'string' },
+  pricing: { type: 'string' },
   // Internal: a demo worker process.
   id: { type: 'string' },
   run: { type: 'string' },
@@ -269,6 +297,30 @@ async function dispatch(argv: readonly string[], io: CommandIo): Promise<number>
           )
           requireReplay(b, url)
         },
+      )
+    }
+    case 'cost': {
+      const until = Date.now()
+      const by = (values.by ?? 'model') as CostGrouping
+      if (!COST_GROUPINGS.includes(by)) {
+        throw new CliError(`--by must be ${COST_GROUPINGS.join(', ')}, got "${values.by}"`, EXIT.usage)
+      }
+      const from = parseSince(values.since ?? '24h', until)
+      const pricing = await costPricing(values.pricing)
+      const opts = {
+        from,
+        until,
+        by,
+        pricing,
+        json,
+        idleMs: intOption('idle', values.idle, 0) ?? 500,
+        stallMs: intOption('timeout', values.timeout) ?? 30_000,
+      }
+      return withBackend(
+        url,
+        timeoutMs,
+        (b) => cost(b, opts, io),
+        (b) => requireCostReplay(b, url),
       )
     }
     case 'demo':
