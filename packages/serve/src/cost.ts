@@ -62,3 +62,15 @@ export function costOf(
   if (price === undefined) return undefined
   return (inputTokens * price.inputPerMTok + outputTokens * price.outputPerMTok) / 1_000_000
 }
+
+/**
+ * Header of the marker event `omnibus cost` publishes on `model.call` to learn that it has read
+ * every earlier call. A marker is not a model call: readers of `model.call` skip it
+ * ({@link isCostMarker}).
+ */
+export const COST_MARKER_HEADER = 'omnibus-cost-marker'
+
+/** Whether an event on `model.call` is a marker of `omnibus cost`, not a model call. */
+export function isCostMarker(event: { readonly headers: Readonly<Record<string, string>> }): boolean {
+  return event.headers[COST_MARKER_HEADER] !== undefined
+}

@@ -4,7 +4,15 @@
  * dashboard, the dashboard itself, alerts and cost, from rolling aggregates of the traffic it sees.
  */
 
-export { costOf, DEFAULT_PRICING, type ModelPrice, type PricingTable, priceOf } from './cost.ts'
+export {
+  COST_MARKER_HEADER,
+  costOf,
+  DEFAULT_PRICING,
+  isCostMarker,
+  type ModelPrice,
+  type PricingTable,
+  priceOf,
+} from './cost.ts'
 export {
   loadPricing,
   mergePricing,

@@ -19,7 +19,7 @@ import {
   redactUrl,
   type Subscription,
 } from '@omnibus/core'
-import { costOf, type PricingTable, priceOf, resolvePricing } from '@omnibus/serve'
+import { COST_MARKER_HEADER, costOf, type PricingTable, priceOf, resolvePricing } from '@omnibus/serve'
 import { CliError, describe, EXIT } from '../backend.ts'
 import { type CommandIo, outputClosed } from '../io.ts'
 
@@ -28,9 +28,6 @@ export type CostGrouping = 'model' | 'agent' | 'session'
 
 /** The groupings `--by` accepts. */
 export const COST_GROUPINGS: readonly CostGrouping[] = ['model', 'agent', 'session']
-
-/** Header of the marker event that tells `omnibus cost` it has read everything before it. */
-export const COST_MARKER_HEADER = 'omnibus-cost-marker'
 
 /** Row key of calls without a session. */
 export const NO_SESSION = '(no session)'

@@ -27,6 +27,7 @@ import {
   type DemoResult,
   type DemoTask,
   RUN_HEADER,
+  TELEMETRY_PATTERNS,
   TOOLS,
   type WorkerReport,
 } from './shared.ts'
@@ -181,9 +182,7 @@ async function coordinate(
     live.byCategory.set(category, (live.byCategory.get(category) ?? 0) + 1)
     if (category === 'error') live.errors++
   }
-  const subs = await Promise.all(
-    ['tool.*', 'metric.*', 'error.**', 'lifecycle.*'].map((p) => telemetry.subscribe(p, onTelemetry)),
-  )
+  const subs = await Promise.all(TELEMETRY_PATTERNS.map((p) => telemetry.subscribe(p, onTelemetry)))
 
   const agents = new AgentMessageBus(backend, {
     agentId: 'coordinator',

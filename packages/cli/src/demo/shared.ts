@@ -38,3 +38,40 @@ export interface WorkerReport {
 
 /** Tools the simulated agents "call". */
 export const TOOLS = ['read_file', 'search', 'run_tests', 'summarize', 'web_fetch'] as const
+
+/** Telemetry the coordinator shows live: everything the workers emit. */
+export const TELEMETRY_PATTERNS = ['tool.*', 'model.*', 'metric.*', 'error.**', 'lifecycle.*'] as const
+
+/** A model the simulated agents "call", as its provider names it (all in the default price table). */
+export interface DemoModel {
+  readonly model: string
+  readonly provider: string
+  /** Typical time to first token and output speed, for realistic durations. */
+  readonly ttftMs: readonly [number, number]
+  readonly tokensPerSecond: readonly [number, number]
+}
+
+/** Each worker's own model, by worker number (worker-1 → the first). */
+export const WORKER_MODELS: readonly DemoModel[] = [
+  { model: 'gpt-4o-mini', provider: 'openai', ttftMs: [250, 600], tokensPerSecond: [70, 120] },
+  {
+    model: 'claude-3-5-haiku-20241022',
+    provider: 'anthropic',
+    ttftMs: [300, 700],
+    tokensPerSecond: [55, 90],
+  },
+]
+
+/** The larger model the `summarize` tool's answers are written with. */
+export const SUMMARY_MODEL: DemoModel = {
+  model: 'gpt-4o-2024-08-06',
+  provider: 'openai',
+  ttftMs: [400, 900],
+  tokensPerSecond: [40, 70],
+}
+
+/**
+ * Demo time runs this many times faster than the calls it reports: a task whose model and tool
+ * calls would take 5 s waits 50 ms, so a run of 60 tasks takes a second or two.
+ */
+export const TIME_SCALE = 100
