@@ -5,6 +5,45 @@
  */
 
 export {
+  alertTopic,
+  type BusChannelOptions,
+  busChannel,
+  logChannel,
+  slackPayload,
+  type WebhookChannelOptions,
+  WebhookDeliveryError,
+  webhookChannel,
+} from './alerts/channels.ts'
+export { loadAlertConfig, parseAlertConfig, parseDuration } from './alerts/config.ts'
+export {
+  type AlertChannelStats,
+  AlertEngine,
+  type AlertEngineOptions,
+  type AlertStats,
+} from './alerts/engine.ts'
+export type {
+  AgentSilentRule,
+  AlertChannel,
+  AlertChannelSpec,
+  AlertConfig,
+  AlertNotification,
+  AlertRule,
+  AlertRuleBase,
+  AlertRuleKind,
+  AlertSeverity,
+  BusChannelSpec,
+  ConsumerLagReading,
+  ConsumerLagRule,
+  ConsumerLagSource,
+  CostRule,
+  DeadLetterRule,
+  Duration,
+  ErrorRateRule,
+  LatencyRule,
+  LogChannelSpec,
+  WebhookChannelSpec,
+} from './alerts/types.ts'
+export {
   COST_MARKER_HEADER,
   costOf,
   DEFAULT_PRICING,

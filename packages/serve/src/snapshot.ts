@@ -126,6 +126,10 @@ export interface AlertView {
   /** The value the rule last measured, when it measures one. */
   readonly value: number | undefined
   readonly message: string
+  /** What this alert is about, for rules with one alert per tool, agent, model or consumer (`{ tool: 'search' }`). */
+  readonly labels?: Readonly<Record<string, string>>
+  /** The rule's threshold, in the unit of `value`. */
+  readonly threshold?: number | undefined
 }
 
 /** Everything the server knows now. */
