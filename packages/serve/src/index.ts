@@ -5,6 +5,16 @@
  */
 
 export {
+  Aggregator,
+  type AggregatorLimits,
+  type AggregatorObserver,
+  type AggregatorOptions,
+  type ErrorKind,
+  OTHER,
+  REDRIVEN_OF_HEADER,
+  redrivenTopic,
+} from './aggregator.ts'
+export {
   alertTopic,
   type BusChannelOptions,
   busChannel,
@@ -43,6 +53,7 @@ export type {
   LogChannelSpec,
   WebhookChannelSpec,
 } from './alerts/types.ts'
+export type { AlertsContext, AlertsHook } from './alerts-hook.ts'
 export {
   COST_MARKER_HEADER,
   costOf,
@@ -52,6 +63,7 @@ export {
   type PricingTable,
   priceOf,
 } from './cost.ts'
+export { ServeMetrics, type ServeMetricsOptions, type ServerStats } from './metrics.ts'
 export {
   loadPricing,
   mergePricing,
@@ -60,6 +72,15 @@ export {
   resolvePricing,
   validatePricing,
 } from './pricing.ts'
+export {
+  createServeHandler,
+  type OmnibusServe,
+  type Readiness,
+  type RunningServer,
+  type ServeOptions,
+  type StartServerOptions,
+  startServer,
+} from './server.ts'
 export type {
   AgentView,
   AlertView,
@@ -74,3 +95,10 @@ export type {
   TopicView,
   Totals,
 } from './snapshot.ts'
+export {
+  type EventStreamOptions,
+  type LiveStreamOptions,
+  type StreamedEvent,
+  streamedEvent,
+} from './sse.ts'
+export { LogHistogram, RateWindow, WindowedHistogram, type WindowShape } from './windows.ts'

@@ -10,7 +10,11 @@ import { describe, expect, it } from 'vitest'
 import { Aggregator, OTHER, REDRIVEN_OF_HEADER } from '../src/aggregator.ts'
 import { LogHistogram } from '../src/windows.ts'
 
-function clock(start = 1_700_000_000_000): { now: () => number; advance: (ms: number) => void; t: () => number } {
+function clock(start = 1_700_000_000_000): {
+  now: () => number
+  advance: (ms: number) => void
+  t: () => number
+} {
   let t = start
   return { now: () => t, advance: (ms) => (t += ms), t: () => t }
 }
@@ -57,7 +61,9 @@ describe('Aggregator', () => {
     const c = clock()
     const agg = new Aggregator({ now: c.now })
     for (let i = 1; i <= 100; i++) {
-      agg.ingest(ev({ topic: 'tool.end', data: { tool: 'search', success: i % 10 !== 0, durationMs: i } }, c.t()))
+      agg.ingest(
+        ev({ topic: 'tool.end', data: { tool: 'search', success: i % 10 !== 0, durationMs: i } }, c.t()),
+      )
     }
     const [tool] = agg.snapshot().tools
     expect(tool).toMatchObject({ tool: 'search', calls: 100, errors: 10, errorRate: 0.1 })
@@ -82,7 +88,11 @@ describe('Aggregator', () => {
     let researcher = agg.snapshot().agents.find((a) => a.agentId === 'researcher')
     expect(researcher).toMatchObject({ inFlight: 2, requests: 2, p50Ms: undefined })
     agg.ingest(agentEvent('reply', 'researcher', 'planner', 'r1', c.t() + 120))
-    agg.ingest(agentEvent('reply', 'researcher', 'planner', 'r2', c.t() + 400, { [AGENT_HEADERS.error]: 'no sources' }))
+    agg.ingest(
+      agentEvent('reply', 'researcher', 'planner', 'r2', c.t() + 400, {
+        [AGENT_HEADERS.error]: 'no sources',
+      }),
+    )
     researcher = agg.snapshot().agents.find((a) => a.agentId === 'researcher')
     expect(researcher?.inFlight).toBe(0)
     expect(researcher?.errors).toBe(1)
@@ -112,9 +122,30 @@ describe('Aggregator', () => {
     const c = clock(1_700_000_040_000)
     const agg = new Aggregator({ now: c.now, pricing: { 'm-1': { inputPerMTok: 2, outputPerMTok: 10 } } })
     agg.ingest(
-      ev({ topic: 'model.call', data: { model: 'm-1-2025', inputTokens: 1_000_000, outputTokens: 100_000, agent: 'writer', success: true } }, c.t()),
+      ev(
+        {
+          topic: 'model.call',
+          data: {
+            model: 'm-1-2025',
+            inputTokens: 1_000_000,
+            outputTokens: 100_000,
+            agent: 'writer',
+            success: true,
+          },
+        },
+        c.t(),
+      ),
     )
-    agg.ingest(ev({ topic: 'model.call', data: { model: 'unknown-x', inputTokens: 10, outputTokens: 5, success: true }, source: 'svc' }, c.t()))
+    agg.ingest(
+      ev(
+        {
+          topic: 'model.call',
+          data: { model: 'unknown-x', inputTokens: 10, outputTokens: 5, success: true },
+          source: 'svc',
+        },
+        c.t(),
+      ),
+    )
     const s = agg.snapshot()
     expect(s.totals.costUsd).toBeCloseTo(3, 10)
     expect(s.totals).toMatchObject({ modelCalls: 2, inputTokens: 1_000_010, outputTokens: 100_005 })
@@ -123,7 +154,12 @@ describe('Aggregator', () => {
     expect(s.agents.find((a) => a.agentId === 'writer')).toMatchObject({ inputTokens: 1_000_000, costUsd: 3 })
     expect(s.agents.find((a) => a.agentId === 'svc')).toMatchObject({ inputTokens: 10, costUsd: 0 })
     expect(s.cost).toHaveLength(1)
-    expect(s.cost[0]).toMatchObject({ t: 1_700_000_040_000 - (1_700_000_040_000 % 60_000), totalUsd: 3, byModel: { 'm-1-2025': 3 }, byAgent: { writer: 3 } })
+    expect(s.cost[0]).toMatchObject({
+      t: 1_700_000_040_000 - (1_700_000_040_000 % 60_000),
+      totalUsd: 3,
+      byModel: { 'm-1-2025': 3 },
+      byAgent: { writer: 3 },
+    })
     c.advance(180_000)
     const later = agg.snapshot().cost
     expect(later).toHaveLength(4)
@@ -165,7 +201,12 @@ describe('Aggregator', () => {
     const c = clock()
     const agg = new Aggregator({ now: c.now, limits: { errors: 10 } })
     for (let i = 0; i < 25; i++) {
-      agg.ingest(ev({ topic: 'error.raised', data: { error: { name: 'TypeError', message: `boom ${i}` } } }, c.t() + i))
+      agg.ingest(
+        ev(
+          { topic: 'error.raised', data: { error: { name: 'TypeError', message: `boom ${i}` } } },
+          c.t() + i,
+        ),
+      )
     }
     const errors = agg.snapshot().errors
     expect(errors).toHaveLength(10)
@@ -201,23 +242,52 @@ describe('Aggregator', () => {
     })
     expect(agg.snapshot().totals).toMatchObject({ deadLetters: 1, requests: 0 })
     expect(agg.deadLetter(letter.id)).toBe(letter)
-    agg.ingest(ev({ topic: 'omnibus.deadletter.redriven', data: {}, headers: { [REDRIVEN_OF_HEADER]: `${letter.id}@${letter.time + 1}` } }, c.t()))
+    agg.ingest(
+      ev(
+        {
+          topic: 'omnibus.deadletter.redriven',
+          data: {},
+          headers: { [REDRIVEN_OF_HEADER]: `${letter.id}@${letter.time + 1}` },
+        },
+        c.t(),
+      ),
+    )
     expect(agg.snapshot().deadLetters[0]?.state).toBe('pending')
-    agg.ingest(ev({ topic: 'omnibus.deadletter.redriven', data: {}, headers: { [REDRIVEN_OF_HEADER]: `${letter.id}@${letter.time}` } }, c.t()))
+    agg.ingest(
+      ev(
+        {
+          topic: 'omnibus.deadletter.redriven',
+          data: {},
+          headers: { [REDRIVEN_OF_HEADER]: `${letter.id}@${letter.time}` },
+        },
+        c.t(),
+      ),
+    )
     ;[view] = agg.snapshot().deadLetters
     expect(view?.state).toBe('redriven')
   })
 
   it('refuses unknown options and bad limits with a ConfigurationError naming them', () => {
     expect(() => new Aggregator({ limts: {} } as never)).toThrow(ConfigurationError)
-    expect(() => new Aggregator({ limits: { topics: 0 } })).toThrow(/limits.topics must be an integer >= 1, got 0/)
+    expect(() => new Aggregator({ limits: { topics: 0 } })).toThrow(
+      /limits.topics must be an integer >= 1, got 0/,
+    )
     expect(() => new Aggregator({ rateWindow: { slots: 10, slotMs: -1 } })).toThrow(/rateWindow.slotMs/)
   })
 
   it('never throws on odd data', () => {
     const agg = new Aggregator()
-    for (const data of [null, 'x', 42, [1], new Uint8Array([1, 2]), { tool: 7, durationMs: 'slow' }, { model: null }]) {
-      for (const topic of ['tool.end', 'model.call', 'error.raised', 'tool.start']) agg.ingest(ev({ topic, data }, Date.now()))
+    for (const data of [
+      null,
+      'x',
+      42,
+      [1],
+      new Uint8Array([1, 2]),
+      { tool: 7, durationMs: 'slow' },
+      { model: null },
+    ]) {
+      for (const topic of ['tool.end', 'model.call', 'error.raised', 'tool.start'])
+        agg.ingest(ev({ topic, data }, Date.now()))
     }
     expect(agg.snapshot().totals.events).toBe(28)
   })
