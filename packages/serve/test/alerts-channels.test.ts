@@ -368,6 +368,41 @@ describe('bus channel', () => {
   })
 })
 
+describe('log channel', () => {
+  it('logs firing by severity and resolved at warn (info for an info rule)', async () => {
+    const lines: string[] = []
+    const logger: Logger = {
+      debug: (m) => lines.push(`debug ${m}`),
+      info: (m) => lines.push(`info ${m}`),
+      warn: (m) => lines.push(`warn ${m}`),
+      error: (m) => lines.push(`error ${m}`),
+    }
+    const clock = new FakeClock()
+    const engine = new AlertEngine({
+      now: clock.now,
+      rules: [
+        { ...slowTool, name: 'crit', severity: 'critical' },
+        { ...slowTool, name: 'warn', severity: 'warning' },
+        { ...slowTool, name: 'info', severity: 'info' },
+      ],
+      channels: [logChannel(logger)],
+    })
+    engine.evaluate(high)
+    await engine.flush()
+    clock.advance(1000)
+    engine.evaluate(low)
+    await engine.flush()
+    expect(lines.map((l) => l.replace(/: tool .*/, '')).sort()).toEqual([
+      'error alert firing: crit',
+      'info alert firing: info',
+      'info alert resolved: info',
+      'warn alert firing: warn',
+      'warn alert resolved: crit',
+      'warn alert resolved: warn',
+    ])
+  })
+})
+
 describe('alertTopic', () => {
   it('makes any rule name one valid topic segment after alert.', () => {
     expect(alertTopic('tool-errors')).toBe('alert.tool-errors')

@@ -181,8 +181,8 @@ export function webhookChannel(options: WebhookChannelOptions): AlertChannel {
 }
 
 /**
- * Writes each notification to `logger`: firing at `error` (critical), `warn` (warning) or `info`,
- * resolved at `info`, with the notification's fields.
+ * Writes each notification to `logger` with its fields: firing at `error` (critical), `warn`
+ * (warning) or `info` (info); resolved at `warn`, or `info` for an info rule.
  */
 export function logChannel(logger: Logger, options: { readonly name?: string } = {}): AlertChannel {
   return {
@@ -198,8 +198,9 @@ export function logChannel(logger: Logger, options: { readonly name?: string } =
         endsAt: n.endsAt,
       }
       const text = `alert ${n.status}: ${n.rule}: ${n.message}`
-      if (n.status === 'resolved' || n.severity === 'info') logger.info(text, fields)
-      else if (n.severity === 'warning') logger.warn(text, fields)
+      if (n.severity === 'info') logger.info(text, fields)
+      // A resolution is logged where loggers that drop `info` (the server's default) still show it.
+      else if (n.severity === 'warning' || n.status === 'resolved') logger.warn(text, fields)
       else logger.error(text, fields)
     },
   }
