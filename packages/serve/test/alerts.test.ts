@@ -1,4 +1,6 @@
 import { ConfigurationError } from '@omnibus/core'
+import parsePrometheusTextFormat from 'parse-prometheus-text-format'
+import { Registry } from 'prom-client'
 import { describe, expect, it } from 'vitest'
 import { AlertEngine, type AlertRule, type ConsumerLagReading } from '../src/index.ts'
 import {
@@ -229,6 +231,71 @@ describe('alert states', () => {
     const tools = Array.from({ length: 10 }, (_, i) => tool(`t${i}`, 100))
     expect(engine.evaluate(snapshot({ tools }))).toHaveLength(3)
     expect(engine.stats().untracked).toBe(7)
+  })
+})
+
+describe('alert metrics', () => {
+  it('exposes states, notification outcomes, held notifications and evaluations to a prom-client registry', async () => {
+    const clock = new FakeClock()
+    const ok = recorder('ok')
+    const engine = new AlertEngine({
+      now: clock.now,
+      logger: { debug() {}, info() {}, warn() {}, error() {} },
+      rules: [
+        {
+          name: 'slow',
+          kind: 'latency',
+          source: 'tool',
+          percentile: 'p95',
+          threshold: 100,
+          severity: 'critical',
+        },
+        { name: 'slower', kind: 'latency', source: 'tool', percentile: 'p95', threshold: 100, for: '1m' },
+      ],
+      channels: [
+        ok,
+        {
+          name: 'broken',
+          send: async () => {
+            throw new Error('down')
+          },
+        },
+      ],
+    })
+    const registry = new Registry()
+    engine.registerMetrics(registry)
+    engine.evaluate(snapshot({ tools: [tool('a', 500), tool('b', 500)] }))
+    clock.advance(1000)
+    engine.evaluate(snapshot({ tools: [tool('a', 50), tool('b', 500)] }))
+    clock.advance(1000)
+    engine.evaluate(snapshot({ tools: [tool('a', 500), tool('b', 500)] })) // a again, within the cooldown
+    await engine.flush()
+
+    const families = parsePrometheusTextFormat(await registry.metrics())
+    const family = (name: string) => families.find((f) => f.name === name)
+    const values = (name: string) =>
+      Object.fromEntries(
+        (family(name)?.metrics ?? []).map((m) => [JSON.stringify(m.labels ?? {}), Number(m.value)]),
+      )
+    expect(family('omnibus_serve_alerts')?.type).toBe('GAUGE')
+    expect(values('omnibus_serve_alerts')).toEqual({
+      '{"rule":"slow","severity":"critical","state":"firing"}': 2,
+      '{"rule":"slow","severity":"critical","state":"pending"}': 0,
+      '{"rule":"slower","severity":"warning","state":"firing"}': 0,
+      '{"rule":"slower","severity":"warning","state":"pending"}': 2,
+    })
+    expect(family('omnibus_serve_alert_notifications_total')?.type).toBe('COUNTER')
+    // firing a, firing b, resolved a — to each channel.
+    expect(values('omnibus_serve_alert_notifications_total')).toEqual({
+      '{"channel":"ok","outcome":"sent"}': 3,
+      '{"channel":"ok","outcome":"failed"}': 0,
+      '{"channel":"ok","outcome":"dropped"}': 0,
+      '{"channel":"broken","outcome":"sent"}': 0,
+      '{"channel":"broken","outcome":"failed"}': 3,
+      '{"channel":"broken","outcome":"dropped"}': 0,
+    })
+    expect(values('omnibus_serve_alert_notifications_held_total')).toEqual({ '{}': 1 })
+    expect(values('omnibus_serve_alert_evaluations_total')).toEqual({ '{}': 3 })
   })
 })
 

@@ -5,11 +5,13 @@
  * also drive it itself.
  */
 import { ConfigurationError, type EventBackend, type Logger, type OmnibusEvent } from '@omnibus/core'
+import type { Registry } from 'prom-client'
 import type { AlertsContext, AlertsHook } from '../alerts-hook.ts'
 import { DEFAULT_PRICING, type PricingTable } from '../cost.ts'
 import type { AlertView, Snapshot } from '../snapshot.ts'
 import { busChannel, logChannel, webhookChannel } from './channels.ts'
 import { parseDuration, type ResolvedRule, resolveChannelSpec, resolveRules } from './config.ts'
+import { registerAlertMetrics } from './metrics.ts'
 import { describeRule, evaluatorFor, LagStore, type Measurement, type RuleEvaluator } from './rules.ts'
 import type {
   AlertChannel,
@@ -68,6 +70,13 @@ export interface AlertStats {
   readonly untracked: number
   readonly lagSourceFailures: number
   readonly channels: readonly AlertChannelStats[]
+  /** Firing and pending alerts (label sets) of each rule. */
+  readonly rules: ReadonlyArray<{
+    readonly name: string
+    readonly severity: AlertView['severity']
+    readonly firing: number
+    readonly pending: number
+  }>
 }
 
 type State = AlertView['state']
@@ -316,13 +325,19 @@ export class AlertEngine implements AlertsHook {
   stats(): AlertStats {
     let firing = 0
     let pending = 0
-    for (const series of this.#series.values()) {
-      for (const s of series.values()) {
-        if (s.state === 'firing') firing++
-        else if (s.state === 'pending') pending++
+    const rules = this.#rules.map((rule) => {
+      let ruleFiring = 0
+      let rulePending = 0
+      for (const s of this.#series.get(rule.name)?.values() ?? []) {
+        if (s.state === 'firing') ruleFiring++
+        else if (s.state === 'pending') rulePending++
       }
-    }
+      firing += ruleFiring
+      pending += rulePending
+      return { name: rule.name, severity: rule.severity, firing: ruleFiring, pending: rulePending }
+    })
     return {
+      rules,
       evaluations: this.#evaluations,
       firing,
       pending,
@@ -337,6 +352,16 @@ export class AlertEngine implements AlertsHook {
         inFlight: c.inFlight,
       })),
     }
+  }
+
+  /**
+   * Registers the alert metrics in a prom-client registry (the server's `metrics.registry`), read
+   * from {@link stats} at each scrape: `omnibus_serve_alerts{rule,severity,state}`,
+   * `omnibus_serve_alert_notifications_total{channel,outcome}` (sent, failed, dropped),
+   * `omnibus_serve_alert_notifications_held_total` (by cooldown), `omnibus_serve_alert_evaluations_total`.
+   */
+  registerMetrics(registry: Registry): void {
+    registerAlertMetrics(() => this.stats(), registry)
   }
 
   /** Resolves when every notification started so far is delivered or has failed. */
