@@ -1,4 +1,5 @@
-import { ConfigurationError } from '@omnibus/core'
+import { ConfigurationError, silentLogger } from '@omnibus/core'
+import { createMemoryBackend } from '@omnibus/memory'
 import parsePrometheusTextFormat from 'parse-prometheus-text-format'
 import { Registry } from 'prom-client'
 import { describe, expect, it } from 'vitest'
@@ -513,6 +514,21 @@ describe('alert rules', () => {
         labels: { agent: 'billing' },
         message: 'agent "billing" not seen since alerting started 31s ago, limit 30s',
       },
+    ])
+  })
+
+  it('agent-silent counts a never-seen agent from when the server started the engine, on its clock', async () => {
+    const clock = new FakeClock()
+    const engine = new AlertEngine({
+      rules: [{ name: 'must-run', kind: 'agent-silent', after: '30s', agents: ['billing'] }],
+      channels: [recorder()],
+    })
+    const backend = createMemoryBackend()
+    engine.start({ backend, logger: silentLogger, now: clock.now })
+    expect(engine.evaluate(s)).toMatchObject([{ state: 'inactive' }])
+    clock.advance(31_000)
+    expect(engine.evaluate(s)).toMatchObject([
+      { state: 'firing', value: 31_000, labels: { agent: 'billing' } },
     ])
   })
 

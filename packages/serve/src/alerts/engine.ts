@@ -155,7 +155,12 @@ export class AlertEngine implements AlertsHook {
   #backend: EventBackend | undefined
   #logger: Logger
   #now: () => number
-  #startedAt: number
+  readonly #ctx: {
+    startedAt: number
+    readonly pricing: PricingTable
+    readonly lag: LagStore
+    readonly maxLabelSets: number
+  }
   #evaluations = 0
   #suppressed = 0
   #untracked = 0
@@ -170,7 +175,6 @@ export class AlertEngine implements AlertsHook {
     this.#backend = options.backend
     this.#logger = options.logger ?? defaultLogger
     this.#now = options.now ?? Date.now
-    this.#startedAt = this.#now()
     const retention = parseDuration(options.resolvedRetention ?? 300_000)
     if (retention === undefined) {
       throw new ConfigurationError(
@@ -183,13 +187,13 @@ export class AlertEngine implements AlertsHook {
     this.#lag = new LagStore(this.#maxSeries)
     this.#watchesLag = this.#rules.some((r) => r.kind === 'consumer-lag')
     this.#lagSources = (options.lagSources ?? []).map((source) => ({ source, next: 0, busy: false }))
-    const ctx = {
-      startedAt: this.#startedAt,
+    this.#ctx = {
+      startedAt: this.#now(),
       pricing: options.pricing ?? DEFAULT_PRICING,
       lag: this.#lag,
       maxLabelSets: this.#maxSeries,
     }
-    this.#evaluators = this.#rules.map((rule) => evaluatorFor(rule, ctx))
+    this.#evaluators = this.#rules.map((rule) => evaluatorFor(rule, this.#ctx))
     this.#observers = this.#evaluators.filter((e) => e.observe !== undefined)
     if (options.channels !== undefined && !Array.isArray(options.channels)) {
       throw new ConfigurationError(`AlertEngine: "channels" must be a list, got ${typeof options.channels}`)
@@ -215,6 +219,8 @@ export class AlertEngine implements AlertsHook {
     this.#backend = this.#options.backend ?? ctx.backend
     if (this.#options.logger === undefined) this.#logger = ctx.logger
     if (this.#options.now === undefined) this.#now = ctx.now
+    // "Since alerting started" is when the server starts the engine, on the server's clock.
+    this.#ctx.startedAt = this.#now()
     this.#channels = undefined
     this.#resolveChannels()
   }
@@ -304,7 +310,7 @@ export class AlertEngine implements AlertsHook {
           name: rule.name,
           severity: rule.severity,
           state: 'inactive',
-          since: this.#startedAt,
+          since: this.#ctx.startedAt,
           value: unsplit?.value,
           message: unsplit === undefined ? `OK: no ${describeRule(rule)}` : `OK: ${unsplit.message}`,
           labels: {},
