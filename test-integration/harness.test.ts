@@ -1,18 +1,44 @@
 import { spawnSync } from 'node:child_process'
-import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
+import { chmodSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
-import { enableHint, requiredServices, SERVICES } from './setup/catalog.ts'
+import { enableHint, findTool, requiredServices, requiredTools, SERVICES } from './setup/catalog.ts'
 import { serviceEndpoint } from './setup/services.ts'
-import { summaryLines } from './setup/skip-summary.ts'
+import { summaryLines, toolSummaryLines } from './setup/skip-summary.ts'
 
 describe('integration harness', () => {
   it('parses OMNIBUS_IT_REQUIRE and rejects unknown names with the list of services', () => {
     expect(requiredServices(' Redis, kafka ,')).toEqual(['redis', 'kafka'])
     expect(requiredServices(undefined)).toEqual([])
     expect(() => requiredServices('redis,postgres')).toThrow(/"postgres".*redis, rabbitmq, kafka, sqs/)
+  })
+
+  it('takes programs such as chromium in OMNIBUS_IT_REQUIRE apart from the brokers', () => {
+    expect(requiredServices('redis,chromium')).toEqual(['redis'])
+    expect(requiredTools('redis, Chromium')).toEqual(['chromium'])
+    expect(requiredTools('kafka')).toEqual([])
+    expect(() => requiredTools('firefox')).toThrow(/"firefox".*sqs, chromium/)
+  })
+
+  it('finds a program at the path its variable names, and nothing where there is no executable', () => {
+    const dir = mkdtempSync(path.join(tmpdir(), 'omnibus-tool-'))
+    try {
+      const exe = path.join(dir, 'chromium')
+      expect(findTool('chromium', { OMNIBUS_CHROMIUM: exe })).toBeUndefined()
+      writeFileSync(exe, '#!/bin/sh\n')
+      expect(findTool('chromium', { OMNIBUS_CHROMIUM: exe })).toBeUndefined()
+      chmodSync(exe, 0o755)
+      expect(findTool('chromium', { OMNIBUS_CHROMIUM: exe })).toBe(exe)
+    } finally {
+      rmSync(dir, { recursive: true, force: true })
+    }
+    expect(toolSummaryLines(new Map([['chromium', 1]]))).toEqual([
+      expect.stringMatching(
+        /^integration: skipped 1 test block for lack of chromium: .*apt-get install chromium/,
+      ),
+    ])
   })
 
   it('says how to enable each service', () => {

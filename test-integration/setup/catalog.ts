@@ -1,7 +1,9 @@
 /**
  * The brokers the integration project knows: how each is pointed to by an environment variable,
- * and which container serves it when a Docker engine answers.
+ * and which container serves it when a Docker engine answers. Also the programs (not brokers)
+ * some tests need on the machine, such as a browser.
  */
+import { accessSync, constants } from 'node:fs'
 
 /** A broker the integration tests can use. */
 export type ServiceName = 'redis' | 'rabbitmq' | 'kafka' | 'sqs'
@@ -63,21 +65,79 @@ export function serviceSpec(name: ServiceName): ServiceSpec {
   return spec
 }
 
-/** Parses `OMNIBUS_IT_REQUIRE` (comma-separated service names); throws on an unknown name. */
-export function requiredServices(value: string | undefined): ServiceName[] {
+/** A program some integration tests run, found on the machine rather than started. */
+export type ToolName = 'chromium'
+
+/** Per-program facts. */
+export interface ToolSpec {
+  readonly name: ToolName
+  /** Variable holding the path of the program, when it is not at {@link ToolSpec.defaultPath}. */
+  readonly env: string
+  readonly defaultPath: string
+  /** How to get it, for skip messages. */
+  readonly install: string
+}
+
+/** Every program the integration tests may need. */
+export const TOOLS: readonly ToolSpec[] = [
+  {
+    name: 'chromium',
+    env: 'OMNIBUS_CHROMIUM',
+    defaultPath: '/usr/bin/chromium',
+    install:
+      "install Debian's chromium (bash scripts/services/chromium.sh, or apt-get install chromium), or set OMNIBUS_CHROMIUM to a Chromium binary",
+  },
+]
+
+/** The spec of one program. */
+export function toolSpec(name: ToolName): ToolSpec {
+  const spec = TOOLS.find((t) => t.name === name)
+  if (spec === undefined) throw new Error(`unknown integration tool "${name}"`)
+  return spec
+}
+
+/**
+ * The path of a program: its variable when set, else its default path; undefined when that path
+ * is not an executable file.
+ */
+export function findTool(name: ToolName, env: NodeJS.ProcessEnv = process.env): string | undefined {
+  const spec = toolSpec(name)
+  const candidate = env[spec.env] || spec.defaultPath
+  try {
+    accessSync(candidate, constants.X_OK)
+    return candidate
+  } catch {
+    return undefined
+  }
+}
+
+// OMNIBUS_IT_REQUIRE names services and programs alike.
+function requiredNames(value: string | undefined): string[] {
   if (value === undefined || value.trim() === '') return []
   const names = value
     .split(',')
     .map((s) => s.trim().toLowerCase())
     .filter(Boolean)
+  const known = [...SERVICES.map((s) => s.name), ...TOOLS.map((t) => t.name)]
   for (const n of names) {
-    if (!SERVICES.some((s) => s.name === n)) {
-      throw new Error(
-        `OMNIBUS_IT_REQUIRE names "${n}", which is not a service: use ${SERVICES.map((s) => s.name).join(', ')}`,
-      )
+    if (!known.includes(n as ServiceName)) {
+      throw new Error(`OMNIBUS_IT_REQUIRE names "${n}", which is not a service: use ${known.join(', ')}`)
     }
   }
-  return names as ServiceName[]
+  return names
+}
+
+/**
+ * The services `OMNIBUS_IT_REQUIRE` (comma-separated names) requires; throws on a name that is
+ * neither a service nor a program.
+ */
+export function requiredServices(value: string | undefined): ServiceName[] {
+  return requiredNames(value).filter((n): n is ServiceName => SERVICES.some((s) => s.name === n))
+}
+
+/** The programs `OMNIBUS_IT_REQUIRE` requires; throws like {@link requiredServices}. */
+export function requiredTools(value: string | undefined): ToolName[] {
+  return requiredNames(value).filter((n): n is ToolName => TOOLS.some((t) => t.name === n))
 }
 
 /** How to enable a service that could not be resolved. */

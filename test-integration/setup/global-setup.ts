@@ -5,11 +5,23 @@
  * service into a failure of the run.
  */
 import type { TestProject } from 'vitest/node'
-import { enableHint, type ResolvedService, requiredServices, SERVICES, type ServiceName } from './catalog.ts'
+import {
+  enableHint,
+  findTool,
+  type ResolvedService,
+  requiredServices,
+  requiredTools,
+  SERVICES,
+  type ServiceName,
+  TOOLS,
+  type ToolName,
+} from './catalog.ts'
 
 declare module 'vitest' {
   export interface ProvidedContext {
     omnibusServices: Partial<Record<ServiceName, ResolvedService>>
+    /** The path of each program found on this machine. */
+    omnibusTools: Partial<Record<ToolName, string>>
   }
 }
 
@@ -122,7 +134,23 @@ export default async function setup(project: TestProject): Promise<() => Promise
     }
   }
 
-  const missingRequired = required.filter((n) => services[n] === undefined)
+  const tools: Partial<Record<ToolName, string>> = {}
+  const requiredProgs = requiredTools(process.env.OMNIBUS_IT_REQUIRE)
+  for (const spec of TOOLS) {
+    const found = findTool(spec.name)
+    if (found !== undefined) tools[spec.name] = found
+    else if (requiredProgs.includes(spec.name)) {
+      const where = process.env[spec.env] || spec.defaultPath
+      problems.push(
+        `${spec.name} is required by OMNIBUS_IT_REQUIRE but ${where} is not an executable: ${spec.install}`,
+      )
+    }
+  }
+
+  const missingRequired = [
+    ...required.filter((n) => services[n] === undefined),
+    ...requiredProgs.filter((n) => tools[n] === undefined),
+  ]
   if (missingRequired.length > 0) {
     await Promise.allSettled(containers.map((c) => c.stop()))
     throw new Error(`integration services missing:\n- ${problems.join('\n- ')}`)
@@ -132,7 +160,9 @@ export default async function setup(project: TestProject): Promise<() => Promise
       `[integration] ${name}: ${s.origin} ${s.endpoint.replace(/\/\/([^:/@]+):[^@/]*@/, '//$1:***@')}`,
     )
   }
+  for (const [name, where] of Object.entries(tools)) console.log(`[integration] ${name}: ${where}`)
   project.provide('omnibusServices', services)
+  project.provide('omnibusTools', tools)
   return async () => {
     await Promise.allSettled(containers.map((c) => c.stop()))
   }

@@ -6,14 +6,16 @@
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { describe, inject, it } from 'vitest'
-import { enableHint, type ResolvedService, type ServiceName } from './catalog.ts'
+import { enableHint, type ResolvedService, type ServiceName, type ToolName, toolSpec } from './catalog.ts'
 
-export type { ServiceName } from './catalog.ts'
+export type { ServiceName, ToolName } from './catalog.ts'
 
 declare module 'vitest' {
   interface TaskMeta {
     /** Set on the test that stands in for a block skipped because this broker is unavailable. */
     omnibusUnavailable?: ServiceName
+    /** Set on the test that stands in for a block skipped because this program is missing. */
+    omnibusMissingTool?: ToolName
   }
 }
 
@@ -60,8 +62,13 @@ export function restartHint(name: ServiceName): string {
  *
  * @param missing the broker whose absence is the reason, so the end-of-run summary can count it
  */
-export function skipBlock(title: string, reason: string, missing?: ServiceName): void {
-  const meta = missing === undefined ? {} : { omnibusUnavailable: missing }
+export function skipBlock(title: string, reason: string, missing?: ServiceName | { tool: ToolName }): void {
+  const meta =
+    missing === undefined
+      ? {}
+      : typeof missing === 'string'
+        ? { omnibusUnavailable: missing }
+        : { omnibusMissingTool: missing.tool }
   it.skip(`${title} (skipped: ${reason})`, { meta }, () => {})
 }
 
@@ -77,4 +84,25 @@ export function unavailableReason(name: ServiceName): string {
 export function describeWithService(name: ServiceName, title: string, fn: () => void): void {
   if (serviceEndpoint(name) !== undefined) describe(title, fn)
   else skipBlock(title, unavailableReason(name), name)
+}
+
+/** The path of a program found on this machine, or undefined. */
+export function toolPath(name: ToolName): string | undefined {
+  return inject('omnibusTools')?.[name]
+}
+
+/**
+ * `describe` when the program is on this machine; otherwise one skipped test whose title says how
+ * to install it, and `fn` is not called. `OMNIBUS_IT_REQUIRE` naming the program makes its absence
+ * fail the run instead (in the global setup).
+ */
+export function describeWithTool(name: ToolName, title: string, fn: () => void): void {
+  if (toolPath(name) !== undefined) {
+    describe(title, fn)
+    return
+  }
+  const spec = toolSpec(name)
+  skipBlock(title, `${name} not found at ${process.env[spec.env] || spec.defaultPath}; ${spec.install}`, {
+    tool: name,
+  })
 }

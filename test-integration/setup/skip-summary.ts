@@ -4,7 +4,7 @@
  * prints only counts, and the hint is otherwise visible only in a skipped test's title.
  */
 import type { Reporter, TestModule, Vitest } from 'vitest/node'
-import { SERVICES, type ServiceName } from './catalog.ts'
+import { SERVICES, type ServiceName, TOOLS, type ToolName } from './catalog.ts'
 
 /** Skipped stand-in tests per missing broker, in {@link SERVICES} order. */
 export function countUnavailable(modules: ReadonlyArray<TestModule>): Map<ServiceName, number> {
@@ -37,6 +37,29 @@ export function summaryLines(counts: ReadonlyMap<ServiceName, number>): string[]
   ]
 }
 
+/** Skipped stand-in tests per missing program. */
+export function countMissingTools(modules: ReadonlyArray<TestModule>): Map<ToolName, number> {
+  const counts = new Map<ToolName, number>()
+  for (const module of modules) {
+    for (const test of module.children.allTests('skipped')) {
+      const missing = test.meta().omnibusMissingTool
+      if (missing !== undefined) counts.set(missing, (counts.get(missing) ?? 0) + 1)
+    }
+  }
+  return counts
+}
+
+/**
+ * The closing lines for programs that were missing, apart from the brokers' line so that line
+ * keeps one shape.
+ */
+export function toolSummaryLines(counts: ReadonlyMap<ToolName, number>): string[] {
+  return [...counts].map(([name, n]) => {
+    const spec = TOOLS.find((t) => t.name === name)
+    return `integration: skipped ${n} test block${n === 1 ? '' : 's'} for lack of ${name}: ${spec?.install}.`
+  })
+}
+
 /** Vitest reporter that prints {@link summaryLines} at the end of a run. */
 export default class SkipSummaryReporter implements Reporter {
   private vitest: Vitest | undefined
@@ -46,7 +69,10 @@ export default class SkipSummaryReporter implements Reporter {
   }
 
   onTestRunEnd(modules: ReadonlyArray<TestModule>): void {
-    const lines = summaryLines(countUnavailable(modules))
+    const lines = [
+      ...summaryLines(countUnavailable(modules)),
+      ...toolSummaryLines(countMissingTools(modules)),
+    ]
     if (lines.length > 0) this.vitest?.logger.log(lines.join('\n'))
   }
 }
