@@ -3,7 +3,8 @@
  * instead of exiting, so it can be tested in-process; `bin.ts` wires it to the process.
  */
 import { parseArgs } from 'node:util'
-import type { EventBackend } from '@omnibus/core'
+import { type EventBackend, redactUrl, silentLogger } from '@omnibus/core'
+import { createServeHandler } from '@omnibus/serve'
 import {
   backendUrl,
   CliError,
@@ -24,7 +25,17 @@ import {
 import { DEFAULT_DLQ_TOPIC, dlqList, dlqRedrive, redrivenTopic, requireReplay } from './commands/dlq.ts'
 import { health, unhealthyAtConnect } from './commands/health.ts'
 import { checkTopic, parseData, parseHeaders, publish } from './commands/publish.ts'
+import {
+  alertsOption,
+  durationOption,
+  fromOption,
+  portOption,
+  requireReplayFor,
+  serve,
+  watchFrom,
+} from './commands/serve.ts'
 import { tail } from './commands/tail.ts'
+import { top } from './commands/top.ts'
 import { runDemo } from './demo/coordinator.ts'
 import { runWorker } from './demo/worker.ts'
 import type { CommandIo } from './io.ts'
@@ -42,6 +53,8 @@ Commands:
   dlq list|redrive          inspect or re-publish dead letters
   cost [--since 24h]        tokens and cost of model calls, by model, agent or session
   demo                      coordinator + worker agents in separate processes
+  serve                     health probes, /metrics, live dashboard and alerts over HTTP
+  top                       agents, rates, latency, errors and cost, live in the terminal
 
 Global options:
   --backend URL   sqlite://./omnibus.db (default), memory://, redis://host:6379,
@@ -112,8 +125,31 @@ tasks (default 60) with request/reply, to named workers and group-balanced; work
 calls, token usage, latency and occasional errors on the ObservabilityBus, shown live.
 Without --backend it runs on a fresh embedded SQLite file, deleted at the end.
   --keep   run on ./omnibus-demo.db and keep it (each run adds to it), to look at with
-           omnibus serve --backend sqlite://./omnibus-demo.db (or omnibus top), afterwards
-           or from a second terminal while it runs`,
+           omnibus serve --backend sqlite://./omnibus-demo.db (or omnibus top): with
+           --from earliest afterwards, or from a second terminal while it runs`,
+  serve: `Usage: omnibus serve [--port 8080] [--host 127.0.0.1] [--alerts FILE] [--pricing FILE]
+                     [--from earliest|latest] [--backend URL]
+
+Watches the backend's telemetry, agent traffic and dead letters and serves, until Ctrl-C:
+  /                  the live dashboard          /metrics      Prometheus text
+  /health/live       liveness                    /health/ready 200, or 503 with the reason
+  /events/stream     Server-Sent Events (?pattern=…)   /api/…  JSON (snapshot, dead letters)
+  --port N          0 picks a free port (default 8080, or OMNIBUS_SERVE_PORT)
+  --host H          interface to bind (default 127.0.0.1: this host only; 0.0.0.0 for all)
+  --alerts FILE     JSON or YAML alert rules and channels
+  --pricing FILE    JSON or YAML model prices over the default table (or OMNIBUS_PRICING)
+  --from earliest   start from the oldest retained event (sqlite, redis, kafka): a kept demo run
+Prints one line with the URL. Exit 0 on Ctrl-C/SIGTERM, 2 usage, 3 backend unreachable at start.`,
+  top: `Usage: omnibus top [--interval 1s] [--json] [--pricing FILE] [--from earliest|latest] [--backend URL]
+
+The aggregates of omnibus serve, redrawn in place: backend health, totals, agents (last seen,
+in-flight, requests, errors, p50/p99, tokens, cost), tools (calls, errors, p50/p95), models,
+firing alerts, recent errors and event rates by topic family. q or Ctrl-C quits.
+  --interval D      time between frames: 500ms, 2s, 1m or seconds (default 1s)
+  --json            watch for one interval, print one snapshot as JSON, exit 0
+  --from earliest   start from the oldest retained event (sqlite, redis, kafka)
+  --pricing FILE    JSON or YAML model prices over the default table (or OMNIBUS_PRICING)
+Into a pipe or file it prints one plain frame per interval.`,
 }
 
 const OPTIONS = {
@@ -138,6 +174,11 @@ const OPTIONS = {
   since: { type: 'string' },
   by: { type: 'string' },
   pricing: { type: 'string' },
+  // serve and top
+  port: { type: 'string' },
+  host: { type: 'string' },
+  alerts: { type: 'string' },
+  interval: { type: 'string' },
   // Internal: a demo worker process.
   id: { type: 'string' },
   run: { type: 'string' },
@@ -334,6 +375,47 @@ async function dispatch(argv: readonly string[], io: CommandIo): Promise<number>
         },
         io,
       )
+    case 'serve': {
+      const port = portOption(values.port)
+      const from = fromOption(values.from)
+      const pricing = await costPricing(values.pricing)
+      const alerts = await alertsOption(values.alerts, pricing)
+      const opts = { port, host: values.host, pricing, alerts, from }
+      return withBackend(
+        url,
+        timeoutMs,
+        (b) => serve(b, url, opts, io),
+        (b) => {
+          requireCrossProcess(b, url, 'serve shows what other processes publish')
+          requireReplayFor(from, b, url)
+        },
+      )
+    }
+    case 'top': {
+      const from = fromOption(values.from)
+      const intervalMs = durationOption('interval', values.interval, 1000, 100)
+      const pricing = await costPricing(values.pricing)
+      return withBackend(
+        url,
+        timeoutMs,
+        async (b) => {
+          const source = await createServeHandler({
+            backend: watchFrom(b, from),
+            pricing,
+            logger: silentLogger,
+          })
+          try {
+            return await top(source, { intervalMs, json, url: redactUrl(url) }, io)
+          } finally {
+            await source.close()
+          }
+        },
+        (b) => {
+          requireCrossProcess(b, url, 'top shows what other processes publish')
+          requireReplayFor(from, b, url)
+        },
+      )
+    }
     case '__demo-worker': {
       if (values.id === undefined || values.run === undefined || values.backend === undefined) {
         throw new CliError('internal demo worker needs --id, --run and --backend', EXIT.usage)

@@ -130,8 +130,8 @@ export async function runDemo(opts: DemoOptions, io: CommandIo): Promise<number>
       const omnibus = process.env.npm_lifecycle_event === undefined ? 'omnibus' : 'pnpm omnibus'
       io.out('')
       io.out(`kept the run in ${path.resolve(KEPT_DEMO_FILE)} (each --keep run adds to it); see it with`)
-      io.out(`  ${omnibus} serve --backend ${url}    # dashboard on http://127.0.0.1:8080`)
-      io.out(`  ${omnibus} top --backend ${url}`)
+      io.out(`  ${omnibus} serve --backend ${url} --from earliest    # dashboard on http://127.0.0.1:8080`)
+      io.out(`  ${omnibus} top --backend ${url} --from earliest`)
     }
     return code
   } finally {
