@@ -11,6 +11,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
 import {
+  CapabilityError,
   ConfigurationError,
   compilePattern,
   consoleLogger,
@@ -46,6 +47,11 @@ export interface ServeOptions {
   readonly backendOptions?: Readonly<Record<string, unknown>>
   /** Patterns to watch. The dead-letter topic and its redrive markers are always watched. @default ['**'] */
   readonly patterns?: readonly string[]
+  /**
+   * Where the watch starts: `'earliest'` replays what the backend retains first (a kept demo run),
+   * on backends that can replay (else `CapabilityError`). @default 'latest'
+   */
+  readonly from?: 'latest' | 'earliest'
   /** Prices of model calls. @default DEFAULT_PRICING */
   readonly pricing?: PricingTable
   /** Alert rules to drive (see `AlertsHook`). */
@@ -81,6 +87,7 @@ const OPTION_NAMES = optionNames<ServeOptions>({
   url: true,
   backendOptions: true,
   patterns: true,
+  from: true,
   pricing: true,
   alerts: true,
   alertIntervalMs: true,
@@ -184,6 +191,10 @@ export async function createServeHandler(options: ServeOptions): Promise<Omnibus
   }
   for (const p of patterns) validatePattern(p)
   const deadLetterTopic = options.deadLetterTopic ?? DEFAULT_DEAD_LETTER_TOPIC
+  const from = options.from ?? 'latest'
+  if (from !== 'latest' && from !== 'earliest') {
+    throw new ConfigurationError(`from must be 'latest' or 'earliest', got ${String(from)}`)
+  }
   const alertIntervalMs = positiveInt('alertIntervalMs', options.alertIntervalMs, 1000)
   const readyCacheMs = positiveInt('readyCacheMs', options.readyCacheMs, 1000)
   const healthTimeoutMs = positiveInt('healthTimeoutMs', options.healthTimeoutMs, 2000)
@@ -205,6 +216,13 @@ export async function createServeHandler(options: ServeOptions): Promise<Omnibus
   const backend =
     options.backend ?? (await createBackend(options.url as string, options.backendOptions ?? {}))
   const where = options.url === undefined ? backend.name : redactUrl(options.url)
+  if (from === 'earliest' && !backend.capabilities.replay) {
+    if (ownsBackend) await backend.disconnect()
+    throw new CapabilityError(
+      `from: 'earliest' needs a backend that replays retained events, and ${where} cannot: use 'latest'`,
+      { backend: backend.name },
+    )
+  }
   const files = new StaticFiles(options.dashboardDir)
 
   const stream = new EventStream(backend, logger, options.stream)
@@ -277,7 +295,7 @@ export async function createServeHandler(options: ServeOptions): Promise<Omnibus
     try {
       if (!backend.isConnected) await backend.connect()
       for (const pattern of watched.slice(subscriptions.length)) {
-        subscriptions.push(await backend.subscribe(pattern, ingest, { guarantee }))
+        subscriptions.push(await backend.subscribe(pattern, ingest, { guarantee, from }))
       }
       subscribed = true
       connectError = undefined

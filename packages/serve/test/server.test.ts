@@ -3,6 +3,7 @@ import { request as httpRequest } from 'node:http'
 import { join } from 'node:path'
 import {
   AgentMessageBus,
+  CapabilityError,
   ConfigurationError,
   createEvent,
   deadLetterInput,
@@ -510,6 +511,21 @@ describe('serve: dashboard files', () => {
     }
     expect((await fetch(`${s.url}/nope`)).status).toBe(404)
     expect((await fetch(`${s.url}/metrics`, { method: 'POST' })).status).toBe(405)
+  })
+})
+
+describe('serve: from earliest', () => {
+  it("replays what SQLite retains with from: 'earliest', and refuses a backend that cannot replay", async () => {
+    const file = join(dir, `${unique('earliest')}.db`)
+    const writer = createSqliteBackend({ path: file })
+    await writer.connect()
+    for (let i = 0; i < 3; i++)
+      await writer.publish({ topic: 'tool.end', data: { tool: 'kept', success: true, durationMs: 5 } })
+    await writer.disconnect()
+    const s = await serve({ url: `sqlite://${file}`, from: 'earliest' })
+    await waitUntil(() => s.serve.aggregator.totals().toolCalls === 3, { timeoutMs: 5000 })
+    expect(s.serve.snapshot().tools[0]).toMatchObject({ tool: 'kept', calls: 3 })
+    await expect(serve({ backend: await memory(), from: 'earliest' })).rejects.toThrow(CapabilityError)
   })
 })
 
