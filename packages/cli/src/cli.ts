@@ -32,7 +32,6 @@ import {
   portOption,
   requireReplayFor,
   serve,
-  watchFrom,
 } from './commands/serve.ts'
 import { tail } from './commands/tail.ts'
 import { top } from './commands/top.ts'
@@ -400,7 +399,8 @@ async function dispatch(argv: readonly string[], io: CommandIo): Promise<number>
         timeoutMs,
         async (b) => {
           const source = await createServeHandler({
-            backend: watchFrom(b, from),
+            backend: b,
+            from,
             pricing,
             logger: silentLogger,
           })

@@ -20,7 +20,7 @@ import {
   validateTopic,
 } from '@omnibus/core'
 import { LRUCache } from 'lru-cache'
-import { costOf, DEFAULT_PRICING, type PricingTable, priceOf } from './cost.ts'
+import { costOf, DEFAULT_PRICING, isCostMarker, type PricingTable, priceOf } from './cost.ts'
 import type {
   AgentView,
   AlertView,
@@ -576,6 +576,8 @@ export class Aggregator {
   }
 
   #modelCall(event: OmnibusEvent, now: number): void {
+    // `omnibus cost` marks where its replay caught up with an event on this topic: not a call.
+    if (isCostMarker(event)) return
     const data = record(event.data)
     const modelName = text(data?.model) ?? 'unknown'
     const input = count(data?.inputTokens)

@@ -4,6 +4,8 @@
  * a timer with a fresh snapshot, and shows what it returned in `snapshot().alerts`.
  */
 import type { EventBackend, Logger, OmnibusEvent } from '@omnibus/core'
+import type { Registry } from 'prom-client'
+import type { PricingTable } from './cost.ts'
 import type { AlertView, Snapshot } from './snapshot.ts'
 
 /** What the server lends the alerts when it starts them. */
@@ -13,6 +15,10 @@ export interface AlertsContext {
   readonly logger: Logger
   /** The server's clock (a fake one in tests). */
   readonly now: () => number
+  /** The server's pricing table, so cost rules and the dashboard price tokens the same. */
+  readonly pricing: PricingTable
+  /** The server's Prometheus registry (`/metrics`), for the alerts' own metrics. */
+  readonly metrics: Registry
 }
 
 /**

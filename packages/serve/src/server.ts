@@ -31,7 +31,7 @@ import {
 } from '@omnibus/core'
 import { Aggregator, type AggregatorOptions, REDRIVEN_OF_HEADER, redrivenTopic } from './aggregator.ts'
 import type { AlertsHook } from './alerts-hook.ts'
-import type { PricingTable } from './cost.ts'
+import { DEFAULT_PRICING, type PricingTable } from './cost.ts'
 import { ServeMetrics, type ServeMetricsOptions, type ServerStats } from './metrics.ts'
 import type { BackendView, Snapshot } from './snapshot.ts'
 import { EventStream, type EventStreamOptions, LiveStream, type LiveStreamOptions } from './sse.ts'
@@ -385,7 +385,13 @@ export async function createServeHandler(options: ServeOptions): Promise<Omnibus
   }
   let alertTimer: NodeJS.Timeout | undefined
   if (alerts !== undefined) {
-    await alerts.start?.({ backend, logger, now })
+    await alerts.start?.({
+      backend,
+      logger,
+      now,
+      pricing: options.pricing ?? DEFAULT_PRICING,
+      metrics: metrics.registry,
+    })
     alertTimer = setInterval(() => void evaluate(), alertIntervalMs)
     alertTimer.unref()
   }

@@ -8,6 +8,7 @@ import {
 } from '@omnibus/core'
 import { describe, expect, it } from 'vitest'
 import { Aggregator, OTHER, REDRIVEN_OF_HEADER } from '../src/aggregator.ts'
+import { COST_MARKER_HEADER } from '../src/cost.ts'
 import { LogHistogram } from '../src/windows.ts'
 
 function clock(start = 1_700_000_000_000): {
@@ -164,6 +165,21 @@ describe('Aggregator', () => {
     const later = agg.snapshot().cost
     expect(later).toHaveLength(4)
     expect(later.slice(1).every((p) => p.totalUsd === 0)).toBe(true)
+  })
+
+  it('does not count the marker omnibus cost publishes on model.call as a model call', () => {
+    const c = clock()
+    const agg = new Aggregator({ now: c.now })
+    agg.ingest(ev({ topic: 'model.call', data: {}, headers: { [COST_MARKER_HEADER]: 'run-1' } }, c.t()))
+    agg.ingest(
+      ev(
+        { topic: 'model.call', data: { model: 'gpt-4o', inputTokens: 1, outputTokens: 1, success: true } },
+        c.t(),
+      ),
+    )
+    const s = agg.snapshot()
+    expect(s.totals.modelCalls).toBe(1)
+    expect(s.models.map((m) => m.model)).toEqual(['gpt-4o'])
   })
 
   it('keeps at most limits.topics topics and puts the rest in (other), whatever the number of distinct topics', () => {

@@ -2,12 +2,14 @@ import { createServer, type IncomingMessage, type Server, type ServerResponse } 
 import type { AddressInfo } from 'node:net'
 import { type EventBackend, type Logger, type OmnibusEvent, waitUntil } from '@omnibus/core'
 import { createMemoryBackend } from '@omnibus/memory'
+import { Registry } from 'prom-client'
 import { afterEach, describe, expect, it } from 'vitest'
 import {
   AlertEngine,
   type AlertNotification,
   alertTopic,
   busChannel,
+  DEFAULT_PRICING,
   logChannel,
   webhookChannel,
 } from '../src/index.ts'
@@ -329,7 +331,7 @@ describe('bus channel', () => {
     }
     const clock = new FakeClock()
     const engine = new AlertEngine({ rules: [{ ...slowTool, severity: 'critical' }] })
-    engine.start({ backend, logger, now: clock.now })
+    engine.start({ backend, logger, now: clock.now, pricing: DEFAULT_PRICING, metrics: new Registry() })
     engine.evaluate(high)
     await waitUntil(() => got.length === 1)
     expect(got[0]?.topic).toBe('alert.slow-search')

@@ -139,4 +139,10 @@ it('fires and resolves through a real webhook, the bus and /api/alerts while the
     { name: 'webhook', sent: 4, failed: 0 },
     { name: 'bus', sent: 4, failed: 0 },
   ])
+  // The server registered the engine's metrics in its own /metrics.
+  const exposition = await (await fetch(`${running.url}/metrics`)).text()
+  expect(exposition).toMatch(/^omnibus_serve_alert_evaluations_total [1-9]\d*$/m)
+  expect(exposition).toMatch(
+    /^omnibus_serve_alert_notifications_total\{channel="webhook",outcome="sent"\} 4$/m,
+  )
 })

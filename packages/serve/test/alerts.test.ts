@@ -3,7 +3,7 @@ import { createMemoryBackend } from '@omnibus/memory'
 import parsePrometheusTextFormat from 'parse-prometheus-text-format'
 import { Registry } from 'prom-client'
 import { describe, expect, it } from 'vitest'
-import { AlertEngine, type AlertRule, type ConsumerLagReading } from '../src/index.ts'
+import { AlertEngine, type AlertRule, type ConsumerLagReading, DEFAULT_PRICING } from '../src/index.ts'
 import {
   agent,
   event,
@@ -524,7 +524,13 @@ describe('alert rules', () => {
       channels: [recorder()],
     })
     const backend = createMemoryBackend()
-    engine.start({ backend, logger: silentLogger, now: clock.now })
+    engine.start({
+      backend,
+      logger: silentLogger,
+      now: clock.now,
+      pricing: DEFAULT_PRICING,
+      metrics: new Registry(),
+    })
     expect(engine.evaluate(s)).toMatchObject([{ state: 'inactive' }])
     clock.advance(31_000)
     expect(engine.evaluate(s)).toMatchObject([

@@ -4,14 +4,7 @@
  * what `omnibus serve` and `omnibus top` share: reading the alert rules before anything connects,
  * and starting the watch from the earliest retained event.
  */
-import {
-  CapabilityError,
-  ConfigurationError,
-  type EventBackend,
-  type EventHandler,
-  redactUrl,
-  type SubscribeOptions,
-} from '@omnibus/core'
+import { CapabilityError, ConfigurationError, type EventBackend, redactUrl } from '@omnibus/core'
 import { AlertEngine, loadAlertConfig, type PricingTable, parseDuration, startServer } from '@omnibus/serve'
 import { CliError, describe, EXIT } from '../backend.ts'
 import type { CommandIo } from '../io.ts'
@@ -102,24 +95,6 @@ export function requireReplayFor(from: WatchFrom, backend: EventBackend, url: st
 }
 
 /**
- * The backend as the server should see it: unchanged for `latest`; for `earliest`, every
- * subscription it makes starts at the earliest retained event, so the aggregates include what
- * happened before the command started (a kept demo run).
- */
-export function watchFrom(backend: EventBackend, from: WatchFrom): EventBackend {
-  if (from === 'latest') return backend
-  const subscribe = (pattern: string, handler: EventHandler, opts?: SubscribeOptions) =>
-    backend.subscribe(pattern, handler, { ...opts, from })
-  return new Proxy(backend, {
-    get(target, key) {
-      if (key === 'subscribe') return subscribe
-      const value: unknown = Reflect.get(target, key, target)
-      return typeof value === 'function' ? value.bind(target) : value
-    },
-  })
-}
-
-/**
  * Serves on `backend` (connected) until `io.signal` aborts; then closes the server (open streams
  * included) and returns 0. The caller disconnects the backend.
  */
@@ -132,7 +107,8 @@ export async function serve(
   let running: Awaited<ReturnType<typeof startServer>>
   try {
     running = await startServer({
-      backend: watchFrom(backend, opts.from),
+      backend,
+      from: opts.from,
       pricing: opts.pricing,
       ...(opts.alerts === undefined ? {} : { alerts: opts.alerts }),
       ...(opts.port === undefined ? {} : { port: opts.port }),

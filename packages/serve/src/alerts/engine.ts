@@ -151,13 +151,14 @@ export class AlertEngine implements AlertsHook {
   readonly #maxSeries: number
   readonly #maxInFlight: number
   readonly #pending = new Set<Promise<void>>()
+  readonly #registries = new WeakSet<Registry>()
   #channels: ChannelEntry[] | undefined
   #backend: EventBackend | undefined
   #logger: Logger
   #now: () => number
   readonly #ctx: {
     startedAt: number
-    readonly pricing: PricingTable
+    pricing: PricingTable
     readonly lag: LagStore
     readonly maxLabelSets: number
   }
@@ -221,6 +222,9 @@ export class AlertEngine implements AlertsHook {
     if (this.#options.now === undefined) this.#now = ctx.now
     // "Since alerting started" is when the server starts the engine, on the server's clock.
     this.#ctx.startedAt = this.#now()
+    // Cost rules price tokens as the server does, unless the engine was given its own table.
+    if (this.#options.pricing === undefined) this.#ctx.pricing = ctx.pricing
+    this.registerMetrics(ctx.metrics)
     this.#channels = undefined
     this.#resolveChannels()
   }
@@ -367,6 +371,10 @@ export class AlertEngine implements AlertsHook {
    * `omnibus_serve_alert_notifications_held_total` (by cooldown), `omnibus_serve_alert_evaluations_total`.
    */
   registerMetrics(registry: Registry): void {
+    // The server registers them when it starts the engine; a second call for the same registry
+    // (the application did it too) must not make prom-client refuse a duplicate metric.
+    if (this.#registries.has(registry)) return
+    this.#registries.add(registry)
     registerAlertMetrics(() => this.stats(), registry)
   }
 
