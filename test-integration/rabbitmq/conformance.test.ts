@@ -1,6 +1,6 @@
 import { fileURLToPath } from 'node:url'
 import { CASE_IDS, conformanceSuite, findClosedPort } from '@omnibus/conformance'
-import { MemoryDedupeStore } from '@omnibus/core'
+import { MemoryDedupeStore } from '@omnibus/core/backend'
 import { createRabbitMQBackend } from '@omnibus/rabbitmq'
 import { describeWithService, requireEndpoint, serviceRestart } from '../setup/services.ts'
 import { injectRaw, TEST_QUEUES } from './amqp.ts'

@@ -10,22 +10,24 @@ import {
   type BatchReceipt,
   ConfigurationError,
   createEvent,
-  type DedupeStore,
   type EventBackend,
   type EventHandler,
   type EventInput,
-  encodeEventChecked,
   type HealthStatus,
-  holdProcess,
-  isLiteralPattern,
   NotConnectedError,
-  type ProcessHold,
   type PublishReceipt,
-  rejectUnknownUrlParams,
-  resolveSubscribeOptions,
   type SubscribeOptions,
   type Subscription,
 } from '@omnibus/core'
+import {
+  type DedupeStore,
+  encodeEventChecked,
+  holdProcess,
+  isLiteralPattern,
+  type ProcessHold,
+  rejectUnknownUrlParams,
+  resolveSubscribeOptions,
+} from '@omnibus/core/backend'
 import { createKafkaClient, type KafkaClient } from './client.ts'
 import { createKafkaDedupeStore, type KafkaDedupeStore } from './dedupe.ts'
 import { classifyError } from './errors.ts'

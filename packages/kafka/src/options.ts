@@ -3,14 +3,8 @@
  * validated once at construction with messages naming the field and the bad value.
  */
 import type { ConnectionOptions } from 'node:tls'
-import {
-  ConfigurationError,
-  type DedupeStore,
-  type Logger,
-  optionNames,
-  rejectUnknownOptions,
-  silentLogger,
-} from '@omnibus/core'
+import { ConfigurationError, type Logger, silentLogger } from '@omnibus/core'
+import { type DedupeStore, optionNames, rejectUnknownOptions } from '@omnibus/core/backend'
 import type { Kafka } from 'kafkajs'
 
 /** SASL credentials. The password never appears in logs, errors or `describe()` output. */

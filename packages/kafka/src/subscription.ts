@@ -6,22 +6,24 @@
 import {
   compilePattern,
   DEFAULT_DEAD_LETTER_TOPIC,
+  type EventHandler,
+  type EventInput,
+  type Logger,
+  type OmnibusEvent,
+  type Subscription,
+  SubscriptionError,
+} from '@omnibus/core'
+import {
   type DedupeStore,
   deadLetterInput,
   decideFailure,
   decodeEvent,
-  type EventHandler,
-  type EventInput,
   type HandlerOutcome,
   HandlerRunner,
   InvalidEnvelopeError,
   KeyedLimiter,
-  type Logger,
-  type OmnibusEvent,
   type ResolvedSubscribeOptions,
-  type Subscription,
-  SubscriptionError,
-} from '@omnibus/core'
+} from '@omnibus/core/backend'
 import type { BatchControl, ConsumerHandle, InboundBatch, InboundMessage, KafkaClient } from './client.ts'
 import { classifyError } from './errors.ts'
 import { isInternalTopic } from './publisher.ts'

@@ -4,12 +4,10 @@ import {
   DLQ_HEADERS,
   type EventHandler,
   type EventInput,
-  encodeEvent,
-  MemoryDedupeStore,
-  resolveSubscribeOptions,
   type SubscribeOptions,
   silentLogger,
 } from '@omnibus/core'
+import { encodeEvent, MemoryDedupeStore, resolveSubscribeOptions } from '@omnibus/core/backend'
 import { describe, expect, it } from 'vitest'
 import type { BatchControl, ConsumerSpec, InboundMessage, KafkaClient } from '../src/client.ts'
 import { KafkaSubscription } from '../src/subscription.ts'

@@ -14,20 +14,22 @@ import {
   type EventDefaults,
   type EventHandler,
   type EventInput,
-  encodeEventChecked,
   GUARANTEES,
-  HandlerRunner,
   type HealthStatus,
-  holdProcess,
   NotConnectedError,
   type OmnibusEvent,
-  type ProcessHold,
   type PublishReceipt,
-  rejectUnknownUrlParams,
-  resolveSubscribeOptions,
   type SubscribeOptions,
   type Subscription,
 } from '@omnibus/core'
+import {
+  encodeEventChecked,
+  HandlerRunner,
+  holdProcess,
+  type ProcessHold,
+  rejectUnknownUrlParams,
+  resolveSubscribeOptions,
+} from '@omnibus/core/backend'
 import { Bus, Member, namedBus, type QueueSettings, releaseNamedBus, safeLog } from './bus.ts'
 import {
   MEMORY_URL_PARAMS,

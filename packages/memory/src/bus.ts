@@ -12,19 +12,21 @@ import {
   createEvent,
   currentEvent,
   DLQ_HEADERS,
-  deadLetterInput,
-  decideFailure,
   type EventHandler,
   type EventInput,
-  type HandlerOutcome,
-  type HandlerRunner,
   type Logger,
   MatcherIndex,
-  MemoryDedupeStore,
   type OmnibusEvent,
-  type ResolvedSubscribeOptions,
   type Subscription,
 } from '@omnibus/core'
+import {
+  deadLetterInput,
+  decideFailure,
+  type HandlerOutcome,
+  type HandlerRunner,
+  MemoryDedupeStore,
+  type ResolvedSubscribeOptions,
+} from '@omnibus/core/backend'
 
 /** An event waiting for another attempt. Fresh events sit in queues as bare envelopes. */
 class Redelivery {

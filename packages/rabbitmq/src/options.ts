@@ -3,16 +3,13 @@
  * environment variable, then default. Messages name the field and the bad value (never a secret).
  */
 import type { ConnectionOptions as TlsOptions } from 'node:tls'
+import { ConfigurationError, type Logger, redactUrl, silentLogger } from '@omnibus/core'
 import {
-  ConfigurationError,
   type DedupeStore,
-  type Logger,
   optionNames,
-  redactUrl,
   rejectUnknownOptions,
   rejectUnknownUrlParams,
-  silentLogger,
-} from '@omnibus/core'
+} from '@omnibus/core/backend'
 import type { ChannelModel } from 'amqplib'
 
 /** Options of {@link createRabbitMQBackend}. */

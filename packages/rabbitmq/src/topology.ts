@@ -4,7 +4,7 @@
  * pattern), shared delay queues for retries.
  */
 import { createHash } from 'node:crypto'
-import { parsePattern } from '@omnibus/core'
+import { parsePattern } from '@omnibus/core/backend'
 
 /**
  * The topic-exchange binding key for a pattern: literal segments stay, `*` stays, `**` becomes

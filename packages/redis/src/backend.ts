@@ -16,18 +16,20 @@ import {
   type EventBackend,
   type EventHandler,
   type EventInput,
-  encodeEventChecked,
   type HealthStatus,
-  holdProcess,
-  isLiteralPattern,
   type Logger,
   NotConnectedError,
-  type ProcessHold,
   type PublishReceipt,
-  resolveSubscribeOptions,
   type SubscribeOptions,
   type Subscription,
 } from '@omnibus/core'
+import {
+  encodeEventChecked,
+  holdProcess,
+  isLiteralPattern,
+  type ProcessHold,
+  resolveSubscribeOptions,
+} from '@omnibus/core/backend'
 import { Redis, type RedisOptions } from 'ioredis'
 import { type Consumer, type ConsumerHost, startConsumer } from './consumer.ts'
 import { createStreamScanner } from './discovery.ts'

@@ -9,23 +9,19 @@
  */
 import { randomUUID } from 'node:crypto'
 import { hostname } from 'node:os'
+import type { EventHandler, EventInput, Logger, OmnibusEvent, Subscription } from '@omnibus/core'
 import {
   deadLetterInput,
   decideFailure,
   decodeEvent,
-  type EventHandler,
-  type EventInput,
   type HandlerOutcome,
   HandlerRunner,
   InvalidEnvelopeError,
   KeyedLimiter,
-  type Logger,
   MemoryDedupeStore,
-  type OmnibusEvent,
   type ResolvedSubscribeOptions,
-  type Subscription,
   setHeader,
-} from '@omnibus/core'
+} from '@omnibus/core/backend'
 import type { Redis } from 'ioredis'
 import { classifyError } from './errors.ts'
 import { EVENT_FIELD, type KeyMap } from './keys.ts'

@@ -4,14 +4,8 @@
  * field and the value (passwords are never echoed).
  */
 import type { ConnectionOptions } from 'node:tls'
-import {
-  ConfigurationError,
-  type Logger,
-  optionNames,
-  redactUrl,
-  rejectUnknownOptions,
-  rejectUnknownUrlParams,
-} from '@omnibus/core'
+import { ConfigurationError, type Logger, redactUrl } from '@omnibus/core'
+import { optionNames, rejectUnknownOptions, rejectUnknownUrlParams } from '@omnibus/core/backend'
 import type { Redis, RedisOptions } from 'ioredis'
 
 /** Options of {@link createRedisBackend}. */

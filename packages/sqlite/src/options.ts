@@ -2,7 +2,8 @@
  * Options of the SQLite backend: explicit option → environment variable → default, validated
  * once at construction with messages that name the field and the bad value.
  */
-import { ConfigurationError, type Logger, rejectUnknownOptions } from '@omnibus/core'
+import { ConfigurationError, type Logger } from '@omnibus/core'
+import { rejectUnknownOptions } from '@omnibus/core/backend'
 import type BetterSqlite3 from 'better-sqlite3'
 
 /** Options of {@link createSqliteBackend}. */

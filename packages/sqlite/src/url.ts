@@ -1,7 +1,8 @@
 /**
  * `sqlite://` URLs for the core registry (`createBackend('sqlite://./events.db')`).
  */
-import { ConfigurationError, rejectUnknownUrlParams } from '@omnibus/core'
+import { ConfigurationError } from '@omnibus/core'
+import { rejectUnknownUrlParams } from '@omnibus/core/backend'
 import { createSqliteBackend, type SqliteBackend } from './backend.ts'
 import type { SqliteBackendOptions } from './options.ts'
 

@@ -1,4 +1,5 @@
-import { createEvent, DLQ_HEADERS, encodeEvent, type OmnibusEvent } from '@omnibus/core'
+import { createEvent, DLQ_HEADERS, type OmnibusEvent } from '@omnibus/core'
+import { encodeEvent } from '@omnibus/core/backend'
 import Database from 'better-sqlite3'
 import { afterEach, describe, expect, it } from 'vitest'
 import { backends, tempDir, waitFor } from './helpers.ts'

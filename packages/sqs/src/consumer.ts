@@ -14,21 +14,23 @@ import {
 import {
   compilePattern,
   DEFAULT_DEAD_LETTER_TOPIC,
+  type EventHandler,
+  type EventInput,
+  type Logger,
+  type OmnibusEvent,
+  type Subscription,
+} from '@omnibus/core'
+import {
   type DedupeStore,
   deadLetterInput,
   decideFailure,
   decodeEvent,
-  type EventHandler,
-  type EventInput,
   HandlerRunner,
   InvalidEnvelopeError,
   isLiteralPattern,
   KeyedLimiter,
-  type Logger,
-  type OmnibusEvent,
   type ResolvedSubscribeOptions,
-  type Subscription,
-} from '@omnibus/core'
+} from '@omnibus/core/backend'
 import { classifyError, isQueueMissing } from './errors.ts'
 
 /** Topic recorded as the original topic of an undecodable message read by a wildcard subscription. */

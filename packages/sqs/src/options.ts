@@ -4,13 +4,8 @@
  * field and the value. Credentials are never echoed.
  */
 import type { SQSClient } from '@aws-sdk/client-sqs'
-import {
-  ConfigurationError,
-  type DedupeStore,
-  type Logger,
-  optionNames,
-  rejectUnknownOptions,
-} from '@omnibus/core'
+import { ConfigurationError, type Logger } from '@omnibus/core'
+import { type DedupeStore, optionNames, rejectUnknownOptions } from '@omnibus/core/backend'
 
 /** Static AWS credentials. */
 export interface SqsCredentials {
