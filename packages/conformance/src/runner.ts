@@ -31,6 +31,14 @@ async function main(): Promise<void> {
         send({ type: 'probe' })
         return
       }
+      if (config.behaviour === 'poison' && (event.data as { poison?: unknown } | null)?.poison === true) {
+        // The parent must learn of the run before the process dies, or it could not count it.
+        process.send?.(
+          { type: 'delivered', id: event.id, attempt: ctx.attempt } satisfies RunnerMessage,
+          () => process.kill(process.pid, 'SIGKILL'),
+        )
+        return new Promise<never>(() => {})
+      }
       send({ type: 'delivered', id: event.id, attempt: ctx.attempt })
       if (config.behaviour === 'hang') await new Promise<never>(() => {})
       if (config.handlerMs > 0) await new Promise((resolve) => setTimeout(resolve, config.handlerMs))
