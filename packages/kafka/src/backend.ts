@@ -20,7 +20,7 @@ import {
   type Subscription,
 } from '@omnibus/core'
 import {
-  type DedupeStore,
+  type ProcessedIdStore as DedupeStore,
   encodeEventChecked,
   holdProcess,
   isLiteralPattern,

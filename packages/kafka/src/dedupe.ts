@@ -7,7 +7,7 @@
  * subscriptions.
  */
 import { randomUUID } from 'node:crypto'
-import type { DedupeStore } from '@omnibus/core/backend'
+import type { ProcessedIdStore as DedupeStore } from '@omnibus/core/backend'
 import type { ConsumerHandle, KafkaClient } from './client.ts'
 
 /** Settings of {@link createKafkaDedupeStore}. */

@@ -14,7 +14,7 @@ import {
   SubscriptionError,
 } from '@omnibus/core'
 import {
-  type DedupeStore,
+  type ProcessedIdStore as DedupeStore,
   deadLetterInput,
   decideFailure,
   decodeEvent,

@@ -5,7 +5,7 @@
 import type { ConnectionOptions as TlsOptions } from 'node:tls'
 import { ConfigurationError, type Logger, redactUrl, silentLogger } from '@omnibus/core'
 import {
-  type DedupeStore,
+  type ProcessedIdStore as DedupeStore,
   optionNames,
   rejectUnknownOptions,
   rejectUnknownUrlParams,

@@ -36,7 +36,7 @@ import {
   validateTopic,
 } from '@omnibus/core'
 import {
-  type DedupeStore,
+  type ProcessedIdStore as DedupeStore,
   encodeEventChecked,
   holdProcess,
   MemoryDedupeStore,

@@ -21,7 +21,7 @@ import {
   type Subscription,
 } from '@omnibus/core'
 import {
-  type DedupeStore,
+  type ProcessedIdStore as DedupeStore,
   deadLetterInput,
   decideFailure,
   decodeEvent,
