@@ -4,7 +4,11 @@
  */
 import type { ConnectionOptions } from 'node:tls'
 import { ConfigurationError, type Logger, silentLogger } from '@omnibus/core'
-import { type ProcessedIdStore as DedupeStore, optionNames, rejectUnknownOptions } from '@omnibus/core/backend'
+import {
+  type ProcessedIdStore as DedupeStore,
+  optionNames,
+  rejectUnknownOptions,
+} from '@omnibus/core/backend'
 import type { Kafka } from 'kafkajs'
 
 /** SASL credentials. The password never appears in logs, errors or `describe()` output. */

@@ -5,7 +5,11 @@
  */
 import type { SQSClient } from '@aws-sdk/client-sqs'
 import { ConfigurationError, type Logger } from '@omnibus/core'
-import { type ProcessedIdStore as DedupeStore, optionNames, rejectUnknownOptions } from '@omnibus/core/backend'
+import {
+  type ProcessedIdStore as DedupeStore,
+  optionNames,
+  rejectUnknownOptions,
+} from '@omnibus/core/backend'
 
 /** Static AWS credentials. */
 export interface SqsCredentials {
