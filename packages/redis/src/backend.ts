@@ -591,6 +591,7 @@ export function createRedisBackend(options: RedisBackendOptions = {}): RedisBack
         wildcard,
         matches,
         startId,
+        startAtEnd: resolved.from !== 'earliest',
       })
       consumers.add(consumer)
       try {

@@ -47,8 +47,16 @@ export interface ConsumerSpec {
   readonly handler: EventHandler
   readonly wildcard: boolean
   readonly matches: (topic: string) => boolean
-  /** Stream id the subscription reads after (`0-0` for earliest). */
+  /**
+   * Stream id the subscription reads after in streams it finds after subscribing (`0-0` for
+   * earliest).
+   */
   readonly startId: string
+  /**
+   * `from: 'latest'`: streams that exist when it subscribes are read after their last entry, taken
+   * by the server when the group is created (`$`), not from a clock.
+   */
+  readonly startAtEnd: boolean
 }
 
 /** A running subscription consumer. */
@@ -257,26 +265,33 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
     })
   }
 
-  async function ensureGroup(key: string): Promise<void> {
+  async function ensureGroup(key: string, startId: string): Promise<void> {
     try {
-      await host.command().call('XGROUP', 'CREATE', key, group as string, spec.startId, 'MKSTREAM')
+      await host.command().call('XGROUP', 'CREATE', key, group as string, startId, 'MKSTREAM')
     } catch (err) {
       if (!/BUSYGROUP/.test((err as Error).message)) throw err
     }
   }
 
-  async function addStream(topic: string): Promise<void> {
+  async function addStream(topic: string, atSubscribe = false): Promise<void> {
     const key = keys.stream(topic)
     if (streams.has(key) || pendingTopics.has(topic) || closed) return
     pendingTopics.add(topic)
     try {
-      if (grouped) await ensureGroup(key)
-      else lastIds.set(key, spec.startId)
+      const atEnd = atSubscribe && spec.startAtEnd
+      if (grouped) await ensureGroup(key, atEnd ? '$' : spec.startId)
+      else lastIds.set(key, atEnd ? await lastEntryId(key) : spec.startId)
       streams.set(key, topic)
       nudge()
     } finally {
       pendingTopics.delete(topic)
     }
+  }
+
+  /** Id of the newest entry of a stream, or `0-0` when it has none (every later entry is new). */
+  async function lastEntryId(key: string): Promise<string> {
+    const last = (await host.command().call('XREVRANGE', key, '+', '-', 'COUNT', 1)) as [string, unknown][]
+    return last[0]?.[0] ?? '0-0'
   }
 
   // ---- acknowledgements, coalesced per tick into one XACK per stream ----
@@ -770,7 +785,7 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
         const msg = (err as Error).message
         if (/NOGROUP/.test(msg) && grouped) {
           // The server lost the group (restarted without persistence, or the key was deleted).
-          await Promise.all([...streams.keys()].map((k) => ensureGroup(k).catch(() => {})))
+          await Promise.all([...streams.keys()].map((k) => ensureGroup(k, spec.startId).catch(() => {})))
           continue
         }
         failures++
@@ -869,7 +884,7 @@ export function startConsumer(host: ConsumerHost, spec: ConsumerSpec): Consumer 
     reader.on('close', () => {
       readerId = undefined
     })
-    for (const t of topics) await addStream(t)
+    for (const t of topics) await addStream(t, true)
     if (acked) {
       heartbeatTimer = setInterval(() => void heartbeat(), Math.max(50, Math.floor(vis / 3)))
       sweepTimer = setInterval(() => void sweep(), Math.max(50, Math.min(Math.floor(vis / 2), 5_000)))

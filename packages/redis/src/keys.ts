@@ -44,9 +44,10 @@ export function keyMap(prefix: string): KeyMap {
 const MAX_SEQ = '18446744073709551615'
 
 /**
- * The stream id a `from: 'latest'` subscription starts after, from the server time in ms at
- * subscribe: everything added from that millisecond on is delivered, including streams that are
- * only created later (which `$` would miss).
+ * The stream id a `from: 'latest'` subscription starts after in a stream it finds only after
+ * subscribing (a wildcard meeting a new topic), from the server time in ms at subscribe: that
+ * stream's entries from then on are delivered, which `$` at discovery would miss. Streams that
+ * exist at subscribe start after their last entry instead.
  */
 export function startIdAt(serverTimeMs: number): string {
   return `${Math.max(0, serverTimeMs - 1)}-${MAX_SEQ}`
