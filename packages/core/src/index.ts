@@ -86,6 +86,7 @@ export {
   type BackendCapabilities,
   type BatchEntryResult,
   type BatchReceipt,
+  DEAD_LETTER_GROUP,
   DEFAULT_DEAD_LETTER_TOPIC,
   type EventBackend,
   type EventData,

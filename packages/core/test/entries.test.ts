@@ -43,6 +43,7 @@ const APPLICATION_NAMES = [
   'createBackend',
   'createEvent',
   'currentEvent',
+  'DEAD_LETTER_GROUP',
   'DEFAULT_DEAD_LETTER_TOPIC',
   'DLQ_HEADERS',
   'DropReason',
