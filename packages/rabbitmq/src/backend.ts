@@ -9,6 +9,8 @@ import {
   type BatchReceipt,
   compilePattern,
   createEvent,
+  DEAD_LETTER_GROUP,
+  DLQ_HEADERS,
   type EventBackend,
   type EventHandler,
   type EventInput,
@@ -162,6 +164,13 @@ export function createRabbitMQBackend(options: RabbitMQBackendOptions = {}): Eve
     return 'classic'
   }
 
+  /** Arguments of a group queue; the queue that keeps dead letters is declared with the same ones. */
+  function groupQueueArguments(model: ChannelModel): Record<string, unknown> {
+    const args: Record<string, unknown> = { 'x-queue-type': groupQueueType(model) }
+    if (o.groupQueueExpiresMs !== undefined) args['x-expires'] = o.groupQueueExpiresMs
+    return args
+  }
+
   async function attach(s: SubState, model: ChannelModel): Promise<void> {
     if (!s.active) return
     // onUp and subscribe may race for the same subscription: one consumer per link is enough.
@@ -189,9 +198,7 @@ export function createRabbitMQBackend(options: RabbitMQBackendOptions = {}): Eve
         let queue: string
         if (s.opts.group !== undefined) {
           queue = groupQueueName(o.prefix, s.opts.group, s.opts.pattern)
-          const args: Record<string, unknown> = { 'x-queue-type': groupQueueType(model) }
-          if (o.groupQueueExpiresMs !== undefined) args['x-expires'] = o.groupQueueExpiresMs
-          await ch.assertQueue(queue, { durable: true, arguments: args })
+          await ch.assertQueue(queue, { durable: true, arguments: groupQueueArguments(model) })
         } else {
           const reply = await ch.assertQueue('', { exclusive: true, autoDelete: true, durable: false })
           queue = reply.queue
@@ -411,11 +418,39 @@ export function createRabbitMQBackend(options: RabbitMQBackendOptions = {}): Eve
     safeAck(ch, msg)
   }
 
+  /** When the queue keeping each dead-letter topic's letters was last declared. */
+  const deadLetterQueues = new Map<string, number>()
+
+  /**
+   * Declares the queue of {@link DEAD_LETTER_GROUP} on a dead-letter topic, bound as that group's
+   * subscription would bind it: the broker drops a message no queue is bound to, so without it a
+   * letter nobody subscribes to yet would be lost. Declared again at most once a minute.
+   */
+  async function keepDeadLetters(topic: string): Promise<void> {
+    const at = deadLetterQueues.get(topic)
+    if (at !== undefined && Date.now() - at < 60_000) return
+    const ch = await link.admin(deadline())
+    const model = link.model
+    if (model === undefined) throw new NotConnectedError('rabbitmq', 'dead-letter')
+    const queue = groupQueueName(o.prefix, DEAD_LETTER_GROUP, topic)
+    await ch.assertQueue(queue, { durable: true, arguments: groupQueueArguments(model) })
+    await ch.bindQueue(queue, o.exchange, bindingKey(topic))
+    deadLetterQueues.set(topic, Date.now())
+  }
+
   async function publishDeadLetter(input: EventInput): Promise<void> {
     const event = createEvent(input)
     // Dead letters keep the original payload even when it is just over the publish limit.
     const { json } = encodeEventChecked(event, undefined, 'rabbitmq')
+    await keepDeadLetters(event.topic)
     await link.publish(o.exchange, event.topic, Buffer.from(json), props(event), deadline())
+    log.warn('rabbitmq: event dead-lettered', {
+      id: event.headers[DLQ_HEADERS.originalId],
+      topic: event.headers[DLQ_HEADERS.originalTopic],
+      group: event.headers[DLQ_HEADERS.group],
+      deadLetterTopic: event.topic,
+      reason: event.headers[DLQ_HEADERS.reason],
+    })
   }
 
   /**
