@@ -22,6 +22,7 @@ import {
   ConnectionError,
   consoleLogger,
   createEvent,
+  DEAD_LETTER_GROUP,
   type EventBackend,
   type EventHandler,
   type EventInput,
@@ -302,8 +303,9 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
     name: string,
     tags: Record<string, string>,
     fifo: boolean,
+    internal = false,
   ): Promise<{ url: string; created: boolean }> {
-    const { clients: c } = requireConnected('subscribe')
+    const { clients: c } = requireConnected('subscribe', internal)
     try {
       const existing = await c.control.send(new GetQueueUrlCommand({ QueueName: name }))
       if (existing.QueueUrl !== undefined) return { url: existing.QueueUrl, created: false }
@@ -323,6 +325,29 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
     } catch (error) {
       throw classifyError(error, 'subscribe', where)
     }
+  }
+
+  /** When the queue keeping each dead-letter topic's letters was last made sure of. */
+  const deadLetterQueues = new Map<string, number>()
+
+  /**
+   * Makes sure the queue of {@link DEAD_LETTER_GROUP} on a dead-letter topic exists and is routed
+   * to, like any group queue: SQS has no topics, so a letter with no queue to go to would be lost.
+   * Checked again at most once a minute.
+   */
+  async function keepDeadLetters(topic: string): Promise<void> {
+    const at = deadLetterQueues.get(topic)
+    if (at !== undefined && Date.now() - at < 60_000) return
+    const { directory: dir } = requireConnected('dead-letter', true)
+    const name = groupQueueName(o.queuePrefix, DEAD_LETTER_GROUP, topic, o.fifo)
+    const tags = {
+      [QUEUE_TAGS.pattern]: topic,
+      [QUEUE_TAGS.kind]: 'group',
+      [QUEUE_TAGS.group]: DEAD_LETTER_GROUP,
+    }
+    const { url } = await ensureQueue(name, tags, o.fifo, true)
+    dir.addLocal({ url, pattern: topic, kind: 'group', fifo: isFifoQueue(url) })
+    deadLetterQueues.set(topic, Date.now())
   }
 
   const backend: SqsBackend = {
@@ -491,7 +516,10 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
           waitTimeSeconds: o.waitTimeSeconds,
           prefetch: o.prefetch,
           localRetryMaxMs: o.localRetryMaxMs,
-          publish: (input) => publishInternal(input, true),
+          publish: async (input) => {
+            await keepDeadLetters(input.topic)
+            return publishInternal(input, true)
+          },
           recreateQueue: async () => {
             const again = await ensureQueue(name, tags, fifo)
             dir.addLocal({ ...target, url: again.url })
