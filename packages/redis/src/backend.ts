@@ -13,6 +13,7 @@ import {
   compilePattern,
   consoleLogger,
   createEvent,
+  DLQ_HEADERS,
   type EventBackend,
   type EventHandler,
   type EventInput,
@@ -402,6 +403,14 @@ export function createRedisBackend(options: RedisBackendOptions = {}): RedisBack
     },
     publishDeadLetter: async (input) => {
       await enqueue(prepare(input))
+      const h = input.headers ?? {}
+      logger.warn('redis: event dead-lettered', {
+        id: h[DLQ_HEADERS.originalId],
+        topic: h[DLQ_HEADERS.originalTopic],
+        group: h[DLQ_HEADERS.group],
+        deadLetterTopic: input.topic,
+        reason: h[DLQ_HEADERS.reason],
+      })
     },
     removeConsumer: (c) => {
       consumers.delete(c)
