@@ -10,6 +10,7 @@ import {
   type BatchReceipt,
   ConfigurationError,
   createEvent,
+  DLQ_HEADERS,
   type EventBackend,
   type EventHandler,
   type EventInput,
@@ -122,6 +123,20 @@ export function createKafkaBackend(options: KafkaBackendOptions = {}): KafkaBack
     return { id: event.id, topic: event.topic }
   }
 
+  /** Publishes a dead letter and logs it with its reason, as every backend does. */
+  const publishDeadLetter = async (input: EventInput): Promise<PublishReceipt> => {
+    const receipt = await publishOne(input)
+    const h = input.headers ?? {}
+    o.logger.warn('kafka: event dead-lettered', {
+      id: h[DLQ_HEADERS.originalId],
+      topic: h[DLQ_HEADERS.originalTopic],
+      group: h[DLQ_HEADERS.group],
+      deadLetterTopic: input.topic,
+      reason: h[DLQ_HEADERS.reason],
+    })
+    return receipt
+  }
+
   const dedupeStore = (c: KafkaClient, p: Publisher): DedupeStore => {
     if (o.dedupeStore !== undefined) return o.dedupeStore
     kafkaDedupe ??= createKafkaDedupeStore({
@@ -145,7 +160,7 @@ export function createKafkaBackend(options: KafkaBackendOptions = {}): KafkaBack
       heartbeatIntervalMs: o.heartbeatIntervalMs,
       groupJoinTimeoutMs: o.groupJoinTimeoutMs,
       endpoint,
-      publish: publishOne,
+      publish: publishDeadLetter,
       ensureTopic: (topic) => t.ensure([topic]),
       forget: (sub) => subs.delete(sub),
     }
