@@ -27,9 +27,9 @@ describeWithService('rabbitmq', 'RabbitMQ backend', () => {
   })
 
   // Exactly-once is offered only with a dedupe store shared by every consumer of a group; backends
-  // made in this process share one, which is what case 26 needs. The other cases ran above.
+  // made in this process share one, which is what cases 26 and 40 need. The other cases ran above.
   const shared = new MemoryDedupeStore()
-  const only = new Set(['26-exactly-once', '27-undeclared-guarantee'])
+  const only = new Set(['26-exactly-once', '27-undeclared-guarantee', '40-exactly-once-concurrent'])
   conformanceSuite('rabbitmq with a shared dedupe store', {
     makeBackend: () => createRabbitMQBackend({ ...TEST_QUEUES, url, dedupeStore: shared }),
     timeouts: { deliveryMs: 5000, groupJoinMs: 5000 },

@@ -24,6 +24,11 @@ async function main(): Promise<void> {
   }
   const backend = (await factory()) as EventBackend
   await backend.connect()
+  // A poison event can arrive before subscribe() resolves; the parent must hear 'ready' first.
+  let readySent: () => void = () => {}
+  const ready = new Promise<void>((resolve) => {
+    readySent = resolve
+  })
   await backend.subscribe(
     config.pattern,
     async (event, ctx) => {
@@ -32,6 +37,7 @@ async function main(): Promise<void> {
         return
       }
       if (config.behaviour === 'poison' && (event.data as { poison?: unknown } | null)?.poison === true) {
+        await ready
         // The parent must learn of the run before the process dies, or it could not count it.
         process.send?.(
           { type: 'delivered', id: event.id, attempt: ctx.attempt } satisfies RunnerMessage,
@@ -55,6 +61,7 @@ async function main(): Promise<void> {
     }
   })
   send({ type: 'ready' })
+  readySent()
 }
 
 main().catch((error: unknown) => {
