@@ -73,6 +73,10 @@ export class FakeBroker {
   readonly acked: FakeMessage[] = []
   readonly redelivered: Array<{ msg: FakeMessage; delayMs: number; deliveryCount: number }> = []
   readonly released: FakeMessage[] = []
+  /** For each release: whether the message's handler had started. */
+  readonly releasedStarted: boolean[] = []
+  /** onSettled calls. */
+  settled = 0
   readonly extended: FakeMessage[][] = []
   readonly deadLetters: EventInput[] = []
   /** Make the next dead-letter publishes fail. */
@@ -98,8 +102,12 @@ export class FakeBroker {
         }, delayMs)
         broker.timers.add(timer)
       },
-      release(msg) {
+      release(msg, started) {
         broker.released.push(msg)
+        broker.releasedStarted.push(started)
+      },
+      onSettled() {
+        broker.settled++
       },
       publishDeadLetter(input) {
         if (broker.failDeadLetters > 0) {

@@ -81,6 +81,20 @@ describe('ConsumerKernel: outcomes', () => {
     await waitUntil(() => b.acked.length === 1)
   })
 
+  it('dead-letters what a handler threw even when it cannot be printed', async () => {
+    const b = setup()
+    b.member(
+      () => {
+        throw Object.create(null)
+      },
+      { retry: { maxAttempts: 1 } },
+    )
+    b.deliver(message({ topic: 'a.b', data: 1 }))
+    await waitUntil(() => b.deadLetters.length === 1)
+    expect(b.deadLetters[0]?.headers?.[DLQ_HEADERS.errorMessage]).toBe('[object Object]')
+    expect(b.acked).toHaveLength(1)
+  })
+
   it('honours ctx.retry(delay) and ctx.deadLetter(reason)', async () => {
     const b = setup()
     b.member((e, ctx: HandlerContext) => {
@@ -341,6 +355,7 @@ describe('ConsumerKernel: concurrency', () => {
     // No await: every synchronous handler ran and was acknowledged inside deliver().
     expect(seen).toEqual(Array.from({ length: 100 }, (_, i) => i))
     expect(b.acked).toHaveLength(100)
+    expect(b.settled).toBe(100)
   })
 
   it('handles a delivery made from inside a synchronous handler after that handler', () => {
@@ -430,8 +445,11 @@ describe('ConsumerKernel: drain and close', () => {
     expect(took).toBeLessThan(1_000)
     expect(signal?.aborted).toBe(true)
     expect(b.released).toEqual([m])
+    // Its handler ran: the delivery counts, so a message that hangs every member meets the poison guard.
+    expect(b.releasedStarted).toEqual([true])
     expect(b.acked).toHaveLength(0)
     expect(k.running).toBe(0)
+    expect(b.settled).toBe(1)
   })
 
   it('waits for running handlers within the timeout, and releases what had not started', async () => {
@@ -445,6 +463,7 @@ describe('ConsumerKernel: drain and close', () => {
     const closed = k.close(10_000)
     await new Promise((r) => setTimeout(r, 5))
     expect(b.released).toEqual([second])
+    expect(b.releasedStarted).toEqual([false])
     gate.resolve()
     await closed
     expect(b.acked).toEqual([first])

@@ -59,7 +59,7 @@ export function deadLetterInput(
     headers[DLQ_HEADERS.errorMessage] = err.message.slice(0, 2000)
   } else if (err !== undefined) {
     headers[DLQ_HEADERS.errorName] = typeof err
-    headers[DLQ_HEADERS.errorMessage] = String(err).slice(0, 2000)
+    headers[DLQ_HEADERS.errorMessage] = printable(err).slice(0, 2000)
   }
   const input: { -readonly [K in keyof EventInput]: EventInput[K] } = {
     topic: deadLetterTopic,
@@ -75,6 +75,15 @@ export function deadLetterInput(
   if (event.partitionKey !== undefined) input.partitionKey = event.partitionKey
   copyAttributes(event, input)
   return input
+}
+
+// What a handler threw, as text, even when it cannot be turned into a string (`Object.create(null)`).
+function printable(value: unknown): string {
+  try {
+    return String(value)
+  } catch {
+    return Object.prototype.toString.call(value)
+  }
 }
 
 // The CloudEvents attributes describe the data, which a dead letter and a redrive carry as is.

@@ -81,10 +81,12 @@ export interface KernelAdapter<M extends KernelMessage = KernelMessage> {
    */
   redeliver(msg: M, delayMs: number, deliveryCount: number): void | Promise<void>
   /**
-   * Hands `msg` back unprocessed and uncounted, at once (closing, or a run abandoned after the drain
-   * timeout): another member, or this group's next subscriber, gets it.
+   * Hands `msg` back at once (closing): another member, or this group's next subscriber, gets it.
+   * `started` tells whether its handler ran (a run abandoned after the drain timeout): that
+   * delivery counts, and the next one reports one more, so a message that hangs every handler
+   * meets the poison guard; a message that never started need not count.
    */
-  release(msg: M): void | Promise<void>
+  release(msg: M, started: boolean): void | Promise<void>
   /**
    * Extends the broker's lease of messages being handled, called every `leaseMs / 3` while handlers
    * run. Leave it out where the broker has no lease (Kafka, memory) or the adapter renews leases
@@ -98,7 +100,7 @@ export interface KernelAdapter<M extends KernelMessage = KernelMessage> {
    */
   publishDeadLetter(input: EventInput): void | Promise<void>
   /** The exactly-once store: required when the subscription asks for `exactly-once`. */
-  readonly dedupe?: DedupeStore
+  readonly dedupe?: DedupeStore | undefined
   /**
    * First step of closing: stop reading new messages. The kernel keeps accepting deliveries until
    * the returned promise settles (bounded by the drain timeout), so an adapter may hand over what
@@ -107,6 +109,12 @@ export interface KernelAdapter<M extends KernelMessage = KernelMessage> {
   stop?(): void | Promise<void>
   /** Last step of closing, after the drain: free what the subscription holds (readers, consumers). */
   dispose?(): void | Promise<void>
+  /**
+   * Called each time a message leaves the kernel (settled, redelivered or abandoned), its slot
+   * free again: a read loop may fetch more. The kernel keeps no reference to `msg` afterwards, so
+   * an adapter may reuse the object. Synchronous and cheap: it runs on the hot path.
+   */
+  onSettled?(msg: M): void
 }
 
 /** Settings of one {@link ConsumerKernel}. */
@@ -194,6 +202,7 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
   readonly #memberId: string
   readonly #dedupeGroup: string
   readonly #random: () => number
+  readonly #onSettled: ((msg: M) => void) | undefined
   /** At-least-once without exactly-once: the path that may settle without a promise. */
   readonly #fast: boolean
   #state = OPEN
@@ -217,8 +226,12 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
   #pumping = false
   #idleWaiters: IdleWaiter[] = []
   #freeWaiters: Array<() => void> = []
+  /** Close and `whenFree` waiters: checked only when there are any. */
+  #waiters = 0
   #leaseTimer: ReturnType<typeof setInterval> | undefined
   #closing: Promise<void> | undefined
+  /** The handler's event a close was called from, if it was. */
+  #self: OmnibusEvent | undefined
   #onAbort: (() => void) | undefined
 
   constructor(k: KernelOptions<M>) {
@@ -232,6 +245,7 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
     this.#memberId = k.memberId ?? `${k.adapter.backend}-${randomUUID()}`
     this.#dedupeGroup = k.dedupeGroup ?? k.options.group ?? k.subscriptionId
     this.#random = k.random ?? Math.random
+    this.#onSettled = k.adapter.onSettled?.bind(k.adapter)
     if (k.options.guarantee === 'exactly-once' && k.adapter.dedupe === undefined) {
       throw new ConfigurationError(
         `the ${k.adapter.backend} backend has no dedupe store for an exactly-once subscription: ` +
@@ -275,8 +289,16 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
 
   /** How many more messages would start at once: what a reader should fetch next. */
   get free(): number {
-    if (this.#state === CLOSED) return 0
-    return Math.max(0, this.#concurrency - this.#running - this.#queued)
+    const free = this.#concurrency - this.#running - this.#queued
+    return this.#state === CLOSED || free < 0 ? 0 : free
+  }
+
+  /**
+   * Handlers a close in progress still waits for: the running ones, less the one it was called
+   * from. An adapter's `stop` that drains what it holds waits for this to reach 0 too.
+   */
+  get draining(): number {
+    return this.#running - (this.#self === undefined ? 0 : 1)
   }
 
   /** Whether the kernel takes messages (false once closing). */
@@ -287,6 +309,7 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
   /** Resolves when a slot frees up (`free > 0`) or the kernel closes. */
   whenFree(): Promise<void> {
     if (this.free > 0 || this.#state === CLOSED) return Promise.resolve()
+    this.#waiters++
     return new Promise((resolve) => this.#freeWaiters.push(resolve))
   }
 
@@ -336,6 +359,7 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
     }
     // Decided now, synchronously: from inside a handler, currentEvent() is that handler's event.
     const self = this.#ownRun()
+    this.#self = self
     this.#state = STOPPING
     this.#closing = this.#close(timeoutMs, self)
     return this.#closing
@@ -376,7 +400,7 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
           this.#track(run, () => acked.catch((error: unknown) => this.#adapterFailed('ack', msg, error)))
           return
         }
-        this.#finish(event.partitionKey)
+        this.#finish(msg, event.partitionKey)
         return
       }
       const run = new Run(msg, event)
@@ -414,7 +438,7 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
     if (run.abandoned) return
     this.#runs.delete(run)
     if (this.#runs.size === 0) this.#stopLeaseTimer()
-    this.#finish(run.event?.partitionKey)
+    this.#finish(run.msg, run.event?.partitionKey)
   }
 
   /** The path of everything but a plain at-least-once delivery. */
@@ -684,9 +708,9 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
   }
 
   /** Hands a message back to the broker without running it (closing). */
-  #handBack(msg: M): void {
+  #handBack(msg: M, started = false): void {
     try {
-      const r = this.#adapter.release(msg)
+      const r = this.#adapter.release(msg, started)
       if (r instanceof Promise) r.catch((error: unknown) => this.#adapterFailed('release', msg, error))
     } catch (error) {
       this.#adapterFailed('release', msg, error)
@@ -747,7 +771,7 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
   }
 
   /** One message is settled: its slot and key free up, and the next waiting ones start. */
-  #finish(key: string | undefined): void {
+  #finish(msg: M, key: string | undefined): void {
     this.#running--
     if (key !== undefined) {
       const list = this.#blocked.get(key)
@@ -758,13 +782,20 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
         if (list.length === 0) this.#blocked.delete(key)
       }
     }
-    if (this.#ready.length > 0 || this.#waitingHead < this.#waiting.length) this.#pump()
+    if (this.#queued > 0) this.#pump()
+    if (this.#waiters > 0) this.#wake()
+    if (this.#onSettled !== undefined) this.#onSettled(msg)
+  }
+
+  /** Resolves the close and `whenFree` waiters whose condition now holds. */
+  #wake(): void {
     if (this.#idleWaiters.length > 0) this.#notifyIdle()
     if (this.#freeWaiters.length > 0 && this.free > 0) {
       const waiters = this.#freeWaiters
       this.#freeWaiters = []
       for (const w of waiters) w()
     }
+    this.#waiters = this.#idleWaiters.length + this.#freeWaiters.length
   }
 
   /** Starts waiting messages while slots are free; a loop, so synchronous handlers do not recurse. */
@@ -880,6 +911,7 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
 
   #whenIdle(upTo: number): Promise<void> {
     if (this.#running <= upTo) return Promise.resolve()
+    this.#waiters++
     return new Promise((resolve) => this.#idleWaiters.push({ upTo, resolve }))
   }
 
@@ -890,6 +922,7 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
       else still.push(w)
     }
     this.#idleWaiters = still
+    this.#waiters = this.#idleWaiters.length + this.#freeWaiters.length
   }
 
   async #close(timeoutMs: number, self: OmnibusEvent | undefined): Promise<void> {
@@ -902,6 +935,7 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
     this.#state = CLOSED
     for (const w of this.#freeWaiters) w()
     this.#freeWaiters = []
+    this.#waiters = this.#idleWaiters.length
     // Not started: back to the broker, uncounted.
     const unstarted: M[] = [...this.#ready]
     for (let i = this.#waitingHead; i < this.#waiting.length; i++) unstarted.push(this.#waiting[i] as M)
@@ -921,15 +955,15 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
       )
       const cut = this.#abandon(self)
       if (cut > 0) {
-        safeLog(
-          this.#logger,
-          'warn',
-          `${cut} handler(s) still running after ${timeoutMs} ms; their messages are handed back`,
-          {
-            subscription: this.subscription.id,
-            pattern: this.#opts.pattern,
-          },
-        )
+        const group = this.#opts.group
+        const where =
+          group === undefined
+            ? 'their events are not redelivered to this subscription'
+            : `their events go back to group "${group}"`
+        safeLog(this.#logger, 'warn', `${cut} handler(s) still running after ${timeoutMs} ms; ${where}`, {
+          subscription: this.subscription.id,
+          pattern: this.#opts.pattern,
+        })
       }
     }
     this.#stopLeaseTimer()
@@ -970,7 +1004,8 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
       if (run.event?.partitionKey !== undefined) this.#busyKeys.delete(run.event.partitionKey)
       if (run.owner !== undefined && run.event !== undefined) void this.#releaseClaim(run.event, run.owner)
       // At-most-once messages were acknowledged before their handler ran: nothing to hand back.
-      if (this.#opts.guarantee !== 'at-most-once') this.#handBack(run.msg)
+      if (this.#opts.guarantee !== 'at-most-once') this.#handBack(run.msg, true)
+      this.#adapter.onSettled?.(run.msg)
     }
     this.#notifyIdle()
     return n
