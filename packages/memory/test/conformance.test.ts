@@ -16,8 +16,4 @@ conformanceSuite('memory', {
   // Declared up front so capability skips show their reason at collection time.
   capabilities: createMemoryBackend({ maxPayloadBytes: 256 * 1024, logger: silentLogger }).capabilities,
   timeouts: { deliveryMs: 2000, groupJoinMs: 2000, visibilityMs: 200 },
-  exclude: {
-    '41-poison-message':
-      'a member that leaves mid-handler hands the event to the next member with no delivery count, so a poison event runs past maxAttempts and is never dead-lettered, until ported to the kernel',
-  },
 })
