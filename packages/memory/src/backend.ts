@@ -26,13 +26,11 @@ import {
   checkDrainTimeout,
   encodeEventChecked,
   holdProcess,
-  type KernelAdapter,
-  type MemoryDedupeStore,
   type ProcessHold,
   rejectUnknownUrlParams,
   resolveSubscribeOptions,
-  safeLog,
 } from '@omnibus/core/backend'
+import { type AdapterHost, MemoryAdapter } from './adapter.ts'
 import { Bus, Member, type MemoryMessage, namedBus, type QueueSettings, releaseNamedBus } from './bus.ts'
 import {
   MEMORY_URL_PARAMS,
@@ -88,6 +86,7 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
   // Like a socket of a network backend: connected means the process stays alive until disconnect().
   let hold: ProcessHold | undefined
   const members = new Set<Member>()
+  const host: AdapterHost = { logger, members }
 
   function prepare(input: EventInput, eventDefaults: EventDefaults): OmnibusEvent {
     const event = createEvent(input, eventDefaults)
@@ -98,55 +97,6 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
       encodeEventChecked(event, maxPayloadBytes, 'memory')
     }
     return event
-  }
-
-  /** The kernel adapter of one member: its queue's primitives, and how the member leaves. */
-  function adapterFor(member: Member, b: Bus): KernelAdapter<MemoryMessage> {
-    const queue = member.queue
-    return {
-      backend: 'memory',
-      ack: (msg) => queue.acked(msg),
-      redeliver: (msg, delayMs, deliveryCount) => queue.redeliver(msg, delayMs, deliveryCount),
-      release: (msg, started) => queue.handBack(msg, started),
-      publishDeadLetter: (input) => b.publishInternal(input, logger),
-      ...(member.opts.guarantee === 'exactly-once' ? { dedupe: queue.dedupe as MemoryDedupeStore } : {}),
-      onSettled: (msg) => queue.settled(msg),
-      stop: () => {
-        if (!member.added) return undefined
-        b.remove(member)
-        // The last member of a group that leaves with its backend delivers what the group holds
-        // before it goes (nobody else could); any other member only finishes its own handlers.
-        const finishQueue = member.leaving && queue.members.length === 1 && queue.members[0] === member
-        if (!finishQueue) {
-          queue.removeMember(member)
-          return undefined
-        }
-        queue.schedule()
-        return queue.whenIdle(
-          () =>
-            queue.queued === 0 &&
-            queue.retrying === 0 &&
-            queue.overflowLength === 0 &&
-            member.kernel.draining === 0,
-        )
-      },
-      dispose: () => {
-        if (member.added) {
-          queue.removeMember(member)
-          if (queue.group === undefined) {
-            const dropped = queue.discard()
-            if (dropped > 0) {
-              safeLog(logger, 'warn', `${dropped} queued event(s) of a closed subscription were dropped`, {
-                subscription: member.id,
-                pattern: member.pattern,
-              })
-            }
-          } else b.forgetGroupIfIdle(queue)
-        }
-        members.delete(member)
-        member.onClose?.()
-      },
-    }
   }
 
   const backend: MemoryBackend = {
@@ -263,7 +213,7 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
       const id = `memory-${++nextSubscription}`
       const member = new Member(id, o, b.queueFor(o, queueSettings))
       member.kernel = new ConsumerKernel<MemoryMessage>({
-        adapter: adapterFor(member, b),
+        adapter: new MemoryAdapter(member, b, host),
         options: o,
         handler: handler as EventHandler,
         subscriptionId: id,

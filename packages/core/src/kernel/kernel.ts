@@ -202,7 +202,8 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
   readonly #memberId: string
   readonly #dedupeGroup: string
   readonly #random: () => number
-  readonly #onSettled: ((msg: M) => void) | undefined
+  /** The adapter has `onSettled` (called as its method: one call target for every kernel of a backend). */
+  readonly #notifySettled: boolean
   /** At-least-once without exactly-once: the path that may settle without a promise. */
   readonly #fast: boolean
   #state = OPEN
@@ -245,7 +246,7 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
     this.#memberId = k.memberId ?? `${k.adapter.backend}-${randomUUID()}`
     this.#dedupeGroup = k.dedupeGroup ?? k.options.group ?? k.subscriptionId
     this.#random = k.random ?? Math.random
-    this.#onSettled = k.adapter.onSettled?.bind(k.adapter)
+    this.#notifySettled = typeof k.adapter.onSettled === 'function'
     if (k.options.guarantee === 'exactly-once' && k.adapter.dedupe === undefined) {
       throw new ConfigurationError(
         `the ${k.adapter.backend} backend has no dedupe store for an exactly-once subscription: ` +
@@ -784,7 +785,7 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
     }
     if (this.#queued > 0) this.#pump()
     if (this.#waiters > 0) this.#wake()
-    if (this.#onSettled !== undefined) this.#onSettled(msg)
+    if (this.#notifySettled) this.#adapter.onSettled?.(msg)
   }
 
   /** Resolves the close and `whenFree` waiters whose condition now holds. */
