@@ -13,16 +13,6 @@ describeWithService('rabbitmq', 'RabbitMQ backend', () => {
   conformanceSuite('rabbitmq', {
     makeBackend: () => createRabbitMQBackend({ ...TEST_QUEUES, url }),
     timeouts: { deliveryMs: 5000, groupJoinMs: 5000, restartMs: 90_000 },
-    exclude: {
-      '41-poison-message':
-        'the poison guard counts maxRedeliveries (default 10), not maxAttempts, so a poison event runs a 4th time with maxAttempts 3, until ported to the kernel',
-      '41-poison-message-killed':
-        'the poison guard counts maxRedeliveries (default 10), not maxAttempts, so a poison event runs a 4th time with maxAttempts 3, until ported to the kernel',
-      '42-unsubscribe-in-handler':
-        'unsubscribe() from inside a handler waits for that handler (drain without timeout) until ported to the kernel',
-      '43-dead-letter-no-loop':
-        'a failing handler on the dead-letter topic dead-letters its letter into that topic again, a growing stream of letters, until ported to the kernel',
-    },
     injectRaw: (topic, payload) => injectRaw(url, topic, payload),
     ...(restart === undefined ? {} : { restart }),
     unreachable: {
@@ -37,7 +27,8 @@ describeWithService('rabbitmq', 'RabbitMQ backend', () => {
   })
 
   // Exactly-once is offered only with a dedupe store shared by every consumer of a group; backends
-  // made in this process share one, which is what cases 26 and 40 need. The other cases ran above.
+  // made in this process share one MemoryDedupeStore (atomic within a process), which is what
+  // cases 26 and 40 need. The other cases ran above.
   const shared = new MemoryDedupeStore()
   const only = new Set(['26-exactly-once', '27-undeclared-guarantee', '40-exactly-once-concurrent'])
   conformanceSuite('rabbitmq with a shared dedupe store', {
@@ -50,8 +41,6 @@ describeWithService('rabbitmq', 'RabbitMQ backend', () => {
           'covered by the suite without a dedupe store',
         ]),
       ),
-      '40-exactly-once-concurrent':
-        'the dedupe store has only has/add and no atomic claim, so two members run copies of one id at once, until ported to the kernel',
     },
   })
 })

@@ -40,7 +40,7 @@ describeWithService('rabbitmq', 'rabbitmq: dead letters nobody subscribes to yet
     const line = logs.find((l) => l.message.includes('dead-lettered')) as LogLine
     expect(line.level).toBe('warn')
     expect(String(line.fields.reason)).toMatch(/JSON|envelope/i)
-    expect(line.fields.deadLetterTopic).toBe(DEFAULT_DEAD_LETTER_TOPIC)
+    expect(line.fields.deadLetter).toBe(DEFAULT_DEAD_LETTER_TOPIC)
 
     const reader = createRabbitMQBackend(opts)
     backends.push(reader)

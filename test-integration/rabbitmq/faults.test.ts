@@ -183,7 +183,7 @@ describeWithService('rabbitmq', 'RabbitMQ fault tests', () => {
     expect([...heldByChild].every((id) => received.has(id))).toBe(true)
   }, 60_000)
 
-  it('an event whose consumers keep dying mid-handler is dead-lettered after maxRedeliveries', async () => {
+  it('an event whose consumers keep dying mid-handler is dead-lettered once its deliveries exceed retry.maxAttempts', async () => {
     const topic = `fault.${runId}.poison`
     const group = `poison-${runId}`
     const dlqTopic = `fault.${runId}.poison-dlq`
@@ -208,13 +208,18 @@ describeWithService('rabbitmq', 'RabbitMQ fault tests', () => {
     }
     await conn.close()
     const handled: string[] = []
-    const b = createRabbitMQBackend({ ...TEST_QUEUES, url, maxRedeliveries: 3 })
-    await b.connect()
-    backends.push(b)
-    await b.subscribe(topic, (e: OmnibusEvent) => void handled.push(e.id), { group, deadLetter: dlqTopic })
+    const b = await backend()
+    await b.subscribe(topic, (e: OmnibusEvent) => void handled.push(e.id), {
+      group,
+      deadLetter: dlqTopic,
+      retry: { maxAttempts: 3 },
+    })
     await eventually('the dead letter', () => dead.length === 1, 10_000)
     expect(handled).toEqual([])
     expect(dead[0]?.headers['omnibus-dlq-original-id']).toBe(id)
-    expect(dead[0]?.headers['omnibus-dlq-reason']).toMatch(/delivered 4 times without an acknowledgement/)
+    expect(dead[0]?.headers['omnibus-dlq-reason']).toMatch(
+      /delivered 4 times without being settled, more than maxAttempts \(3\)/,
+    )
+    expect(dead[0]?.headers['omnibus-dlq-attempts']).toBe('3')
   }, 60_000)
 })

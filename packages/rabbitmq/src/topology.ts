@@ -76,3 +76,16 @@ export function supportsQuorumQueues(
   const minor = Number(m[2])
   return major > 3 || (major === 3 && minor >= 8)
 }
+
+/**
+ * Arguments of a group queue (the queue that keeps dead letters is declared with the same ones):
+ * the queue type, and `x-expires` when group queues expire. Every member must declare the same.
+ */
+export function groupQueueArguments(
+  queueType: 'quorum' | 'classic',
+  expiresMs: number | undefined,
+): Record<string, unknown> {
+  const args: Record<string, unknown> = { 'x-queue-type': queueType }
+  if (expiresMs !== undefined) args['x-expires'] = expiresMs
+  return args
+}
