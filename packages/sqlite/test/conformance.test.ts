@@ -16,12 +16,6 @@ conformanceSuite('sqlite', {
   makeBackend: () => createSqliteBackend({ path }),
   capabilities: createSqliteBackend({ path }).capabilities,
   timeouts: { deliveryMs: 5000, groupJoinMs: 5000, visibilityMs: 2000 },
-  exclude: {
-    '42-unsubscribe-in-handler':
-      'unsubscribe() from inside a handler waits for that handler (drain without timeout) until ported to the kernel',
-    '43-dead-letter-no-loop':
-      'a failing handler on the dead-letter topic dead-letters its letter into that topic again, a growing stream of letters, until ported to the kernel',
-  },
   injectRaw: async (topic, payload) => {
     const writer = createSqliteBackend({ path })
     await writer.connect()
