@@ -23,16 +23,6 @@ describeWithService('redis', 'redis backend', () => {
   conformanceSuite('redis', {
     makeBackend: () => makeBackend(),
     timeouts: { deliveryMs: 5_000, groupJoinMs: 5_000, visibilityMs: 2_000 },
-    exclude: {
-      '41-poison-message':
-        'entries a member had read but not started count as deliveries when it dies, so events beside a poison event are dead-lettered unrun, until ported to the kernel',
-      '41-poison-message-killed':
-        'entries a member had read but not started count as deliveries when it dies, so events beside a poison event are dead-lettered unrun, until ported to the kernel',
-      '42-unsubscribe-in-handler':
-        'unsubscribe() from inside a handler waits for that handler until the drain timeout until ported to the kernel',
-      '43-dead-letter-no-loop':
-        'a failing handler on the dead-letter topic dead-letters its letter into that topic again, a growing stream of letters, until ported to the kernel',
-    },
     injectRaw: async (topic, payload) => {
       const b = makeBackend()
       await b.connect()
