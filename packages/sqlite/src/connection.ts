@@ -109,6 +109,12 @@ export class Connection {
     if (this.inMemory || db === undefined || !this.o.ioThread) return
     try {
       let worker: Worker | undefined
+      let heard: IoWorkerListeners | undefined
+      // The worker's events arrive after it is created; its listeners are made for it then, once.
+      const ear = () => {
+        heard ??= listeners(worker as Worker)
+        return heard
+      }
       worker = startIoWorker(
         {
           file: db.name,
@@ -117,9 +123,9 @@ export class Connection {
           checkpointIntervalMs: CHECKPOINT_INTERVAL_MS,
         },
         {
-          reply: (reply) => listeners(worker as Worker).reply(reply),
-          error: (error) => listeners(worker as Worker).error(error),
-          exit: (code) => listeners(worker as Worker).exit(code),
+          reply: (reply) => ear().reply(reply),
+          error: (error) => ear().error(error),
+          exit: (code) => ear().exit(code),
         },
       )
       this.ioWorker = worker

@@ -61,7 +61,7 @@ export interface SqliteBackendOptions {
   /**
    * Run WAL checkpoints on a worker thread with its own connection, which keeps their fsync off
    * the commit paths of publishes and deliveries. `false`: SQLite's automatic checkpoints.
-   * @default true (env `OMNIBUS_SQLITE_IO_THREAD`, `0`/`false` to disable)
+   * @default true (env `OMNIBUS_SQLITE_IO_THREAD`: `false`, `0`, `no` or `off` to disable)
    */
   readonly ioThread?: boolean
   /**

@@ -271,7 +271,7 @@ describe('sqlite backend: failures', () => {
     expect(order.indexOf('b2')).toBeLessThan(order.indexOf('a1'))
   })
 
-  it('dead-letters after maxAttempts with diagnostics, in the same transaction as the ack', async () => {
+  it('dead-letters after maxAttempts with diagnostics', async () => {
     const b = await pool.open({ path: tmp.file() })
     let runs = 0
     await b.subscribe(
