@@ -391,7 +391,23 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
       this.#calling = outer
       if (outcome instanceof Promise) {
         const run = new Run(msg, event)
-        this.#track(run, () => outcome.then((o) => (run.abandoned ? undefined : this.#settle(run, o))))
+        this.#runs.add(run)
+        if (this.#runs.size === 1) this.#startLeaseTimer()
+        // One reaction per event: a plain ack settles inside it, without #settle's promises.
+        outcome.then(
+          (o) => {
+            if (run.abandoned) return
+            if (o.kind === 'ack' && this.#failures.size === 0) {
+              const acked = this.#ackNow(msg)
+              if (acked instanceof Promise) {
+                this.#watch(run, acked.catch((error: unknown) => this.#adapterFailed('ack', msg, error)))
+              } else this.#untrack(run)
+              return
+            }
+            this.#watch(run, this.#settle(run, o))
+          },
+          (error: unknown) => this.#watch(run, Promise.reject(error)),
+        )
         return
       }
       if (outcome.kind === 'ack') {
@@ -422,17 +438,19 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
       safeLog(this.#logger, 'error', 'the consumer kernel failed on a message', this.#fields(run, error))
       done = undefined
     }
-    if (done instanceof Promise) {
-      done.then(
-        () => this.#untrack(run),
-        (error: unknown) => {
-          safeLog(this.#logger, 'error', 'the consumer kernel failed on a message', this.#fields(run, error))
-          this.#untrack(run)
-        },
-      )
-    } else {
-      this.#untrack(run)
-    }
+    if (done instanceof Promise) this.#watch(run, done)
+    else this.#untrack(run)
+  }
+
+  /** Keeps `run` in the running set until `done` settles. */
+  #watch(run: Run<M>, done: Promise<void>): void {
+    done.then(
+      () => this.#untrack(run),
+      (error: unknown) => {
+        safeLog(this.#logger, 'error', 'the consumer kernel failed on a message', this.#fields(run, error))
+        this.#untrack(run)
+      },
+    )
   }
 
   #untrack(run: Run<M>): void {
