@@ -84,7 +84,12 @@ const backends: Record<string, { plain: () => EventBackend; withOption?: () => E
   sqs: {
     plain: () => createSqsBackend({ endpoint: 'http://127.0.0.1:9324', region: 'us-east-1' }),
     withOption: () =>
-      createSqsBackend({ endpoint: 'http://127.0.0.1:9324', region: 'us-east-1', fifo: true }),
+      createSqsBackend({
+        endpoint: 'http://127.0.0.1:9324',
+        region: 'us-east-1',
+        fifo: true,
+        dedupeStore: new MemoryDedupeStore(),
+      }),
   },
 }
 
