@@ -24,16 +24,6 @@ describeWithService('kafka', 'kafka backend', () => {
     makeBackend: () => makeBackend(),
     // Group joins and rebalances take seconds; a killed member is replaced after sessionTimeoutMs (6 s).
     timeouts: { deliveryMs: 10_000, groupJoinMs: 20_000, visibilityMs: 6_000, restartMs: 90_000 },
-    exclude: {
-      '41-poison-message':
-        'no poison guard: an event whose consumers die while handling it is redelivered and run past maxAttempts, never dead-lettered, until ported to the kernel',
-      '41-poison-message-killed':
-        'no poison guard: an event that kills its consumer is redelivered and run past maxAttempts, never dead-lettered, until ported to the kernel',
-      '42-unsubscribe-in-handler':
-        'unsubscribe() from inside a handler waits for that handler (drain without timeout) until ported to the kernel',
-      '43-dead-letter-no-loop':
-        'a failing handler on the dead-letter topic dead-letters its letter into that topic again, a growing stream of letters, until ported to the kernel',
-    },
     injectRaw,
     ...(restart === undefined ? {} : { restart }),
     unreachable: {

@@ -39,7 +39,7 @@ describeWithService('kafka', 'kafka: dead letters nobody subscribes to yet', () 
     const line = logs.find((l) => l.message.includes('dead-lettered')) as LogLine
     expect(line.level).toBe('warn')
     expect(String(line.fields.reason)).toMatch(/JSON|envelope/i)
-    expect(line.fields.deadLetterTopic).toBe(dlq)
+    expect(line.fields.deadLetter).toBe(dlq)
     expect(line.fields.topic).toBe(topic)
 
     const reader = makeBackend()
