@@ -1,7 +1,7 @@
 import { defineConfig } from 'vitest/config'
 
-// Tests run on TypeScript sources: the `@omnibus/source` export condition points every
-// workspace package at its `src/index.ts`, so no build is needed before testing.
+// Tests run on TypeScript sources: the `@omnibus/source` export condition points every entry
+// of every workspace package (`@omnibus/core/backend` too) at its `src/…ts`, so no build is needed.
 const conditions = ['@omnibus/source', 'node', 'import', 'default']
 
 export default defineConfig({

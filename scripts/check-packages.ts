@@ -260,6 +260,15 @@ function checkContents(tgz: string, license: string): string {
 }
 
 /** The Omnibus packages `name` needs installed beside it (dependencies and peers, transitively). */
+/** The import specifiers a package's `exports` offers: its name and each subpath (`@omnibus/core/backend`). */
+function entrySpecifiers(name: string, pkg: PackageJson): string[] {
+  const exports = pkg.exports
+  if (exports === null || typeof exports !== 'object') return [name]
+  const subpaths = Object.keys(exports).filter((key) => key === '.' || key.startsWith('./'))
+  if (subpaths.length === 0) return [name]
+  return subpaths.map((key) => (key === '.' ? name : `${name}/${key.slice(2)}`))
+}
+
 function omnibusClosure(name: string, manifests: ReadonlyMap<string, PackageJson>): string[] {
   const seen = new Set<string>()
   const visit = (n: string): void => {
@@ -416,12 +425,15 @@ async function main(): Promise<number> {
         join(dir, 'tsconfig.json'),
         JSON.stringify({ ...STRICT_CONSUMER, files: ['index.ts'] }, null, 2),
       )
+      // Every entry the package offers, so a subpath whose declarations are missing or broken fails.
+      const specifiers = entrySpecifiers(name, manifests.get(name) ?? fail(`${name} was not packed`))
       writeFileSync(
         join(dir, 'index.ts'),
-        `import * as pkg from '${name}'\n\nexport const names: string[] = Object.keys(pkg)\n`,
+        specifiers.map((spec, i) => `import * as entry${i} from '${spec}'\n`).join('') +
+          `\nexport const names: string[] = [${specifiers.map((_, i) => `...Object.keys(entry${i})`).join(', ')}]\n`,
       )
       expectOk('tsc', await run(tsc, ['-p', '.'], { cwd: dir, timeoutMs: 120_000 }))
-      return `with ${needed.join(', ')}`
+      return `${specifiers.join(', ')} with ${needed.join(', ')}`
     }),
   )
 
@@ -529,7 +541,7 @@ console.log(JSON.stringify(topics))
     writeFileSync(
       join(app, 'imports.mjs'),
       `import { createBackend } from '@omnibus/core'
-const packages = ${JSON.stringify(appPackages)}
+const packages = ${JSON.stringify(appPackages.flatMap((n) => entrySpecifiers(n, manifests.get(n) ?? fail(`${n} was not packed`))))}
 const urls = ${JSON.stringify(BACKEND_URLS)}
 const out = []
 for (const name of packages) {

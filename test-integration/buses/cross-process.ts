@@ -12,8 +12,8 @@ import {
   ObservabilityBus,
   type OmnibusEvent,
   silentLogger,
-  waitUntil,
 } from '@omnibus/core'
+import { waitUntil } from '@omnibus/core/testing'
 import { afterAll, expect, it } from 'vitest'
 
 const CHILD = fileURLToPath(new URL('./child.ts', import.meta.url))

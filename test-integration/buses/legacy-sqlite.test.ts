@@ -1,7 +1,8 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { createBackend, type EventBackend, ObservabilityBus, silentLogger, waitUntil } from '@omnibus/core'
+import { createBackend, type EventBackend, ObservabilityBus, silentLogger } from '@omnibus/core'
+import { waitUntil } from '@omnibus/core/testing'
 import { EventBus, EventBusAdapter, type LegacyEvent } from '@omnibus/legacy'
 import { afterAll, expect, it } from 'vitest'
 

@@ -5,13 +5,8 @@
 import { spawn } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
 import { fileURLToPath } from 'node:url'
-import {
-  createBackend,
-  createEvent,
-  deadLetterInput,
-  type EventBackend,
-  type OmnibusEvent,
-} from '@omnibus/core'
+import { createBackend, createEvent, type EventBackend, type OmnibusEvent } from '@omnibus/core'
+import { deadLetterInput } from '@omnibus/core/backend'
 import { afterAll, beforeAll, expect, it } from 'vitest'
 import { describeWithService, serviceEndpoint } from '../setup/services.ts'
 import { eventually } from '../setup/wait.ts'

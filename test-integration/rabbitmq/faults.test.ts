@@ -183,7 +183,7 @@ describeWithService('rabbitmq', 'RabbitMQ fault tests', () => {
     expect([...heldByChild].every((id) => received.has(id))).toBe(true)
   }, 60_000)
 
-  it('an event whose consumers keep dying mid-handler is dead-lettered after maxRedeliveries', async () => {
+  it('an event whose consumers keep dying mid-handler is dead-lettered once its deliveries exceed retry.maxAttempts', async () => {
     const topic = `fault.${runId}.poison`
     const group = `poison-${runId}`
     const dlqTopic = `fault.${runId}.poison-dlq`
@@ -208,13 +208,54 @@ describeWithService('rabbitmq', 'RabbitMQ fault tests', () => {
     }
     await conn.close()
     const handled: string[] = []
-    const b = createRabbitMQBackend({ ...TEST_QUEUES, url, maxRedeliveries: 3 })
-    await b.connect()
-    backends.push(b)
-    await b.subscribe(topic, (e: OmnibusEvent) => void handled.push(e.id), { group, deadLetter: dlqTopic })
+    const b = await backend()
+    await b.subscribe(topic, (e: OmnibusEvent) => void handled.push(e.id), {
+      group,
+      deadLetter: dlqTopic,
+      retry: { maxAttempts: 3 },
+    })
     await eventually('the dead letter', () => dead.length === 1, 10_000)
     expect(handled).toEqual([])
     expect(dead[0]?.headers['omnibus-dlq-original-id']).toBe(id)
-    expect(dead[0]?.headers['omnibus-dlq-reason']).toMatch(/delivered 4 times without an acknowledgement/)
+    expect(dead[0]?.headers['omnibus-dlq-reason']).toMatch(
+      /delivered 4 times without being settled, more than maxAttempts \(3\)/,
+    )
+    expect(dead[0]?.headers['omnibus-dlq-attempts']).toBe('3')
+  }, 60_000)
+  it('classic group queues count deliveries too: a message whose consumers leave mid-handler is dead-lettered after maxAttempts runs', async () => {
+    const topic = `fault.${runId}.classic`
+    const group = `classic-${runId}`
+    const dlqTopic = `fault.${runId}.classic-dlq`
+    const dead: OmnibusEvent[] = []
+    const watcher = await backend()
+    await watcher.subscribe(dlqTopic, (e: OmnibusEvent) => void dead.push(e))
+    const attempts: number[] = []
+    let id = ''
+    // Each member takes the message, hangs on it and leaves; a classic queue only flags the
+    // redelivery, and the next member turns it into a copy that carries the count.
+    for (let k = 0; k < 4 && dead.length === 0; k++) {
+      const member = createRabbitMQBackend({ ...TEST_QUEUES, url, queueType: 'classic' })
+      await member.connect()
+      backends.push(member)
+      await member.subscribe(
+        topic,
+        (_e, ctx) => {
+          attempts.push(ctx.attempt)
+          return new Promise(() => {})
+        },
+        { group, deadLetter: dlqTopic, retry: { maxAttempts: 3 } },
+      )
+      if (k === 0) id = (await member.publish({ topic, data: { poison: true } })).id
+      await eventually(
+        `run ${k + 1} or the dead letter`,
+        () => attempts.length === k + 1 || dead.length > 0,
+        10_000,
+      )
+      await member.disconnect({ drainTimeoutMs: 50 })
+    }
+    await eventually('the dead letter', () => dead.length === 1, 10_000)
+    expect(attempts).toEqual([1, 2, 3])
+    expect(dead[0]?.headers['omnibus-dlq-original-id']).toBe(id)
+    expect(dead[0]?.headers['omnibus-dlq-reason']).toMatch(/delivered 4 times without being settled/)
   }, 60_000)
 })

@@ -5,7 +5,8 @@
  */
 
 import { styleText } from 'node:util'
-import { type OmnibusEvent, toCloudEvent } from '@omnibus/core'
+import type { OmnibusEvent } from '@omnibus/core'
+import { toCloudEvent } from '@omnibus/core/backend'
 
 type Style = Parameters<typeof styleText>[0]
 

@@ -3,15 +3,9 @@ import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'n
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
-import {
-  createBackend,
-  createEvent,
-  DLQ_HEADERS,
-  deadLetterInput,
-  type EventBackend,
-  type OmnibusEvent,
-  waitUntil,
-} from '@omnibus/core'
+import { createBackend, createEvent, DLQ_HEADERS, type EventBackend, type OmnibusEvent } from '@omnibus/core'
+import { deadLetterInput } from '@omnibus/core/backend'
+import { waitUntil } from '@omnibus/core/testing'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 
 const BIN = fileURLToPath(new URL('../src/bin.ts', import.meta.url))

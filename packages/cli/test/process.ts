@@ -4,7 +4,7 @@
  */
 import { type ChildProcessWithoutNullStreams, spawn } from 'node:child_process'
 import { fileURLToPath } from 'node:url'
-import { waitUntil } from '@omnibus/core'
+import { waitUntil } from '@omnibus/core/testing'
 
 /** The command's entry, run from its TypeScript sources. */
 export const BIN = fileURLToPath(new URL('../src/bin.ts', import.meta.url))

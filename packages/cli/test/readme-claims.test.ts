@@ -5,7 +5,8 @@
 import { mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { type BackendCapabilities, type EventBackend, MemoryDedupeStore } from '@omnibus/core'
+import type { BackendCapabilities, EventBackend } from '@omnibus/core'
+import { MemoryDedupeStore } from '@omnibus/core/backend'
 import { createKafkaBackend } from '@omnibus/kafka'
 import { createMemoryBackend } from '@omnibus/memory'
 import { createRabbitMQBackend } from '@omnibus/rabbitmq'
@@ -83,7 +84,12 @@ const backends: Record<string, { plain: () => EventBackend; withOption?: () => E
   sqs: {
     plain: () => createSqsBackend({ endpoint: 'http://127.0.0.1:9324', region: 'us-east-1' }),
     withOption: () =>
-      createSqsBackend({ endpoint: 'http://127.0.0.1:9324', region: 'us-east-1', fifo: true }),
+      createSqsBackend({
+        endpoint: 'http://127.0.0.1:9324',
+        region: 'us-east-1',
+        fifo: true,
+        dedupeStore: new MemoryDedupeStore(),
+      }),
   },
 }
 

@@ -9,8 +9,8 @@ import {
   ObservabilityBus,
   type OmnibusEvent,
   silentLogger,
-  waitUntil,
 } from '@omnibus/core'
+import { waitUntil } from '@omnibus/core/testing'
 import { costOf, type Snapshot } from '@omnibus/serve'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { runOmnibus, startOmnibus } from './process.ts'

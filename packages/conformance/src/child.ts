@@ -11,10 +11,16 @@ export interface RunnerConfig {
   readonly exportName: string
   readonly pattern: string
   readonly subscribeOptions: SubscribeOptions
-  /** `hang`: the handler never returns; `ack`: it resolves after `handlerMs`. */
-  readonly behaviour: 'hang' | 'ack'
+  readonly behaviour: ChildBehaviour
   readonly handlerMs: number
 }
+
+/**
+ * What a child's handler does: `hang` never returns; `ack` resolves after `handlerMs`; `poison`
+ * acknowledges like `ack` except for an event whose data has `poison: true`, on which the process
+ * kills itself with SIGKILL (once the parent has been told of the delivery).
+ */
+export type ChildBehaviour = 'hang' | 'ack' | 'poison'
 
 /** What the runner reports over IPC. */
 export type RunnerMessage =
@@ -30,6 +36,8 @@ export interface ChildConsumer {
   readonly pid: number | undefined
   /** Resolves once the child has subscribed; rejects if it failed or exited first. */
   readonly ready: Promise<void>
+  /** Resolves when the process has exited, for whatever reason. */
+  readonly exited: Promise<void>
   /** SIGKILL, then resolves when the process is gone. */
   kill(): Promise<void>
   /** Asks the child to disconnect cleanly and exit. */
@@ -50,7 +58,7 @@ export function spawnConsumer(
     readonly label: string
     readonly pattern: string
     readonly subscribeOptions?: SubscribeOptions
-    readonly behaviour: 'hang' | 'ack'
+    readonly behaviour: ChildBehaviour
     readonly handlerMs?: number
     readonly readyTimeoutMs: number
   },
@@ -113,6 +121,7 @@ export function spawnConsumer(
     inbox,
     pid: child.pid,
     ready: withDeadline(ready, args.readyTimeoutMs, `${args.label} to connect and subscribe`),
+    exited: exit,
     async kill() {
       if (!exited) child.kill('SIGKILL')
       await exit

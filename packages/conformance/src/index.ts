@@ -3,7 +3,7 @@
  * one vitest test per case of CONFORMANCE.md, gated by the backend's declared capabilities, so any
  * backend (ours or a third party's) proves it works in a few lines.
  */
-export type { ChildConsumer, RunnerConfig, RunnerMessage } from './child.ts'
+export type { ChildBehaviour, ChildConsumer, RunnerConfig, RunnerMessage } from './child.ts'
 export { spawnConsumer } from './child.ts'
 export type { CaseContext } from './harness.ts'
 export { Inbox, PROBE_HEADER } from './harness.ts'

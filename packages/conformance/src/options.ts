@@ -19,7 +19,7 @@ export interface ConformanceTimeouts {
   readonly restartMs?: number
 }
 
-/** Hooks that let the suite run a consumer in a real child process (cases 19, 20, 23). */
+/** Hooks that let the suite run a consumer in a real child process (cases 19, 20, 23, 41). */
 export interface ChildProcessHooks {
   /**
    * Absolute path (or `file:` URL) of a module exporting `makeBackend()` (or `exportName`), which
@@ -70,7 +70,7 @@ export interface ConformanceOptions {
   readonly restart?: () => Promise<void>
   /** A backend aimed at a closed port (case 35). Without it, case 35 is skipped with that reason. */
   readonly unreachable?: UnreachableBackend
-  /** Consumer child processes (the `-killed` variants of cases 19, 20, 23). */
+  /** Consumer child processes (the `-killed` variants of cases 19, 20, 23, 41). */
   readonly childProcess?: ChildProcessHooks
   /**
    * Copies of each delivery case run in parallel, each with its own run id.

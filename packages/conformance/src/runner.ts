@@ -24,12 +24,26 @@ async function main(): Promise<void> {
   }
   const backend = (await factory()) as EventBackend
   await backend.connect()
+  // A poison event can arrive before subscribe() resolves; the parent must hear 'ready' first.
+  let readySent: () => void = () => {}
+  const ready = new Promise<void>((resolve) => {
+    readySent = resolve
+  })
   await backend.subscribe(
     config.pattern,
     async (event, ctx) => {
       if (event.headers[PROBE_HEADER] !== undefined) {
         send({ type: 'probe' })
         return
+      }
+      if (config.behaviour === 'poison' && (event.data as { poison?: unknown } | null)?.poison === true) {
+        await ready
+        // The parent must learn of the run before the process dies, or it could not count it.
+        process.send?.(
+          { type: 'delivered', id: event.id, attempt: ctx.attempt } satisfies RunnerMessage,
+          () => process.kill(process.pid, 'SIGKILL'),
+        )
+        return new Promise<never>(() => {})
       }
       send({ type: 'delivered', id: event.id, attempt: ctx.attempt })
       if (config.behaviour === 'hang') await new Promise<never>(() => {})
@@ -47,6 +61,7 @@ async function main(): Promise<void> {
     }
   })
   send({ type: 'ready' })
+  readySent()
 }
 
 main().catch((error: unknown) => {

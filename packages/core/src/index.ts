@@ -1,7 +1,11 @@
 /**
- * @omnibus/core — the envelope, the `EventBackend` protocol and capabilities, the topic grammar
- * and matcher index, the CloudEvents codec, the error taxonomy, the backend registry and the
- * delivery helpers every backend shares.
+ * @omnibus/core — what applications use: the `EventBackend` protocol and its types, the envelope,
+ * `createBackend` and the backend registry, the ObservabilityBus and AgentMessageBus with their
+ * exporters, sampling and Prometheus text, the error taxonomy, topic validation and matching, and
+ * dead-letter redrive.
+ *
+ * Backend authors also import `@omnibus/core/backend` (codec, option resolution, handler runner,
+ * dedupe); tests import `@omnibus/core/testing` (waiting with deadlines, spies, recorders).
  */
 
 export {
@@ -20,51 +24,16 @@ export {
   type SubscribeAgentOptions,
 } from './agent-bus.ts'
 export {
-  assertEncodable,
-  decodeEvent,
-  encodeEvent,
-  encodeEventChecked,
-  fromCloudEvent,
-  HEADER_PREFIX,
-  HEADERS_EXTENSION,
-  headerExtensionName,
-  InvalidEnvelopeError,
-  MAX_EXTENSION_NAME_LENGTH,
-  RESERVED_EXTENSION_NAMES,
-  toCloudEvent,
-} from './codec.ts'
-export {
-  backoffDelay,
   consoleLogger,
-  DEFAULT_RETRY,
-  type DeadLetterDiagnostics,
-  type DedupeStore,
   DLQ_HEADERS,
-  deadLetterInput,
-  decideFailure,
-  type FailureDecision,
-  type HandlerOutcome,
-  HandlerRunner,
-  type InvokeArgs,
-  invokeHandler,
-  KeyedLimiter,
-  MemoryDedupeStore,
-  RETRY_OPTION_NAMES,
-  type ResolvedRetryPolicy,
-  type ResolvedSubscribeOptions,
   redriveInput,
-  resolveRetryPolicy,
-  resolveSubscribeOptions,
-  SUBSCRIBE_OPTION_NAMES,
   silentLogger,
 } from './delivery.ts'
 export {
-  callWithEventContextSync,
   createEvent,
   currentEvent,
   type EventDefaults,
   newEventId,
-  runWithEventContext,
 } from './envelope.ts'
 export {
   CapabilityError,
@@ -92,9 +61,11 @@ export {
   loggerExporter,
   type TelemetryExporter,
 } from './exporters.ts'
-export { setHeader } from './headers.ts'
-export { holdProcess, type ProcessHold } from './lifetime.ts'
-export { compilePattern, MatcherIndex, matchTopic, oracleMatch } from './matcher.ts'
+export {
+  compilePattern,
+  MatcherIndex,
+  matchTopic,
+} from './matcher.ts'
 export {
   BufferFullError,
   type DropReason,
@@ -110,18 +81,12 @@ export {
   type TelemetryPriority,
   type ToolSpan,
 } from './observability-bus.ts'
-export {
-  closestName,
-  optionNames,
-  rejectUnknownOptions,
-  rejectUnknownUrlParams,
-  type UnknownNameContext,
-} from './options.ts'
 export { agentPrometheusText, PrometheusWriter, prometheusText } from './prometheus.ts'
 export {
   type BackendCapabilities,
   type BatchEntryResult,
   type BatchReceipt,
+  DEAD_LETTER_GROUP,
   DEFAULT_DEAD_LETTER_TOPIC,
   type EventBackend,
   type EventData,
@@ -141,10 +106,8 @@ export {
 } from './protocol.ts'
 export {
   type BackendLoader,
-  type BackendModule,
   BUILTIN_SCHEMES,
   createBackend,
-  importBackendPackage,
   parseBackendUrl,
   redactUrl,
   registerBackend,
@@ -152,21 +115,8 @@ export {
 } from './registry.ts'
 export { INVALID_TOPIC_RATE, isErrorTopic, Sampler, type SamplingOptions } from './sampling.ts'
 export {
-  type HandlerSpy,
-  handlerSpy,
-  type RecordingExporter,
-  recordingExporter,
-  type SpyCall,
-  type WaitOptions,
-  waitForMessage,
-  waitUntil,
-} from './testing.ts'
-export {
-  isLiteralPattern,
   isValidTopic,
   MAX_TOPIC_LENGTH,
-  type PatternSegment,
-  parsePattern,
   validatePattern,
   validateTopic,
 } from './topic.ts'

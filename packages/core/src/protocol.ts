@@ -215,3 +215,10 @@ export interface EventBackend {
 
 /** The dead-letter topic used when a subscription does not name one. */
 export const DEFAULT_DEAD_LETTER_TOPIC = 'omnibus.deadletter'
+
+/**
+ * The group that keeps dead letters on brokers that drop a message no queue is bound to (RabbitMQ,
+ * SQS): a backend that dead-letters to a topic first creates this group's queue on that topic, so
+ * letters wait there until an application subscribes to the dead-letter topic with this group.
+ */
+export const DEAD_LETTER_GROUP = 'omnibus-deadletter'

@@ -203,3 +203,9 @@ export function recordingExporter(limit = 100_000): RecordingExporter {
     },
   }
 }
+
+/**
+ * The reference topic matcher (micromatch with `.` as the separator), for property tests that
+ * check a backend's own matching against it.
+ */
+export { oracleMatch } from './matcher.ts'

@@ -7,13 +7,11 @@ import {
   AgentReplyError,
   CapabilityError,
   ConfigurationError,
-  handlerSpy,
   ObservabilityBus,
   silentLogger,
   TimeoutError,
-  waitForMessage,
-  waitUntil,
 } from '../src/index.ts'
+import { handlerSpy, waitForMessage, waitUntil } from '../src/testing.ts'
 import { createFakeBackend } from './fake-backend.ts'
 
 const open: Array<{ close(): Promise<void> }> = []

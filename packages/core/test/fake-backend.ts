@@ -1,21 +1,24 @@
 // A small in-process EventBackend for unit tests of the buses, where the unit under test is the
 // bus and not a broker. Cross-process behaviour is tested with the real SQLite backend elsewhere.
+
+import {
+  decideFailure,
+  holdProcess,
+  invokeHandler,
+  type ProcessHold,
+  type ResolvedSubscribeOptions,
+  resolveSubscribeOptions,
+} from '../src/backend.ts'
 import {
   type BackendCapabilities,
   type BatchEntryResult,
   createEvent,
-  decideFailure,
   type EventBackend,
   type EventHandler,
   type EventInput,
   type Guarantee,
-  holdProcess,
-  invokeHandler,
   MatcherIndex,
   type OmnibusEvent,
-  type ProcessHold,
-  type ResolvedSubscribeOptions,
-  resolveSubscribeOptions,
   type Subscription,
   silentLogger,
 } from '../src/index.ts'

@@ -3,9 +3,9 @@
 // referenced timers; the end-to-end rule (a script exits after close()) is tested per backend in
 // child processes.
 import { afterEach, describe, expect, it } from 'vitest'
+import { holdProcess } from '../src/backend.ts'
 import {
   AgentMessageBus,
-  holdProcess,
   ObservabilityBus,
   registerBackend,
   silentLogger,

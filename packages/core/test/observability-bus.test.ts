@@ -2,6 +2,7 @@ import { mkdtempSync, readdirSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { afterEach, describe, expect, it } from 'vitest'
+import { runWithEventContext } from '../src/backend.ts'
 import {
   BufferFullError,
   CapabilityError,
@@ -15,11 +16,9 @@ import {
   type ObservabilityBusOptions,
   type OmnibusEvent,
   PRIORITY_HEADER,
-  recordingExporter,
-  runWithEventContext,
   silentLogger,
-  waitUntil,
 } from '../src/index.ts'
+import { recordingExporter, waitUntil } from '../src/testing.ts'
 import { createFakeBackend, type FakeBackend } from './fake-backend.ts'
 
 const open: ObservabilityBus[] = []

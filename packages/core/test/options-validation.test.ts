@@ -1,15 +1,12 @@
 import { afterEach, describe, expect, it } from 'vitest'
 import {
-  AgentMessageBus,
-  ConfigurationError,
   closestName,
-  ObservabilityBus,
-  redactUrl,
   rejectUnknownOptions,
   rejectUnknownUrlParams,
   resolveRetryPolicy,
   resolveSubscribeOptions,
-} from '../src/index.ts'
+} from '../src/backend.ts'
+import { AgentMessageBus, ConfigurationError, ObservabilityBus, redactUrl } from '../src/index.ts'
 import { createFakeBackend } from './fake-backend.ts'
 
 function errorOf(fn: () => unknown): ConfigurationError {

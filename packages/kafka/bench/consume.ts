@@ -12,14 +12,8 @@
  * once, never per message. The handlers are plain functions (`sync`, the default) or `async`
  * functions, which always run in a full async context for causation (see core's HandlerRunner).
  */
-import {
-  createEvent,
-  decodeEvent,
-  encodeEvent,
-  HandlerRunner,
-  type Subscription,
-  silentLogger,
-} from '@omnibus/core'
+import { createEvent, type Subscription, silentLogger } from '@omnibus/core'
+import { decodeEvent, encodeEvent, HandlerRunner } from '@omnibus/core/backend'
 import kafkajs from 'kafkajs'
 import { consumerConfig, createKafkaBackend, resolveKafkaOptions } from '../src/index.ts'
 import { benchOptions, createTopic, rate, rawKafka, runId, until } from './common.ts'

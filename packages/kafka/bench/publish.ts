@@ -8,7 +8,8 @@
  * encoded before the clock starts; the backend side calls `publish()` once per event and batches
  * internally.
  */
-import { createEvent, encodeEvent } from '@omnibus/core'
+import { createEvent } from '@omnibus/core'
+import { encodeEvent } from '@omnibus/core/backend'
 import kafkajs from 'kafkajs'
 import { createKafkaBackend } from '../src/index.ts'
 import { benchOptions, createTopic, rate, rawKafka, runId } from './common.ts'

@@ -10,24 +10,30 @@ import {
   type BatchReceipt,
   ConfigurationError,
   createEvent,
-  type DedupeStore,
   type EventBackend,
   type EventHandler,
   type EventInput,
-  encodeEventChecked,
   type HealthStatus,
-  holdProcess,
-  isLiteralPattern,
   NotConnectedError,
-  type ProcessHold,
   type PublishReceipt,
-  rejectUnknownUrlParams,
-  resolveSubscribeOptions,
   type SubscribeOptions,
   type Subscription,
 } from '@omnibus/core'
+import {
+  checkDrainTimeout,
+  DEFAULT_DRAIN_TIMEOUT_MS,
+  type DedupeStore,
+  encodeEventChecked,
+  holdProcess,
+  isLiteralPattern,
+  type ProcessHold,
+  rejectUnknownUrlParams,
+  resolveSubscribeOptions,
+  timedHealthCheck,
+} from '@omnibus/core/backend'
+import { type AttemptBook, createAttemptBook } from './attempts.ts'
 import { createKafkaClient, type KafkaClient } from './client.ts'
-import { createKafkaDedupeStore, type KafkaDedupeStore } from './dedupe.ts'
+import { createKafkaDedupeStore } from './dedupe.ts'
 import { classifyError } from './errors.ts'
 import {
   KAFKA_URL_PARAMS,
@@ -36,6 +42,7 @@ import {
   resolveKafkaOptions,
 } from './options.ts'
 import { createPublisher, createTopicRegistry, type Publisher, type TopicRegistry } from './publisher.ts'
+import { createRecordLog, type RecordLog } from './records.ts'
 import { KafkaSubscription, type SubscriptionHost } from './subscription.ts'
 
 /** The Kafka backend: an `EventBackend` plus a secret-free description of its configuration. */
@@ -43,8 +50,6 @@ export interface KafkaBackend extends EventBackend {
   /** Brokers, client id, group prefix and topic settings; never credentials. */
   describe(): Readonly<Record<string, unknown>>
 }
-
-const DEFAULT_DRAIN_TIMEOUT_MS = 10_000
 
 /** Capabilities for a set of resolved options. */
 export function kafkaCapabilities(o: ResolvedKafkaOptions): BackendCapabilities {
@@ -71,7 +76,10 @@ export function createKafkaBackend(options: KafkaBackendOptions = {}): KafkaBack
   const o = resolveKafkaOptions(options)
   const endpoint = o.kafka === undefined ? o.brokers.join(',') : 'the given Kafka instance'
   const capabilities = kafkaCapabilities(o)
-  let kafkaDedupe: KafkaDedupeStore | undefined
+  /** The records topic, its exactly-once store and delivery counts: created on first use. */
+  let records:
+    | { log: RecordLog; dedupe: DedupeStore | undefined; attempts: AttemptBook | undefined }
+    | undefined
   const subs = new Set<KafkaSubscription>()
 
   let client: KafkaClient | undefined
@@ -120,18 +128,20 @@ export function createKafkaBackend(options: KafkaBackendOptions = {}): KafkaBack
     return { id: event.id, topic: event.topic }
   }
 
-  const dedupeStore = (c: KafkaClient, p: Publisher): DedupeStore => {
-    if (o.dedupeStore !== undefined) return o.dedupeStore
-    kafkaDedupe ??= createKafkaDedupeStore({
-      client: c,
-      topic: o.dedupeTopic,
-      ttlMs: o.dedupeTtlMs,
-      maxEntries: 1_000_000,
-      replicationFactor: o.replicationFactor,
-      groupIdPrefix: o.groupIdPrefix,
-      produce: (topic, key, value) => p.send(topic, { key, value }, key.length + value.length + 64),
-    })
-    return kafkaDedupe
+  const recordsOf = (c: KafkaClient, p: Publisher): NonNullable<typeof records> => {
+    if (records === undefined) {
+      const topic = o.dedupeTopic
+      const log = createRecordLog({
+        client: c,
+        topic,
+        ttlMs: o.dedupeTtlMs,
+        replicationFactor: o.replicationFactor,
+        groupIdPrefix: o.groupIdPrefix,
+        produce: (key, value) => p.send(topic, { key, value }, key.length + value.length + 64),
+      })
+      records = { log, dedupe: undefined, attempts: undefined }
+    }
+    return records
   }
 
   const host = (): SubscriptionHost => {
@@ -139,11 +149,24 @@ export function createKafkaBackend(options: KafkaBackendOptions = {}): KafkaBack
     return {
       client: c,
       logger: o.logger,
-      dedupe: dedupeStore(c, p),
+      dedupe() {
+        if (o.dedupeStore !== undefined) return o.dedupeStore
+        const r = recordsOf(c, p)
+        r.dedupe ??= createKafkaDedupeStore({ log: r.log, ttlMs: o.dedupeTtlMs, maxEntries: 1_000_000 })
+        // Reading the records takes a group join: start it beside the subscription's own.
+        void r.log.start().catch(() => {})
+        return r.dedupe
+      },
+      attempts() {
+        const r = recordsOf(c, p)
+        r.attempts ??= createAttemptBook(r.log)
+        void r.log.start().catch(() => {})
+        return r.attempts
+      },
       heartbeatIntervalMs: o.heartbeatIntervalMs,
       groupJoinTimeoutMs: o.groupJoinTimeoutMs,
       endpoint,
-      publish: publishOne,
+      publishDeadLetter: publishOne,
       ensureTopic: (topic) => t.ensure([topic]),
       forget: (sub) => subs.delete(sub),
     }
@@ -194,20 +217,17 @@ export function createKafkaBackend(options: KafkaBackendOptions = {}): KafkaBack
     },
 
     async disconnect(opts) {
+      const drain = checkDrainTimeout(opts?.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS, 'kafka')
       if (connecting !== undefined) await connecting.catch(() => {})
       if (!connected) return
-      const drain = opts?.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS
-      if (typeof drain !== 'number' || !Number.isFinite(drain) || drain < 0) {
-        throw new ConfigurationError(`drainTimeoutMs must be a number >= 0, got ${String(drain)}`)
-      }
       connected = false
       if (refreshTimer !== undefined) clearInterval(refreshTimer)
       try {
-        await Promise.allSettled([...subs].map((s) => s.close(drain)))
+        await Promise.allSettled([...subs].map((s) => s.kernel.close(drain)))
         // Everything accepted by publish() before disconnect is sent before the producer closes.
         await publisher?.idle()
-        await kafkaDedupe?.close()
-        kafkaDedupe = undefined
+        await records?.log.close()
+        records = undefined
         const c = client
         client = undefined
         topics = undefined
@@ -219,32 +239,23 @@ export function createKafkaBackend(options: KafkaBackendOptions = {}): KafkaBack
       }
     },
 
-    async healthCheck(): Promise<HealthStatus> {
-      const started = performance.now()
-      if (!connected || client === undefined) {
-        return { healthy: false, latencyMs: 0, detail: 'not connected' }
+    healthCheck(): Promise<HealthStatus> {
+      const c = client
+      if (!connected || c === undefined) {
+        return Promise.resolve({ healthy: false, latencyMs: 0, detail: 'not connected' })
       }
-      let timer: NodeJS.Timeout | undefined
-      try {
-        await Promise.race([
-          client.ping(),
-          new Promise((_, reject) => {
-            timer = setTimeout(
-              () => reject(new Error(`no answer within ${o.healthTimeoutMs} ms`)),
-              o.healthTimeoutMs,
-            )
-          }),
-        ])
-        return { healthy: true, latencyMs: performance.now() - started, detail: `brokers ${endpoint}` }
-      } catch (error) {
-        return {
-          healthy: false,
-          latencyMs: performance.now() - started,
-          detail: classifyError(error, 'admin', endpoint).message,
-        }
-      } finally {
-        clearTimeout(timer)
-      }
+      return timedHealthCheck(
+        'kafka',
+        async () => {
+          try {
+            await c.ping()
+          } catch (error) {
+            throw classifyError(error, 'admin', endpoint)
+          }
+          return `brokers ${endpoint}`
+        },
+        o.healthTimeoutMs,
+      )
     },
 
     publish<T>(input: EventInput<T>): Promise<PublishReceipt> {
@@ -289,18 +300,16 @@ export function createKafkaBackend(options: KafkaBackendOptions = {}): KafkaBack
         },
         h,
       )
-      if (resolved.signal?.aborted) {
-        await sub.unsubscribe()
-        return sub
-      }
+      // An already aborted signal closed the subscription in the kernel's constructor.
+      if (!sub.kernel.subscription.active) return sub.kernel.subscription
       subs.add(sub)
       try {
         await sub.start([...(topics?.known ?? [])])
       } catch (error) {
-        await sub.close(0)
+        await sub.kernel.close(0)
         throw classifyError(error, 'subscribe', endpoint)
       }
-      return sub
+      return sub.kernel.subscription
     },
 
     describe() {

@@ -39,6 +39,8 @@ export interface InboundMessage {
   readonly offset: string
   readonly key?: Buffer | null
   readonly value: Buffer | null
+  /** When the broker (or producer) stamped it, epoch ms as a string. */
+  readonly timestamp?: string
 }
 
 /** Consumed messages of one partition, in offset order. */
@@ -71,8 +73,8 @@ export interface ConsumerSpec {
   readonly groupId: string
   readonly partitionsConsumedConcurrently: number
   readonly onBatch: (batch: InboundBatch, control: BatchControl) => Promise<void>
-  /** Called after each join with this member's partitions. */
-  readonly onJoin?: (assignment: Readonly<Record<string, readonly number[]>>) => void
+  /** Called after each join with this member's partitions and its member id in the group. */
+  readonly onJoin?: (assignment: Readonly<Record<string, readonly number[]>>, memberId: string) => void
   /** Called when the consumer crashed; `restarting` tells whether the client restarts it itself. */
   readonly onCrash?: (error: unknown, restarting: boolean) => void
 }
@@ -118,6 +120,8 @@ export interface KafkaClient {
   endOffsets(topic: string): Promise<PartitionOffset[]>
   groupOffsets(groupId: string, topic: string): Promise<PartitionOffset[]>
   deleteGroup(groupId: string): Promise<void>
+  /** The member ids of a group's current members. */
+  groupMembers(groupId: string): Promise<string[]>
   createConsumer(spec: ConsumerSpec): ConsumerHandle
 }
 
@@ -377,6 +381,10 @@ export function createKafkaClient(o: ResolvedKafkaOptions): KafkaClient {
     async deleteGroup(groupId) {
       await retrying(() => needAdmin().deleteGroups([groupId]), 3)
     },
+    async groupMembers(groupId) {
+      const { groups } = await retrying(() => needAdmin().describeGroups([groupId]))
+      return (groups[0]?.members ?? []).map((m) => m.memberId)
+    },
     createConsumer(spec) {
       return createConsumerHandle(kafka, o, spec, (groupId, topic) => client.groupOffsets(groupId, topic))
     },
@@ -414,7 +422,9 @@ function createConsumerHandle(
   readCommitted: (groupId: string, topic: string) => Promise<PartitionOffset[]>,
 ): ConsumerHandle {
   const consumer: Consumer = kafka.consumer(consumerConfig(o, spec.groupId))
-  consumer.on(consumer.events.GROUP_JOIN, (e) => spec.onJoin?.(e.payload.memberAssignment))
+  consumer.on(consumer.events.GROUP_JOIN, (e) =>
+    spec.onJoin?.(e.payload.memberAssignment, e.payload.memberId),
+  )
   let connected = false
   let running = false
   consumer.on(consumer.events.CRASH, (e) => {

@@ -1,139 +1,128 @@
 /**
- * Processed-id records for exactly-once subscriptions, kept in Kafka itself: a compacted topic
- * (`__omnibus_processed` by default) whose records are keyed `group NUL id`. Every backend reads it
- * from the beginning into memory and appends to it when a handler succeeded, before the event's
- * offset is committed — so a member that takes over a partition after a crash or rebalance skips
- * what another process already handled. Names starting with `__` are never matched by wildcard
- * subscriptions.
+ * Exactly-once records in Kafka itself: core's `DedupeStore` claim protocol over the records topic
+ * (`records.ts`), atomic across every process because the topic's single partition orders all
+ * claims. A claim appends `{claim, owner, until}` and waits until this process's reader has
+ * applied it: the first live claim in log order wins, and every reader, applying the same records
+ * in the same order, agrees on the winner. Commit appends the processed-id record (key
+ * `group NUL id`, value the time: the format earlier versions wrote and still read); release
+ * appends `{release, owner}`. Expiry compares the times written in the records, never a reader's
+ * clock, so readers cannot disagree about it.
  */
 import { randomUUID } from 'node:crypto'
-import type { DedupeStore } from '@omnibus/core'
-import type { ConsumerHandle, KafkaClient } from './client.ts'
+import type { ClaimResult, DedupeStore } from '@omnibus/core/backend'
+import type { RecordLog, RecordValue } from './records.ts'
+
+/** What the log says of one id in one group. */
+interface IdState {
+  /** When the id was processed, if it was. */
+  done: number | undefined
+  /** The live claim, if any. */
+  owner: string | undefined
+  until: number
+}
+
+/** A {@link DedupeStore} over the records topic. */
+export interface KafkaDedupeStore extends DedupeStore {
+  /** Ids known to this process (processed or claimed). */
+  readonly size: number
+}
 
 /** Settings of {@link createKafkaDedupeStore}. */
 export interface KafkaDedupeSettings {
-  readonly client: KafkaClient
-  readonly topic: string
+  readonly log: RecordLog
+  /** How long a processed id is remembered. */
   readonly ttlMs: number
+  /** Most ids remembered; the oldest are forgotten first. */
   readonly maxEntries: number
-  readonly replicationFactor: number
-  readonly groupIdPrefix: string
-  /** Produces one record through the backend's batching producer (concurrent adds share requests). */
-  readonly produce: (topic: string, key: string, value: string) => Promise<void>
 }
 
-/** A {@link DedupeStore} over a compacted Kafka topic; `close()` stops its reader. */
-export interface KafkaDedupeStore extends DedupeStore {
-  close(): Promise<void>
-}
+const CLAIM = '\u0002'
 
-/** How stale the known end of the records topic may be before `has` asks the broker again. */
-const END_REFRESH_MS = 200
-const CATCH_UP_TIMEOUT_MS = 10_000
-
-/** Builds the store; the reader starts lazily on first use. */
+/** Builds the store and registers its record kinds on `log`. */
 export function createKafkaDedupeStore(s: KafkaDedupeSettings): KafkaDedupeStore {
-  const seen = new Map<string, number>()
-  /** Next offset to read, per partition, as far as the reader got. */
-  const position = new Map<number, bigint>()
-  let reader: ConsumerHandle | undefined
-  let starting: Promise<void> | undefined
-  let ends: { at: number; offsets: Map<number, bigint> } | undefined
-  let endsLoading: Promise<Map<number, bigint>> | undefined
-  let progress: Array<() => void> = []
+  const ids = new Map<string, IdState>()
 
-  const remember = (key: string, at: number): void => {
-    seen.delete(key)
-    seen.set(key, at)
-    while (seen.size > s.maxEntries) seen.delete(seen.keys().next().value as string)
-  }
-
-  const start = (): Promise<void> => {
-    starting ??= (async () => {
-      await s.client.createTopics([s.topic], 1, s.replicationFactor, {
-        'cleanup.policy': 'compact,delete',
-        'retention.ms': String(s.ttlMs),
-      })
-      const handle = s.client.createConsumer({
-        groupId: `${s.groupIdPrefix}omnibus-dedupe-${randomUUID()}`,
-        partitionsConsumedConcurrently: 1,
-        onBatch: async (batch, control) => {
-          for (const m of batch.messages) {
-            if (m.key != null && m.value != null) {
-              const at = Number(m.value.toString())
-              if (Number.isFinite(at) && Date.now() - at < s.ttlMs) remember(m.key.toString(), at)
-            }
-          }
-          const last = batch.messages[batch.messages.length - 1]
-          if (last !== undefined) {
-            control.markDone(last.offset)
-            position.set(batch.partition, BigInt(last.offset) + 1n)
-          }
-          const waiters = progress
-          progress = []
-          for (const w of waiters) w()
-        },
-      })
-      await handle.start([{ topic: s.topic, fromBeginning: true }])
-      reader = handle
-    })()
-    return starting
-  }
-
-  const endOffsets = async (): Promise<Map<number, bigint>> => {
-    if (ends !== undefined && Date.now() - ends.at < END_REFRESH_MS) return ends.offsets
-    endsLoading ??= s.client
-      .endOffsets(s.topic)
-      .then((list) => {
-        const offsets = new Map(list.map((p) => [p.partition, BigInt(p.offset)]))
-        ends = { at: Date.now(), offsets }
-        return offsets
-      })
-      .finally(() => {
-        endsLoading = undefined
-      })
-    return endsLoading
-  }
-
-  /** Waits until the reader has read every record that existed a moment ago. */
-  const catchUp = async (): Promise<void> => {
-    await start()
-    const target = await endOffsets()
-    const deadline = Date.now() + CATCH_UP_TIMEOUT_MS
-    const behind = (): boolean => [...target].some(([p, end]) => end > 0n && (position.get(p) ?? 0n) < end)
-    while (behind()) {
-      if (Date.now() > deadline) {
-        throw new Error(
-          `the processed-id records on ${s.topic} could not be read within ${CATCH_UP_TIMEOUT_MS} ms`,
-        )
-      }
-      await new Promise<void>((resolve) => {
-        progress.push(resolve)
-        setTimeout(resolve, 100).unref()
-      })
+  const stateOf = (key: string): IdState => {
+    let st = ids.get(key)
+    if (st === undefined) {
+      st = { done: undefined, owner: undefined, until: 0 }
+      ids.set(key, st)
+      // Map iteration is insertion order: the first keys are the oldest.
+      while (ids.size > s.maxEntries) ids.delete(ids.keys().next().value as string)
     }
+    return st
+  }
+
+  // Claims and releases: key CLAIM group NUL id NUL <random> (unique, so compaction never drops a
+  // claim or release in favour of a later one and changes who won for a reader that starts later).
+  s.log.on(CLAIM, (_key, _value, json): ClaimResult | undefined => {
+    if (json === undefined) return undefined
+    const g = json.g as string
+    const id = json.i as string
+    const owner = json.o as string
+    const st = stateOf(`${g}\u0000${id}`)
+    if (json.t === 'release') {
+      if (st.owner === owner) st.owner = undefined
+      return undefined
+    }
+    if (json.t !== 'claim') return undefined
+    const at = json.at as number
+    if (st.done !== undefined && at - st.done < s.ttlMs) return 'done'
+    if (st.owner !== undefined && st.owner !== owner && st.until > at) return 'busy'
+    st.owner = owner
+    st.until = json.u as number
+    return 'claimed'
+  })
+  // Processed ids: key group NUL id, value the time it was processed.
+  s.log.on('', (key, value, json) => {
+    if (json !== undefined) return undefined
+    const at = Number(value)
+    if (!Number.isFinite(at) || Date.now() - at >= s.ttlMs) return undefined
+    const st = stateOf(key)
+    st.done = at
+    st.owner = undefined
+    return undefined
+  })
+
+  const claimRecord = (t: string, group: string, id: string, owner: string, ttlMs: number): RecordValue => {
+    const at = Date.now()
+    return { t, g: group, i: id, o: owner, at, u: at + ttlMs }
   }
 
   return {
-    async has(group, id) {
-      const key = `${group}\u0000${id}`
-      if (seen.has(key)) return true
-      await catchUp()
-      const at = seen.get(key)
-      return at !== undefined && Date.now() - at < s.ttlMs
+    get size() {
+      return ids.size
     },
-    async add(group, id) {
-      await start()
+    async claim(group, id, owner, ttlMs) {
+      const key = `${group}\u0000${id}`
+      const st = ids.get(key)
+      const now = Date.now()
+      // Answers the log already gave: done is final, and a live claim of another owner stays busy
+      // at least until it expires (asking again later is what 'busy' means).
+      if (st?.done !== undefined && now - st.done < s.ttlMs) return 'done'
+      if (st?.owner !== undefined && st.owner !== owner && st.until > now) return 'busy'
+      const result = await s.log.appendSeen(
+        `${CLAIM}${key}\u0000${randomUUID()}`,
+        claimRecord('claim', group, id, owner, ttlMs),
+      )
+      return (result as ClaimResult | undefined) ?? 'busy'
+    },
+    async commit(group, id) {
       const key = `${group}\u0000${id}`
       const at = Date.now()
-      await s.produce(s.topic, key, String(at))
-      remember(key, at)
+      await s.log.append(key, String(at))
+      const st = stateOf(key)
+      st.done = at
+      st.owner = undefined
     },
-    async close() {
-      const r = reader
-      reader = undefined
-      starting = undefined
-      await r?.disconnect().catch(() => {})
+    async release(group, id, owner) {
+      const key = `${group}\u0000${id}`
+      await s.log.append(
+        `${CLAIM}${key}\u0000${randomUUID()}`,
+        JSON.stringify(claimRecord('release', group, id, owner, 0)),
+      )
+      const st = ids.get(key)
+      if (st?.owner === owner) st.owner = undefined
     },
   }
 }

@@ -1,16 +1,17 @@
 /**
- * `KafkaBackendOptions` and their resolution: explicit option → environment variable → default,
- * validated once at construction with messages naming the field and the bad value.
+ * `KafkaBackendOptions` and their resolution by core's `OptionResolver`: explicit option →
+ * environment variable → default, validated once at construction, with core's one boolean
+ * spelling and one error format (`kafka backend option <field> must be ..., got ...`).
  */
 import type { ConnectionOptions } from 'node:tls'
+import { type Logger, silentLogger } from '@omnibus/core'
 import {
-  ConfigurationError,
   type DedupeStore,
-  type Logger,
+  OptionResolver,
+  optionError,
   optionNames,
   rejectUnknownOptions,
-  silentLogger,
-} from '@omnibus/core'
+} from '@omnibus/core/backend'
 import type { Kafka } from 'kafkajs'
 
 /** SASL credentials. The password never appears in logs, errors or `describe()` output. */
@@ -87,11 +88,12 @@ export interface KafkaBackendOptions {
   /** Verbosity of the Kafka client's own log lines, routed to `logger`. @default 'nothing' — env `OMNIBUS_KAFKA_LOG_LEVEL` */
   readonly clientLogLevel?: KafkaClientLogLevel
   /**
-   * Processed-id records for exactly-once subscriptions.
-   * @default records in the compacted Kafka topic `dedupeTopic`, shared by every process
+   * The exactly-once store (core's `DedupeStore` claim protocol: `claim`, `commit`, `release`);
+   * it must be atomic across every process of a group.
+   * @default claims and processed-id records in the compacted Kafka topic `dedupeTopic`, shared by every process
    */
   readonly dedupeStore?: DedupeStore
-  /** Compacted topic of processed-id records (never matched by wildcards: it starts with `__`). @default '__omnibus_processed' — env `OMNIBUS_KAFKA_DEDUPE_TOPIC` */
+  /** Compacted topic of exactly-once claims, processed-id records and delivery counts (never matched by wildcards: it starts with `__`). @default '__omnibus_processed' — env `OMNIBUS_KAFKA_DEDUPE_TOPIC` */
   readonly dedupeTopic?: string
   /** How long a processed id is remembered. @default 86400000 (24 h) — env `OMNIBUS_KAFKA_DEDUPE_TTL_MS` */
   readonly dedupeTtlMs?: number
@@ -177,75 +179,44 @@ export const KAFKA_URL_PARAMS: readonly string[] = [
   'sasl',
 ]
 
-function bad(field: string, value: unknown, expected: string): ConfigurationError {
-  return new ConfigurationError(
-    `kafka option ${field} = ${JSON.stringify(value) ?? String(value)} is invalid: expected ${expected}`,
-    { backend: 'kafka' },
-  )
+const CLIENT_ID = {
+  test: (v: string) => /^[A-Za-z0-9._:-]{1,200}$/.test(v),
+  expected: "1-200 letters, digits, '.', '_', ':' or '-'",
 }
-
-function int(
-  field: string,
-  envName: string,
-  value: number | undefined,
-  env: Env,
-  fallback: number,
-  min: number,
-): number {
-  let v: unknown = value
-  let label = field
-  if (v === undefined && env[envName] !== undefined && env[envName] !== '') {
-    v = Number(env[envName])
-    label = `${field} (from ${envName})`
-    if (!Number.isFinite(v as number)) throw bad(label, env[envName], `an integer >= ${min}`)
-  }
-  if (v === undefined) return fallback
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) throw bad(label, v, `an integer >= ${min}`)
-  return v
+const GROUP_PREFIX = {
+  test: (v: string) => /^[A-Za-z0-9._-]{0,100}$/.test(v),
+  expected: "up to 100 letters, digits, '.', '_' or '-'",
 }
-
-function bool(
-  field: string,
-  envName: string,
-  value: boolean | undefined,
-  env: Env,
-  fallback: boolean,
-): boolean {
-  if (value !== undefined) {
-    if (typeof value !== 'boolean') throw bad(field, value, 'true or false')
-    return value
-  }
-  const raw = env[envName]
-  if (raw === undefined || raw === '') return fallback
-  if (/^(1|true|yes|on)$/i.test(raw)) return true
-  if (/^(0|false|no|off)$/i.test(raw)) return false
-  throw bad(`${field} (from ${envName})`, raw, 'true or false')
+const TOPIC_NAME = {
+  test: (v: string) => /^[A-Za-z0-9._-]{1,249}$/.test(v),
+  expected: "a Kafka topic name: 1-249 letters, digits, '.', '_' or '-'",
 }
-
 const BROKER = /^[A-Za-z0-9._-]+(?::\d{1,5})?$|^\[[0-9A-Fa-f:.]+\](?::\d{1,5})?$/
-
-function brokers(value: readonly string[] | string | undefined, env: Env): readonly string[] {
-  let list: unknown = value
-  let label = 'brokers'
-  if (list === undefined && env.OMNIBUS_KAFKA_BROKERS) {
-    list = env.OMNIBUS_KAFKA_BROKERS
-    label = 'brokers (from OMNIBUS_KAFKA_BROKERS)'
-  }
-  if (list === undefined) return ['127.0.0.1:9092']
-  const items = typeof list === 'string' ? list.split(',').map((s) => s.trim()) : list
-  if (!Array.isArray(items) || items.length === 0) throw bad(label, list, 'a non-empty list of host:port')
-  for (const b of items) {
-    if (typeof b !== 'string' || !BROKER.test(b)) throw bad(label, b, 'host:port, e.g. 127.0.0.1:9092')
-  }
-  return items as string[]
-}
 
 const MECHANISMS = ['plain', 'scram-sha-256', 'scram-sha-512'] as const
 const LOG_LEVELS: readonly KafkaClientLogLevel[] = ['nothing', 'error', 'warn', 'info', 'debug']
 
+function brokers(r: OptionResolver, explicit: unknown): readonly string[] {
+  const list = r.raw('brokers', 'OMNIBUS_KAFKA_BROKERS')
+  if (list === undefined) return ['127.0.0.1:9092']
+  const items = typeof list === 'string' ? list.split(',').map((b) => b.trim()) : list
+  const fail = (): never =>
+    r.fail(
+      'brokers',
+      'OMNIBUS_KAFKA_BROKERS',
+      { value: list, fromEnv: explicit === undefined },
+      'a non-empty list of host:port, e.g. 127.0.0.1:9092',
+    )
+  if (!Array.isArray(items) || items.length === 0) fail()
+  for (const b of items as unknown[]) if (typeof b !== 'string' || !BROKER.test(b)) fail()
+  return items as string[]
+}
+
 function sasl(value: KafkaSaslOptions | undefined, env: Env): KafkaSaslOptions | undefined {
   let s: Partial<KafkaSaslOptions> | undefined = value
+  let fromEnv = false
   if (s === undefined && env.OMNIBUS_KAFKA_SASL_MECHANISM) {
+    fromEnv = true
     s = {
       mechanism: env.OMNIBUS_KAFKA_SASL_MECHANISM.toLowerCase() as KafkaSaslOptions['mechanism'],
       username: env.OMNIBUS_KAFKA_SASL_USERNAME ?? '',
@@ -253,19 +224,25 @@ function sasl(value: KafkaSaslOptions | undefined, env: Env): KafkaSaslOptions |
     }
   }
   if (s === undefined) return undefined
-  if (typeof s !== 'object' || s === null) throw bad('sasl', '[object]', '{ mechanism, username, password }')
+  const bad = (field: string, v: unknown, expected: string, envVar: string): never => {
+    throw optionError('kafka', field, v, expected, fromEnv ? envVar : undefined)
+  }
+  if (typeof s !== 'object' || s === null) bad('sasl', s, '{ mechanism, username, password }', '')
   rejectUnknownOptions('kafka sasl option', s, SASL_OPTION_NAMES, { backend: 'kafka' })
   if (!MECHANISMS.includes(s.mechanism as (typeof MECHANISMS)[number])) {
-    throw bad('sasl.mechanism', s.mechanism, MECHANISMS.join(', '))
+    bad(
+      'sasl.mechanism',
+      s.mechanism,
+      `one of ${MECHANISMS.map((m) => `'${m}'`).join(', ')}`,
+      'OMNIBUS_KAFKA_SASL_MECHANISM',
+    )
   }
   if (typeof s.username !== 'string' || s.username.length === 0) {
-    throw bad('sasl.username', s.username, 'a non-empty string')
+    bad('sasl.username', s.username, 'a non-empty string', 'OMNIBUS_KAFKA_SASL_USERNAME')
   }
   if (typeof s.password !== 'string') {
     // The value is a secret: name the field, never echo it.
-    throw new ConfigurationError('kafka option sasl.password is invalid: expected a string', {
-      backend: 'kafka',
-    })
+    bad('sasl.password', '[redacted]', 'a string', 'OMNIBUS_KAFKA_SASL_PASSWORD')
   }
   return s as KafkaSaslOptions
 }
@@ -275,165 +252,87 @@ export function resolveKafkaOptions(
   options: KafkaBackendOptions = {},
   env: Env = process.env,
 ): ResolvedKafkaOptions {
-  if (options === null || typeof options !== 'object') throw bad('options', options, 'an object')
+  if (options === null || typeof options !== 'object') {
+    throw optionError('kafka', 'options', options, 'an object')
+  }
   rejectUnknownOptions('kafka backend option', options, KAFKA_OPTION_NAMES, { backend: 'kafka' })
-  const clientId = options.clientId ?? env.OMNIBUS_KAFKA_CLIENT_ID ?? 'omnibus'
-  if (typeof clientId !== 'string' || !/^[A-Za-z0-9._:-]{1,200}$/.test(clientId)) {
-    throw bad('clientId', clientId, "1-200 letters, digits, '.', '_', ':' or '-'")
+  const r = new OptionResolver('kafka', options as Readonly<Record<string, unknown>>, env)
+  const int = (field: string, envVar: string, fallback: number, min: number): number =>
+    r.integer(field, envVar, fallback, { min })
+  const ssl =
+    typeof options.ssl === 'object' && options.ssl !== null
+      ? options.ssl
+      : r.boolean('ssl', 'OMNIBUS_KAFKA_SSL', false)
+  const replicationFactor = int('replicationFactor', 'OMNIBUS_KAFKA_REPLICATION_FACTOR', -1, -1)
+  if (replicationFactor === 0) {
+    r.fail(
+      'replicationFactor',
+      'OMNIBUS_KAFKA_REPLICATION_FACTOR',
+      { value: 0, fromEnv: options.replicationFactor === undefined },
+      '-1 (broker default) or an integer >= 1',
+    )
   }
-  const groupIdPrefix = options.groupIdPrefix ?? env.OMNIBUS_KAFKA_GROUP_PREFIX ?? ''
-  if (typeof groupIdPrefix !== 'string' || !/^[A-Za-z0-9._-]{0,100}$/.test(groupIdPrefix)) {
-    throw bad('groupIdPrefix', groupIdPrefix, "up to 100 letters, digits, '.', '_' or '-'")
-  }
-  let ssl: boolean | ConnectionOptions
-  if (options.ssl !== undefined) {
-    if (typeof options.ssl !== 'boolean' && (typeof options.ssl !== 'object' || options.ssl === null)) {
-      throw bad('ssl', options.ssl, 'true, false or TLS connection options')
-    }
-    ssl = options.ssl
-  } else {
-    ssl = bool('ssl', 'OMNIBUS_KAFKA_SSL', undefined, env, false)
-  }
-  const clientLogLevel = (options.clientLogLevel ??
-    env.OMNIBUS_KAFKA_LOG_LEVEL ??
-    'nothing') as KafkaClientLogLevel
-  if (!LOG_LEVELS.includes(clientLogLevel)) throw bad('clientLogLevel', clientLogLevel, LOG_LEVELS.join(', '))
-  const replicationFactor = int(
-    'replicationFactor',
-    'OMNIBUS_KAFKA_REPLICATION_FACTOR',
-    options.replicationFactor,
-    env,
-    -1,
-    -1,
-  )
-  if (replicationFactor === 0) throw bad('replicationFactor', 0, '-1 (broker default) or an integer >= 1')
-  const sessionTimeoutMs = int(
-    'sessionTimeoutMs',
-    'OMNIBUS_KAFKA_SESSION_TIMEOUT_MS',
-    options.sessionTimeoutMs,
-    env,
-    10_000,
-    1000,
-  )
-  const heartbeatIntervalMs = int(
-    'heartbeatIntervalMs',
-    'OMNIBUS_KAFKA_HEARTBEAT_MS',
-    options.heartbeatIntervalMs,
-    env,
-    1000,
-    100,
-  )
+  const sessionTimeoutMs = int('sessionTimeoutMs', 'OMNIBUS_KAFKA_SESSION_TIMEOUT_MS', 10_000, 1000)
+  const heartbeatIntervalMs = int('heartbeatIntervalMs', 'OMNIBUS_KAFKA_HEARTBEAT_MS', 1000, 100)
   if (heartbeatIntervalMs >= sessionTimeoutMs) {
-    throw bad('heartbeatIntervalMs', heartbeatIntervalMs, `less than sessionTimeoutMs (${sessionTimeoutMs})`)
+    r.fail(
+      'heartbeatIntervalMs',
+      'OMNIBUS_KAFKA_HEARTBEAT_MS',
+      { value: heartbeatIntervalMs, fromEnv: options.heartbeatIntervalMs === undefined },
+      `less than sessionTimeoutMs (${sessionTimeoutMs})`,
+    )
   }
-  const maxPayloadBytes = int(
-    'maxPayloadBytes',
-    'OMNIBUS_KAFKA_MAX_PAYLOAD_BYTES',
-    options.maxPayloadBytes,
-    env,
-    1_000_000,
-    1024,
-  )
-  const maxBatchBytes = int(
-    'maxBatchBytes',
-    'OMNIBUS_KAFKA_MAX_BATCH_BYTES',
-    options.maxBatchBytes,
-    env,
-    900_000,
-    1024,
-  )
-  const dedupeTopic = options.dedupeTopic ?? env.OMNIBUS_KAFKA_DEDUPE_TOPIC ?? '__omnibus_processed'
-  if (typeof dedupeTopic !== 'string' || !/^[A-Za-z0-9._-]{1,249}$/.test(dedupeTopic)) {
-    throw bad('dedupeTopic', dedupeTopic, "a Kafka topic name: 1-249 letters, digits, '.', '_' or '-'")
+  const maxPayloadBytes = int('maxPayloadBytes', 'OMNIBUS_KAFKA_MAX_PAYLOAD_BYTES', 1_000_000, 1024)
+  const maxBatchBytes = int('maxBatchBytes', 'OMNIBUS_KAFKA_MAX_BATCH_BYTES', 900_000, 1024)
+  const dedupeStore = r.raw('dedupeStore', undefined) as DedupeStore | undefined
+  if (dedupeStore !== undefined && typeof dedupeStore?.claim !== 'function') {
+    r.fail(
+      'dedupeStore',
+      undefined,
+      { value: dedupeStore, fromEnv: false },
+      'a DedupeStore: an object with claim, commit and release',
+    )
   }
-  if (options.dedupeStore !== undefined && typeof options.dedupeStore?.has !== 'function') {
-    throw bad('dedupeStore', '[object]', 'an object with has(group, id) and add(group, id)')
-  }
-  if (options.logger !== undefined && typeof options.logger?.warn !== 'function') {
-    throw bad('logger', '[object]', 'an object with debug/info/warn/error methods')
+  const logger = r.raw('logger', undefined) as Logger | undefined
+  if (logger !== undefined && typeof logger?.warn !== 'function') {
+    r.fail(
+      'logger',
+      undefined,
+      { value: logger, fromEnv: false },
+      'an object with debug/info/warn/error methods',
+    )
   }
   return {
-    brokers: brokers(options.brokers, env),
+    brokers: brokers(r, options.brokers),
     kafka: options.kafka,
-    clientId,
+    clientId: r.string('clientId', 'OMNIBUS_KAFKA_CLIENT_ID', 'omnibus', CLIENT_ID),
     ssl,
     sasl: sasl(options.sasl, env),
-    groupIdPrefix,
-    autoCreateTopics: bool(
-      'autoCreateTopics',
-      'OMNIBUS_KAFKA_AUTO_CREATE_TOPICS',
-      options.autoCreateTopics,
-      env,
-      true,
-    ),
-    numPartitions: int('numPartitions', 'OMNIBUS_KAFKA_PARTITIONS', options.numPartitions, env, 3, 1),
+    // An empty prefix is a valid choice, not "unset".
+    groupIdPrefix:
+      options.groupIdPrefix === ''
+        ? ''
+        : r.string('groupIdPrefix', 'OMNIBUS_KAFKA_GROUP_PREFIX', '', GROUP_PREFIX),
+    autoCreateTopics: r.boolean('autoCreateTopics', 'OMNIBUS_KAFKA_AUTO_CREATE_TOPICS', true),
+    numPartitions: int('numPartitions', 'OMNIBUS_KAFKA_PARTITIONS', 3, 1),
     replicationFactor,
-    topicRefreshMs: int(
-      'topicRefreshMs',
-      'OMNIBUS_KAFKA_TOPIC_REFRESH_MS',
-      options.topicRefreshMs,
-      env,
-      1000,
-      50,
-    ),
+    topicRefreshMs: int('topicRefreshMs', 'OMNIBUS_KAFKA_TOPIC_REFRESH_MS', 1000, 50),
     sessionTimeoutMs,
     heartbeatIntervalMs,
-    rebalanceTimeoutMs: int(
-      'rebalanceTimeoutMs',
-      'OMNIBUS_KAFKA_REBALANCE_TIMEOUT_MS',
-      options.rebalanceTimeoutMs,
-      env,
-      30_000,
-      1000,
-    ),
-    maxWaitTimeMs: int('maxWaitTimeMs', 'OMNIBUS_KAFKA_MAX_WAIT_MS', options.maxWaitTimeMs, env, 100, 0),
-    groupJoinTimeoutMs: int(
-      'groupJoinTimeoutMs',
-      'OMNIBUS_KAFKA_GROUP_JOIN_TIMEOUT_MS',
-      options.groupJoinTimeoutMs,
-      env,
-      30_000,
-      100,
-    ),
+    rebalanceTimeoutMs: int('rebalanceTimeoutMs', 'OMNIBUS_KAFKA_REBALANCE_TIMEOUT_MS', 30_000, 1000),
+    maxWaitTimeMs: int('maxWaitTimeMs', 'OMNIBUS_KAFKA_MAX_WAIT_MS', 100, 0),
+    groupJoinTimeoutMs: int('groupJoinTimeoutMs', 'OMNIBUS_KAFKA_GROUP_JOIN_TIMEOUT_MS', 30_000, 100),
     maxPayloadBytes,
     maxBatchBytes: Math.max(maxBatchBytes, maxPayloadBytes + 1024),
-    connectionTimeoutMs: int(
-      'connectionTimeoutMs',
-      'OMNIBUS_KAFKA_CONNECTION_TIMEOUT_MS',
-      options.connectionTimeoutMs,
-      env,
-      3000,
-      100,
-    ),
-    requestTimeoutMs: int(
-      'requestTimeoutMs',
-      'OMNIBUS_KAFKA_REQUEST_TIMEOUT_MS',
-      options.requestTimeoutMs,
-      env,
-      30_000,
-      100,
-    ),
-    retries: int('retries', 'OMNIBUS_KAFKA_RETRIES', options.retries, env, 5, 0),
-    healthTimeoutMs: int(
-      'healthTimeoutMs',
-      'OMNIBUS_KAFKA_HEALTH_TIMEOUT_MS',
-      options.healthTimeoutMs,
-      env,
-      3000,
-      100,
-    ),
-    source: options.source ?? env.OMNIBUS_SOURCE,
-    logger: options.logger ?? silentLogger,
-    clientLogLevel,
-    dedupeStore: options.dedupeStore,
-    dedupeTopic,
-    dedupeTtlMs: int(
-      'dedupeTtlMs',
-      'OMNIBUS_KAFKA_DEDUPE_TTL_MS',
-      options.dedupeTtlMs,
-      env,
-      86_400_000,
-      1000,
-    ),
+    connectionTimeoutMs: int('connectionTimeoutMs', 'OMNIBUS_KAFKA_CONNECTION_TIMEOUT_MS', 3000, 100),
+    requestTimeoutMs: int('requestTimeoutMs', 'OMNIBUS_KAFKA_REQUEST_TIMEOUT_MS', 30_000, 100),
+    retries: int('retries', 'OMNIBUS_KAFKA_RETRIES', 5, 0),
+    healthTimeoutMs: int('healthTimeoutMs', 'OMNIBUS_KAFKA_HEALTH_TIMEOUT_MS', 3000, 100),
+    source: r.string('source', 'OMNIBUS_SOURCE', undefined),
+    logger: logger ?? silentLogger,
+    clientLogLevel: r.oneOf('clientLogLevel', 'OMNIBUS_KAFKA_LOG_LEVEL', LOG_LEVELS, 'nothing'),
+    dedupeStore,
+    dedupeTopic: r.string('dedupeTopic', 'OMNIBUS_KAFKA_DEDUPE_TOPIC', '__omnibus_processed', TOPIC_NAME),
+    dedupeTtlMs: int('dedupeTtlMs', 'OMNIBUS_KAFKA_DEDUPE_TTL_MS', 86_400_000, 1000),
   }
 }

@@ -1,28 +1,27 @@
 /**
- * One subscription = one Kafka consumer-group member. It consumes the Kafka topics whose names
- * match its pattern, runs the handler per event (retries in place, dead letters, dedupe), and
- * commits a partition's offset only up to the last event whose handling finished.
+ * One subscription = one Kafka consumer-group member feeding one consumer kernel. This module is
+ * the membership: which Kafka topics the member consumes (new ones found by the topic listing),
+ * where a new group starts, joining and rejoining, restarting a crashed consumer, and leaving.
+ * What a batch becomes in the kernel, and how acks become offsets, is `batch.ts`.
  */
 import {
   compilePattern,
-  DEFAULT_DEAD_LETTER_TOPIC,
-  type DedupeStore,
-  deadLetterInput,
-  decideFailure,
-  decodeEvent,
   type EventHandler,
   type EventInput,
-  type HandlerOutcome,
-  HandlerRunner,
-  InvalidEnvelopeError,
-  KeyedLimiter,
   type Logger,
-  type OmnibusEvent,
-  type ResolvedSubscribeOptions,
-  type Subscription,
   SubscriptionError,
 } from '@omnibus/core'
-import type { BatchControl, ConsumerHandle, InboundBatch, InboundMessage, KafkaClient } from './client.ts'
+import {
+  ConsumerKernel,
+  type DedupeStore,
+  describeError,
+  type KernelAdapter,
+  type ResolvedSubscribeOptions,
+  safeLog,
+} from '@omnibus/core/backend'
+import type { AttemptBook, PartitionHistory } from './attempts.ts'
+import { type BatchRun, Feeder, type KafkaMessage } from './batch.ts'
+import type { ConsumerHandle, KafkaClient } from './client.ts'
 import { classifyError } from './errors.ts'
 import { isInternalTopic } from './publisher.ts'
 
@@ -30,12 +29,15 @@ import { isInternalTopic } from './publisher.ts'
 export interface SubscriptionHost {
   readonly client: KafkaClient
   readonly logger: Logger
-  readonly dedupe: DedupeStore
   readonly heartbeatIntervalMs: number
   readonly groupJoinTimeoutMs: number
   readonly endpoint: string
-  /** Publishes (dead letters) through the backend's batching producer. */
-  publish(input: EventInput): Promise<unknown>
+  /** The exactly-once store (asked for only by exactly-once subscriptions). */
+  dedupe(): DedupeStore
+  /** The delivery-count records (asked for only by group subscriptions). */
+  attempts(): AttemptBook
+  /** Publishes a dead letter through the backend's batching producer (the kernel logs it). */
+  publishDeadLetter(input: EventInput): Promise<unknown>
   /** Makes sure a topic exists (literal subscriptions create theirs up front). */
   ensureTopic(topic: string): Promise<void>
   /** Removes the subscription from the backend's books. */
@@ -53,81 +55,94 @@ export interface KafkaSubscriptionSpec {
   readonly literal: boolean
 }
 
-const DONE = Promise.resolve(true)
-const NOT_DONE = Promise.resolve(false)
-
-function nextOffset(offset: string): string {
-  return (BigInt(offset) + 1n).toString()
-}
-
-function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
-  if (signal.aborted) return Promise.resolve(false)
-  return new Promise((resolve) => {
-    const onAbort = (): void => {
-      clearTimeout(timer)
-      resolve(false)
-    }
-    const timer = setTimeout(() => {
-      signal.removeEventListener('abort', onAbort)
-      resolve(true)
-    }, ms)
-    timer.unref()
-    signal.addEventListener('abort', onAbort, { once: true })
-  })
-}
-
-type Prepared =
-  | { readonly kind: 'event'; readonly event: OmnibusEvent }
-  | { readonly kind: 'invalid'; readonly error: InvalidEnvelopeError; readonly raw: Uint8Array }
-
-const EMPTY = Buffer.alloc(0)
-
-/** A message that failed to decode, with the decode error and its raw bytes. */
-function invalid(error: unknown, raw: Buffer): Extract<Prepared, { kind: 'invalid' }> {
-  const e =
-    error instanceof InvalidEnvelopeError
-      ? error
-      : new InvalidEnvelopeError(String((error as Error)?.message ?? error), '')
-  return { kind: 'invalid', error: e, raw: new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength) }
-}
-
-/** A live subscription on the Kafka backend. */
-export class KafkaSubscription implements Subscription {
+/** A live subscription on the Kafka backend: a group member whose messages run in a consumer kernel. */
+export class KafkaSubscription {
   readonly id: string
   readonly pattern: string
-  readonly group: string | undefined
   readonly groupId: string
+  /** The kernel that runs the handler; its `subscription` is what `subscribe` returns. */
+  readonly kernel: ConsumerKernel<KafkaMessage>
   readonly #spec: KafkaSubscriptionSpec
   readonly #host: SubscriptionHost
   readonly #matches: (topic: string) => boolean
-  readonly #limiter: KeyedLimiter
-  readonly #runner: HandlerRunner
-  /** Aborted when handlers must give up (drain timeout passed, or unsubscribe). */
-  readonly #abort = new AbortController()
+  readonly #feeder: Feeder
+  /** Delivery counts survive a dead member only in a shared group (a broadcast group dies with it). */
+  readonly #attempts: AttemptBook | undefined
   readonly #topics = new Set<string>()
-  readonly #inflightIds = new Map<string, Promise<void>>()
   /** Start offsets of `from: 'latest'` partitions that had no committed offset at subscribe. */
   readonly #pins = new Map<string, string>()
+  /** Record writes under way that must land before the member leaves its group. */
+  readonly #writes = new Set<Promise<unknown>>()
   #consumer: ConsumerHandle | undefined
   #active = true
   #chain: Promise<void> = Promise.resolve()
   #joined = false
   #joinWaiters: Array<() => void> = []
-  #closing: Promise<void> | undefined
   #pinning: Promise<void> = Promise.resolve()
   #crashRestart: NodeJS.Timeout | undefined
+  /** This member's id in its group, and the partitions it was given, as of its last join. */
+  #memberId = ''
+  #assignment: Readonly<Record<string, readonly number[]>> = {}
+  /** Members of the group at the last look, by join. */
+  #members: Promise<Set<string>> | undefined
+  /** The last offset this member committed, per partition (`topic NUL partition`). */
+  readonly #committed = new Map<string, string>()
 
   constructor(spec: KafkaSubscriptionSpec, host: SubscriptionHost) {
     this.id = spec.id
     this.pattern = spec.options.pattern
-    this.group = spec.options.group
     this.groupId = spec.groupId
     this.#spec = spec
     this.#host = host
     this.#matches = compilePattern(spec.options.pattern)
-    this.#limiter = new KeyedLimiter(spec.options.concurrency)
-    this.#runner = new HandlerRunner(spec.handler, this, host.logger, this.#abort.signal)
-    spec.options.signal?.addEventListener('abort', () => void this.unsubscribe(), { once: true })
+    const o = spec.options
+    this.#attempts = spec.privateGroup || o.guarantee === 'at-most-once' ? undefined : host.attempts()
+    const feeder = (): Feeder => this.#feeder
+    const adapter: KernelAdapter<KafkaMessage> = {
+      backend: 'kafka',
+      ack: (msg) => feeder().ack(msg),
+      redeliver: (msg, delayMs, deliveryCount) => feeder().redeliver(msg, delayMs, deliveryCount),
+      release: (msg, started) => this.#track(feeder().release(msg, started)),
+      publishDeadLetter: async (input) => {
+        await host.publishDeadLetter(input)
+      },
+      ...(o.guarantee === 'exactly-once' ? { dedupe: host.dedupe() } : {}),
+      stop: () => this.#stop(),
+      dispose: () => this.#dispose(),
+      onSettled: () => feeder().settled(),
+    }
+    this.kernel = new ConsumerKernel<KafkaMessage>({
+      adapter,
+      options: o,
+      handler: spec.handler,
+      subscriptionId: spec.id,
+      logger: host.logger,
+      // Processed-id records are keyed by the Kafka group id, as earlier versions wrote them.
+      dedupeGroup: spec.groupId,
+    })
+    const serial = o.concurrency === 1
+    this.#feeder = new Feeder({
+      kernel: this.kernel,
+      matches: this.#matches,
+      atMostOnce: o.guarantee === 'at-most-once',
+      serial,
+      heartbeatIntervalMs: host.heartbeatIntervalMs,
+      active: (run) => this.#active && run.control.isActive(),
+      begin: (run) => this.#begin(run),
+      count: (run, offset, deliveries) =>
+        this.#attempts === undefined
+          ? Promise.resolve()
+          : this.#track(this.#attempts.delivered(this.groupId, run.topic, run.partition, offset, deliveries)),
+      commit: (run, offset) => this.#commit(run, offset),
+      warn: (message, error, run) =>
+        safeLog(host.logger, 'warn', message, {
+          subscription: this.id,
+          topic: run.topic,
+          partition: run.partition,
+          error: describeError(error),
+        }),
+    })
+    if (!this.kernel.subscription.active) this.#active = false
   }
 
   get active(): boolean {
@@ -142,6 +157,81 @@ export class KafkaSubscription implements Subscription {
   /** Whether a Kafka topic name can carry events this subscription wants. */
   wants(topic: string): boolean {
     return !isInternalTopic(topic) && this.#matches(topic)
+  }
+
+  #track<T>(p: Promise<T>): Promise<T> {
+    this.#writes.add(p)
+    const forget = (): void => void this.#writes.delete(p)
+    p.then(forget, forget)
+    return p
+  }
+
+  /** What the records say of a partition this member starts on (group subscriptions). */
+  async #begin(run: BatchRun): Promise<PartitionHistory | undefined> {
+    const book = this.#attempts
+    if (book === undefined) return undefined
+    const first = run.messages[0]?.offset as string
+    return this.#track(
+      book.begin(this.groupId, run.topic, run.partition, first, this.#memberId, async (member) => {
+        this.#members ??= this.#host.client.groupMembers(this.groupId).then((ids) => new Set(ids))
+        // Unknown (the admin call failed): assume alive, the count then lags by one death.
+        return (await this.#members.catch(() => new Set([member]))).has(member)
+      }),
+    )
+  }
+
+  async #commit(run: BatchRun, offset: string): Promise<void> {
+    this.#committed.set(`${run.topic}\u0000${run.partition}`, offset)
+    const book = this.#attempts
+    if (book === undefined) {
+      await run.control.commit(offset)
+      return
+    }
+    await Promise.all([
+      run.control.commit(offset),
+      this.#track(book.position(this.groupId, run.topic, run.partition, offset, this.#memberId, false)),
+    ])
+  }
+
+  /** First step of closing: the member starts nothing new; redeliveries and queued keys go back. */
+  #stop(): Promise<void> {
+    this.#active = false
+    this.#host.forget(this)
+    if (this.#crashRestart !== undefined) clearTimeout(this.#crashRestart)
+    for (const w of this.#joinWaiters) w()
+    this.#joinWaiters = []
+    return this.#track(this.#feeder.stop())
+  }
+
+  /** Last step of closing, after the drain: records land, the member leaves its group. */
+  async #dispose(): Promise<void> {
+    this.#feeder.end()
+    await Promise.allSettled([...this.#writes])
+    await this.#chain
+    const consumer = this.#consumer
+    if (consumer !== undefined) {
+      // Stopped cleanly (before leaving the group, which hands the partitions on): the next owner
+      // has no death to count.
+      const book = this.#attempts
+      if (book !== undefined) {
+        await Promise.allSettled(
+          Object.entries(this.#assignment).flatMap(([topic, partitions]) =>
+            partitions.map((p) => {
+              const offset = this.#committed.get(`${topic}\u0000${p}`)
+              return offset === undefined
+                ? undefined
+                : book.stopped(this.groupId, topic, p, offset, this.#memberId)
+            }),
+          ),
+        )
+      }
+      await consumer.stop().catch(() => {})
+      await consumer.disconnect().catch(() => {})
+    }
+    if (this.#spec.privateGroup && this.#consumer !== undefined) {
+      // Broadcast groups are single-use: remove them so the cluster does not keep them around.
+      await this.#host.client.deleteGroup(this.groupId).catch(() => {})
+    }
   }
 
   /**
@@ -256,9 +346,13 @@ export class KafkaSubscription implements Subscription {
     return this.#host.client.createConsumer({
       groupId: this.groupId,
       partitionsConsumedConcurrently: Math.min(this.#spec.options.concurrency, 16),
-      onBatch: (batch, control) => this.#onBatch(batch, control),
-      onJoin: (assignment) => {
+      onBatch: (batch, control) => this.#track(this.#feeder.onBatch(batch, control)),
+      onJoin: (assignment, memberId) => {
         this.#host.logger.debug('kafka group joined', { group: this.groupId, assignment })
+        this.#memberId = memberId
+        this.#assignment = assignment
+        this.#members = undefined
+        this.#feeder.rejoined()
         if (this.#pins.size > 0) {
           const apply = (): Promise<void> => this.#applyPins(assignment)
           this.#pinning = this.#pinning.then(apply, apply).catch((error) => {
@@ -328,344 +422,5 @@ export class KafkaSubscription implements Subscription {
         { backend: 'kafka', retryable: true },
       )
     }
-  }
-
-  #prepare(m: InboundMessage): Prepared {
-    const raw = m.value ?? EMPTY
-    try {
-      return { kind: 'event', event: decodeEvent(raw.toString()) }
-    } catch (error) {
-      return invalid(error, raw)
-    }
-  }
-
-  async #onBatch(batch: InboundBatch, control: BatchControl): Promise<void> {
-    const messages = batch.messages
-    if (messages.length === 0) return
-    let revoked = false
-    // Asking the client whether the partition is still ours costs a lookup per call; every 16th
-    // event is enough (a few extra events after a rebalance are redelivered, never lost).
-    let checks = 0
-    let stillOurs = true
-    const proceed = (): boolean => {
-      if (!this.#active || revoked || this.#abort.signal.aborted) return false
-      if ((checks++ & 15) === 0) stillOurs = control.isActive()
-      return stillOurs
-    }
-    const beat = setInterval(() => {
-      control.heartbeat().catch(() => {
-        // A rebalance started: finish what runs, start nothing new, let the member rejoin.
-        revoked = true
-      })
-    }, this.#host.heartbeatIntervalMs)
-    // The backend's hold keeps the process alive while connected, not the timers of a batch.
-    beat.unref()
-    const atMostOnce = this.#spec.options.guarantee === 'at-most-once'
-    const concurrency = this.#spec.options.concurrency
-    let done: string | undefined
-    let lastCommit = Date.now()
-    // Reading the clock costs more than the rest of an event's bookkeeping: it is read when this
-    // timer says a second may have passed (between asynchronous handlers), or every 32 events
-    // (a long run of synchronous ones, during which no timer fires).
-    let commitDue = false
-    const commitTimer = setInterval(() => {
-      commitDue = true
-    }, 1000)
-    commitTimer.unref()
-
-    /** Called after each finished event, in offset order: an intermediate commit once a second. */
-    const finished = async (offset: string, index: number): Promise<void> => {
-      done = offset
-      if (atMostOnce || (!commitDue && (index & 31) !== 31) || Date.now() - lastCommit <= 1000) return
-      commitDue = false
-      lastCommit = Date.now()
-      control.markDone(offset)
-      await control.commit(nextOffset(offset)).catch(() => {})
-    }
-
-    // One event at a time, in offset order: no task bookkeeping, and a handler that returned
-    // synchronously is not awaited, so a batch of synchronous handlers runs without a microtask
-    // per event. The partition's position moves over finished events only.
-    const serial = async (): Promise<void> => {
-      const direct = this.#spec.options.guarantee !== 'exactly-once'
-      // The batch's Kafka topic matches the pattern (only matching topics are consumed), so an
-      // envelope naming it needs no matcher call; a foreign producer's other topic still does.
-      const own = batch.topic
-      for (let i = 0; i < messages.length; i++) {
-        const m = messages[i] as InboundMessage
-        if (!proceed()) return
-        const raw = m.value ?? EMPTY
-        let event: OmnibusEvent
-        try {
-          // Kafka values are Buffers: decoding their text directly spares the codec a Buffer
-          // view per message.
-          event = decodeEvent(raw.toString())
-        } catch (error) {
-          if (!(await this.#deadLetterForeign(batch, m, invalid(error, raw), proceed))) return
-          await finished(m.offset, i)
-          continue
-        }
-        if (event.topic === own || this.#matches(event.topic)) {
-          if (direct) {
-            const first = this.#runner.run(event, 1)
-            const outcome = first instanceof Promise ? await first : first
-            if (outcome.kind !== 'ack' && !(await this.#run(event, proceed, outcome))) return
-          } else if (!(await this.#processOnce(event, proceed))) return
-        }
-        done = m.offset
-        if (commitDue || (i & 31) === 31) await finished(m.offset, i)
-      }
-    }
-
-    // Handlers run in offset order, at most `concurrency` at once (per-key order kept by the
-    // limiter), and only a few ahead of the oldest unfinished one so a huge batch does not queue
-    // thousands of tasks. The partition's position moves over a prefix of finished events only.
-    const windowed = async (): Promise<void> => {
-      const window = concurrency * 4
-      const runs: Array<Promise<boolean>> = []
-      const submit = (upTo: number): void => {
-        while (runs.length < messages.length && runs.length < upTo) {
-          const m = messages[runs.length] as InboundMessage
-          const prepared = this.#prepare(m)
-          const key = prepared.kind === 'event' ? prepared.event.partitionKey : undefined
-          runs.push(this.#limiter.run(key, () => this.#process(batch, m, prepared, proceed)))
-        }
-      }
-      for (let i = 0; i < messages.length; i++) {
-        submit(i + window)
-        if (!(await runs[i])) return
-        await finished((messages[i] as InboundMessage).offset, i)
-      }
-    }
-
-    try {
-      const last = messages[messages.length - 1] as InboundMessage
-      if (atMostOnce) {
-        // Acknowledged before any handler runs: a crash now loses these events, never repeats them.
-        control.markDone(last.offset)
-        await control.commit(nextOffset(last.offset))
-      }
-      const work = concurrency === 1 ? serial() : windowed()
-      // Past the drain timeout, stop waiting for a handler that does not return; its event is
-      // not acknowledged and comes back to the group.
-      if (this.#abort.signal.aborted) {
-        // It starts nothing (proceed() is false), but must not leave a rejection unobserved.
-        work.catch(() => {})
-      } else {
-        let onAbort: (() => void) | undefined
-        const aborted = new Promise<void>((resolve) => {
-          onAbort = resolve
-          this.#abort.signal.addEventListener('abort', onAbort, { once: true })
-        })
-        try {
-          await Promise.race([work, aborted])
-        } finally {
-          this.#abort.signal.removeEventListener('abort', onAbort as () => void)
-        }
-      }
-      if (done !== undefined && !atMostOnce) {
-        control.markDone(done)
-        await control.commit(nextOffset(done)).catch((error) => {
-          this.#host.logger.warn('kafka offset commit failed; the events will be delivered again', {
-            subscription: this.id,
-            topic: batch.topic,
-            partition: batch.partition,
-            error: classifyError(error, 'subscribe', this.#host.endpoint).message,
-          })
-        })
-      }
-    } catch (error) {
-      this.#host.logger.warn('kafka batch processing stopped', {
-        subscription: this.id,
-        error: classifyError(error, 'subscribe', this.#host.endpoint).message,
-      })
-    } finally {
-      clearInterval(beat)
-      clearInterval(commitTimer)
-    }
-  }
-
-  /**
-   * Handles one message; resolves true when it is finished with (acked, dead-lettered or
-   * dropped), false when it must come again. Never rejects. Not `async`: the common path hands
-   * back the handler run's own promise, one promise fewer per event.
-   */
-  #process(
-    batch: InboundBatch,
-    m: InboundMessage,
-    prepared: Prepared,
-    proceed: () => boolean,
-  ): Promise<boolean> {
-    if (!proceed()) return NOT_DONE
-    if (prepared.kind === 'invalid') return this.#deadLetterForeign(batch, m, prepared, proceed)
-    const event = prepared.event
-    // A foreign producer may write an envelope of another type onto a topic we read.
-    if (!this.#matches(event.topic)) return DONE
-    if (this.#spec.options.guarantee !== 'exactly-once') return this.#run(event, proceed)
-    return this.#processOnce(event, proceed)
-  }
-
-  async #processOnce(event: OmnibusEvent, proceed: () => boolean): Promise<boolean> {
-    const dedupeGroup = this.groupId
-    for (;;) {
-      const running = this.#inflightIds.get(event.id)
-      if (running === undefined) break
-      await running
-    }
-    let release: () => void = () => {}
-    try {
-      if (await this.#host.dedupe.has(dedupeGroup, event.id)) return true
-      this.#inflightIds.set(event.id, new Promise<void>((r) => (release = r)))
-      const ok = await this.#run(event, proceed)
-      if (ok) await this.#host.dedupe.add(dedupeGroup, event.id)
-      return ok
-    } catch (error) {
-      this.#host.logger.warn('kafka dedupe store failed; the event will be delivered again', {
-        subscription: this.id,
-        id: event.id,
-        error: error instanceof Error ? error.message : String(error),
-      })
-      return false
-    } finally {
-      this.#inflightIds.delete(event.id)
-      release()
-    }
-  }
-
-  /** Runs the handler until it acks or the policy gives up; `first` is attempt 1's outcome when already known. */
-  async #run(event: OmnibusEvent, proceed: () => boolean, first?: HandlerOutcome): Promise<boolean> {
-    const o = this.#spec.options
-    let firstFailureAt: number | undefined
-    for (let attempt = 1; ; attempt++) {
-      const outcome = attempt === 1 && first !== undefined ? first : await this.#runner.run(event, attempt)
-      if (outcome.kind === 'ack') return true
-      const now = Date.now()
-      firstFailureAt ??= now
-      const decision = decideFailure(o, attempt, outcome)
-      if (decision.action === 'retry') {
-        const slept = await sleep(decision.delayMs, this.#abort.signal)
-        // Stopped while waiting: not acknowledged, so the event comes back after the restart.
-        if (!slept || !proceed()) return false
-        continue
-      }
-      if (decision.action === 'drop') {
-        if (o.guarantee !== 'at-most-once') {
-          this.#host.logger.warn('kafka event dropped after its last attempt (deadLetter: false)', {
-            subscription: this.id,
-            id: event.id,
-            topic: event.topic,
-            reason: decision.reason,
-          })
-        }
-        return true
-      }
-      const input = deadLetterInput(
-        event,
-        o.deadLetter === false ? DEFAULT_DEAD_LETTER_TOPIC : o.deadLetter,
-        {
-          reason: decision.reason,
-          group: o.group,
-          attempts: attempt,
-          firstFailureAt,
-          lastFailureAt: now,
-          error: outcome.error,
-          backend: 'kafka',
-        },
-      )
-      return this.#publishDeadLetter(input, proceed)
-    }
-  }
-
-  async #deadLetterForeign(
-    batch: InboundBatch,
-    m: InboundMessage,
-    prepared: Extract<Prepared, { kind: 'invalid' }>,
-    proceed: () => boolean,
-  ): Promise<boolean> {
-    const o = this.#spec.options
-    const reason = `invalid envelope on Kafka topic ${batch.topic} partition ${batch.partition} offset ${m.offset}: ${prepared.error.message}`
-    if (o.deadLetter === false) {
-      this.#host.logger.warn('kafka message is not an Omnibus envelope; dropped (deadLetter: false)', {
-        subscription: this.id,
-        reason,
-      })
-      return true
-    }
-    const now = Date.now()
-    const stub: OmnibusEvent = {
-      id: `kafka.${batch.topic}.${batch.partition}.${m.offset}`,
-      topic: batch.topic,
-      data: prepared.raw,
-      time: now,
-      source: `kafka://${batch.topic}`,
-      headers: {},
-      guarantee: 'at-least-once',
-    }
-    const input = deadLetterInput(stub, o.deadLetter, {
-      reason,
-      group: o.group,
-      attempts: 0,
-      firstFailureAt: now,
-      lastFailureAt: now,
-      error: prepared.error,
-      backend: 'kafka',
-    })
-    return this.#publishDeadLetter(input, proceed)
-  }
-
-  /** Dead letters are acknowledged by the brokers before the original's offset moves on. */
-  async #publishDeadLetter(input: EventInput, proceed: () => boolean): Promise<boolean> {
-    for (let attempt = 1; ; attempt++) {
-      try {
-        await this.#host.publish(input)
-        return true
-      } catch (error) {
-        this.#host.logger.warn('kafka dead letter could not be published; retrying', {
-          subscription: this.id,
-          topic: input.topic,
-          error: classifyError(error, 'publish', this.#host.endpoint).message,
-        })
-        const slept = await sleep(Math.min(5000, 200 * 2 ** attempt), this.#abort.signal)
-        if (!slept || !proceed()) return false
-      }
-    }
-  }
-
-  /** Stops delivery; in-flight handlers finish. Idempotent and safe to call concurrently. */
-  unsubscribe(): Promise<void> {
-    return this.close(undefined)
-  }
-
-  /**
-   * Stops the member. With `drainTimeoutMs`, handlers still running after it are abandoned (their
-   * events are not acknowledged and come back to the group); without it, they are waited for.
-   */
-  close(drainTimeoutMs: number | undefined): Promise<void> {
-    if (this.#closing !== undefined) return this.#closing
-    this.#active = false
-    this.#host.forget(this)
-    if (this.#crashRestart !== undefined) clearTimeout(this.#crashRestart)
-    for (const w of this.#joinWaiters) w()
-    this.#joinWaiters = []
-    this.#closing = (async () => {
-      const timer =
-        drainTimeoutMs === undefined ? undefined : setTimeout(() => this.#abort.abort(), drainTimeoutMs)
-      try {
-        await this.#chain
-        const consumer = this.#consumer
-        if (consumer !== undefined) {
-          await consumer.stop().catch(() => {})
-          await consumer.disconnect().catch(() => {})
-        }
-      } finally {
-        if (timer !== undefined) clearTimeout(timer)
-        this.#abort.abort()
-      }
-      if (this.#spec.privateGroup && this.#consumer !== undefined) {
-        // Broadcast groups are single-use: remove them so the cluster does not keep them around.
-        await this.#host.client.deleteGroup(this.groupId).catch(() => {})
-      }
-    })()
-    return this.#closing
   }
 }

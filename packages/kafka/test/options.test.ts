@@ -36,10 +36,16 @@ describe('resolveKafkaOptions', () => {
   })
 
   it('rejects bad values with a message naming the field and the value', () => {
-    expect(() => resolveKafkaOptions({ numPartitions: 0 }, {})).toThrow(/numPartitions = 0/)
-    expect(() => resolveKafkaOptions({}, { OMNIBUS_KAFKA_PARTITIONS: 'many' })).toThrow(
-      /numPartitions \(from OMNIBUS_KAFKA_PARTITIONS\) = "many"/,
+    expect(() => resolveKafkaOptions({ numPartitions: 0 }, {})).toThrow(
+      'kafka backend option numPartitions must be an integer >= 1, got 0',
     )
+    expect(() => resolveKafkaOptions({}, { OMNIBUS_KAFKA_PARTITIONS: 'many' })).toThrow(
+      'kafka backend option numPartitions must be an integer >= 1, got "many" (from the environment variable OMNIBUS_KAFKA_PARTITIONS)',
+    )
+    expect(() => resolveKafkaOptions({}, { OMNIBUS_KAFKA_SSL: 'maybe' })).toThrow(
+      /kafka backend option ssl must be true or false .*got "maybe" \(from the environment variable OMNIBUS_KAFKA_SSL\)/,
+    )
+    expect(resolveKafkaOptions({}, { OMNIBUS_KAFKA_AUTO_CREATE_TOPICS: 'off' }).autoCreateTopics).toBe(false)
     expect(() => resolveKafkaOptions({ brokers: ['not a host'] }, {})).toThrow(ConfigurationError)
     expect(() => resolveKafkaOptions({ heartbeatIntervalMs: 5000, sessionTimeoutMs: 3000 }, {})).toThrow(
       /heartbeatIntervalMs/,

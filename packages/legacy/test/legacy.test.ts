@@ -3,10 +3,9 @@ import {
   type EventBackend,
   ObservabilityBus,
   type OmnibusEvent,
-  recordingExporter,
   silentLogger,
-  waitUntil,
 } from '@omnibus/core'
+import { recordingExporter, waitUntil } from '@omnibus/core/testing'
 import { createMemoryBackend } from '@omnibus/memory'
 import { afterEach, beforeEach, describe, expect, it } from 'vitest'
 import {

@@ -1,7 +1,8 @@
 /**
  * `createMemoryBackend`: the `EventBackend` over an in-process {@link Bus}. The backend object is
- * a thin shell: publish validates and builds the envelope, the bus routes it, subscriptions are
- * members of the bus's queues, and disconnect drains this backend's members.
+ * a thin shell: publish validates and builds the envelope, the bus routes it, each subscription is
+ * a consumer kernel from core fed by its queue (the kernel's adapter: ack, redeliver, release are
+ * queue operations), and disconnect closes every kernel with the drain timeout.
  */
 import {
   type BackendCapabilities,
@@ -9,26 +10,28 @@ import {
   type BatchReceipt,
   ConfigurationError,
   createEvent,
-  currentEvent,
   type EventBackend,
   type EventDefaults,
   type EventHandler,
   type EventInput,
-  encodeEventChecked,
   GUARANTEES,
-  HandlerRunner,
   type HealthStatus,
-  holdProcess,
   NotConnectedError,
   type OmnibusEvent,
-  type ProcessHold,
   type PublishReceipt,
+  type SubscribeOptions,
+} from '@omnibus/core'
+import {
+  ConsumerKernel,
+  checkDrainTimeout,
+  encodeEventChecked,
+  holdProcess,
+  type ProcessHold,
   rejectUnknownUrlParams,
   resolveSubscribeOptions,
-  type SubscribeOptions,
-  type Subscription,
-} from '@omnibus/core'
-import { Bus, Member, namedBus, type QueueSettings, releaseNamedBus, safeLog } from './bus.ts'
+} from '@omnibus/core/backend'
+import { type AdapterHost, MemoryAdapter } from './adapter.ts'
+import { Bus, Member, type MemoryMessage, namedBus, type QueueSettings, releaseNamedBus } from './bus.ts'
 import {
   MEMORY_URL_PARAMS,
   type MemoryBackendOptions,
@@ -83,6 +86,7 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
   // Like a socket of a network backend: connected means the process stays alive until disconnect().
   let hold: ProcessHold | undefined
   const members = new Set<Member>()
+  const host: AdapterHost = { logger, members }
 
   function prepare(input: EventInput, eventDefaults: EventDefaults): OmnibusEvent {
     const event = createEvent(input, eventDefaults)
@@ -93,90 +97,6 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
       encodeEventChecked(event, maxPayloadBytes, 'memory')
     }
     return event
-  }
-
-  async function closeMember(member: Member, timeoutMs: number, leaving: boolean): Promise<void> {
-    const queue = member.queue
-    const b = queue.bus
-    b.remove(member)
-    // A member that is the last of its queue delivers what the queue holds before it goes
-    // (nobody else could); otherwise it only finishes its own in-flight handlers.
-    const last = queue.members.length === 1 && queue.members[0] === member
-    const finishQueue = last && leaving
-    if (!finishQueue) queue.removeMember(member)
-    else queue.schedule()
-    // Called from inside one of this subscription's own handlers (a handler that unsubscribes or
-    // disconnects and awaits it): that run cannot finish first, so it is not waited for.
-    const current = currentEvent()
-    const own = current !== undefined && member.isHandling(current) ? current : undefined
-    const running = own === undefined ? 0 : 1
-    const check = finishQueue
-      ? () =>
-          queue.queued === 0 &&
-          queue.retrying === 0 &&
-          queue.overflowLength === 0 &&
-          queue.inFlight <= running
-      : () => member.inFlight <= running
-    if (!check()) {
-      let timer: ReturnType<typeof setTimeout> | undefined
-      const timedOut = await Promise.race([
-        queue.whenIdle(check).then(() => false),
-        new Promise<boolean>((resolve) => {
-          timer = setTimeout(() => resolve(true), timeoutMs)
-        }),
-      ])
-      clearTimeout(timer)
-      if (timedOut) {
-        member.controller.abort(
-          new Error(`the memory backend stopped waiting for this handler after ${timeoutMs} ms`),
-        )
-        const isGroup = queue.group !== undefined
-        const cut = queue.abandon(member, isGroup, own)
-        if (cut > 0) {
-          safeLog(
-            logger,
-            'warn',
-            isGroup
-              ? `${cut} handler(s) still running after ${timeoutMs} ms; their events go back to group "${queue.group}"`
-              : `${cut} handler(s) still running after ${timeoutMs} ms; their events are not redelivered`,
-            { subscription: member.id, pattern: member.pattern },
-          )
-        }
-      }
-    }
-    if (finishQueue) queue.removeMember(member)
-    if (queue.group === undefined) {
-      const dropped = queue.discard()
-      if (dropped > 0) {
-        safeLog(logger, 'warn', `${dropped} queued event(s) of a closed subscription were dropped`, {
-          subscription: member.id,
-          pattern: member.pattern,
-        })
-      }
-    } else b.forgetGroupIfIdle(queue)
-    member.controller.abort(new Error('the subscription is closed'))
-    members.delete(member)
-    member.onClose?.()
-  }
-
-  function makeSubscription(member: Member): Subscription {
-    let closed: Promise<void> | undefined
-    return {
-      id: member.id,
-      pattern: member.pattern,
-      group: member.group,
-      get active() {
-        return closed === undefined && member.active
-      },
-      unsubscribe() {
-        if (closed === undefined) {
-          closed = members.has(member)
-            ? closeMember(member, resolved.drainTimeoutMs, false)
-            : Promise.resolve()
-        }
-        return closed
-      },
-    }
   }
 
   const backend: MemoryBackend = {
@@ -201,18 +121,21 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
     disconnect(opts = {}) {
       if (closing !== undefined) return closing
       if (!connected) return Promise.resolve()
-      const timeoutMs = opts.drainTimeoutMs ?? resolved.drainTimeoutMs
-      if (typeof timeoutMs !== 'number' || !Number.isFinite(timeoutMs) || timeoutMs < 0) {
-        return Promise.reject(
-          new ConfigurationError(`drainTimeoutMs must be a number >= 0, got ${String(timeoutMs)}`, {
-            backend: 'memory',
-          }),
-        )
+      let timeoutMs: number
+      try {
+        timeoutMs = checkDrainTimeout(opts.drainTimeoutMs ?? resolved.drainTimeoutMs, 'memory')
+      } catch (error) {
+        return Promise.reject(error)
       }
       // Publishing keeps working while handlers drain (they often publish follow-ups); only new
       // subscriptions are refused.
       const b = bus as Bus
-      closing = Promise.all([...members].map((m) => closeMember(m, timeoutMs, true))).then(() => {
+      closing = Promise.all(
+        [...members].map((m) => {
+          m.leaving = true
+          return m.kernel.close(timeoutMs)
+        }),
+      ).then(() => {
         connected = false
         b.attached--
         releaseNamedBus(b)
@@ -288,24 +211,22 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
       if (!connected || closing !== undefined) throw new NotConnectedError('memory', 'subscribe')
       const b = bus as Bus
       const id = `memory-${++nextSubscription}`
-      const member = new Member(id, handler as EventHandler, o, b.queueFor(o, queueSettings), logger)
-      const subscription = makeSubscription(member)
-      member.subscription = subscription
-      member.runner = new HandlerRunner(handler as EventHandler, subscription, logger, member.signal)
-      if (o.signal?.aborted) {
-        member.active = false
-        await subscription.unsubscribe()
-        return subscription
-      }
+      const member = new Member(id, o, b.queueFor(o, queueSettings))
+      member.kernel = new ConsumerKernel<MemoryMessage>({
+        adapter: new MemoryAdapter(member, b, host),
+        options: o,
+        handler: handler as EventHandler,
+        subscriptionId: id,
+        logger,
+        drainTimeoutMs: resolved.drainTimeoutMs,
+        memberId: id,
+      })
+      const subscription = member.kernel.subscription
+      // An already aborted signal closed the subscription in the kernel's constructor.
+      if (!subscription.active) return subscription
       members.add(member)
+      member.added = true
       b.add(member)
-      const signal = o.signal
-      if (signal !== undefined) {
-        const onAbort = () => void subscription.unsubscribe()
-        signal.addEventListener('abort', onAbort, { once: true })
-        // A long-lived signal shared by many subscriptions must not keep closed ones alive.
-        member.onClose = () => signal.removeEventListener('abort', onAbort)
-      }
       return subscription
     },
   }

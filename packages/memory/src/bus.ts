@@ -1,10 +1,13 @@
 /**
- * The delivery engine of the memory backend. A {@link Bus} routes each event to queues: one per
+ * The broker side of the memory backend. A {@link Bus} routes each event to queues: one per
  * broadcast subscription and one per consumer group. A queue holds events in publish order and
  * hands them to its members (one for a broadcast subscription, the group's subscriptions for a
- * group) round-robin, each member up to its `concurrency`, never two events of one partition key
- * at once. Handlers that return a non-promise are run and acknowledged synchronously inside the
- * queue's drain loop, so the hot path allocates no promise per event.
+ * group) round-robin, each member while its consumer kernel has a free slot, never two events of
+ * one partition key at once (a key stays with its event through retries). Each member is a
+ * `ConsumerKernel` from core, which decides what delivery means; the queue is its adapter: ack
+ * frees the event's key, redeliver is a timer, release puts the event back for another member.
+ * Handlers that return a non-promise are run and acknowledged synchronously inside the queue's
+ * drain loop, so the hot path allocates no promise per event.
  */
 import { AsyncLocalStorage } from 'node:async_hooks'
 import {
@@ -12,61 +15,54 @@ import {
   createEvent,
   currentEvent,
   DLQ_HEADERS,
-  deadLetterInput,
-  decideFailure,
-  type EventHandler,
   type EventInput,
-  type HandlerOutcome,
-  type HandlerRunner,
   type Logger,
   MatcherIndex,
-  MemoryDedupeStore,
   type OmnibusEvent,
-  type ResolvedSubscribeOptions,
-  type Subscription,
 } from '@omnibus/core'
+import {
+  type ConsumerKernel,
+  type KernelMessage,
+  MemoryDedupeStore,
+  type ResolvedSubscribeOptions,
+  safeLog,
+} from '@omnibus/core/backend'
 
-/** An event waiting for another attempt. Fresh events sit in queues as bare envelopes. */
-class Redelivery {
-  readonly event: OmnibusEvent
-  readonly attempt: number
-  readonly firstFailureAt: number
+let nextMessage = 0
 
-  constructor(event: OmnibusEvent, attempt: number, firstFailureAt: number) {
+/**
+ * One delivery of an event to a queue's member, and its redeliveries: fresh events sit in queues
+ * as bare envelopes and get one of these when they are handed to a member. A message the kernel
+ * settled within `deliver()` is reused for the next fresh event (the kernel keeps no reference to
+ * a settled message), so the synchronous hot path allocates none.
+ */
+export class MemoryMessage implements KernelMessage {
+  event: OmnibusEvent
+  deliveryCount: number
+  /** Identity of this message across its redeliveries (the native id), distinct per publish. */
+  seq: number
+  /** The kernel is done with it. */
+  settled = false
+
+  constructor(event: OmnibusEvent, deliveryCount: number, seq: number) {
     this.event = event
-    this.attempt = attempt
-    this.firstFailureAt = firstFailureAt
+    this.deliveryCount = deliveryCount
+    this.seq = seq
+  }
+
+  get nativeId(): string {
+    return String(this.seq)
+  }
+
+  get topic(): string {
+    return this.event.topic
   }
 }
 
-type Item = OmnibusEvent | Redelivery
+type Item = OmnibusEvent | MemoryMessage
 
 function eventOf(item: Item): OmnibusEvent {
-  return item instanceof Redelivery ? item.event : item
-}
-
-/** Logs without ever throwing: a broken logger must not stop a queue. */
-export function safeLog(
-  logger: Logger,
-  level: 'warn' | 'error',
-  message: string,
-  fields: Record<string, unknown>,
-): void {
-  try {
-    logger[level](message, fields)
-  } catch {
-    // Nothing sensible is left to report to.
-  }
-}
-
-// What a handler threw, made safe to describe: some values cannot even be turned into a string.
-function describable(error: unknown): unknown {
-  if (error instanceof Error) return error
-  try {
-    return String(error)
-  } catch {
-    return Object.prototype.toString.call(error)
-  }
+  return item instanceof MemoryMessage ? item.event : item
 }
 
 // A drain scheduled from inside a handler runs in the context the module was loaded in, not in
@@ -74,12 +70,6 @@ function describable(error: unknown): unknown {
 // deliveries and dead letters. Drains scheduled from outside any handler keep their context (the
 // publisher's, as an EventEmitter listener would), which costs nothing extra.
 const inRootContext = AsyncLocalStorage.snapshot()
-
-/** One in-flight async handler run; abandoned when its member is stopped past the drain timeout. */
-interface AsyncRun {
-  readonly item: Item
-  abandoned: boolean
-}
 
 /** A publish waiting for room in one or more full queues. */
 export class PendingPublish {
@@ -113,47 +103,25 @@ export class Member {
   readonly id: string
   readonly pattern: string
   readonly group: string | undefined
-  readonly handler: EventHandler
   readonly opts: ResolvedSubscribeOptions
-  readonly logger: Logger
   readonly queue: DeliveryQueue
-  readonly controller = new AbortController()
-  readonly signal: AbortSignal = this.controller.signal
   readonly matches: (topic: string) => boolean
-  subscription!: Subscription
-  inFlight = 0
-  /** Taking new work. */
-  active = true
-  /** Runs the handler (set with the subscription). */
-  runner!: HandlerRunner
-  readonly asyncRuns = new Set<AsyncRun>()
+  /** Runs the handler and settles each event (set right after construction). */
+  kernel!: ConsumerKernel<MemoryMessage>
+  /** Routed to by the bus (false for a subscription closed before it started). */
+  added = false
+  /** Closing with its backend (disconnect): the last member of a group delivers what the group holds first. */
+  leaving = false
   removeFromIndex: (() => void) | undefined
-  /** Called once the subscription is closed (removes its abort listener). */
+  /** Called once the subscription is closed. */
   onClose: (() => void) | undefined = undefined
-  /** The event whose handler is being called right now (its synchronous part). */
-  calling: OmnibusEvent | undefined = undefined
 
-  /** Whether `event` is being handled by one of this member's async runs right now. */
-  isHandling(event: OmnibusEvent): boolean {
-    if (this.calling === event) return true
-    for (const run of this.asyncRuns) if (eventOf(run.item) === event) return true
-    return false
-  }
-
-  constructor(
-    id: string,
-    handler: EventHandler,
-    opts: ResolvedSubscribeOptions,
-    queue: DeliveryQueue,
-    logger: Logger,
-  ) {
+  constructor(id: string, opts: ResolvedSubscribeOptions, queue: DeliveryQueue) {
     this.id = id
     this.pattern = opts.pattern
     this.group = opts.group
-    this.handler = handler
     this.opts = opts
     this.queue = queue
-    this.logger = logger
     this.matches = compilePattern(opts.pattern)
   }
 }
@@ -180,18 +148,16 @@ export class DeliveryQueue {
   #overflowHead = 0
   /** Events for which no current member's pattern matches (mixed-pattern groups only). */
   #orphans: Item[] = []
-  /**
-   * Exactly-once: the delivery that currently owns each id being handled (including while it
-   * waits for a retry), and duplicates of that id parked until it settles.
-   */
-  #handling = new Map<string, { owner: Item; parked: Item[] }>()
   #timers = new Set<ReturnType<typeof setTimeout>>()
+  /** A message the kernel is done with, for the next fresh event. */
+  #spare: MemoryMessage | undefined
   #idleWaiters: IdleWaiter[] = []
   #scheduled = false
   #draining = false
   /** Events held: queued, blocked by their key, or waiting for a retry. Not in-flight ones. */
   queued = 0
   retrying = 0
+  /** Events handed to a member's kernel and not settled yet. */
   inFlight = 0
   routeStamp = 0
   /** Processed ids of exactly-once members; created when the first one joins. */
@@ -271,7 +237,6 @@ export class DeliveryQueue {
 
   /** Stops giving work to `member`. */
   removeMember(member: Member): void {
-    member.active = false
     this.members = this.members.filter((m) => m !== member)
     const first = this.members[0]
     this.mixedPatterns = first !== undefined && this.members.some((m) => m.pattern !== first.pattern)
@@ -362,7 +327,19 @@ export class DeliveryQueue {
           }
           target = found
         }
-        this.#deliver(target, item)
+        this.inFlight++
+        let msg: MemoryMessage
+        if (item instanceof MemoryMessage) msg = item
+        else {
+          msg = this.#spare ?? new MemoryMessage(item, 1, 0)
+          this.#spare = undefined
+          msg.event = item
+          msg.deliveryCount = 1
+          msg.seq = ++nextMessage
+          msg.settled = false
+        }
+        target.kernel.deliver(msg)
+        if (msg.settled) this.#spare = msg
         if (this.#overflowHead < this.#overflow.length) this.#admit()
       }
       if (this.#overflowHead < this.#overflow.length) this.#admit()
@@ -391,12 +368,12 @@ export class DeliveryQueue {
     const n = members.length
     if (n === 1) {
       const m = members[0] as Member
-      return m.inFlight < m.opts.concurrency ? m : undefined
+      return m.kernel.free > 0 ? m : undefined
     }
     for (let i = 0; i < n; i++) {
       const at = (this.#rr + i) % n
       const m = members[at] as Member
-      if (m.inFlight < m.opts.concurrency) {
+      if (m.kernel.free > 0) {
         this.#rr = at + 1
         return m
       }
@@ -414,7 +391,7 @@ export class DeliveryQueue {
       const m = this.members[at] as Member
       if (!m.matches(topic)) continue
       anyMatch = true
-      if (m.inFlight < m.opts.concurrency) {
+      if (m.kernel.free > 0) {
         this.#rr = at + 1
         return m
       }
@@ -490,142 +467,22 @@ export class DeliveryQueue {
     this.#ready.push(next)
   }
 
-  #deliver(member: Member, item: Item): void {
-    let event: OmnibusEvent
-    let attempt = 1
-    if (item instanceof Redelivery) {
-      event = item.event
-      attempt = item.attempt
-    } else {
-      event = item
-    }
-    if (member.opts.guarantee === 'exactly-once' && this.dedupe !== undefined) {
-      if (this.dedupe.has(this.group ?? member.id, event.id)) {
-        this.#release(event.partitionKey)
-        return
-      }
-      const handling = this.#handling.get(event.id)
-      if (handling === undefined) {
-        this.#handling.set(event.id, { owner: item, parked: [] })
-      } else if (handling.owner !== item) {
-        // A duplicate of an id in flight: it waits (keeping its own key) until the first settles,
-        // then meets the dedupe record if that one was acknowledged.
-        handling.parked.push(item)
-        this.queued++
-        return
-      }
-    }
-    member.inFlight++
-    this.inFlight++
-    const outer = member.calling
-    member.calling = event
-    const outcome = member.runner.run(event, attempt)
-    member.calling = outer
-    if (outcome instanceof Promise) {
-      const run: AsyncRun = { item, abandoned: false }
-      member.asyncRuns.add(run)
-      outcome.then((o) => this.#settleAsync(member, run, o))
-      return
-    }
-    this.#settle(member, item, event, outcome)
+  // ---- the kernel adapter's primitives ----
+
+  /** The event is settled for good: its key passes to the next event of that key. */
+  acked(msg: MemoryMessage): void {
+    const key = msg.event.partitionKey
+    if (key !== undefined) this.#release(key)
   }
 
-  #settleAsync(member: Member, run: AsyncRun, outcome: HandlerOutcome): void {
-    if (run.abandoned) return
-    member.asyncRuns.delete(run)
-    this.#settle(member, run.item, eventOf(run.item), outcome)
-    this.schedule()
-    this.notify()
-  }
-
-  #settle(member: Member, item: Item, event: OmnibusEvent, outcome: HandlerOutcome): void {
-    member.inFlight--
-    this.inFlight--
-    const exactlyOnce = member.opts.guarantee === 'exactly-once' && this.dedupe !== undefined
-    if (outcome.kind === 'ack') {
-      if (exactlyOnce) {
-        this.dedupe?.add(this.group ?? member.id, event.id)
-        this.#releaseDuplicates(event.id)
-      }
-      if (event.partitionKey !== undefined) this.#release(event.partitionKey)
-      return
-    }
-    const attempt = item instanceof Redelivery ? item.attempt : 1
-    const failure: Exclude<HandlerOutcome, { kind: 'ack' }> =
-      outcome.error === undefined ? outcome : { ...outcome, error: describable(outcome.error) }
-    const decision = decideFailure(member.opts, attempt, failure)
-    if (decision.action === 'retry') {
-      const firstFailureAt = item instanceof Redelivery ? item.firstFailureAt : Date.now()
-      // The key stays owned by the retried event: later events of that key wait for it.
-      const next = new Redelivery(event, attempt + 1, firstFailureAt)
-      if (exactlyOnce) this.#transfer(event.id, next)
-      this.#scheduleRetry(next, decision.delayMs)
-      return
-    }
-    if (exactlyOnce) this.#releaseDuplicates(event.id)
-    this.#release(event.partitionKey)
-    if (decision.action === 'drop') {
-      if (member.opts.guarantee !== 'at-most-once') {
-        safeLog(member.logger, 'warn', 'event dropped after its last attempt (deadLetter: false)', {
-          id: event.id,
-          topic: event.topic,
-          subscription: member.id,
-          reason: decision.reason,
-        })
-      } else if (failure.kind === 'retry') {
-        safeLog(member.logger, 'warn', 'at-most-once handler failed; the event is not redelivered', {
-          id: event.id,
-          topic: event.topic,
-          subscription: member.id,
-          error: failure.error instanceof Error ? failure.error.message : failure.error,
-        })
-      }
-      return
-    }
-    if (event.topic === member.opts.deadLetter) {
-      // A failing handler of the dead-letter topic itself: dead-lettering again would feed the
-      // same handler forever.
-      safeLog(member.logger, 'error', 'a dead letter failed in its own handler and is dropped', {
-        id: event.id,
-        topic: event.topic,
-        subscription: member.id,
-        reason: decision.reason,
-      })
-      return
-    }
-    const now = Date.now()
-    const dlq = deadLetterInput(event, member.opts.deadLetter as string, {
-      reason: decision.reason,
-      group: this.group,
-      attempts: attempt,
-      firstFailureAt: item instanceof Redelivery ? item.firstFailureAt : now,
-      lastFailureAt: now,
-      error: failure.error,
-      backend: 'memory',
-    })
-    this.bus.publishInternal(dlq, member.logger)
-  }
-
-  #releaseDuplicates(id: string): void {
-    const handling = this.#handling.get(id)
-    if (handling === undefined) return
-    this.#handling.delete(id)
-    // Parked items still own their keys, so they may go straight to the ready list.
-    for (const item of handling.parked) this.#ready.push(item)
-    if (handling.parked.length > 0) this.schedule()
-  }
-
-  #transfer(id: string, owner: Item): void {
-    const handling = this.#handling.get(id)
-    if (handling !== undefined) handling.owner = owner
-  }
-
-  #scheduleRetry(item: Redelivery, delayMs: number): void {
+  /** Delivers `msg` again after `delayMs`; its key stays owned by it meanwhile. */
+  redeliver(msg: MemoryMessage, delayMs: number, deliveryCount: number): void {
+    const next = new MemoryMessage(msg.event, deliveryCount, msg.seq)
     this.retrying++
     const timer = setTimeout(() => {
       this.#timers.delete(timer)
       this.retrying--
-      this.#ready.push(item)
+      this.#ready.push(next)
       this.queued++
       this.schedule()
     }, delayMs)
@@ -635,38 +492,26 @@ export class DeliveryQueue {
   }
 
   /**
-   * Stops `member`'s in-flight async runs without waiting for them (drain timeout passed): their
-   * events go back to the front of the queue for another member, or are dropped when the queue
-   * is a broadcast subscription's. Returns how many runs were abandoned.
+   * Takes back an event its member gave up (closing): a group offers it to its other members
+   * first (keeping its key; a run that started counts as a delivery), a broadcast subscription
+   * drops it.
    */
-  abandon(member: Member, requeue: boolean, except?: OmnibusEvent): number {
-    let n = 0
-    // At-most-once events were acknowledged before their handler ran: never run them again.
-    const redeliver = requeue && member.opts.guarantee !== 'at-most-once'
-    for (const run of member.asyncRuns) {
-      if (except !== undefined && eventOf(run.item) === except) continue
-      member.asyncRuns.delete(run)
-      run.abandoned = true
-      n++
-      member.inFlight--
-      this.inFlight--
-      const event = eventOf(run.item)
-      if (redeliver) {
-        const attempt = run.item instanceof Redelivery ? run.item.attempt : 1
-        const first = run.item instanceof Redelivery ? run.item.firstFailureAt : Date.now()
-        // Keeps its key: the redelivery comes before later events of that key.
-        const next = new Redelivery(event, attempt + 1, first)
-        this.#transfer(event.id, next)
-        this.#ready.push(next)
-        this.queued++
-      } else {
-        this.#release(event.partitionKey)
-        this.#releaseDuplicates(event.id)
-      }
+  handBack(msg: MemoryMessage, started: boolean): void {
+    if (this.group === undefined) {
+      this.acked(msg)
+      return
     }
-    if (redeliver) this.schedule()
-    this.notify()
-    return n
+    this.#ready.push(started ? new MemoryMessage(msg.event, msg.deliveryCount + 1, msg.seq) : msg)
+    this.queued++
+    this.schedule()
+  }
+
+  /** A member's kernel is done with an event: its slot is free. */
+  settled(msg: MemoryMessage): void {
+    msg.settled = true
+    this.inFlight--
+    if (this.queued > 0 && !this.#draining) this.schedule()
+    if (this.#idleWaiters.length > 0) this.notify()
   }
 }
 

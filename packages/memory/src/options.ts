@@ -2,7 +2,8 @@
  * Options of the memory backend, resolved once at construction: explicit option, then environment
  * variable, then default. Every bad value is a `ConfigurationError` naming the field and the value.
  */
-import { ConfigurationError, consoleLogger, type Logger, rejectUnknownOptions } from '@omnibus/core'
+import { ConfigurationError, consoleLogger, type Logger } from '@omnibus/core'
+import { rejectUnknownOptions } from '@omnibus/core/backend'
 
 /** Options of {@link createMemoryBackend}. */
 export interface MemoryBackendOptions {

@@ -7,7 +7,8 @@
  * functions, symbols, NaN, class instances such as Map) has no bound, which sends the event to the
  * exact path, where the codec reports it with its path.
  */
-import { headerExtensionName, type OmnibusEvent } from '@omnibus/core'
+import type { OmnibusEvent } from '@omnibus/core'
+import { headerExtensionName } from '@omnibus/core/backend'
 
 // Member names, quotes, colons and commas of the envelope, `time` and `guarantee` values at
 // their longest: comfortably above what toCloudEvent writes around the variable parts.

@@ -10,8 +10,8 @@ import {
   PayloadTooLargeError,
   SerializationError,
   silentLogger,
-  waitUntil,
 } from '@omnibus/core'
+import { waitUntil } from '@omnibus/core/testing'
 import { afterEach, describe, expect, it } from 'vitest'
 import {
   backendFromUrl,

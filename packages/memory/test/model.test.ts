@@ -1,5 +1,6 @@
 import { randomUUID } from 'node:crypto'
-import { type OmnibusEvent, silentLogger, waitUntil } from '@omnibus/core'
+import { type OmnibusEvent, silentLogger } from '@omnibus/core'
+import { waitUntil } from '@omnibus/core/testing'
 import { afterEach, describe, expect, it } from 'vitest'
 import { createMemoryBackend, type MemoryBackend } from '../src/index.ts'
 

@@ -1,4 +1,5 @@
-import { createEvent, encodeEvent, type OmnibusEvent } from '@omnibus/core'
+import { createEvent, type OmnibusEvent } from '@omnibus/core'
+import { encodeEvent } from '@omnibus/core/backend'
 import { describe, expect, it } from 'vitest'
 import { encodedSizeBound } from '../src/size.ts'
 

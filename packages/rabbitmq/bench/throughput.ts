@@ -16,7 +16,8 @@
  * per-round ratios, which keeps a noisy shared machine from deciding the result.
  */
 import { randomUUID } from 'node:crypto'
-import { createEvent, encodeEvent } from '@omnibus/core'
+import { createEvent } from '@omnibus/core'
+import { encodeEvent } from '@omnibus/core/backend'
 import amqp from 'amqplib'
 import { createRabbitMQBackend, groupQueueName } from '../src/index.ts'
 

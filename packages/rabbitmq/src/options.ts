@@ -3,16 +3,15 @@
  * environment variable, then default. Messages name the field and the bad value (never a secret).
  */
 import type { ConnectionOptions as TlsOptions } from 'node:tls'
+import { ConfigurationError, type Logger, redactUrl, silentLogger } from '@omnibus/core'
 import {
-  ConfigurationError,
   type DedupeStore,
-  type Logger,
+  OptionResolver,
+  optionError,
   optionNames,
-  redactUrl,
   rejectUnknownOptions,
   rejectUnknownUrlParams,
-  silentLogger,
-} from '@omnibus/core'
+} from '@omnibus/core/backend'
 import type { ChannelModel } from 'amqplib'
 
 /** Options of {@link createRabbitMQBackend}. */
@@ -88,18 +87,18 @@ export interface RabbitMQBackendOptions {
    */
   readonly maxPayloadBytes?: number
   /**
-   * Deliveries of one message without an acknowledgement (its consumers crashed or disconnected
-   * mid-handler) after which it is dead-lettered instead of redelivered again. Read from the
-   * `x-delivery-count` that quorum queues keep; classic queues do not count. 0 = no limit.
-   * Handler failures are counted separately, by `retry.maxAttempts`. Kept under RabbitMQ 4's own
-   * quorum-queue delivery limit (20), which would drop the message without diagnostics.
-   * @default 10 — env `OMNIBUS_RABBITMQ_MAX_REDELIVERIES`
+   * No longer used: setting it (or `OMNIBUS_RABBITMQ_MAX_REDELIVERIES`) is a `ConfigurationError`.
+   * The poison guard now counts every delivery of a message, failed runs and deliveries that
+   * ended without an acknowledgement alike, against the subscription's `retry.maxAttempts`.
+   * @deprecated Use the subscribe option `retry.maxAttempts`.
    */
   readonly maxRedeliveries?: number
   /**
-   * Processed-id store shared by every consumer of a group. Given: `exactly-once` subscriptions
-   * are offered (effect once per event id while the store retains it). Absent: `exactly-once` is
-   * refused with a `CapabilityError`, because RabbitMQ keeps no processed-id records.
+   * Exactly-once store shared by every consumer of a group: the `DedupeStore` claim protocol
+   * (`claim`/`commit`/`release`) of `@omnibus/core/backend`, atomic across every process that
+   * shares it. Given: `exactly-once` subscriptions are offered (effect once per event id while
+   * the store retains it). Absent: `exactly-once` is refused with a `CapabilityError`, because
+   * RabbitMQ keeps no processed-id records.
    */
   readonly dedupeStore?: DedupeStore
   /**
@@ -127,7 +126,6 @@ export interface ResolvedRabbitMQOptions {
   readonly heartbeatSeconds: number
   readonly reconnectMaxDelayMs: number
   readonly maxPayloadBytes: number
-  readonly maxRedeliveries: number
   readonly dedupeStore: DedupeStore | undefined
   readonly source: string | undefined
   readonly logger: Logger
@@ -136,7 +134,10 @@ export interface ResolvedRabbitMQOptions {
 /** The URL used when neither the option nor `OMNIBUS_RABBITMQ_URL` is set. */
 export const DEFAULT_URL = 'amqp://guest:guest@127.0.0.1:5672'
 
-const NAME = /^[A-Za-z0-9_.:-]{1,100}$/
+const NAME = {
+  test: (v: string) => /^[A-Za-z0-9_.:-]{1,100}$/.test(v),
+  expected: "1-100 letters, digits, '_', '.', ':' or '-'",
+}
 
 type Env = Readonly<Record<string, string | undefined>>
 
@@ -173,48 +174,7 @@ export const RABBITMQ_URL_PARAMS: readonly string[] = [
   'maxFrameSize',
 ]
 
-function pick<T>(option: T | undefined, env: Env, key: string): T | string | undefined {
-  if (option !== undefined) return option
-  const v = env[key]
-  return v === undefined || v === '' ? undefined : v
-}
-
-function intField(
-  field: string,
-  envKey: string,
-  option: number | undefined,
-  env: Env,
-  fallback: number,
-  min: number,
-): number {
-  const raw = pick(option, env, envKey)
-  if (raw === undefined) return fallback
-  const n = typeof raw === 'number' ? raw : Number(raw)
-  if (!Number.isInteger(n) || n < min) {
-    const from = option !== undefined ? field : `${field} (from ${envKey})`
-    throw new ConfigurationError(`${from} must be an integer >= ${min}, got ${JSON.stringify(raw)}`, {
-      backend: 'rabbitmq',
-    })
-  }
-  return n
-}
-
-function nameField(
-  field: string,
-  envKey: string,
-  option: string | undefined,
-  env: Env,
-  fallback: string,
-): string {
-  const raw = pick(option, env, envKey) ?? fallback
-  if (typeof raw !== 'string' || !NAME.test(raw)) {
-    throw new ConfigurationError(
-      `${field} must be 1-100 letters, digits, '_', '.', ':' or '-', got ${JSON.stringify(raw)}`,
-      { backend: 'rabbitmq' },
-    )
-  }
-  return raw
-}
+const URL_EXPECTED = 'an amqp:// or amqps:// URL (amqp://user:pass@host:5672/vhost)'
 
 /** Resolves and validates options once; throws `ConfigurationError` naming the field. */
 export function resolveOptions(
@@ -222,23 +182,32 @@ export function resolveOptions(
   env: Env = process.env,
 ): ResolvedRabbitMQOptions {
   if (options === null || typeof options !== 'object') {
-    throw new ConfigurationError('RabbitMQ backend options must be an object', { backend: 'rabbitmq' })
+    throw new ConfigurationError('rabbitmq backend options must be an object', { backend: 'rabbitmq' })
   }
   rejectUnknownOptions('rabbitmq backend option', options, RABBITMQ_OPTION_NAMES, { backend: 'rabbitmq' })
-  const url = String(pick(options.url, env, 'OMNIBUS_RABBITMQ_URL') ?? DEFAULT_URL)
-  let parsed: URL
+  const r = new OptionResolver('rabbitmq', options as Readonly<Record<string, unknown>>, env)
+  const fromEnv = (field: keyof RabbitMQBackendOptions, envVar: string) =>
+    options[field] === undefined ? envVar : undefined
+  const retired = r.raw('maxRedeliveries', 'OMNIBUS_RABBITMQ_MAX_REDELIVERIES')
+  if (retired !== undefined) {
+    throw optionError(
+      'rabbitmq',
+      'maxRedeliveries',
+      retired,
+      'left unset: every delivery now counts against the subscribe option retry.maxAttempts ' +
+        '(failed runs and deliveries that ended without an acknowledgement alike); set that instead',
+      fromEnv('maxRedeliveries', 'OMNIBUS_RABBITMQ_MAX_REDELIVERIES'),
+    )
+  }
+  const url = r.string('url', 'OMNIBUS_RABBITMQ_URL', DEFAULT_URL)
+  let parsed: URL | undefined
   try {
     parsed = new URL(url)
   } catch {
-    throw new ConfigurationError(
-      `url "${redactUrl(url)}" is not a URL: use amqp://user:pass@host:5672/vhost or amqps://…`,
-      { backend: 'rabbitmq' },
-    )
+    parsed = undefined
   }
-  if (parsed.protocol !== 'amqp:' && parsed.protocol !== 'amqps:') {
-    throw new ConfigurationError(`url "${redactUrl(url)}" must start with amqp:// or amqps://`, {
-      backend: 'rabbitmq',
-    })
+  if (parsed === undefined || (parsed.protocol !== 'amqp:' && parsed.protocol !== 'amqps:')) {
+    throw optionError('rabbitmq', 'url', redactUrl(url), URL_EXPECTED, fromEnv('url', 'OMNIBUS_RABBITMQ_URL'))
   }
   rejectUnknownUrlParams(parsed, RABBITMQ_URL_PARAMS, { backend: 'rabbitmq' })
   const connection = options.connection
@@ -246,110 +215,60 @@ export function resolveOptions(
     connection !== undefined &&
     typeof (connection as { createConfirmChannel?: unknown }).createConfirmChannel !== 'function'
   ) {
-    throw new ConfigurationError(
-      'connection must be an amqplib connection from amqplib.connect() (the promise API, not callback_api)',
-      { backend: 'rabbitmq' },
+    throw optionError(
+      'rabbitmq',
+      'connection',
+      connection,
+      'an amqplib connection from amqplib.connect() (the promise API, not callback_api)',
     )
   }
-  const queueType = pick(options.queueType, env, 'OMNIBUS_RABBITMQ_QUEUE_TYPE') ?? 'quorum'
-  if (queueType !== 'quorum' && queueType !== 'classic') {
-    throw new ConfigurationError(
-      `queueType must be 'quorum' or 'classic', got ${JSON.stringify(queueType)}`,
-      {
-        backend: 'rabbitmq',
-      },
-    )
-  }
-  const source = pick(options.source, env, 'OMNIBUS_SOURCE')
-  if (source !== undefined && (typeof source !== 'string' || source.length === 0)) {
-    throw new ConfigurationError('source must be a non-empty string', { backend: 'rabbitmq' })
-  }
-  const dedupe = options.dedupeStore
+  const dedupe = options.dedupeStore as Partial<DedupeStore> | undefined
   if (
     dedupe !== undefined &&
-    (typeof dedupe !== 'object' || typeof dedupe.has !== 'function' || typeof dedupe.add !== 'function')
+    (dedupe === null ||
+      typeof dedupe !== 'object' ||
+      typeof dedupe.claim !== 'function' ||
+      typeof dedupe.commit !== 'function' ||
+      typeof dedupe.release !== 'function')
   ) {
-    throw new ConfigurationError('dedupeStore must have has(group, id) and add(group, id) methods', {
-      backend: 'rabbitmq',
-    })
+    throw optionError(
+      'rabbitmq',
+      'dedupeStore',
+      dedupe,
+      'a DedupeStore with claim, commit and release methods (a store with only has and add cannot ' +
+        'claim an id atomically)',
+    )
   }
   return {
     url,
     endpoint: connection !== undefined ? 'the given connection' : redactUrl(url),
     connection,
     tls: options.tls,
-    exchange: nameField('exchange', 'OMNIBUS_RABBITMQ_EXCHANGE', options.exchange, env, 'omnibus.events'),
-    prefix: nameField('prefix', 'OMNIBUS_RABBITMQ_PREFIX', options.prefix, env, 'omnibus'),
-    queueType,
-    groupQueueExpiresMs:
-      pick(options.groupQueueExpiresMs, env, 'OMNIBUS_RABBITMQ_GROUP_QUEUE_EXPIRES_MS') === undefined
-        ? undefined
-        : intField(
-            'groupQueueExpiresMs',
-            'OMNIBUS_RABBITMQ_GROUP_QUEUE_EXPIRES_MS',
-            options.groupQueueExpiresMs,
-            env,
-            0,
-            1000,
-          ),
-    publishWindow: intField(
-      'publishWindow',
-      'OMNIBUS_RABBITMQ_PUBLISH_WINDOW',
-      options.publishWindow,
-      env,
-      1000,
-      1,
+    exchange: r.string('exchange', 'OMNIBUS_RABBITMQ_EXCHANGE', 'omnibus.events', NAME),
+    prefix: r.string('prefix', 'OMNIBUS_RABBITMQ_PREFIX', 'omnibus', NAME),
+    queueType: r.oneOf('queueType', 'OMNIBUS_RABBITMQ_QUEUE_TYPE', ['quorum', 'classic'], 'quorum'),
+    groupQueueExpiresMs: r.integer(
+      'groupQueueExpiresMs',
+      'OMNIBUS_RABBITMQ_GROUP_QUEUE_EXPIRES_MS',
+      undefined,
+      {
+        min: 1000,
+      },
     ),
-    publishTimeoutMs: intField(
-      'publishTimeoutMs',
-      'OMNIBUS_RABBITMQ_PUBLISH_TIMEOUT_MS',
-      options.publishTimeoutMs,
-      env,
-      30_000,
-      1,
-    ),
-    connectTimeoutMs: intField(
-      'connectTimeoutMs',
-      'OMNIBUS_RABBITMQ_CONNECT_TIMEOUT_MS',
-      options.connectTimeoutMs,
-      env,
-      5000,
-      1,
-    ),
-    heartbeatSeconds: intField(
-      'heartbeatSeconds',
-      'OMNIBUS_RABBITMQ_HEARTBEAT_S',
-      options.heartbeatSeconds,
-      env,
-      10,
-      0,
-    ),
-    reconnectMaxDelayMs: intField(
-      'reconnectMaxDelayMs',
-      'OMNIBUS_RABBITMQ_RECONNECT_MAX_DELAY_MS',
-      options.reconnectMaxDelayMs,
-      env,
-      5000,
-      1,
-    ),
-    maxPayloadBytes: intField(
-      'maxPayloadBytes',
-      'OMNIBUS_RABBITMQ_MAX_PAYLOAD_BYTES',
-      options.maxPayloadBytes,
-      env,
-      8 * 1024 * 1024,
-      1024,
-    ),
-    maxRedeliveries: intField(
-      'maxRedeliveries',
-      'OMNIBUS_RABBITMQ_MAX_REDELIVERIES',
-      options.maxRedeliveries,
-      env,
-      10,
-      0,
-    ),
-    dedupeStore: dedupe,
-    source: source as string | undefined,
+    publishWindow: r.integer('publishWindow', 'OMNIBUS_RABBITMQ_PUBLISH_WINDOW', 1000, { min: 1 }),
+    publishTimeoutMs: r.integer('publishTimeoutMs', 'OMNIBUS_RABBITMQ_PUBLISH_TIMEOUT_MS', 30_000, {
+      min: 1,
+    }),
+    connectTimeoutMs: r.integer('connectTimeoutMs', 'OMNIBUS_RABBITMQ_CONNECT_TIMEOUT_MS', 5000, { min: 1 }),
+    heartbeatSeconds: r.integer('heartbeatSeconds', 'OMNIBUS_RABBITMQ_HEARTBEAT_S', 10, { min: 0 }),
+    reconnectMaxDelayMs: r.integer('reconnectMaxDelayMs', 'OMNIBUS_RABBITMQ_RECONNECT_MAX_DELAY_MS', 5000, {
+      min: 1,
+    }),
+    maxPayloadBytes: r.integer('maxPayloadBytes', 'OMNIBUS_RABBITMQ_MAX_PAYLOAD_BYTES', 8 * 1024 * 1024, {
+      min: 1024,
+    }),
+    dedupeStore: dedupe as DedupeStore | undefined,
+    source: r.string('source', 'OMNIBUS_SOURCE', undefined),
     logger: options.logger ?? silentLogger,
   }
 }

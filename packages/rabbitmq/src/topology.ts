@@ -4,7 +4,7 @@
  * pattern), shared delay queues for retries.
  */
 import { createHash } from 'node:crypto'
-import { parsePattern } from '@omnibus/core'
+import { parsePattern } from '@omnibus/core/backend'
 
 /**
  * The topic-exchange binding key for a pattern: literal segments stay, `*` stays, `**` becomes
@@ -75,4 +75,17 @@ export function supportsQuorumQueues(
   const major = Number(m[1])
   const minor = Number(m[2])
   return major > 3 || (major === 3 && minor >= 8)
+}
+
+/**
+ * Arguments of a group queue (the queue that keeps dead letters is declared with the same ones):
+ * the queue type, and `x-expires` when group queues expire. Every member must declare the same.
+ */
+export function groupQueueArguments(
+  queueType: 'quorum' | 'classic',
+  expiresMs: number | undefined,
+): Record<string, unknown> {
+  const args: Record<string, unknown> = { 'x-queue-type': queueType }
+  if (expiresMs !== undefined) args['x-expires'] = expiresMs
+  return args
 }

@@ -1,4 +1,5 @@
 import { CapabilityError, ConfigurationError, NotConnectedError } from '@omnibus/core'
+import { MemoryDedupeStore } from '@omnibus/core/backend'
 import { describe, expect, it } from 'vitest'
 import { backendFromUrl, createRabbitMQBackend } from '../src/backend.ts'
 import { resolveOptions } from '../src/options.ts'
@@ -12,30 +13,30 @@ describe('options', () => {
     )
     expect(resolveOptions({}, { OMNIBUS_RABBITMQ_PUBLISH_WINDOW: '64' }).publishWindow).toBe(64)
     expect(resolveOptions({}, {}).queueType).toBe('quorum')
-    expect(resolveOptions({}, {}).maxRedeliveries).toBe(10)
     expect(resolveOptions({}, {}).groupQueueExpiresMs).toBeUndefined()
     expect(resolveOptions({}, { OMNIBUS_RABBITMQ_GROUP_QUEUE_EXPIRES_MS: '60000' }).groupQueueExpiresMs).toBe(
       60_000,
     )
     expect(() => resolveOptions({ groupQueueExpiresMs: 5 }, {})).toThrow(
-      /groupQueueExpiresMs must be an integer >= 1000, got 5/,
-    )
-    expect(resolveOptions({}, { OMNIBUS_RABBITMQ_MAX_REDELIVERIES: '0' }).maxRedeliveries).toBe(0)
-    expect(() => resolveOptions({ maxRedeliveries: -1 }, {})).toThrow(
-      /maxRedeliveries must be an integer >= 0, got -1/,
+      'rabbitmq backend option groupQueueExpiresMs must be an integer >= 1000, got 5',
     )
     expect(resolveOptions({}, { OMNIBUS_RABBITMQ_QUEUE_TYPE: 'classic' }).queueType).toBe('classic')
   })
 
   it('bad values name the field and the value, never the password', () => {
     expect(() => resolveOptions({ publishWindow: 0 }, {})).toThrow(
-      /publishWindow must be an integer >= 1, got 0/,
+      'rabbitmq backend option publishWindow must be an integer >= 1, got 0',
     )
     expect(() => resolveOptions({}, { OMNIBUS_RABBITMQ_HEARTBEAT_S: 'soon' })).toThrow(
-      /heartbeatSeconds \(from OMNIBUS_RABBITMQ_HEARTBEAT_S\).*"soon"/,
+      'rabbitmq backend option heartbeatSeconds must be an integer >= 0, got "soon" (from the environment variable OMNIBUS_RABBITMQ_HEARTBEAT_S)',
+    )
+    expect(() => resolveOptions({ queueType: 'stream' as 'quorum' }, {})).toThrow(
+      "rabbitmq backend option queueType must be one of 'quorum', 'classic', got \"stream\"",
     )
     expect(() => resolveOptions({ queueType: 'stream' as 'quorum' }, {})).toThrow(ConfigurationError)
-    expect(() => resolveOptions({ exchange: 'bad exchange' }, {})).toThrow(/exchange/)
+    expect(() => resolveOptions({ exchange: 'bad exchange' }, {})).toThrow(
+      `rabbitmq backend option exchange must be 1-100 letters, digits, '_', '.', ':' or '-', got "bad exchange"`,
+    )
     let message = ''
     try {
       resolveOptions({ url: 'redis://user:hunter2@h:6379' }, {})
@@ -48,6 +49,25 @@ describe('options', () => {
 
   it('rejects something that is not an amqplib connection', () => {
     expect(() => resolveOptions({ connection: {} as never }, {})).toThrow(/amqplib connection/)
+  })
+
+  it('maxRedeliveries is retired: set explicitly or from the environment, it names retry.maxAttempts', () => {
+    expect(() => resolveOptions({ maxRedeliveries: 3 }, {})).toThrow(
+      /^rabbitmq backend option maxRedeliveries must be left unset: every delivery now counts against the subscribe option retry\.maxAttempts .*, got 3$/,
+    )
+    expect(() => resolveOptions({}, { OMNIBUS_RABBITMQ_MAX_REDELIVERIES: '10' })).toThrow(
+      /retry\.maxAttempts.*got "10" \(from the environment variable OMNIBUS_RABBITMQ_MAX_REDELIVERIES\)$/,
+    )
+    expect(() => resolveOptions({ maxRedeliveries: 3 }, {})).toThrow(ConfigurationError)
+  })
+
+  it('dedupeStore must implement the claim protocol', () => {
+    const hasAdd = { has: () => false, add: () => {} }
+    expect(() => resolveOptions({ dedupeStore: hasAdd as never }, {})).toThrow(
+      /dedupeStore must be a DedupeStore with claim, commit and release methods .*got an object/,
+    )
+    const store = new MemoryDedupeStore()
+    expect(resolveOptions({ dedupeStore: store }, {}).dedupeStore).toBe(store)
   })
 })
 
@@ -66,7 +86,7 @@ describe('backend object', () => {
       CapabilityError,
     )
     await expect(b.publish({ topic: 'a.b', data: 1 })).rejects.toBeInstanceOf(NotConnectedError)
-    const withStore = createRabbitMQBackend({ dedupeStore: { has: () => false, add: () => {} } })
+    const withStore = createRabbitMQBackend({ dedupeStore: new MemoryDedupeStore() })
     expect(withStore.capabilities.guarantees).toContain('exactly-once')
   })
 

@@ -14,7 +14,8 @@
  * events per CPU-second, which stays meaningful when other work competes for the cores.
  */
 import { randomUUID } from 'node:crypto'
-import { createEvent, encodeEvent, type Logger } from '@omnibus/core'
+import { createEvent, type Logger } from '@omnibus/core'
+import { encodeEvent } from '@omnibus/core/backend'
 import { Redis } from 'ioredis'
 import { createRedisBackend, type RedisBackend } from '../src/index.ts'
 

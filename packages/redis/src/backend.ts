@@ -1,6 +1,7 @@
 /**
  * The Redis backend object: connection management, the publish path (one pipeline per tick)
- * and the topic registry. Consumers live in `consumer.ts`.
+ * and the topic registry. Subscriptions live in `consumer.ts` (the kernel's adapter in
+ * `adapter.ts`, the read loop in `reader.ts`, exactly-once records in `dedupe.ts`).
  */
 
 import { createHash } from 'node:crypto'
@@ -16,18 +17,23 @@ import {
   type EventBackend,
   type EventHandler,
   type EventInput,
-  encodeEventChecked,
   type HealthStatus,
-  holdProcess,
-  isLiteralPattern,
   type Logger,
   NotConnectedError,
-  type ProcessHold,
   type PublishReceipt,
-  resolveSubscribeOptions,
   type SubscribeOptions,
   type Subscription,
 } from '@omnibus/core'
+import {
+  checkDrainTimeout,
+  encodeEventChecked,
+  holdProcess,
+  isLiteralPattern,
+  type ProcessHold,
+  resolveSubscribeOptions,
+  settlesWithin,
+  timedHealthCheck,
+} from '@omnibus/core/backend'
 import { Redis, type RedisOptions } from 'ioredis'
 import { type Consumer, type ConsumerHost, startConsumer } from './consumer.ts'
 import { createStreamScanner } from './discovery.ts'
@@ -85,6 +91,8 @@ for i = 2, #ARGV, step do
 end
 return out`
 const APPEND_SHA = createHash('sha1').update(APPEND_SCRIPT).digest('hex')
+/** Longest wait of `disconnect()` for answers of the server after the drain. */
+const CLOSE_WAIT_MS = 1_000
 /** Entries per script call: a few hundred microseconds of server time at most. */
 const APPEND_CHUNK = 256
 
@@ -398,9 +406,9 @@ export function createRedisBackend(options: RedisBackendOptions = {}): RedisBack
       readers.delete(r)
       r.disconnect()
     },
-    publishDeadLetter: async (input) => {
-      await enqueue(prepare(input))
-    },
+    // The kernel logs every dead letter with its reason; the stream keeps it whether or not
+    // anyone subscribes to the dead-letter topic yet.
+    publishDeadLetter: (input) => enqueue(prepare(input)),
     removeConsumer: (c) => {
       consumers.delete(c)
     },
@@ -468,12 +476,20 @@ export function createRedisBackend(options: RedisBackendOptions = {}): RedisBack
     disconnect(opts = {}) {
       if (disconnecting !== undefined) return disconnecting
       if (!connected && connecting === undefined) return Promise.resolve()
-      const drainTimeoutMs = opts.drainTimeoutMs ?? cfg.drainTimeoutMs
+      let drainTimeoutMs: number
+      try {
+        drainTimeoutMs = checkDrainTimeout(opts.drainTimeoutMs ?? cfg.drainTimeoutMs, 'redis')
+      } catch (error) {
+        return Promise.reject(error)
+      }
       disconnecting = (async () => {
         if (connecting !== undefined) await connecting.catch(() => {})
         await Promise.all([...consumers].map((c) => c.close(drainTimeoutMs)))
         if (flushScheduled) flush()
-        await Promise.allSettled([...inflightPublishes])
+        // Publishes already sent are answered at once by a server that is there; one that is away
+        // would hold disconnect for ioredis's reconnect attempts.
+        const closeBy = Date.now() + CLOSE_WAIT_MS
+        await settlesWithin(Promise.allSettled([...inflightPublishes]), CLOSE_WAIT_MS)
         connected = false
         if (rescanTimer !== undefined) clearInterval(rescanTimer)
         rescanTimer = undefined
@@ -490,7 +506,8 @@ export function createRedisBackend(options: RedisBackendOptions = {}): RedisBack
           c.off('error', onCmdError)
           c.off('ready', onCmdReady)
           if (owned) {
-            await c.quit().catch(() => c.disconnect())
+            const quit = c.quit().catch(() => c.disconnect())
+            if (!(await settlesWithin(quit, Math.max(0, closeBy - Date.now())))) c.disconnect()
           }
         }
         knownTopics.clear()
@@ -502,36 +519,23 @@ export function createRedisBackend(options: RedisBackendOptions = {}): RedisBack
       return disconnecting
     },
 
-    async healthCheck(): Promise<HealthStatus> {
-      const started = performance.now()
-      const c = cmd
-      if (!connected || c === undefined) return { healthy: false, latencyMs: 0, detail: 'not connected' }
-      if (c.status !== 'ready') {
-        return { healthy: false, latencyMs: 0, detail: `connection to ${endpoint} is ${c.status}` }
-      }
-      try {
-        let timer: NodeJS.Timeout | undefined
-        const timeout = new Promise<never>((_, reject) => {
-          timer = setTimeout(() => reject(new Error('PING timed out')), Math.min(cfg.connectTimeoutMs, 2_000))
-        })
-        const epoch = reconnects
-        await Promise.race([c.ping(), timeout]).finally(() => clearTimeout(timer))
-        if (reconnects !== epoch) {
+    healthCheck(): Promise<HealthStatus> {
+      return timedHealthCheck(
+        'redis',
+        async () => {
+          const c = cmd
+          if (!connected || c === undefined) throw new Error('not connected')
+          if (c.status !== 'ready') throw new Error(`connection to ${endpoint} is ${c.status}`)
+          const epoch = reconnects
+          await c.ping()
           // The PING was resent after a reconnect: the server was away during the check.
-          return {
-            healthy: false,
-            latencyMs: performance.now() - started,
-            detail: `the connection to ${endpoint} was lost and re-established during the check`,
+          if (reconnects !== epoch) {
+            throw new Error(`the connection to ${endpoint} was lost and re-established during the check`)
           }
-        }
-        return { healthy: true, latencyMs: performance.now() - started, detail: `PING ${endpoint}` }
-      } catch (err) {
-        return {
-          healthy: false,
-          latencyMs: performance.now() - started,
-          detail: `PING ${endpoint} failed: ${(err as Error).message}`,
-        }
-      }
+          return `PING ${endpoint}`
+        },
+        Math.min(cfg.connectTimeoutMs, 2_000),
+      )
     },
 
     publish(input) {

@@ -4,7 +4,9 @@
  * Each topic is one stream (`<prefix>stream:<topic>`, entry field `event` = the CloudEvents JSON).
  * A group is a Redis consumer group of that name on every stream its pattern matches: members
  * read with `XREADGROUP`, acknowledge with `XACK` after the handler resolved, and reclaim entries
- * of dead members with `XAUTOCLAIM` after the visibility window. A subscription without a group
+ * of dead members with `XAUTOCLAIM` after the visibility window; what delivery means (retries,
+ * the poison guard by delivery count, exactly-once claims, dead letters, drain) is decided by core's
+ * consumer kernel, and `adapter.ts` maps its verdicts onto these commands. A subscription without a group
  * reads with `XREAD` from the moment it subscribed and gets every event. Wildcard subscriptions
  * learn of new topics from a registry set plus a pub/sub announcement, and of streams other
  * producers created from a bounded `SCAN` of the stream keys. Guarantees: at-most-once,

@@ -5,8 +5,9 @@
  *   CloudEvents JSON document;
  * - `<prefix>topics`: the set of every topic ever published (the registry wildcard
  *   subscriptions read), and the pub/sub channel of the same name announcing new ones;
- * - `<prefix>eo:<group>:<event id>`: exactly-once records of a group (`p:<consumer>` while a
- *   handler runs, `d` once it succeeded), each with a time to live.
+ * - `<prefix>eo:<group>:<event id>`: exactly-once records of a group (the claim's owner
+ *   `<consumer>:<topic>:<entry id>` while a handler runs, `d` once it succeeded), each with a time
+ *   to live.
  */
 
 /** Field of a stream entry that holds the envelope. */

@@ -1,17 +1,18 @@
 /**
- * Options of the Redis backend, resolved once at construction: explicit option, then the
- * environment variable, then the default. Every bad value is a `ConfigurationError` naming the
- * field and the value (passwords are never echoed).
+ * Options of the Redis backend, resolved once at construction by core's `OptionResolver`:
+ * explicit option, then the URL parameter (`keyPrefix`, `maxLen`), then the environment variable,
+ * then the default. Every bad value is the one `ConfigurationError` format naming the field and
+ * the value (passwords are never echoed).
  */
 import type { ConnectionOptions } from 'node:tls'
+import { ConfigurationError, type Logger, redactUrl } from '@omnibus/core'
 import {
-  ConfigurationError,
-  type Logger,
+  OptionResolver,
+  optionError,
   optionNames,
-  redactUrl,
   rejectUnknownOptions,
   rejectUnknownUrlParams,
-} from '@omnibus/core'
+} from '@omnibus/core/backend'
 import type { Redis, RedisOptions } from 'ioredis'
 
 /** Options of {@link createRedisBackend}. */
@@ -208,47 +209,12 @@ function withoutQuery(parsed: URL): string {
   return u.toString()
 }
 
-function intOption(
-  field: string,
-  envName: string | undefined,
-  value: unknown,
-  env: Env,
-  fallback: number,
-  min: number,
-): number {
-  let v: unknown = value
-  let from = field
-  if (v === undefined && envName !== undefined && env[envName] !== undefined && env[envName] !== '') {
-    from = `${field} (from ${envName})`
-    v = Number(env[envName])
-    if (!Number.isFinite(v as number)) {
-      throw new ConfigurationError(`${from} must be an integer >= ${min}, got "${env[envName]}"`, {
-        backend: 'redis',
-      })
-    }
-  }
-  if (v === undefined) return fallback
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min) {
-    throw new ConfigurationError(`${from} must be an integer >= ${min}, got ${String(v)}`, {
-      backend: 'redis',
-    })
-  }
-  return v
+const KEY_PREFIX = {
+  test: (v: string) => /^[^\s*?[\]{}]{0,100}$/.test(v),
+  expected: 'up to 100 characters without spaces, glob characters or braces',
 }
 
-function strOption(field: string, envName: string | undefined, value: unknown, env: Env): string | undefined {
-  if (value !== undefined) {
-    if (typeof value !== 'string') {
-      throw new ConfigurationError(`${field} must be a string, got ${typeof value}`, { backend: 'redis' })
-    }
-    return value
-  }
-  if (envName === undefined) return undefined
-  const e = env[envName]
-  return e === undefined || e === '' ? undefined : e
-}
-
-/** Resolves and validates options: option → env var → default. */
+/** Resolves and validates options: option → URL parameter (keyPrefix, maxLen) → env var → default. */
 export function resolveRedisOptions(
   options: RedisBackendOptions = {},
   env: Env = process.env,
@@ -261,7 +227,7 @@ export function resolveRedisOptions(
   if (client !== undefined) {
     const c = client as unknown as { isCluster?: boolean; options?: { keyPrefix?: string } }
     if (c === null || typeof c !== 'object' || typeof (client as { call?: unknown }).call !== 'function') {
-      throw new ConfigurationError('client must be an ioredis Redis instance', { backend: 'redis' })
+      throw optionError('redis', 'client', client, 'an ioredis Redis instance')
     }
     if (c.isCluster === true) throw clusterRefused()
     if (c.options?.keyPrefix) {
@@ -272,7 +238,8 @@ export function resolveRedisOptions(
       )
     }
   }
-  const url = strOption('url', 'OMNIBUS_REDIS_URL', options.url, env) ?? 'redis://127.0.0.1:6379'
+  const first = new OptionResolver('redis', options as Readonly<Record<string, unknown>>, env)
+  const url = first.string('url', 'OMNIBUS_REDIS_URL', 'redis://127.0.0.1:6379')
   let parsed: URL
   try {
     parsed = new URL(url)
@@ -304,109 +271,85 @@ export function resolveRedisOptions(
     })
   }
   const query = parsed.searchParams
+  const maxLenParam = query.get('maxLen')
+  if (options.maxLen === undefined && maxLenParam !== null && !/^\d+$/.test(maxLenParam)) {
+    const e = optionError('redis', 'maxLen', maxLenParam, 'an integer >= 1')
+    throw new ConfigurationError(`${e.message} (from the URL parameter maxLen of ${redactUrl(url)})`, {
+      backend: 'redis',
+      code: e.code,
+    })
+  }
+  // URL parameters stand where explicit options are absent, before the environment.
+  const r = new OptionResolver(
+    'redis',
+    {
+      ...options,
+      keyPrefix: options.keyPrefix ?? query.get('keyPrefix') ?? undefined,
+      maxLen: options.maxLen ?? maxLenParam ?? undefined,
+    },
+    env,
+  )
   let tls: ConnectionOptions | undefined
   if (options.tls !== undefined && options.tls !== false) {
     if (options.tls === true) tls = {}
     else if (typeof options.tls === 'object' && options.tls !== null) tls = options.tls
-    else
-      throw new ConfigurationError(`tls must be a boolean or tls.connect options, got ${typeof options.tls}`)
+    else throw optionError('redis', 'tls', options.tls, 'true, false or tls.connect options')
   } else if (parsed.protocol === 'rediss:' && options.tls !== false) {
     tls = {}
   }
+  // An explicit empty prefix is allowed (keys without one); an empty variable means unset.
   const keyPrefix =
-    strOption(
-      'keyPrefix',
-      'OMNIBUS_REDIS_KEY_PREFIX',
-      options.keyPrefix ?? query.get('keyPrefix') ?? undefined,
-      env,
-    ) ?? 'omnibus:'
-  if (!/^[^\s*?[\]{}]{0,100}$/.test(keyPrefix)) {
-    throw new ConfigurationError(
-      `keyPrefix "${keyPrefix}" is invalid: use up to 100 characters without spaces, glob characters or braces`,
-      { backend: 'redis' },
-    )
-  }
-  const maxLenParam = query.get('maxLen')
-  if (options.maxLen === undefined && maxLenParam !== null && !/^\d+$/.test(maxLenParam)) {
-    throw new ConfigurationError(
-      `URL parameter maxLen must be an integer >= 1, got "${maxLenParam}" in ${redactUrl(url)}`,
-      { backend: 'redis' },
-    )
-  }
-  const maxLenOption = options.maxLen ?? (maxLenParam === null ? undefined : Number(maxLenParam))
-  const maxLen =
-    maxLenOption === undefined && !env.OMNIBUS_REDIS_MAX_LEN
-      ? undefined
-      : intOption('maxLen', 'OMNIBUS_REDIS_MAX_LEN', maxLenOption, env, 0, 1)
+    options.keyPrefix === '' ? '' : r.string('keyPrefix', 'OMNIBUS_REDIS_KEY_PREFIX', 'omnibus:', KEY_PREFIX)
   if (options.logger !== undefined) {
     const l = options.logger as unknown as Record<string, unknown>
     if (typeof l.warn !== 'function' || typeof l.error !== 'function') {
-      throw new ConfigurationError('logger must have debug, info, warn and error methods', {
-        backend: 'redis',
-      })
+      throw optionError(
+        'redis',
+        'logger',
+        options.logger,
+        'an object with debug, info, warn and error methods',
+      )
     }
   }
   if (
     options.redisOptions !== undefined &&
     (typeof options.redisOptions !== 'object' || options.redisOptions === null)
   ) {
-    throw new ConfigurationError('redisOptions must be an object of ioredis options', { backend: 'redis' })
+    throw optionError('redis', 'redisOptions', options.redisOptions, 'an object of ioredis options')
   }
   return {
     url: parsed.search === '' ? url : withoutQuery(parsed),
     client,
-    username: strOption('username', 'OMNIBUS_REDIS_USERNAME', options.username, env),
-    password: strOption('password', 'OMNIBUS_REDIS_PASSWORD', options.password, env),
+    username: r.string('username', 'OMNIBUS_REDIS_USERNAME', undefined),
+    password: secret(r, 'password', 'OMNIBUS_REDIS_PASSWORD'),
     tls,
     keyPrefix,
-    maxLen,
-    visibilityTimeoutMs: intOption(
-      'visibilityTimeoutMs',
-      'OMNIBUS_REDIS_VISIBILITY_TIMEOUT_MS',
-      options.visibilityTimeoutMs,
-      env,
-      30_000,
-      100,
-    ),
-    batchSize: intOption('batchSize', 'OMNIBUS_REDIS_BATCH_SIZE', options.batchSize, env, 100, 1),
-    blockMs: intOption('blockMs', 'OMNIBUS_REDIS_BLOCK_MS', options.blockMs, env, 5_000, 10),
-    dedupeTtlMs: intOption(
-      'dedupeTtlMs',
-      'OMNIBUS_REDIS_DEDUPE_TTL_MS',
-      options.dedupeTtlMs,
-      env,
-      86_400_000,
-      1,
-    ),
-    maxPayloadBytes: intOption(
-      'maxPayloadBytes',
-      'OMNIBUS_REDIS_MAX_PAYLOAD_BYTES',
-      options.maxPayloadBytes,
-      env,
-      1_048_576,
-      1024,
-    ),
-    connectTimeoutMs: intOption(
-      'connectTimeoutMs',
-      'OMNIBUS_REDIS_CONNECT_TIMEOUT_MS',
-      options.connectTimeoutMs,
-      env,
-      5_000,
-      1,
-    ),
-    discoveryIntervalMs: intOption(
-      'discoveryIntervalMs',
-      'OMNIBUS_REDIS_DISCOVERY_INTERVAL_MS',
-      options.discoveryIntervalMs,
-      env,
-      2_000,
-      10,
-    ),
-    drainTimeoutMs: intOption('drainTimeoutMs', undefined, options.drainTimeoutMs, env, 10_000, 0),
-    source: strOption('source', 'OMNIBUS_SOURCE', options.source, env),
+    maxLen: r.integer('maxLen', 'OMNIBUS_REDIS_MAX_LEN', undefined, { min: 1 }),
+    visibilityTimeoutMs: r.integer('visibilityTimeoutMs', 'OMNIBUS_REDIS_VISIBILITY_TIMEOUT_MS', 30_000, {
+      min: 100,
+    }),
+    batchSize: r.integer('batchSize', 'OMNIBUS_REDIS_BATCH_SIZE', 100, { min: 1 }),
+    blockMs: r.integer('blockMs', 'OMNIBUS_REDIS_BLOCK_MS', 5_000, { min: 10 }),
+    dedupeTtlMs: r.integer('dedupeTtlMs', 'OMNIBUS_REDIS_DEDUPE_TTL_MS', 86_400_000, { min: 1 }),
+    maxPayloadBytes: r.integer('maxPayloadBytes', 'OMNIBUS_REDIS_MAX_PAYLOAD_BYTES', 1_048_576, {
+      min: 1024,
+    }),
+    connectTimeoutMs: r.integer('connectTimeoutMs', 'OMNIBUS_REDIS_CONNECT_TIMEOUT_MS', 5_000, { min: 1 }),
+    discoveryIntervalMs: r.integer('discoveryIntervalMs', 'OMNIBUS_REDIS_DISCOVERY_INTERVAL_MS', 2_000, {
+      min: 10,
+    }),
+    drainTimeoutMs: r.integer('drainTimeoutMs', undefined, 10_000, { min: 0 }),
+    source: r.string('source', 'OMNIBUS_SOURCE', undefined),
     logger: options.logger,
     redisOptions: options.redisOptions ?? {},
   }
+}
+
+/** A string option whose value is never shown in an error. */
+function secret(r: OptionResolver, field: string, envVar: string): string | undefined {
+  const v = r.raw(field, envVar)
+  if (v === undefined || typeof v === 'string') return v
+  throw optionError('redis', field, '***', 'a string')
 }
 
 /** The error for an ioredis Cluster instance. */

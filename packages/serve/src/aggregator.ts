@@ -15,10 +15,9 @@ import {
   DLQ_HEADERS,
   isErrorTopic,
   type OmnibusEvent,
-  optionNames,
-  rejectUnknownOptions,
   validateTopic,
 } from '@omnibus/core'
+import { optionNames, rejectUnknownOptions } from '@omnibus/core/backend'
 import { LRUCache } from 'lru-cache'
 import { costOf, DEFAULT_PRICING, isCostMarker, type PricingTable, priceOf } from './cost.ts'
 import type {

@@ -6,7 +6,8 @@
  * busiest tracked ones), and every other label (tool, agent, model) admits a fixed number of
  * distinct values, after which new ones share the `(other)` value.
  */
-import { ConfigurationError, optionNames, rejectUnknownOptions } from '@omnibus/core'
+import { ConfigurationError } from '@omnibus/core'
+import { optionNames, rejectUnknownOptions } from '@omnibus/core/backend'
 import { Counter, collectDefaultMetrics, Gauge, Histogram, Registry } from 'prom-client'
 import { type Aggregator, type AggregatorObserver, type ErrorKind, OTHER } from './aggregator.ts'
 

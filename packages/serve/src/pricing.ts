@@ -10,7 +10,8 @@
  * ```
  */
 import { readFile } from 'node:fs/promises'
-import { ConfigurationError, closestName } from '@omnibus/core'
+import { ConfigurationError } from '@omnibus/core'
+import { closestName } from '@omnibus/core/backend'
 import { parse as parseYaml } from 'yaml'
 import { DEFAULT_PRICING, type ModelPrice, type PricingTable } from './cost.ts'
 

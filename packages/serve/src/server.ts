@@ -22,13 +22,12 @@ import {
   type Guarantee,
   type Logger,
   type OmnibusEvent,
-  optionNames,
   redactUrl,
   redriveInput,
-  rejectUnknownOptions,
   type Subscription,
   validatePattern,
 } from '@omnibus/core'
+import { optionNames, rejectUnknownOptions } from '@omnibus/core/backend'
 import { Aggregator, type AggregatorOptions, REDRIVEN_OF_HEADER, redrivenTopic } from './aggregator.ts'
 import type { AlertsHook } from './alerts-hook.ts'
 import { DEFAULT_PRICING, type PricingTable } from './cost.ts'

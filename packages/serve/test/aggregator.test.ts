@@ -2,10 +2,10 @@ import {
   AGENT_HEADERS,
   ConfigurationError,
   createEvent,
-  deadLetterInput,
   type EventInput,
   type OmnibusEvent,
 } from '@omnibus/core'
+import { deadLetterInput } from '@omnibus/core/backend'
 import { describe, expect, it } from 'vitest'
 import { Aggregator, OTHER, REDRIVEN_OF_HEADER } from '../src/aggregator.ts'
 import { COST_MARKER_HEADER } from '../src/cost.ts'

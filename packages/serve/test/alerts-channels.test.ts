@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { type EventBackend, type Logger, type OmnibusEvent, waitUntil } from '@omnibus/core'
+import type { EventBackend, Logger, OmnibusEvent } from '@omnibus/core'
+import { waitUntil } from '@omnibus/core/testing'
 import { createMemoryBackend } from '@omnibus/memory'
 import { Registry } from 'prom-client'
 import { afterEach, describe, expect, it } from 'vitest'

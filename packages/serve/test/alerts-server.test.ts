@@ -5,7 +5,8 @@
  */
 import { createServer, type Server } from 'node:http'
 import type { AddressInfo } from 'node:net'
-import { ObservabilityBus, type OmnibusEvent, silentLogger, waitUntil } from '@omnibus/core'
+import { ObservabilityBus, type OmnibusEvent, silentLogger } from '@omnibus/core'
+import { waitUntil } from '@omnibus/core/testing'
 import { createMemoryBackend } from '@omnibus/memory'
 import { afterEach, expect, it } from 'vitest'
 import { AlertEngine, type AlertNotification, type AlertView, startServer } from '../src/index.ts'

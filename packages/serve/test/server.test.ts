@@ -6,13 +6,13 @@ import {
   CapabilityError,
   ConfigurationError,
   createEvent,
-  deadLetterInput,
   type EventBackend,
   ObservabilityBus,
   type OmnibusEvent,
   silentLogger,
-  waitUntil,
 } from '@omnibus/core'
+import { deadLetterInput } from '@omnibus/core/backend'
+import { waitUntil } from '@omnibus/core/testing'
 import { createMemoryBackend } from '@omnibus/memory'
 import { createSqliteBackend } from '@omnibus/sqlite'
 import parsePrometheusTextFormat from 'parse-prometheus-text-format'

@@ -13,7 +13,8 @@
 import { mkdtempSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { createEvent, type EventInput, encodeEvent } from '@omnibus/core'
+import { createEvent, type EventInput } from '@omnibus/core'
+import { encodeEvent } from '@omnibus/core/backend'
 import Database from 'better-sqlite3'
 import { createSqliteBackend, SCHEMA_SQL } from '../src/index.ts'
 

@@ -13,7 +13,10 @@
  * consumer reads, but it reads the whole file: about 26 ms for 100k events (57 MB), blocking the
  * thread, and ten times that at a million. It is a repair-time tool, not a probe.
  */
+import { type HealthStatus, NotConnectedError } from '@omnibus/core'
+import { timedHealthCheck } from '@omnibus/core/backend'
 import type Database from 'better-sqlite3'
+import type { Connection } from './connection.ts'
 
 /** Thrown inside the probe's transaction to roll it back; never escapes {@link probeDatabase}. */
 const ROLLBACK = Symbol('rollback')
@@ -53,4 +56,17 @@ export function prepareHealthProbe(db: Database.Database): HealthProbe {
       }
     },
   }
+}
+
+/**
+ * The backend's `healthCheck`: the probe, waiting for the write lock like a publish does, timed
+ * by core's one health-check rule. Healthy names the file.
+ */
+export function checkHealth(conn: Connection, probe: () => HealthProbe | undefined): Promise<HealthStatus> {
+  return timedHealthCheck('sqlite', async () => {
+    const p = probe()
+    if (p === undefined || conn.state !== 'open') throw new NotConnectedError('sqlite', 'check health')
+    await conn.retryBusy('publish', () => p.run())
+    return conn.fileLabel
+  })
 }

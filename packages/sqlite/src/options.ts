@@ -1,8 +1,9 @@
 /**
- * Options of the SQLite backend: explicit option → environment variable → default, validated
- * once at construction with messages that name the field and the bad value.
+ * Options of the SQLite backend, resolved by core's `OptionResolver`: explicit option →
+ * environment variable → default, validated once at construction, in core's one error format.
  */
-import { ConfigurationError, type Logger, rejectUnknownOptions } from '@omnibus/core'
+import { ConfigurationError, type Logger } from '@omnibus/core'
+import { OptionResolver, rejectUnknownOptions } from '@omnibus/core/backend'
 import type BetterSqlite3 from 'better-sqlite3'
 
 /** Options of {@link createSqliteBackend}. */
@@ -60,7 +61,7 @@ export interface SqliteBackendOptions {
   /**
    * Run WAL checkpoints on a worker thread with its own connection, which keeps their fsync off
    * the commit paths of publishes and deliveries. `false`: SQLite's automatic checkpoints.
-   * @default true (env `OMNIBUS_SQLITE_IO_THREAD`, `0`/`false` to disable)
+   * @default true (env `OMNIBUS_SQLITE_IO_THREAD`: `false`, `0`, `no` or `off` to disable)
    */
   readonly ioThread?: boolean
   /**
@@ -111,54 +112,6 @@ export const MAX_PAYLOAD_CEILING = 256 * 1024 * 1024
 
 type Env = Readonly<Record<string, string | undefined>>
 
-function intOption(
-  field: string,
-  envName: string,
-  value: unknown,
-  env: Env,
-  fallback: number,
-  min: number,
-  max: number,
-): number {
-  let raw: unknown = value
-  let from = field
-  if (raw === undefined && env[envName] !== undefined && env[envName] !== '') {
-    raw = Number(env[envName])
-    from = `${envName} (${field})`
-  }
-  if (raw === undefined) return fallback
-  if (typeof raw !== 'number' || !Number.isInteger(raw) || raw < min || raw > max) {
-    const shown = from === field ? String(value) : JSON.stringify(env[envName])
-    throw new ConfigurationError(
-      `sqlite option ${from} must be an integer from ${min} to ${max}, got ${shown}`,
-      {
-        backend: 'sqlite',
-      },
-    )
-  }
-  return raw
-}
-
-function boolOption(field: string, envName: string, value: unknown, env: Env, fallback: boolean): boolean {
-  if (value !== undefined) {
-    if (typeof value !== 'boolean') {
-      throw new ConfigurationError(`sqlite option ${field} must be a boolean, got ${String(value)}`, {
-        backend: 'sqlite',
-      })
-    }
-    return value
-  }
-  const raw = env[envName]
-  if (raw === undefined || raw === '') return fallback
-  const v = raw.toLowerCase()
-  if (v === '1' || v === 'true') return true
-  if (v === '0' || v === 'false') return false
-  throw new ConfigurationError(
-    `sqlite option ${envName} (${field}) must be true/false or 1/0, got ${JSON.stringify(raw)}`,
-    { backend: 'sqlite' },
-  )
-}
-
 /** Resolves and validates options; throws `ConfigurationError` naming the field and the value. */
 export function resolveOptions(
   options: SqliteBackendOptions = {},
@@ -167,102 +120,49 @@ export function resolveOptions(
   if (options === null || typeof options !== 'object') {
     throw new ConfigurationError(
       'createSqliteBackend expects an options object, e.g. { path: "./events.db" }',
-      {
-        backend: 'sqlite',
-      },
+      { backend: 'sqlite' },
     )
   }
   rejectUnknownOptions('sqlite backend option', options, OPTION_NAMES, { backend: 'sqlite' })
-  const path = options.path ?? env.OMNIBUS_SQLITE_PATH ?? './omnibus.db'
-  if (typeof path !== 'string' || path.length === 0) {
-    throw new ConfigurationError(`sqlite option path must be a non-empty file path, got ${String(path)}`, {
-      backend: 'sqlite',
-    })
-  }
+  const r = new OptionResolver('sqlite', options as Readonly<Record<string, unknown>>, env)
   const database = options.database
   if (
     database !== undefined &&
     (database === null || typeof (database as { prepare?: unknown }).prepare !== 'function')
   ) {
-    throw new ConfigurationError('sqlite option database must be a better-sqlite3 Database instance', {
-      backend: 'sqlite',
-    })
+    r.fail('database', undefined, { value: database, fromEnv: false }, 'a better-sqlite3 Database instance')
   }
-  const synchronous = options.synchronous ?? env.OMNIBUS_SQLITE_SYNCHRONOUS ?? 'normal'
-  if (synchronous !== 'normal' && synchronous !== 'full') {
-    throw new ConfigurationError(
-      `sqlite option synchronous must be 'normal' or 'full', got ${String(synchronous)}`,
-      {
-        backend: 'sqlite',
-      },
-    )
-  }
-  const source = options.source ?? env.OMNIBUS_SOURCE
-  const ioThread = boolOption('ioThread', 'OMNIBUS_SQLITE_IO_THREAD', options.ioThread, env, true)
-  const publishOnIoThread = boolOption(
-    'publishOnIoThread',
-    'OMNIBUS_SQLITE_PUBLISH_ON_IO_THREAD',
-    options.publishOnIoThread,
-    env,
-    false,
-  )
+  const ioThread = r.boolean('ioThread', 'OMNIBUS_SQLITE_IO_THREAD', true)
+  const publishOnIoThread = r.boolean('publishOnIoThread', 'OMNIBUS_SQLITE_PUBLISH_ON_IO_THREAD', false)
   if (publishOnIoThread && !ioThread) {
     throw new ConfigurationError('sqlite option publishOnIoThread needs ioThread: true (or leave it false)', {
       backend: 'sqlite',
     })
   }
   return {
-    path,
+    path: r.string('path', 'OMNIBUS_SQLITE_PATH', './omnibus.db', FILE_PATH),
     database,
-    busyTimeoutMs: intOption(
-      'busyTimeoutMs',
-      'OMNIBUS_SQLITE_BUSY_TIMEOUT_MS',
-      options.busyTimeoutMs,
-      env,
-      5000,
-      0,
-      3_600_000,
-    ),
-    pollIntervalMs: intOption(
-      'pollIntervalMs',
-      'OMNIBUS_SQLITE_POLL_INTERVAL_MS',
-      options.pollIntervalMs,
-      env,
-      2,
-      1,
-      60_000,
-    ),
-    visibilityTimeoutMs: intOption(
-      'visibilityTimeoutMs',
-      'OMNIBUS_SQLITE_VISIBILITY_TIMEOUT_MS',
-      options.visibilityTimeoutMs,
-      env,
-      30_000,
-      30,
-      86_400_000,
-    ),
-    maxPayloadBytes: intOption(
-      'maxPayloadBytes',
-      'OMNIBUS_SQLITE_MAX_PAYLOAD_BYTES',
-      options.maxPayloadBytes,
-      env,
-      1_048_576,
-      1024,
-      MAX_PAYLOAD_CEILING,
-    ),
-    synchronous,
-    drainTimeoutMs: intOption(
-      'drainTimeoutMs',
-      'OMNIBUS_SQLITE_DRAIN_TIMEOUT_MS',
-      options.drainTimeoutMs,
-      env,
-      5000,
-      0,
-      3_600_000,
-    ),
-    source,
+    busyTimeoutMs: r.integer('busyTimeoutMs', 'OMNIBUS_SQLITE_BUSY_TIMEOUT_MS', 5000, { max: 3_600_000 }),
+    pollIntervalMs: r.integer('pollIntervalMs', 'OMNIBUS_SQLITE_POLL_INTERVAL_MS', 2, {
+      min: 1,
+      max: 60_000,
+    }),
+    visibilityTimeoutMs: r.integer('visibilityTimeoutMs', 'OMNIBUS_SQLITE_VISIBILITY_TIMEOUT_MS', 30_000, {
+      min: 30,
+      max: 86_400_000,
+    }),
+    maxPayloadBytes: r.integer('maxPayloadBytes', 'OMNIBUS_SQLITE_MAX_PAYLOAD_BYTES', 1_048_576, {
+      min: 1024,
+      max: MAX_PAYLOAD_CEILING,
+    }),
+    synchronous: r.oneOf('synchronous', 'OMNIBUS_SQLITE_SYNCHRONOUS', ['normal', 'full'] as const, 'normal'),
+    drainTimeoutMs: r.integer('drainTimeoutMs', 'OMNIBUS_SQLITE_DRAIN_TIMEOUT_MS', 5000, { max: 3_600_000 }),
+    source: r.string('source', 'OMNIBUS_SOURCE', undefined),
     ioThread,
     publishOnIoThread,
     logger: options.logger,
   }
 }
+
+/** A database path: any non-empty string (`:memory:` included). */
+const FILE_PATH = { test: (v: string) => v.length > 0, expected: 'a non-empty file path' }

@@ -16,7 +16,11 @@ export const SCHEMA_VERSION = 1
  * - `omnibus_leases`: the pending entries of a group, one per matching event not yet acknowledged.
  *   `due` is when it may next be claimed: 0 for new ones, lease expiry when `owner` holds it,
  *   the retry time after a failure. `attempts` counts claims, so a crash counts as an attempt.
- * - `omnibus_processed`: ids acknowledged by exactly-once subscriptions, per group.
+ * - `omnibus_processed`: ids acknowledged by exactly-once subscriptions, per group, written in the
+ *   transaction that deletes the lease.
+ * - `omnibus_claims`: exactly-once claims of ids being handled, per group: `owner` (member and
+ *   event seq) holds `id` until `until` (ms) unless it commits (the ack moves it to
+ *   `omnibus_processed`) or releases it. Added to layout 1 without a migration: a table of its own.
  */
 export const SCHEMA_SQL = `
 CREATE TABLE IF NOT EXISTS omnibus_meta (
@@ -58,6 +62,13 @@ CREATE TABLE IF NOT EXISTS omnibus_processed (
   gid INTEGER NOT NULL,
   id TEXT NOT NULL,
   at INTEGER NOT NULL,
+  PRIMARY KEY (gid, id)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS omnibus_claims (
+  gid INTEGER NOT NULL,
+  id TEXT NOT NULL,
+  owner TEXT NOT NULL,
+  until INTEGER NOT NULL,
   PRIMARY KEY (gid, id)
 ) WITHOUT ROWID;
 `

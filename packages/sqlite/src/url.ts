@@ -1,21 +1,23 @@
 /**
  * `sqlite://` URLs for the core registry (`createBackend('sqlite://./events.db')`).
  */
-import { ConfigurationError, rejectUnknownUrlParams } from '@omnibus/core'
+import { ConfigurationError } from '@omnibus/core'
+import { rejectUnknownUrlParams } from '@omnibus/core/backend'
 import { createSqliteBackend, type SqliteBackend } from './backend.ts'
 import type { SqliteBackendOptions } from './options.ts'
 
-const NUMERIC_PARAMS = [
+/** Query parameters of a `sqlite:` URL; any other is a `ConfigurationError`. */
+export const SQLITE_URL_PARAMS: readonly string[] = [
   'busyTimeoutMs',
   'pollIntervalMs',
   'visibilityTimeoutMs',
   'maxPayloadBytes',
   'drainTimeoutMs',
+  'synchronous',
+  'source',
+  'ioThread',
+  'publishOnIoThread',
 ]
-const STRING_PARAMS = ['synchronous', 'source']
-const BOOLEAN_PARAMS = ['ioThread', 'publishOnIoThread']
-/** Query parameters of a `sqlite:` URL; any other is a `ConfigurationError`. */
-export const SQLITE_URL_PARAMS: readonly string[] = [...NUMERIC_PARAMS, ...STRING_PARAMS, ...BOOLEAN_PARAMS]
 
 /**
  * The database path of a `sqlite:` URL:
@@ -54,16 +56,8 @@ export function sqlitePathFromUrl(url: URL): string {
 export function backendFromUrl(url: URL, options: Readonly<Record<string, unknown>> = {}): SqliteBackend {
   const fromUrl: Record<string, unknown> = { path: sqlitePathFromUrl(url) }
   rejectUnknownUrlParams(url, SQLITE_URL_PARAMS, { backend: 'sqlite' })
-  for (const [key, value] of url.searchParams) {
-    if (NUMERIC_PARAMS.includes(key)) {
-      const n = Number(value)
-      fromUrl[key] = value.trim() === '' || !Number.isFinite(n) ? value : n
-    } else if (STRING_PARAMS.includes(key)) {
-      fromUrl[key] = value
-    } else if (BOOLEAN_PARAMS.includes(key)) {
-      fromUrl[key] =
-        value === 'true' || value === '1' ? true : value === 'false' || value === '0' ? false : value
-    }
-  }
+  // Values stay strings: the option resolver reads numbers and booleans from strings, with the
+  // same rules and errors as for environment variables.
+  for (const [key, value] of url.searchParams) fromUrl[key] = value
   return createSqliteBackend({ ...fromUrl, ...options } as SqliteBackendOptions)
 }

@@ -126,14 +126,14 @@ describe('sqlite backend: bad input', () => {
       /unknown sqlite backend option "pollIntervalMS" \(did you mean "pollIntervalMs"\?\)/,
     )
     expect(() => createSqliteBackend({ busyTimeoutMs: -1 })).toThrow(
-      /busyTimeoutMs must be an integer from 0/,
+      /^sqlite backend option busyTimeoutMs must be an integer between 0 and 3600000, got -1$/,
     )
     expect(() => createSqliteBackend({ synchronous: 'off' as never })).toThrow(
-      /synchronous must be 'normal' or 'full', got off/,
+      /^sqlite backend option synchronous must be one of 'normal', 'full', got "off"$/,
     )
     expect(() => createSqliteBackend({ maxPayloadBytes: 10 })).toThrow(ConfigurationError)
-    expect(() => createSqliteBackend({ ioThread: 'yes' as never })).toThrow(
-      /ioThread must be a boolean, got yes/,
+    expect(() => createSqliteBackend({ ioThread: 'maybe' as never })).toThrow(
+      /^sqlite backend option ioThread must be true or false \(true, 1, yes, on, false, 0, no, off\), got "maybe"$/,
     )
     expect(() => createSqliteBackend({ ioThread: false, publishOnIoThread: true })).toThrow(
       /publishOnIoThread needs ioThread: true/,
@@ -142,7 +142,7 @@ describe('sqlite backend: bad input', () => {
     process.env.OMNIBUS_SQLITE_POLL_INTERVAL_MS = 'soon'
     try {
       expect(() => createSqliteBackend({})).toThrow(
-        /OMNIBUS_SQLITE_POLL_INTERVAL_MS \(pollIntervalMs\).*"soon"/,
+        /^sqlite backend option pollIntervalMs must be an integer between 1 and 60000, got "soon" \(from the environment variable OMNIBUS_SQLITE_POLL_INTERVAL_MS\)$/,
       )
     } finally {
       if (previous === undefined) delete process.env.OMNIBUS_SQLITE_POLL_INTERVAL_MS

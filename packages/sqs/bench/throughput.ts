@@ -20,7 +20,8 @@ import {
   SendMessageBatchCommand,
   SQSClient,
 } from '@aws-sdk/client-sqs'
-import { createEvent, encodeEvent, silentLogger } from '@omnibus/core'
+import { createEvent, silentLogger } from '@omnibus/core'
+import { encodeEvent } from '@omnibus/core/backend'
 import { createSqsBackend } from '../src/index.ts'
 
 const endpoint = process.env.OMNIBUS_SQS_ENDPOINT ?? 'http://127.0.0.1:9324'

@@ -22,26 +22,31 @@ import {
   ConnectionError,
   consoleLogger,
   createEvent,
-  type DedupeStore,
+  DEAD_LETTER_GROUP,
   type EventBackend,
   type EventHandler,
   type EventInput,
-  encodeEventChecked,
   type HealthStatus,
-  holdProcess,
-  MemoryDedupeStore,
   NotConnectedError,
   type OmnibusEvent,
   PayloadTooLargeError,
-  type ProcessHold,
   PublishError,
   type PublishReceipt,
-  rejectUnknownUrlParams,
-  resolveSubscribeOptions,
   type SubscribeOptions,
   type Subscription,
   validateTopic,
 } from '@omnibus/core'
+import {
+  checkDrainTimeout,
+  encodeEventChecked,
+  holdProcess,
+  optionError,
+  type ProcessHold,
+  parseBoolean,
+  rejectUnknownUrlParams,
+  resolveSubscribeOptions,
+  timedHealthCheck,
+} from '@omnibus/core/backend'
 import { Consumer } from './consumer.ts'
 import {
   broadcastQueueName,
@@ -140,9 +145,12 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
   const o = resolveSqsOptions(options)
   const logger = o.logger ?? consoleLogger
   const where = describeEndpoint(o)
-  const dedupe: DedupeStore = o.dedupeStore ?? new MemoryDedupeStore()
   const capabilities: BackendCapabilities = {
-    guarantees: ['at-most-once', 'at-least-once', 'exactly-once'],
+    // SQS keeps no record of processed ids: exactly-once needs a store every member shares.
+    guarantees:
+      o.dedupeStore === undefined
+        ? ['at-most-once', 'at-least-once']
+        : ['at-most-once', 'at-least-once', 'exactly-once'],
     persistent: true,
     crossProcess: true,
     groups: true,
@@ -300,8 +308,9 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
     name: string,
     tags: Record<string, string>,
     fifo: boolean,
+    internal = false,
   ): Promise<{ url: string; created: boolean }> {
-    const { clients: c } = requireConnected('subscribe')
+    const { clients: c } = requireConnected('subscribe', internal)
     try {
       const existing = await c.control.send(new GetQueueUrlCommand({ QueueName: name }))
       if (existing.QueueUrl !== undefined) return { url: existing.QueueUrl, created: false }
@@ -321,6 +330,29 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
     } catch (error) {
       throw classifyError(error, 'subscribe', where)
     }
+  }
+
+  /** When the queue keeping each dead-letter topic's letters was last made sure of. */
+  const deadLetterQueues = new Map<string, number>()
+
+  /**
+   * Makes sure the queue of {@link DEAD_LETTER_GROUP} on a dead-letter topic exists and is routed
+   * to, like any group queue: SQS has no topics, so a letter with no queue to go to would be lost.
+   * Checked again at most once a minute.
+   */
+  async function keepDeadLetters(topic: string): Promise<void> {
+    const at = deadLetterQueues.get(topic)
+    if (at !== undefined && Date.now() - at < 60_000) return
+    const { directory: dir } = requireConnected('dead-letter', true)
+    const name = groupQueueName(o.queuePrefix, DEAD_LETTER_GROUP, topic, o.fifo)
+    const tags = {
+      [QUEUE_TAGS.pattern]: topic,
+      [QUEUE_TAGS.kind]: 'group',
+      [QUEUE_TAGS.group]: DEAD_LETTER_GROUP,
+    }
+    const { url } = await ensureQueue(name, tags, o.fifo, true)
+    dir.addLocal({ url, pattern: topic, kind: 'group', fifo: isFifoQueue(url) })
+    deadLetterQueues.set(topic, Date.now())
   }
 
   const backend: SqsBackend = {
@@ -356,10 +388,15 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
         return disconnecting
       }
       const c = clients
-      const drain = opts?.drainTimeoutMs ?? o.drainTimeoutMs
+      let drain: number
+      try {
+        drain = checkDrainTimeout(opts?.drainTimeoutMs ?? o.drainTimeoutMs, 'sqs')
+      } catch (error) {
+        return Promise.reject(error)
+      }
       disconnecting = (async () => {
         await Promise.allSettled([...inFlightPublishes])
-        await Promise.allSettled([...consumers].map((k) => k.close(drain)))
+        await Promise.allSettled([...consumers].map((k) => k.kernel.close(drain)))
         await Promise.allSettled([...inFlightPublishes])
         await sender?.idle()
         directory?.close()
@@ -374,21 +411,23 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
       })
       return disconnecting
     },
-    async healthCheck(): Promise<HealthStatus> {
+    healthCheck(): Promise<HealthStatus> {
       if (clients === undefined || disconnecting !== undefined) {
-        return { healthy: false, latencyMs: 0, detail: 'not connected' }
+        return Promise.resolve({ healthy: false, latencyMs: 0, detail: 'not connected' })
       }
-      const started = Date.now()
-      try {
-        const latencyMs = await probe(clients.control)
-        return { healthy: true, latencyMs, detail: `${where}, ${consumers.size} subscription(s)` }
-      } catch (error) {
-        return {
-          healthy: false,
-          latencyMs: Date.now() - started,
-          detail: classifyError(error, 'connect', where).message,
-        }
-      }
+      const c = clients
+      return timedHealthCheck(
+        'sqs',
+        async () => {
+          try {
+            await probe(c.control)
+          } catch (error) {
+            throw classifyError(error, 'connect', where)
+          }
+          return `${where}, ${consumers.size} subscription(s)`
+        },
+        o.connectTimeoutMs,
+      )
     },
     publish(input) {
       return publishInternal(input as EventInput)
@@ -485,11 +524,15 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
           receiveClient: c.receive,
           where,
           logger,
-          dedupe,
+          dedupe: o.dedupeStore,
           waitTimeSeconds: o.waitTimeSeconds,
           prefetch: o.prefetch,
           localRetryMaxMs: o.localRetryMaxMs,
-          publish: (input) => publishInternal(input, true),
+          visibilityTimeoutMs: o.visibilityTimeoutMs,
+          publishDeadLetter: async (input) => {
+            await keepDeadLetters(input.topic)
+            return publishInternal(input, true)
+          },
           recreateQueue: async () => {
             const again = await ensureQueue(name, tags, fifo)
             dir.addLocal({ ...target, url: again.url })
@@ -510,12 +553,11 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
           fifo: target.fifo,
           options: resolved,
           handler: handler as EventHandler,
-          visibilityTimeoutMs: o.visibilityTimeoutMs,
         },
       )
       consumers.add(consumer)
       consumer.start()
-      return consumer.subscription
+      return consumer.kernel.subscription
     },
   }
 
@@ -560,6 +602,14 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
   return backend
 }
 
+/** A boolean URL parameter, spelt as every boolean option is. */
+function urlBoolean(name: string, value: string): boolean {
+  const b = parseBoolean(value)
+  if (b === undefined)
+    throw optionError('sqs', name, value, 'true or false (true, 1, yes, on, false, 0, no, off)')
+  return b
+}
+
 /**
  * Creates a backend from an `sqs://` URL for the core registry:
  * `sqs://host:port` → endpoint `http://host:port` (`?tls=true` for https); `sqs://aws` or
@@ -585,20 +635,13 @@ export function backendFromUrl(url: URL, options: Readonly<Record<string, unknow
   const host = url.host
   if (host !== '' && host !== 'aws') {
     const tls = url.searchParams.get('tls')
-    fromUrl.endpoint = `${tls === 'true' || tls === '1' ? 'https' : 'http'}://${host}`
+    fromUrl.endpoint = `${tls !== null && urlBoolean('tls', tls) ? 'https' : 'http'}://${host}`
   }
   const region = url.searchParams.get('region')
   if (region !== null && region !== '') fromUrl.region = region
   const prefix = url.searchParams.get('prefix')
   if (prefix !== null && prefix !== '') fromUrl.queuePrefix = prefix
   const fifo = url.searchParams.get('fifo')
-  if (fifo !== null) {
-    if (!/^(true|false|1|0)$/.test(fifo)) {
-      throw new ConfigurationError(`sqs:// URL parameter fifo must be true or false, got "${fifo}"`, {
-        backend: 'sqs',
-      })
-    }
-    fromUrl.fifo = fifo === 'true' || fifo === '1'
-  }
+  if (fifo !== null) fromUrl.fifo = urlBoolean('fifo', fifo)
   return createSqsBackend({ ...fromUrl, ...options } as SqsBackendOptions)
 }

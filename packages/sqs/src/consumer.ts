@@ -1,38 +1,33 @@
 /**
- * One subscription reading one queue: long polls of up to ten messages, handlers run through the
- * core `KeyedLimiter` (per-key order on FIFO queues), deletes batched and sent only after the
- * handler resolved, visibility extended while a message is held, retries by local wait (short
- * delays) or `ChangeMessageVisibility` (long ones), dead letters through the publish path.
+ * One subscription reading one queue, as an adapter of core's consumer kernel: it long-polls up to
+ * ten messages at a time and hands each to the kernel, which decides; the adapter only talks to
+ * SQS. Ack = `DeleteMessage` (batched); redeliver later = a local timer for short delays (the
+ * message stays leased), else `ChangeMessageVisibility` to the delay; release = visibility 0;
+ * every held message is kept invisible by a heartbeat. The delivery count is
+ * `ApproximateReceiveCount`, corrected by what this process knows SQS counted wrongly: a receive
+ * that was not an attempt (a `busy` exactly-once claim, a message handed back unstarted) is
+ * subtracted, a local retry added. On FIFO queues one message per message group is in the kernel
+ * at a time, and the rest of a group goes back behind a message that does, so a key's order holds
+ * through retries.
  */
-import {
-  ChangeMessageVisibilityBatchCommand,
-  DeleteMessageBatchCommand,
-  type Message,
-  ReceiveMessageCommand,
-  type SQSClient,
-} from '@aws-sdk/client-sqs'
+import { type Message, ReceiveMessageCommand, type SQSClient } from '@aws-sdk/client-sqs'
 import {
   compilePattern,
-  DEFAULT_DEAD_LETTER_TOPIC,
-  type DedupeStore,
-  deadLetterInput,
-  decideFailure,
-  decodeEvent,
   type EventHandler,
   type EventInput,
-  HandlerRunner,
-  InvalidEnvelopeError,
-  isLiteralPattern,
-  KeyedLimiter,
   type Logger,
   type OmnibusEvent,
-  type ResolvedSubscribeOptions,
-  type Subscription,
 } from '@omnibus/core'
+import {
+  ConsumerKernel,
+  type DedupeStore,
+  decodeEvent,
+  type KernelAdapter,
+  type KernelMessage,
+  type ResolvedSubscribeOptions,
+} from '@omnibus/core/backend'
 import { classifyError, isQueueMissing } from './errors.ts'
-
-/** Topic recorded as the original topic of an undecodable message read by a wildcard subscription. */
-export const INVALID_MESSAGE_TOPIC = 'omnibus.invalid'
+import { QueueOps } from './queue-ops.ts'
 
 /** What a consumer needs from its backend. */
 export interface ConsumerDeps {
@@ -42,21 +37,23 @@ export interface ConsumerDeps {
   readonly receiveClient: SQSClient
   readonly where: string
   readonly logger: Logger
-  readonly dedupe: DedupeStore
+  readonly dedupe: DedupeStore | undefined
   readonly waitTimeSeconds: number
   readonly prefetch: number
   readonly localRetryMaxMs: number
-  /** Publishes a dead letter. */
-  readonly publish: (input: EventInput) => Promise<unknown>
+  /** Default visibility timeout when the subscription sets none. */
+  readonly visibilityTimeoutMs: number
+  /** Default drain timeout of `unsubscribe()`. */
+  readonly drainTimeoutMs: number
+  /** Publishes a dead letter where it is kept. */
+  readonly publishDeadLetter: (input: EventInput) => Promise<unknown>
   /** Creates the queue again when it vanished (broker restarted without persistence). */
   readonly recreateQueue: () => Promise<string>
-  /** Drain timeout when `close()` is not given one. */
-  readonly drainTimeoutMs: number
   /** Called once the subscription is closed (drops it, deletes a broadcast queue). */
   readonly onClosed: (consumer: Consumer) => Promise<void>
 }
 
-/** What one consumer reads and how. */
+/** What one consumer reads. */
 export interface ConsumerConfig {
   readonly id: string
   readonly queueUrl: string
@@ -65,112 +62,98 @@ export interface ConsumerConfig {
   readonly fifo: boolean
   readonly options: ResolvedSubscribeOptions
   readonly handler: EventHandler
-  /** Default visibility timeout when the subscription sets none. */
-  readonly visibilityTimeoutMs: number
 }
 
-interface Held {
+/** A received message as the kernel sees it, with what SQS needs to settle it. */
+export interface SqsMessage extends KernelMessage {
+  /** Set again for a local redelivery. */
+  deliveryCount: number
   readonly receipt: string
-  readonly messageId: string
-  state: 'held' | 'running' | 'done' | 'released'
+  /** `ApproximateReceiveCount` of this receive. */
+  readonly receiveCount: number
+  /** The FIFO message group; undefined on standard queues. */
+  readonly groupId: string | undefined
 }
 
-interface FailureRecord {
-  first: number
-  last: number
-  /** Runs made in this process beyond what `ApproximateReceiveCount` counts (local retries). */
-  extra: number
-}
-
-interface ReceiveBatch {
-  /** FIFO keys whose earlier message went back to the queue: later ones of the key follow it. */
-  readonly blocked: Set<string>
-}
-
-const MAX_FAILURE_RECORDS = 10_000
-/** Deadline of one delete or visibility change, retries included: none may hold a message for long. */
-const CONTROL_DEADLINE_MS = 10_000
+/** Most delivery-count corrections remembered; the oldest are forgotten first. */
+const MAX_CORRECTIONS = 10_000
+/** A give-back is bounded tightly: the visibility timeout returns the message anyway. */
 const RELEASE_DEADLINE_MS = 2_000
 /** How long a queue must stay missing before its consumer creates it again. */
 const QUEUE_MISSING_GRACE_MS = 10_000
 
-function sleep(ms: number, signal: AbortSignal): Promise<boolean> {
+function sleep(ms: number, signal: AbortSignal): Promise<void> {
   return new Promise((resolve) => {
-    if (signal.aborted) return resolve(false)
-    const onAbort = () => {
-      clearTimeout(timer)
-      resolve(false)
-    }
+    if (signal.aborted) return resolve()
     const timer = setTimeout(() => {
       signal.removeEventListener('abort', onAbort)
-      resolve(true)
+      resolve()
     }, ms)
-    timer.unref()
+    const onAbort = () => {
+      clearTimeout(timer)
+      resolve()
+    }
     signal.addEventListener('abort', onAbort, { once: true })
   })
 }
 
 /** A running subscription on one queue. */
-export class Consumer {
+export class Consumer implements KernelAdapter<SqsMessage> {
+  readonly backend = 'sqs'
+  readonly dedupe: DedupeStore | undefined
+  readonly kernel: ConsumerKernel<SqsMessage>
   readonly #deps: ConsumerDeps
   readonly #config: ConsumerConfig
+  readonly #ops: QueueOps
   readonly #matches: (topic: string) => boolean
-  readonly #limiter: KeyedLimiter
   readonly #visibilitySeconds: number
   readonly #capacity: number
-  readonly #dedupeGroup: string
   readonly #pollDeadlineMs: number
-  readonly #deletes = new Set<Promise<void>>()
-  #queueUrl: string
-  readonly #held = new Set<Held>()
-  readonly #failures = new Map<string, FailureRecord>()
-  readonly #tracked = new Set<Promise<unknown>>()
-  /** Aborts the long poll and back-off waits when the subscription closes. */
+  /** Received and not settled: in the kernel, waiting for a local retry, or behind its FIFO group. */
+  readonly #held = new Set<SqsMessage>()
+  /** Per message id: the delivery count minus `ApproximateReceiveCount` (see the module comment). */
+  readonly #corrections = new Map<string, number>()
+  readonly #retryTimers = new Map<SqsMessage, NodeJS.Timeout>()
+  /** FIFO: per message group with a message in the kernel, the ones received behind it. */
+  readonly #groups = new Map<string, SqsMessage[]>()
   readonly #stop = new AbortController()
-  /** Aborts handlers (their `ctx.signal`) when the drain timeout passes. */
-  readonly #handlerAbort = new AbortController()
-  #running = true
+  #reading = true
+  /** When the long poll in flight ends on the server, whose wait it is (epoch ms). */
+  #pollEndsAt = 0
+  /**
+   * Until when an aborted long poll still waits on the server. It takes the first message that
+   * becomes visible meanwhile (counting a receive, hiding it for a visibility timeout), so what
+   * this consumer hands back while closing stays invisible until then.
+   */
+  #deadPollUntil = 0
   #roomWaiter: (() => void) | undefined
   #poll: Promise<void> | undefined
   #heartbeat: NodeJS.Timeout | undefined
-  #closing: Promise<void> | undefined
-  #pendingDeletes: Array<{ held: Held; done: () => void }> = []
-  #deleteScheduled = false
-  readonly subscription: Subscription
-  readonly #runner: HandlerRunner
 
   constructor(deps: ConsumerDeps, config: ConsumerConfig) {
     this.#deps = deps
     this.#config = config
-    this.#queueUrl = config.queueUrl
+    this.dedupe = deps.dedupe
+    this.#ops = new QueueOps(deps.client, config.queueUrl, deps.logger)
     this.#matches = compilePattern(config.options.pattern)
-    this.#limiter = new KeyedLimiter(config.options.concurrency)
-    const visMs = config.options.visibilityTimeoutMs ?? config.visibilityTimeoutMs
-    this.#visibilitySeconds = Math.min(43_200, Math.max(1, Math.ceil(visMs / 1000)))
+    const visibilityMs = config.options.visibilityTimeoutMs ?? deps.visibilityTimeoutMs
+    this.#visibilitySeconds = Math.min(43_200, Math.max(1, Math.ceil(visibilityMs / 1000)))
     this.#capacity = config.options.concurrency + deps.prefetch
-    this.#dedupeGroup = config.options.group ?? `broadcast:${config.id}`
     this.#pollDeadlineMs = (deps.waitTimeSeconds + 15) * 1000
-    const self = this
-    this.subscription = {
-      id: config.id,
-      pattern: config.options.pattern,
-      group: config.options.group,
-      get active() {
-        return self.#running
-      },
-      unsubscribe: () => self.close(undefined),
-    }
-    this.#runner = new HandlerRunner(
-      config.handler,
-      this.subscription,
-      deps.logger,
-      this.#handlerAbort.signal,
-    )
+    this.kernel = new ConsumerKernel<SqsMessage>({
+      adapter: this,
+      options: config.options,
+      handler: config.handler,
+      subscriptionId: config.id,
+      logger: deps.logger,
+      drainTimeoutMs: deps.drainTimeoutMs,
+      leaseMs: visibilityMs,
+    })
   }
 
   /** Queue this consumer reads. */
   get queueUrl(): string {
-    return this.#queueUrl
+    return this.#ops.url
   }
 
   /** Whether the subscription is deleted with its queue when it closes. */
@@ -185,79 +168,108 @@ export class Consumer {
     // The backend's hold keeps the process alive while it is connected, not this timer.
     this.#heartbeat = setInterval(() => this.#extend(), every)
     this.#heartbeat.unref()
-    const signal = this.#config.options.signal
-    if (signal !== undefined) {
-      if (signal.aborted) void this.close(undefined)
-      else signal.addEventListener('abort', () => void this.close(undefined), { once: true })
+  }
+
+  // ---- the kernel's primitives ----
+
+  ack(msg: SqsMessage): void {
+    if (this.#corrections.size > 0) this.#corrections.delete(msg.nativeId)
+    this.#ops.delete(msg.receipt)
+    this.#settled(msg)
+    if (msg.groupId !== undefined) this.#nextOfGroup(msg.groupId)
+  }
+
+  redeliver(msg: SqsMessage, delayMs: number, deliveryCount: number): void | Promise<void> {
+    if (delayMs <= this.#deps.localRetryMaxMs && this.kernel.accepting) {
+      // Waited here with the message still leased: SQS does not see this attempt, so it is added.
+      msg.deliveryCount = deliveryCount
+      this.#correct(msg, deliveryCount - msg.receiveCount)
+      const timer = setTimeout(() => {
+        this.#retryTimers.delete(msg)
+        this.kernel.deliver(msg)
+      }, delayMs)
+      timer.unref()
+      this.#retryTimers.set(msg, timer)
+      return
     }
+    this.#correct(msg, deliveryCount - (msg.receiveCount + 1))
+    return this.#handBack(msg, Math.min(43_200, Math.ceil(delayMs / 1000)))
   }
 
-  /**
-   * Stops polling, waits for running handlers up to `drainTimeoutMs` (default: the backend's),
-   * then gives every message not acknowledged back to the queue. Idempotent.
-   */
-  close(drainTimeoutMs: number | undefined): Promise<void> {
-    if (this.#closing === undefined) this.#closing = this.#close(drainTimeoutMs)
-    return this.#closing
+  release(msg: SqsMessage, started = false): Promise<void> {
+    const next = started ? msg.deliveryCount + 1 : msg.deliveryCount
+    this.#correct(msg, next - (msg.receiveCount + 1))
+    return this.#handBack(msg, 0)
   }
 
-  async #close(drainTimeoutMs: number | undefined): Promise<void> {
-    this.#running = false
+  async publishDeadLetter(input: EventInput): Promise<void> {
+    await this.#deps.publishDeadLetter(input)
+  }
+
+  async stop(): Promise<void> {
+    this.#reading = false
+    this.#deadPollUntil = this.#pollEndsAt
     this.#stop.abort()
     this.#roomWaiter?.()
     await this.#poll
-    // Messages received but not started go back at once, so other members get them now.
-    await this.#release([...this.#held].filter((h) => h.state === 'held'))
-    const drain = drainTimeoutMs ?? this.#deps.drainTimeoutMs
-    const idle = Promise.all([this.#limiter.onIdle(), Promise.allSettled([...this.#tracked])])
-    let timer: NodeJS.Timeout | undefined
-    const timedOut = await Promise.race([
-      idle.then(() => false),
-      new Promise<boolean>((resolve) => {
-        timer = setTimeout(() => resolve(true), drain)
-      }),
-    ])
-    clearTimeout(timer)
-    if (timedOut) {
-      this.#handlerAbort.abort(new Error('subscription closed before the handler finished'))
-    }
-    await this.#release([...this.#held].filter((h) => h.state === 'held' || h.state === 'running'))
+    // Nothing waits here any longer: messages in a retry wait or behind their group go back now.
+    const waiting = [...this.#retryTimers.keys()]
+    for (const t of this.#retryTimers.values()) clearTimeout(t)
+    this.#retryTimers.clear()
+    for (const behind of this.#groups.values()) waiting.push(...behind)
+    this.#groups.clear()
+    await Promise.all(waiting.map((m) => this.release(m)))
+  }
+
+  async dispose(): Promise<void> {
     if (this.#heartbeat !== undefined) clearInterval(this.#heartbeat)
-    await this.#flushDeletes()
+    await this.#ops.flush()
     await this.#deps.onClosed(this)
   }
+
+  // ---- reading ----
 
   async #pollLoop(): Promise<void> {
     let failures = 0
     let missingSince: number | undefined
-    while (this.#running) {
-      const room = this.#capacity - this.#held.size
-      if (room <= 0) {
+    while (this.#reading) {
+      if (this.#held.size >= this.#capacity) {
         await new Promise<void>((resolve) => {
           this.#roomWaiter = resolve
         })
         this.#roomWaiter = undefined
         continue
       }
+      // At-most-once messages leave `held` when acknowledged, before they run: the kernel's own
+      // queue bounds them.
+      if (this.kernel.running + this.kernel.queued >= this.#capacity) {
+        await this.kernel.whenFree()
+        continue
+      }
+      const room = this.#capacity - Math.max(this.#held.size, this.kernel.running + this.kernel.queued)
       let messages: Message[]
+      // The server's wait, from before the request leaves, plus a margin for its way there.
+      this.#pollEndsAt = Date.now() + this.#deps.waitTimeSeconds * 1000 + 500
       try {
         const res = await this.#deps.receiveClient.send(
           new ReceiveMessageCommand({
-            QueueUrl: this.#queueUrl,
+            QueueUrl: this.#ops.url,
             MaxNumberOfMessages: Math.min(10, room),
             WaitTimeSeconds: this.#deps.waitTimeSeconds,
             VisibilityTimeout: this.#visibilitySeconds,
-            MessageSystemAttributeNames: ['ApproximateReceiveCount', 'SentTimestamp'],
+            MessageSystemAttributeNames: ['ApproximateReceiveCount', 'SentTimestamp', 'MessageGroupId'],
           }),
           // A poll that outlives its wait (a server that accepted the connection but does not
           // answer, e.g. while starting) is cut so the loop can try again.
           { abortSignal: AbortSignal.any([this.#stop.signal, AbortSignal.timeout(this.#pollDeadlineMs)]) },
         )
+        this.#pollEndsAt = 0
         messages = res.Messages ?? []
         failures = 0
         missingSince = undefined
       } catch (receiveError) {
-        if (!this.#running) break
+        if (!this.#reading) break
+        this.#pollEndsAt = 0
         let error: unknown = receiveError
         failures++
         // Missing for a while, not just once: a restarting broker answers before it has
@@ -267,7 +279,7 @@ export class Consumer {
         if (missingSince !== undefined && Date.now() - missingSince >= QUEUE_MISSING_GRACE_MS) {
           missingSince = undefined
           try {
-            this.#queueUrl = await this.#deps.recreateQueue()
+            this.#ops.url = await this.#deps.recreateQueue()
             this.#deps.logger.warn('sqs: queue vanished (broker reset?) and was created again', {
               queue: this.#config.queueName,
             })
@@ -276,323 +288,110 @@ export class Consumer {
             error = again
           }
         }
-        const e = classifyError(error, 'receive', this.#deps.where)
         this.#deps.logger.warn('sqs: receive failed; retrying', {
           queue: this.#config.queueName,
-          error: e.message,
+          error: classifyError(error, 'receive', this.#deps.where).message,
           attempt: failures,
         })
         await sleep(Math.min(5000, 100 * 2 ** Math.min(failures, 6)), this.#stop.signal)
         continue
       }
-      if (messages.length > 0) this.#accept(messages)
+      for (const m of messages) this.#accept(m)
     }
   }
 
-  #accept(messages: Message[]): void {
-    const batch: ReceiveBatch = { blocked: new Set() }
-    const atMostOnce = this.#config.options.guarantee === 'at-most-once'
-    for (const m of messages) {
-      if (m.ReceiptHandle === undefined) continue
-      const held: Held = {
-        receipt: m.ReceiptHandle,
-        messageId: m.MessageId ?? m.ReceiptHandle,
-        state: 'held',
-      }
-      this.#held.add(held)
-      const receiveCount = Math.max(1, Number(m.Attributes?.ApproximateReceiveCount ?? '1') || 1)
-      let event: OmnibusEvent
-      try {
-        event = decodeEvent(m.Body ?? '')
-      } catch (error) {
-        this.#track(this.#invalid(held, m, receiveCount, error))
-        continue
-      }
-      if (!this.#matches(event.topic)) {
-        // Routed here by a publisher with a wrong pattern cache, or written by hand: not ours.
-        void this.#ack(held)
-        continue
-      }
-      if (atMostOnce) {
-        // Acknowledged before the handler runs: never redelivered, even if the process dies.
-        const acked = this.#ack(held)
-        void this.#limiter
-          .run(undefined, async () => {
-            await acked
-            await this.#runner.run(event, 1)
-          })
-          .catch(() => {})
-        continue
-      }
-      const key = this.#config.fifo ? event.partitionKey : undefined
-      void this.#limiter
-        .run(key, () => this.#process(held, event, receiveCount, key, batch))
-        .catch((error: unknown) => {
-          this.#deps.logger.error('sqs: message processing failed unexpectedly', {
-            error: (error as Error).message,
-          })
-        })
-    }
-  }
-
-  async #process(
-    held: Held,
-    event: OmnibusEvent,
-    receiveCount: number,
-    key: string | undefined,
-    batch: ReceiveBatch,
-  ): Promise<void> {
-    if (held.state !== 'held') return
-    if (!this.#running || (key !== undefined && batch.blocked.has(key))) {
-      await this.#release([held])
-      return
-    }
-    held.state = 'running'
-    const opts = this.#config.options
-    const exactlyOnce = opts.guarantee === 'exactly-once'
-    if (exactlyOnce && (await this.#deps.dedupe.has(this.#dedupeGroup, event.id))) {
-      void this.#ack(held)
-      return
-    }
-    const record = this.#failures.get(held.messageId)
-    let attempt = receiveCount + (record?.extra ?? 0)
-    for (;;) {
-      const outcome = await this.#runner.run(event, attempt)
-      // Given back to the queue after the drain timeout: another consumer owns it now.
-      if (held.state !== 'running') return
-      if (outcome.kind === 'ack') {
-        if (exactlyOnce) await this.#deps.dedupe.add(this.#dedupeGroup, event.id)
-        this.#failures.delete(held.messageId)
-        void this.#ack(held)
-        return
-      }
-      const now = Date.now()
-      const failure = this.#recordFailure(held.messageId, now)
-      const decision = decideFailure(opts, attempt, outcome)
-      if (decision.action === 'retry') {
-        if (decision.delayMs <= this.#deps.localRetryMaxMs && this.#running) {
-          const waited = await sleep(decision.delayMs, this.#stop.signal)
-          if (waited && held.state === 'running') {
-            failure.extra++
-            attempt++
-            continue
-          }
-          if (held.state === 'running') await this.#release([held])
-          return
-        }
-        if (key !== undefined) batch.blocked.add(key)
-        await this.#changeVisibility([held], Math.min(43_200, Math.ceil(decision.delayMs / 1000)))
-        return
-      }
-      if (decision.action === 'dead-letter') {
-        const topic = opts.deadLetter === false ? DEFAULT_DEAD_LETTER_TOPIC : opts.deadLetter
-        try {
-          await this.#deps.publish(
-            deadLetterInput(event, topic, {
-              reason: decision.reason,
-              group: opts.group,
-              attempts: attempt,
-              firstFailureAt: failure.first,
-              lastFailureAt: failure.last,
-              error: outcome.error,
-              backend: 'sqs',
-            }),
-          )
-        } catch (error) {
-          this.#deps.logger.error('sqs: dead letter could not be published; the message stays queued', {
-            error: (error as Error).message,
-            id: event.id,
-          })
-          await this.#changeVisibility([held], this.#visibilitySeconds)
-          return
-        }
-        this.#deps.logger.warn('sqs: event dead-lettered', {
-          id: event.id,
-          topic: event.topic,
-          reason: decision.reason,
-        })
-      }
-      this.#failures.delete(held.messageId)
-      void this.#ack(held)
-      return
-    }
-  }
-
-  async #invalid(held: Held, m: Message, receiveCount: number, error: unknown): Promise<void> {
-    held.state = 'running'
-    const opts = this.#config.options
-    const reason =
-      error instanceof InvalidEnvelopeError ? error.message : `undecodable message: ${String(error)}`
-    if (opts.deadLetter === false) {
-      this.#deps.logger.warn('sqs: invalid message dropped (deadLetter: false)', { reason })
-      void this.#ack(held)
-      return
-    }
-    const now = Date.now()
-    const sent = Number(m.Attributes?.SentTimestamp)
-    const original: OmnibusEvent = {
-      id: `sqs-${held.messageId}`,
-      topic: isLiteralPattern(opts.pattern) ? opts.pattern : INVALID_MESSAGE_TOPIC,
-      data: m.Body ?? '',
-      time: Number.isFinite(sent) && sent > 0 ? sent : now,
-      source: `sqs:${this.#config.queueName}`,
-      headers: {},
-      guarantee: 'at-least-once',
-    }
+  #accept(m: Message): void {
+    const receipt = m.ReceiptHandle
+    if (receipt === undefined) return
+    const body = m.Body ?? ''
+    let event: OmnibusEvent | undefined
     try {
-      await this.#deps.publish(
-        deadLetterInput(original, opts.deadLetter, {
-          reason,
-          group: opts.group,
-          attempts: receiveCount,
-          firstFailureAt: now,
-          lastFailureAt: now,
-          error,
-          backend: 'sqs',
-        }),
-      )
-    } catch (e) {
-      this.#deps.logger.error('sqs: invalid message could not be dead-lettered; it stays queued', {
-        error: (e as Error).message,
-      })
-      await this.#changeVisibility([held], this.#visibilitySeconds)
+      event = decodeEvent(body)
+    } catch {
+      event = undefined // the kernel dead-letters it with the decoder's reason
+    }
+    if (event !== undefined && !this.#matches(event.topic)) {
+      // Routed here by a publisher with a stale pattern listing, or written by hand: not ours.
+      this.#ops.delete(receipt)
       return
     }
-    this.#deps.logger.warn('sqs: invalid message dead-lettered', { queue: this.#config.queueName, reason })
-    void this.#ack(held)
-  }
-
-  #recordFailure(messageId: string, now: number): FailureRecord {
-    let r = this.#failures.get(messageId)
-    if (r === undefined) {
-      r = { first: now, last: now, extra: 0 }
-      this.#failures.set(messageId, r)
-      if (this.#failures.size > MAX_FAILURE_RECORDS) {
-        const oldest = this.#failures.keys().next().value as string
-        this.#failures.delete(oldest)
-      }
+    const nativeId = m.MessageId ?? receipt
+    const receiveCount = Math.max(1, Number(m.Attributes?.ApproximateReceiveCount) || 1)
+    const sent = Number(m.Attributes?.SentTimestamp)
+    const msg: SqsMessage = {
+      nativeId,
+      // SQS carries no topic: an undecodable message is named after what its queue subscribes to.
+      topic: this.#config.options.pattern,
+      deliveryCount: Math.max(1, receiveCount + (this.#corrections.get(nativeId) ?? 0)),
+      event,
+      ...(event === undefined ? { body } : {}),
+      ...(Number.isFinite(sent) && sent > 0 ? { time: sent } : {}),
+      receipt,
+      receiveCount,
+      groupId: this.#config.fifo ? (m.Attributes?.MessageGroupId ?? nativeId) : undefined,
     }
-    r.last = now
-    return r
+    this.#held.add(msg)
+    if (msg.groupId !== undefined) {
+      const behind = this.#groups.get(msg.groupId)
+      if (behind !== undefined) {
+        behind.push(msg)
+        return
+      }
+      this.#groups.set(msg.groupId, [])
+    }
+    this.kernel.deliver(msg)
   }
 
-  #track(p: Promise<unknown>): void {
-    const t = p
-      .catch((error: unknown) => {
-        this.#deps.logger.error('sqs: background task failed', { error: (error as Error).message })
-      })
-      .finally(() => this.#tracked.delete(t))
-    this.#tracked.add(t)
-  }
+  // ---- settling ----
 
-  #settle(held: Held, state: 'done' | 'released'): void {
-    held.state = state
-    this.#held.delete(held)
+  #settled(msg: SqsMessage): void {
+    this.#held.delete(msg)
     this.#roomWaiter?.()
   }
 
-  /** Deletes the message (batched with others of this turn); resolves when the delete was sent. */
-  #ack(held: Held): Promise<void> {
-    this.#settle(held, 'done')
-    return new Promise((resolve) => {
-      this.#pendingDeletes.push({ held, done: resolve })
-      if (this.#pendingDeletes.length >= 10) {
-        void this.#flushDeletes()
-      } else if (!this.#deleteScheduled) {
-        this.#deleteScheduled = true
-        setImmediate(() => {
-          this.#deleteScheduled = false
-          void this.#flushDeletes()
-        })
+  /** Gives `msg` back, visible after `seconds`; on FIFO the rest of its group goes back behind it. */
+  #handBack(msg: SqsMessage, delaySeconds: number): Promise<void> {
+    const receipts = [msg.receipt]
+    const left = this.#deadPollUntil - Date.now()
+    const seconds = left > 0 ? Math.max(delaySeconds, Math.ceil(left / 1000)) : delaySeconds
+    this.#settled(msg)
+    if (msg.groupId !== undefined) {
+      const behind = this.#groups.get(msg.groupId)
+      if (behind !== undefined) {
+        this.#groups.delete(msg.groupId)
+        for (const b of behind) {
+          this.#correct(b, b.deliveryCount - (b.receiveCount + 1))
+          this.#settled(b)
+          receipts.push(b.receipt)
+        }
       }
-    })
-  }
-
-  async #flushDeletes(): Promise<void> {
-    while (this.#pendingDeletes.length > 0) {
-      const chunk = this.#pendingDeletes.splice(0, 10)
-      const p = this.#deleteChunk(chunk).finally(() => this.#deletes.delete(p))
-      this.#deletes.add(p)
     }
-    await Promise.all([...this.#deletes])
+    return this.#ops.changeVisibility(receipts, seconds, delaySeconds === 0 ? RELEASE_DEADLINE_MS : undefined)
   }
 
-  async #deleteChunk(chunk: Array<{ held: Held; done: () => void }>): Promise<void> {
-    try {
-      const res = await this.#deps.client.send(
-        new DeleteMessageBatchCommand({
-          QueueUrl: this.#queueUrl,
-          Entries: chunk.map((c, i) => ({ Id: String(i), ReceiptHandle: c.held.receipt })),
-        }),
-        { abortSignal: AbortSignal.timeout(CONTROL_DEADLINE_MS) },
-      )
-      for (const f of res.Failed ?? []) {
-        this.#deps.logger.warn('sqs: delete failed; the message may be delivered again', {
-          code: f.Code,
-          message: f.Message,
-        })
-      }
-    } catch (error) {
-      this.#deps.logger.warn('sqs: delete failed; the messages may be delivered again', {
-        error: classifyError(error, 'receive', this.#deps.where).message,
-        count: chunk.length,
-      })
-    } finally {
-      for (const c of chunk) c.done()
+  /** FIFO: the message of `groupId` in the kernel is settled; the next one received behind it goes in. */
+  #nextOfGroup(groupId: string): void {
+    const behind = this.#groups.get(groupId)
+    if (behind === undefined) return
+    const next = behind.shift()
+    if (next === undefined) this.#groups.delete(groupId)
+    else this.kernel.deliver(next)
+  }
+
+  #correct(msg: SqsMessage, by: number): void {
+    const id = msg.nativeId
+    this.#corrections.delete(id)
+    if (by === 0) return
+    this.#corrections.set(id, by)
+    if (this.#corrections.size > MAX_CORRECTIONS) {
+      this.#corrections.delete(this.#corrections.keys().next().value as string)
     }
   }
 
-  /**
-   * Gives messages back to the queue at once, for another consumer. Bounded tightly: the
-   * visibility timeout returns them anyway, so a slow broker must not hold up a close.
-   */
-  #release(helds: Held[]): Promise<void> {
-    return this.#changeVisibility(helds, 0, RELEASE_DEADLINE_MS)
-  }
-
-  async #changeVisibility(helds: Held[], seconds: number, deadlineMs = CONTROL_DEADLINE_MS): Promise<void> {
-    for (const h of helds) this.#settle(h, 'released')
-    for (let i = 0; i < helds.length; i += 10) {
-      const chunk = helds.slice(i, i + 10)
-      try {
-        await this.#deps.client.send(
-          new ChangeMessageVisibilityBatchCommand({
-            QueueUrl: this.#queueUrl,
-            Entries: chunk.map((h, k) => ({
-              Id: String(k),
-              ReceiptHandle: h.receipt,
-              VisibilityTimeout: seconds,
-            })),
-          }),
-          { abortSignal: AbortSignal.timeout(deadlineMs) },
-        )
-      } catch (error) {
-        // The visibility timeout returns them anyway; only the timing changes.
-        this.#deps.logger.debug('sqs: visibility change failed', { error: (error as Error).message })
-      }
-    }
-  }
-
-  /** Keeps held messages invisible while they wait or run. */
+  /** Keeps every held message invisible while it waits or runs. */
   #extend(): void {
-    const helds = [...this.#held].filter((h) => h.state === 'held' || h.state === 'running')
-    for (let i = 0; i < helds.length; i += 10) {
-      const chunk = helds.slice(i, i + 10)
-      this.#deps.client
-        .send(
-          new ChangeMessageVisibilityBatchCommand({
-            QueueUrl: this.#queueUrl,
-            Entries: chunk.map((h, k) => ({
-              Id: String(k),
-              ReceiptHandle: h.receipt,
-              VisibilityTimeout: this.#visibilitySeconds,
-            })),
-          }),
-          { abortSignal: AbortSignal.timeout(CONTROL_DEADLINE_MS) },
-        )
-        .catch((error: unknown) => {
-          this.#deps.logger.debug('sqs: visibility extension failed', { error: (error as Error).message })
-        })
-    }
+    if (this.#held.size === 0) return
+    const receipts = [...this.#held].map((m) => m.receipt)
+    void this.#ops.changeVisibility(receipts, this.#visibilitySeconds)
   }
 }

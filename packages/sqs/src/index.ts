@@ -3,12 +3,13 @@
  * SQS has queues, not topics: each group subscription reads one durable queue per (group,
  * pattern), each broadcast subscriber its own queue (deleted when it leaves); the pattern is a
  * queue tag, and publishers send to every queue whose pattern matches, found through a cached
- * listing refreshed at least every `discoveryIntervalMs`. Messages are deleted only after the
- * handler resolves (at-least-once); exactly-once adds processed-id records; FIFO queues
+ * listing refreshed at least every `discoveryIntervalMs`. Core's consumer kernel decides what
+ * happens to each message; the consumer deletes it once settled (at-least-once), hands it back
+ * with `ChangeMessageVisibility` for a later retry, and counts deliveries by
+ * `ApproximateReceiveCount` (poison guard). Exactly-once needs a shared `dedupeStore`; FIFO queues
  * (`fifo: true`) give per-key order and broker-side dedupe.
  */
 export { backendFromUrl, createSqsBackend, type SqsBackend } from './backend.ts'
-export { INVALID_MESSAGE_TOPIC } from './consumer.ts'
 export {
   broadcastQueueName,
   deduplicationId,

@@ -1,16 +1,19 @@
 /**
- * Options of the SQS backend, resolved once at construction: explicit option, then the
- * environment variable, then the default. Every bad value is a `ConfigurationError` naming the
- * field and the value. Credentials are never echoed.
+ * Options of the SQS backend, resolved once at construction by core's `OptionResolver`: explicit
+ * option, then the environment variable, then the default. Every bad value is a
+ * `ConfigurationError` in the one format, naming the field, the value and the environment variable
+ * it came from. Credentials are never echoed.
  */
 import type { SQSClient } from '@aws-sdk/client-sqs'
+import { ConfigurationError, type Logger } from '@omnibus/core'
 import {
-  ConfigurationError,
   type DedupeStore,
-  type Logger,
+  OptionResolver,
+  optionError,
   optionNames,
   rejectUnknownOptions,
-} from '@omnibus/core'
+  type StringCheck,
+} from '@omnibus/core/backend'
 
 /** Static AWS credentials. */
 export interface SqsCredentials {
@@ -57,7 +60,7 @@ export interface SqsBackendOptions {
    * Create FIFO queues: per-key order (`MessageGroupId` = partitionKey) and broker-side
    * deduplication of repeated event ids within 5 minutes (`MessageDeduplicationId` = event id).
    * @default false
-   * Env: `OMNIBUS_SQS_FIFO` (`true`/`false`)
+   * Env: `OMNIBUS_SQS_FIFO` (`true`/`1`/`yes`/`on` or `false`/`0`/`no`/`off`)
    */
   readonly fifo?: boolean
   /**
@@ -127,9 +130,10 @@ export interface SqsBackendOptions {
    */
   readonly drainTimeoutMs?: number
   /**
-   * Processed-id records of exactly-once subscriptions. The default is per process; give a
-   * shared store (Redis, a database) for effectively-once across group members.
-   * @default a MemoryDedupeStore per backend
+   * The exactly-once store: claims and processed-id records shared by every member of a group
+   * (Redis, a database), implementing the `DedupeStore` claim protocol atomically across them.
+   * SQS keeps no such record, so exactly-once subscriptions are offered only with one.
+   * @default undefined (no exactly-once)
    */
   readonly dedupeStore?: DedupeStore
   /**
@@ -196,71 +200,31 @@ export const SQS_OPTION_NAMES: readonly string[] = optionNames<SqsBackendOptions
 /** Query parameters of an `sqs://` URL (see `backendFromUrl`); any other is a `ConfigurationError`. */
 export const SQS_URL_PARAMS: readonly string[] = ['region', 'prefix', 'fifo', 'tls']
 
-function fail(message: string): never {
-  throw new ConfigurationError(message, { backend: 'sqs' })
+const ENV = {
+  endpoint: 'OMNIBUS_SQS_ENDPOINT',
+  region: 'OMNIBUS_SQS_REGION',
+  queuePrefix: 'OMNIBUS_SQS_QUEUE_PREFIX',
+  fifo: 'OMNIBUS_SQS_FIFO',
+  discoveryIntervalMs: 'OMNIBUS_SQS_DISCOVERY_INTERVAL_MS',
+  orphanAfterMs: 'OMNIBUS_SQS_ORPHAN_AFTER_MS',
+  waitTimeSeconds: 'OMNIBUS_SQS_WAIT_TIME_SECONDS',
+  visibilityTimeoutMs: 'OMNIBUS_SQS_VISIBILITY_TIMEOUT_MS',
+  prefetch: 'OMNIBUS_SQS_PREFETCH',
+  localRetryMaxMs: 'OMNIBUS_SQS_LOCAL_RETRY_MAX_MS',
+  maxPayloadBytes: 'OMNIBUS_SQS_MAX_PAYLOAD_BYTES',
+  maxSockets: 'OMNIBUS_SQS_MAX_SOCKETS',
+  connectTimeoutMs: 'OMNIBUS_SQS_CONNECT_TIMEOUT_MS',
+  source: 'OMNIBUS_SOURCE',
+} as const
+
+const QUEUE_PREFIX: StringCheck = {
+  test: (v) => /^[A-Za-z0-9_-]{1,20}$/.test(v),
+  expected: "1-20 letters, digits, '-' or '_'",
 }
 
 function envValue(env: Env, name: string): string | undefined {
   const v = env[name]
   return v === undefined || v === '' ? undefined : v
-}
-
-function intOption(
-  field: string,
-  envName: string | undefined,
-  value: unknown,
-  env: Env,
-  fallback: number,
-  min: number,
-  max = Number.MAX_SAFE_INTEGER,
-): number {
-  let v: unknown = value
-  let from = field
-  if (v === undefined && envName !== undefined) {
-    const raw = envValue(env, envName)
-    if (raw !== undefined) {
-      from = `${field} (from ${envName})`
-      v = Number(raw)
-      if (!Number.isFinite(v as number)) fail(`${from} must be an integer ${min}-${max}, got "${raw}"`)
-    }
-  }
-  if (v === undefined) return fallback
-  if (typeof v !== 'number' || !Number.isInteger(v) || v < min || v > max) {
-    fail(`${from} must be an integer ${min}-${max}, got ${String(v)}`)
-  }
-  return v
-}
-
-function strOption(field: string, envNames: readonly string[], value: unknown, env: Env): string | undefined {
-  if (value !== undefined) {
-    if (typeof value !== 'string' || value.length === 0) {
-      fail(`${field} must be a non-empty string, got ${typeof value === 'string' ? '""' : typeof value}`)
-    }
-    return value
-  }
-  for (const name of envNames) {
-    const v = envValue(env, name)
-    if (v !== undefined) return v
-  }
-  return undefined
-}
-
-function boolOption(field: string, envName: string, value: unknown, env: Env, fallback: boolean): boolean {
-  if (value !== undefined) {
-    if (typeof value !== 'boolean') fail(`${field} must be true or false, got ${String(value)}`)
-    return value
-  }
-  const raw = envValue(env, envName)
-  if (raw === undefined) return fallback
-  if (/^(1|true|yes)$/i.test(raw)) return true
-  if (/^(0|false|no)$/i.test(raw)) return false
-  return fail(`${field} (from ${envName}) must be true or false, got "${raw}"`)
-}
-
-function orphanOption(value: unknown, env: Env): number {
-  const v = intOption('orphanAfterMs', 'OMNIBUS_SQS_ORPHAN_AFTER_MS', value, env, 600_000, 0, 7 * 86_400_000)
-  if (v !== 0 && v < 1000) fail(`orphanAfterMs must be 0 (never) or at least 1000, got ${v}`)
-  return v
 }
 
 function isLoopback(endpoint: string): boolean {
@@ -272,44 +236,56 @@ function isLoopback(endpoint: string): boolean {
   }
 }
 
+const hasMethods = (value: unknown, names: readonly string[]): boolean =>
+  value !== null &&
+  typeof value === 'object' &&
+  names.every((n) => typeof (value as Record<string, unknown>)[n] === 'function')
+
+function checkEndpoint(endpoint: string | undefined, fromEnv: boolean): void {
+  if (endpoint === undefined) return
+  let url: URL | undefined
+  try {
+    url = new URL(endpoint)
+  } catch {
+    url = undefined
+  }
+  const envVar = fromEnv ? ENV.endpoint : undefined
+  if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
+    throw optionError('sqs', 'endpoint', endpoint, 'an http(s) URL such as http://127.0.0.1:9324', envVar)
+  }
+  if (url.username !== '' || url.password !== '') {
+    // The value is not echoed: it holds credentials.
+    throw optionError(
+      'sqs',
+      'endpoint',
+      `${url.protocol}//***@${url.host}`,
+      'a URL without credentials (pass them in `credentials` or the AWS chain)',
+      envVar,
+    )
+  }
+}
+
 /** Resolves and validates options: option → env var → default. */
 export function resolveSqsOptions(
   options: SqsBackendOptions = {},
   env: Env = process.env,
 ): ResolvedSqsOptions {
-  if (options === null || typeof options !== 'object') fail('createSqsBackend expects an options object')
+  if (options === null || typeof options !== 'object') {
+    throw new ConfigurationError('createSqsBackend expects an options object', { backend: 'sqs' })
+  }
   rejectUnknownOptions('sqs backend option', options, SQS_OPTION_NAMES, { backend: 'sqs' })
+  const r = new OptionResolver('sqs', options as Readonly<Record<string, unknown>>, env)
   const client = options.client
-  if (client !== undefined) {
-    if (
-      client === null ||
-      typeof client !== 'object' ||
-      typeof (client as { send?: unknown }).send !== 'function'
-    ) {
-      fail('client must be an SQSClient from @aws-sdk/client-sqs')
-    }
+  if (client !== undefined && !hasMethods(client, ['send'])) {
+    throw optionError('sqs', 'client', client, 'an SQSClient from @aws-sdk/client-sqs')
   }
-  const endpoint = strOption('endpoint', ['OMNIBUS_SQS_ENDPOINT'], options.endpoint, env)
-  if (endpoint !== undefined) {
-    let url: URL | undefined
-    try {
-      url = new URL(endpoint)
-    } catch {
-      url = undefined
-    }
-    if (url === undefined || (url.protocol !== 'http:' && url.protocol !== 'https:')) {
-      fail(`endpoint must be an http(s) URL such as http://127.0.0.1:9324, got "${endpoint}"`)
-    }
-    if (url.username !== '' || url.password !== '') {
-      fail('endpoint must not carry credentials: pass them in `credentials` or the AWS chain')
-    }
-  }
-  const region = strOption(
-    'region',
-    ['OMNIBUS_SQS_REGION', 'AWS_REGION', 'AWS_DEFAULT_REGION'],
-    options.region,
-    env,
-  )
+  const endpoint = r.string('endpoint', ENV.endpoint, undefined)
+  checkEndpoint(endpoint, options.endpoint === undefined)
+  const region =
+    r.string('region', ENV.region, undefined) ??
+    envValue(env, 'AWS_REGION') ??
+    envValue(env, 'AWS_DEFAULT_REGION') ??
+    'us-east-1'
   let credentials = options.credentials
   if (credentials !== undefined) {
     if (
@@ -320,7 +296,13 @@ export function resolveSqsOptions(
       credentials.accessKeyId === '' ||
       credentials.secretAccessKey === ''
     ) {
-      fail('credentials must be { accessKeyId, secretAccessKey, sessionToken? } with non-empty strings')
+      // The value is not echoed: it holds secrets.
+      throw optionError(
+        'sqs',
+        'credentials',
+        'redacted',
+        '{ accessKeyId, secretAccessKey, sessionToken? } with non-empty strings',
+      )
     }
   } else if (
     endpoint !== undefined &&
@@ -331,86 +313,53 @@ export function resolveSqsOptions(
     // Local SQS-compatible servers accept any signature; the AWS chain would fail without one.
     credentials = { accessKeyId: 'omnibus', secretAccessKey: 'omnibus' }
   }
-  const queuePrefix =
-    strOption('queuePrefix', ['OMNIBUS_SQS_QUEUE_PREFIX'], options.queuePrefix, env) ?? 'omnibus'
-  if (!/^[A-Za-z0-9_-]{1,20}$/.test(queuePrefix)) {
-    fail(`queuePrefix must be 1-20 letters, digits, '-' or '_', got "${queuePrefix}"`)
-  }
-  const source = strOption('source', ['OMNIBUS_SOURCE'], options.source, env)
   const store = options.dedupeStore
-  if (
-    store !== undefined &&
-    (store === null || typeof store.has !== 'function' || typeof store.add !== 'function')
-  ) {
-    fail('dedupeStore must have has(group, id) and add(group, id) methods')
+  if (store !== undefined && !hasMethods(store, ['claim', 'commit', 'release'])) {
+    throw optionError(
+      'sqs',
+      'dedupeStore',
+      store,
+      'a DedupeStore shared by every member (claim, commit and release methods)',
+    )
+  }
+  const orphanAfterMs = r.integer('orphanAfterMs', ENV.orphanAfterMs, 600_000, { max: 7 * 86_400_000 })
+  if (orphanAfterMs !== 0 && orphanAfterMs < 1000) {
+    throw optionError(
+      'sqs',
+      'orphanAfterMs',
+      r.raw('orphanAfterMs', ENV.orphanAfterMs),
+      '0 (never) or an integer between 1000 and 604800000',
+      options.orphanAfterMs === undefined ? ENV.orphanAfterMs : undefined,
+    )
   }
   return {
     endpoint,
-    region: region ?? 'us-east-1',
+    region,
     credentials,
     client,
-    queuePrefix,
-    fifo: boolOption('fifo', 'OMNIBUS_SQS_FIFO', options.fifo, env, false),
-    discoveryIntervalMs: intOption(
-      'discoveryIntervalMs',
-      'OMNIBUS_SQS_DISCOVERY_INTERVAL_MS',
-      options.discoveryIntervalMs,
-      env,
-      1000,
-      50,
-      600_000,
-    ),
-    orphanAfterMs: orphanOption(options.orphanAfterMs, env),
-    waitTimeSeconds: intOption(
-      'waitTimeSeconds',
-      'OMNIBUS_SQS_WAIT_TIME_SECONDS',
-      options.waitTimeSeconds,
-      env,
-      20,
-      0,
-      20,
-    ),
-    visibilityTimeoutMs: intOption(
-      'visibilityTimeoutMs',
-      'OMNIBUS_SQS_VISIBILITY_TIMEOUT_MS',
-      options.visibilityTimeoutMs,
-      env,
-      30_000,
-      1000,
-      43_200_000,
-    ),
-    prefetch: intOption('prefetch', 'OMNIBUS_SQS_PREFETCH', options.prefetch, env, 10, 0, 1000),
-    localRetryMaxMs: intOption(
-      'localRetryMaxMs',
-      'OMNIBUS_SQS_LOCAL_RETRY_MAX_MS',
-      options.localRetryMaxMs,
-      env,
-      2000,
-      0,
-      43_200_000,
-    ),
-    maxPayloadBytes: intOption(
-      'maxPayloadBytes',
-      'OMNIBUS_SQS_MAX_PAYLOAD_BYTES',
-      options.maxPayloadBytes,
-      env,
-      262_144,
-      1024,
-      1_048_576,
-    ),
-    maxSockets: intOption('maxSockets', 'OMNIBUS_SQS_MAX_SOCKETS', options.maxSockets, env, 50, 1, 10_000),
-    connectTimeoutMs: intOption(
-      'connectTimeoutMs',
-      'OMNIBUS_SQS_CONNECT_TIMEOUT_MS',
-      options.connectTimeoutMs,
-      env,
-      5000,
-      100,
-      600_000,
-    ),
-    drainTimeoutMs: intOption('drainTimeoutMs', undefined, options.drainTimeoutMs, env, 10_000, 0),
+    queuePrefix: r.string('queuePrefix', ENV.queuePrefix, 'omnibus', QUEUE_PREFIX),
+    fifo: r.boolean('fifo', ENV.fifo, false),
+    discoveryIntervalMs: r.integer('discoveryIntervalMs', ENV.discoveryIntervalMs, 1000, {
+      min: 50,
+      max: 600_000,
+    }),
+    orphanAfterMs,
+    waitTimeSeconds: r.integer('waitTimeSeconds', ENV.waitTimeSeconds, 20, { max: 20 }),
+    visibilityTimeoutMs: r.integer('visibilityTimeoutMs', ENV.visibilityTimeoutMs, 30_000, {
+      min: 1000,
+      max: 43_200_000,
+    }),
+    prefetch: r.integer('prefetch', ENV.prefetch, 10, { max: 1000 }),
+    localRetryMaxMs: r.integer('localRetryMaxMs', ENV.localRetryMaxMs, 2000, { max: 43_200_000 }),
+    maxPayloadBytes: r.integer('maxPayloadBytes', ENV.maxPayloadBytes, 262_144, {
+      min: 1024,
+      max: 1_048_576,
+    }),
+    maxSockets: r.integer('maxSockets', ENV.maxSockets, 50, { min: 1, max: 10_000 }),
+    connectTimeoutMs: r.integer('connectTimeoutMs', ENV.connectTimeoutMs, 5000, { min: 100, max: 600_000 }),
+    drainTimeoutMs: r.integer('drainTimeoutMs', undefined, 10_000),
     dedupeStore: store,
-    source,
+    source: r.string('source', ENV.source, undefined),
     logger: options.logger,
   }
 }

@@ -1,4 +1,5 @@
 import { ConfigurationError } from '@omnibus/core'
+import { MemoryDedupeStore } from '@omnibus/core/backend'
 import { describe, expect, it } from 'vitest'
 import { backendFromUrl, createSqsBackend } from '../src/backend.ts'
 import { deduplicationId, groupQueueName, messageGroupId } from '../src/directory.ts'
@@ -27,11 +28,35 @@ describe('resolveSqsOptions', () => {
   it('names the field and the bad value', () => {
     expect(() => resolveSqsOptions({ waitTimeSeconds: 21 }, {})).toThrow(/waitTimeSeconds.*21/)
     expect(() => resolveSqsOptions({}, { OMNIBUS_SQS_PREFETCH: 'lots' })).toThrow(
-      /prefetch \(from OMNIBUS_SQS_PREFETCH\).*"lots"/,
+      'sqs backend option prefetch must be an integer between 0 and 1000, got "lots" (from the environment variable OMNIBUS_SQS_PREFETCH)',
     )
     expect(() => resolveSqsOptions({ queuePrefix: 'has space' }, {})).toThrow(/queuePrefix.*"has space"/)
     expect(() => resolveSqsOptions({ endpoint: 'localhost:9324' }, {})).toThrow(ConfigurationError)
     expect(() => resolveSqsOptions({}, { OMNIBUS_SQS_FIFO: 'maybe' })).toThrow(/fifo.*"maybe"/)
+    expect(() => resolveSqsOptions({ orphanAfterMs: 500 }, {})).toThrow(
+      'sqs backend option orphanAfterMs must be 0 (never) or an integer between 1000 and 604800000, got 500',
+    )
+  })
+
+  it('reads booleans in the one spelling every backend accepts', () => {
+    expect(resolveSqsOptions({}, { OMNIBUS_SQS_FIFO: 'yes' }).fifo).toBe(true)
+    expect(resolveSqsOptions({}, { OMNIBUS_SQS_FIFO: 'off' }).fifo).toBe(false)
+    expect(backendFromUrl(new URL('sqs://127.0.0.1:9324?fifo=on')).capabilities.orderedPerKey).toBe(true)
+  })
+
+  it('offers exactly-once only with a dedupe store that implements the claim protocol', () => {
+    const plain = createSqsBackend({ endpoint: 'http://127.0.0.1:9324' })
+    expect(plain.capabilities.guarantees).toEqual(['at-most-once', 'at-least-once'])
+    const shared = createSqsBackend({
+      endpoint: 'http://127.0.0.1:9324',
+      dedupeStore: new MemoryDedupeStore(),
+    })
+    expect(shared.capabilities.guarantees).toContain('exactly-once')
+    // A check-then-record store cannot keep two members from running one id at once.
+    const hasAdd = { has: () => false, add: () => {} }
+    expect(() => resolveSqsOptions({ dedupeStore: hasAdd as never }, {})).toThrow(
+      'sqs backend option dedupeStore must be a DedupeStore shared by every member (claim, commit and release methods), got an object',
+    )
   })
 
   it('never echoes credentials', () => {

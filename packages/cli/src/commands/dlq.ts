@@ -14,8 +14,8 @@ import {
   redactUrl,
   redriveInput,
   type Subscription,
-  toCloudEvent,
 } from '@omnibus/core'
+import { toCloudEvent } from '@omnibus/core/backend'
 import { CliError, describe, EXIT } from '../backend.ts'
 import { paint } from '../format.ts'
 import { type CommandIo, outputClosed } from '../io.ts'

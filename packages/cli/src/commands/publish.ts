@@ -1,5 +1,6 @@
 import { createInterface } from 'node:readline'
-import { type EventBackend, type EventInput, setHeader, validateTopic } from '@omnibus/core'
+import { type EventBackend, type EventInput, validateTopic } from '@omnibus/core'
+import { setHeader } from '@omnibus/core/backend'
 import { CliError, describe, EXIT } from '../backend.ts'
 import type { CommandIo } from '../io.ts'
 

@@ -17,7 +17,6 @@ import {
   type OmnibusEvent,
   redactUrl,
   silentLogger,
-  waitUntil,
 } from '@omnibus/core'
 import { CliError, connectBackend, describe, EXIT } from '../backend.ts'
 import { paint } from '../format.ts'
@@ -31,6 +30,19 @@ import {
   TOOLS,
   type WorkerReport,
 } from './shared.ts'
+
+/**
+ * Checks `done` every 20 ms until it holds or `timeoutMs` passes; says which. The demo decides
+ * what a timeout means at each call, so nothing is thrown.
+ */
+async function pollUntil(done: () => boolean, timeoutMs: number): Promise<boolean> {
+  const deadline = Date.now() + timeoutMs
+  while (!done()) {
+    if (Date.now() >= deadline) return false
+    await new Promise((resolve) => setTimeout(resolve, 20))
+  }
+  return true
+}
 
 /** Options of `omnibus demo`. */
 export interface DemoOptions {
@@ -220,15 +232,8 @@ async function coordinate(
     exits.push(new Promise((resolve) => child.once('exit', (code) => resolve(code))))
     children.push(child)
   }
-  try {
-    await waitUntil(() => ready.size === opts.workers || children.some((ch) => ch.exitCode !== null), {
-      timeoutMs: 30_000,
-      intervalMs: 20,
-      description: 'the workers to start',
-    })
-  } catch {
-    // Reported below.
-  }
+  // A timeout is reported below, from what `ready` holds.
+  await pollUntil(() => ready.size === opts.workers || children.some((ch) => ch.exitCode !== null), 30_000)
   if (ready.size !== opts.workers) {
     io.err(`omnibus demo: only ${ready.size} of ${opts.workers} workers started`)
     for (const line of stderr.slice(-10)) io.err(line)
@@ -311,7 +316,7 @@ async function coordinate(
     }),
   )
   const expected = reports.reduce((n, r) => n + r.flushed, 0)
-  await waitUntil(() => live.events >= expected, { timeoutMs: 5000, intervalMs: 20 }).catch(() => undefined)
+  await pollUntil(() => live.events >= expected, 5000)
   const codes = await Promise.race([
     Promise.all(exits),
     new Promise<null>((resolve) => setTimeout(() => resolve(null), 10_000).unref()),

@@ -1,11 +1,11 @@
 import {
   createEvent,
-  encodeEvent,
   InvalidTopicError,
   type OmnibusEvent,
   PayloadTooLargeError,
   SerializationError,
 } from '@omnibus/core'
+import { encodeEvent } from '@omnibus/core/backend'
 import { expect } from 'vitest'
 import { caught, Inbox, isErrorOf } from '../harness.ts'
 import type { ConformanceCase } from './types.ts'

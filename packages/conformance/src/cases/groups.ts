@@ -52,7 +52,7 @@ const competing: ConformanceCase = {
 }
 
 /** A live view over several inboxes, as if they were one (for "the union is everything"). */
-function union(inboxes: readonly Inbox[]): Inbox {
+export function union(inboxes: readonly Inbox[]): Inbox {
   const u = new Inbox(inboxes.map((i) => i.label).join(' + '))
   Object.defineProperty(u, 'acked', { get: () => inboxes.flatMap((i) => i.acked) })
   Object.defineProperty(u, 'deliveries', { get: () => inboxes.flatMap((i) => i.deliveries) })

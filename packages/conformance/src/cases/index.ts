@@ -6,6 +6,7 @@ import { grammarCases } from './grammar.ts'
 import { groupCases } from './groups.ts'
 import { guaranteeCases } from './guarantees.ts'
 import { headerCases } from './headers.ts'
+import { kernelCases } from './kernel.ts'
 import { resilienceCases } from './resilience.ts'
 import { retryCases } from './retry.ts'
 import type { ConformanceCase } from './types.ts'
@@ -22,4 +23,5 @@ export const ALL_CASES: readonly ConformanceCase[] = [
   ...contextCases,
   ...busCases,
   ...headerCases,
+  ...kernelCases,
 ]

@@ -4,14 +4,13 @@
  * it. None of them is ever awaited by an evaluation.
  */
 import {
-  backoffDelay,
   ConfigurationError,
   type EventBackend,
   type JsonValue,
   type Logger,
   MAX_TOPIC_LENGTH,
-  type ResolvedRetryPolicy,
 } from '@omnibus/core'
+import { backoffDelay, type ResolvedRetryPolicy } from '@omnibus/core/backend'
 import { formatDuration, parseDuration } from './config.ts'
 import type { AlertChannel, AlertNotification, Duration } from './types.ts'
 

@@ -5,13 +5,8 @@
  */
 import { readFile } from 'node:fs/promises'
 import { extname } from 'node:path'
-import {
-  ConfigurationError,
-  closestName,
-  DEFAULT_DEAD_LETTER_TOPIC,
-  validatePattern,
-  validateTopic,
-} from '@omnibus/core'
+import { ConfigurationError, DEFAULT_DEAD_LETTER_TOPIC, validatePattern, validateTopic } from '@omnibus/core'
+import { closestName } from '@omnibus/core/backend'
 import { parse as parseYaml } from 'yaml'
 import type { AlertChannelSpec, AlertConfig, AlertRule, AlertRuleKind, AlertSeverity } from './types.ts'
 

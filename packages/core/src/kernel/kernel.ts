@@ -1,0 +1,1032 @@
+/**
+ * The consumer kernel: everything between "a message arrived" and "it is settled", written once for
+ * every backend. A backend reads its broker and hands each message to {@link ConsumerKernel.deliver};
+ * the kernel decides and calls back the {@link KernelAdapter} to ack, redeliver, release, extend and
+ * publish dead letters. The README section "Writing a backend: the kernel and its adapter" is the
+ * contract in prose.
+ *
+ * Per message, in order:
+ * 1. undecodable body: wrapped in the stand-in event ({@link foreignEvent}) and dead-lettered;
+ * 2. at-most-once: acknowledged, then run once; a failure is logged, never redelivered;
+ * 3. poison guard: `deliveryCount > maxAttempts` (earlier deliveries ended without a settle: a crash,
+ *    a lost lease) dead-letters with diagnostics without running the handler;
+ * 4. exactly-once: claim on the dedupe store (`done`: ack without running, `busy`: redeliver later);
+ * 5. the handler runs in the event's causation scope with its context ({@link HandlerRunner});
+ * 6. ack (after the dedupe commit), or retry with backoff, or dead-letter, or drop, as
+ *    {@link decideFailure} says; a failing handler of its own dead-letter topic drops the letter
+ *    (logged) instead of dead-lettering it again.
+ * Up to `concurrency` messages run at once, never two of one partition key; unsubscribe and close
+ * wait for them up to the drain timeout (never for the handler that called them), then hand the
+ * rest back to the broker.
+ */
+import { randomUUID } from 'node:crypto'
+import { decodeEvent } from '../codec.ts'
+import { currentEvent } from '../envelope.ts'
+import { ConfigurationError } from '../errors.ts'
+import type { EventHandler, EventInput, Logger, OmnibusEvent, Subscription } from '../protocol.ts'
+import { deadLetterInput } from './dead-letter.ts'
+import type { DedupeStore } from './dedupe.ts'
+import { checkDrainTimeout, DEFAULT_DRAIN_TIMEOUT_MS, settlesWithin } from './drain.ts'
+import { foreignEvent, foreignReason } from './foreign.ts'
+import { safeLog } from './loggers.ts'
+import { backoffDelay, decideFailure, describeError, type HandlerOutcome } from './outcome.ts'
+import { HandlerRunner } from './runner.ts'
+import type { ResolvedSubscribeOptions } from './subscribe-options.ts'
+
+/**
+ * One message as the adapter hands it to the kernel. The adapter's own message type extends it with
+ * what it needs to ack (a stream key, a delivery tag, a receipt handle); the kernel passes that
+ * same object back to every {@link KernelAdapter} call.
+ */
+export interface KernelMessage {
+  /**
+   * The broker's id of this message, unique within the subscription and the same on every
+   * redelivery: a stream entry (`stream:1700000000000-0`), `topic:partition:offset`, an SQS
+   * `MessageId`, an AMQP `messageId` or a sequence number. Read only off the fast path.
+   */
+  readonly nativeId: string
+  /** The topic (routing key, stream) it was read from, as the broker names it. */
+  readonly topic: string
+  /**
+   * Deliveries of this message to this subscription or group so far, this one included (1 for the
+   * first): the broker's count where it keeps one. It is the handler's `ctx.attempt`, and a count
+   * above `maxAttempts` trips the poison guard. After `redeliver(msg, delay, n)` the next delivery
+   * must report `n`.
+   */
+  readonly deliveryCount: number
+  /**
+   * The decoded envelope, or `undefined` when the adapter hands the raw `body` and lets the kernel
+   * decode it (the kernel then stores the decoded event here).
+   */
+  event: OmnibusEvent | undefined
+  /** The raw body, when `event` is `undefined`. */
+  readonly body?: string | Uint8Array | null
+  /** When the broker stored the message (epoch ms), for the stand-in of an undecodable one. */
+  readonly time?: number
+}
+
+/**
+ * The broker primitives a backend gives the kernel. Every call may return a promise; a call that
+ * throws or rejects is logged and the message is left to the broker's own redelivery (lease expiry).
+ */
+export interface KernelAdapter<M extends KernelMessage = KernelMessage> {
+  /** The backend's name, for diagnostics and the stand-in of undecodable messages. */
+  readonly backend: string
+  /** Settles `msg` for good (XACK, basic.ack, DeleteMessage, commit offset, delete the lease row). */
+  ack(msg: M): void | Promise<void>
+  /**
+   * Delivers `msg` again after `delayMs`, reporting `deliveryCount` then (one more than now after a
+   * failed run; the same after a `busy` claim, which is not an attempt). Native means: a visibility
+   * change, a lease, `XCLAIM … RETRYCOUNT`, a republish with a count header, a local timer.
+   */
+  redeliver(msg: M, delayMs: number, deliveryCount: number): void | Promise<void>
+  /**
+   * Hands `msg` back at once (closing): another member, or this group's next subscriber, gets it.
+   * `started` tells whether its handler ran (a run abandoned after the drain timeout): that
+   * delivery counts, and the next one reports one more, so a message that hangs every handler
+   * meets the poison guard; a message that never started need not count.
+   */
+  release(msg: M, started: boolean): void | Promise<void>
+  /**
+   * Extends the broker's lease of messages being handled, called every `leaseMs / 3` while handlers
+   * run. Leave it out where the broker has no lease (Kafka, memory) or the adapter renews leases
+   * itself.
+   */
+  extend?(msgs: readonly M[]): void | Promise<void>
+  /**
+   * Publishes a dead letter (the backend's own publish). It must be kept even when nobody subscribes
+   * to the dead-letter topic yet (a durable dead-letter queue, topic or stream). Rejecting makes
+   * the kernel retry it later.
+   */
+  publishDeadLetter(input: EventInput): void | Promise<void>
+  /** The exactly-once store: required when the subscription asks for `exactly-once`. */
+  readonly dedupe?: DedupeStore | undefined
+  /**
+   * First step of closing: stop reading new messages. The kernel keeps accepting deliveries until
+   * the returned promise settles (bounded by the drain timeout), so an adapter may hand over what
+   * it still holds; afterwards every delivery is released at once.
+   */
+  stop?(): void | Promise<void>
+  /** Last step of closing, after the drain: free what the subscription holds (readers, consumers). */
+  dispose?(): void | Promise<void>
+  /**
+   * Called each time a message leaves the kernel (settled, redelivered or abandoned), its slot
+   * free again: a read loop may fetch more. The kernel keeps no reference to `msg` afterwards, so
+   * an adapter may reuse the object. Synchronous and cheap: it runs on the hot path.
+   */
+  onSettled?(msg: M): void
+}
+
+/** Settings of one {@link ConsumerKernel}. */
+export interface KernelOptions<M extends KernelMessage = KernelMessage> {
+  /** The broker side. */
+  readonly adapter: KernelAdapter<M>
+  /** The subscription's resolved options (`resolveSubscribeOptions`). */
+  readonly options: ResolvedSubscribeOptions
+  readonly handler: EventHandler
+  /** Unique id of the subscription (in this process). */
+  readonly subscriptionId: string
+  readonly logger: Logger
+  /** Default drain timeout of `unsubscribe()` and `close()`. @default 10000 */
+  readonly drainTimeoutMs?: number
+  /**
+   * How long a delivered message stays leased (the claim TTL of exactly-once, the period of
+   * `extend`): the subscription's `visibilityTimeoutMs` wins over it. @default 30000
+   */
+  readonly leaseMs?: number
+  /**
+   * The member's id in exactly-once claim owners (`<memberId>:<nativeId>`): unique across
+   * processes. @default `<backend>-<random UUID>`
+   */
+  readonly memberId?: string
+  /** The group key of exactly-once records. @default the group, or the subscription id for broadcast */
+  readonly dedupeGroup?: string
+  /** The source of randomness of backoff jitter (tests). @default Math.random */
+  readonly random?: () => number
+}
+
+/** A message whose handling left the synchronous path: tracked for drain and abandonment. */
+class Run<M extends KernelMessage> {
+  readonly msg: M
+  readonly event: OmnibusEvent | undefined
+  /** The exactly-once claim owner while this run holds a claim. */
+  owner: string | undefined = undefined
+  /** Handed back after the drain timeout: its late results are ignored. */
+  abandoned = false
+
+  constructor(msg: M, event: OmnibusEvent | undefined) {
+    this.msg = msg
+    this.event = event
+  }
+}
+
+/** When failures of one message started (for dead-letter diagnostics), kept across its retries. */
+interface FailureRecord {
+  first: number
+  /** A dead letter this message owes: its publish failed, the next delivery retries it first. */
+  owed: { readonly reason: string; readonly error: unknown; readonly attempts: number } | undefined
+}
+
+/** A close waiting for the running count to fall to `upTo`. */
+interface IdleWaiter {
+  readonly upTo: number
+  readonly resolve: () => void
+}
+
+const OPEN = 0
+const STOPPING = 1
+const CLOSED = 2
+const MAX_FAILURE_RECORDS = 10_000
+/** Shortest wait before a `busy` exactly-once message is offered again. */
+const MIN_BUSY_DELAY_MS = 50
+
+/**
+ * The consumer of one subscription: receives messages from its adapter, runs the handler and
+ * settles each message. Create one per subscription; hand it every message with {@link deliver};
+ * give applications its {@link subscription}.
+ */
+export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
+  /** The subscription handed to the application (and to handlers in their context). */
+  readonly subscription: Subscription
+  /** Aborted when the subscription closes or its drain times out. */
+  readonly signal: AbortSignal
+  readonly #adapter: KernelAdapter<M>
+  readonly #opts: ResolvedSubscribeOptions
+  readonly #logger: Logger
+  readonly #runner: HandlerRunner
+  readonly #controller = new AbortController()
+  readonly #concurrency: number
+  readonly #maxAttempts: number
+  readonly #drainTimeoutMs: number
+  readonly #leaseMs: number
+  readonly #memberId: string
+  readonly #dedupeGroup: string
+  readonly #random: () => number
+  /** The adapter has `onSettled` (called as its method: one call target for every kernel of a backend). */
+  readonly #notifySettled: boolean
+  /** At-least-once without exactly-once: the path that may settle without a promise. */
+  readonly #fast: boolean
+  #state = OPEN
+  #running = 0
+  /** Messages waiting for a slot, in arrival order. */
+  #waiting: M[] = []
+  #waitingHead = 0
+  /** Messages whose turn came (the next one of a key that was busy): before `#waiting`. */
+  #ready: M[] = []
+  /** Messages waiting for their partition key, per key, in order. */
+  readonly #blocked = new Map<string, M[]>()
+  readonly #busyKeys = new Set<string>()
+  readonly #runs = new Set<Run<M>>()
+  readonly #failures = new Map<string, FailureRecord>()
+  /** Failure records that owe a dead letter: while there are any, deliveries check for theirs. */
+  #owed = 0
+  /** Messages delivered and not started yet. */
+  #queued = 0
+  /** The event whose handler is being called synchronously right now. */
+  #calling: OmnibusEvent | undefined = undefined
+  #pumping = false
+  #idleWaiters: IdleWaiter[] = []
+  #freeWaiters: Array<() => void> = []
+  /** Close and `whenFree` waiters: checked only when there are any. */
+  #waiters = 0
+  #leaseTimer: ReturnType<typeof setInterval> | undefined
+  #closing: Promise<void> | undefined
+  /** The handler's event a close was called from, if it was. */
+  #self: OmnibusEvent | undefined
+  #onAbort: (() => void) | undefined
+
+  constructor(k: KernelOptions<M>) {
+    this.#adapter = k.adapter
+    this.#opts = k.options
+    this.#logger = k.logger
+    this.#concurrency = k.options.concurrency
+    this.#maxAttempts = k.options.retry.maxAttempts
+    this.#drainTimeoutMs = k.drainTimeoutMs ?? DEFAULT_DRAIN_TIMEOUT_MS
+    this.#leaseMs = k.options.visibilityTimeoutMs ?? k.leaseMs ?? 30_000
+    this.#memberId = k.memberId ?? `${k.adapter.backend}-${randomUUID()}`
+    this.#dedupeGroup = k.dedupeGroup ?? k.options.group ?? k.subscriptionId
+    this.#random = k.random ?? Math.random
+    this.#notifySettled = typeof k.adapter.onSettled === 'function'
+    if (k.options.guarantee === 'exactly-once' && k.adapter.dedupe === undefined) {
+      throw new ConfigurationError(
+        `the ${k.adapter.backend} backend has no dedupe store for an exactly-once subscription: ` +
+          'give its adapter a DedupeStore',
+        { backend: k.adapter.backend },
+      )
+    }
+    this.#fast = k.options.guarantee === 'at-least-once'
+    this.signal = this.#controller.signal
+    const kernel = this
+    this.subscription = {
+      id: k.subscriptionId,
+      pattern: k.options.pattern,
+      group: k.options.group,
+      get active() {
+        return kernel.#state === OPEN
+      },
+      unsubscribe: () => this.close(),
+    }
+    this.#runner = new HandlerRunner(k.handler, this.subscription, k.logger, this.signal)
+    const signal = k.options.signal
+    if (signal !== undefined) {
+      if (signal.aborted) {
+        void this.close()
+      } else {
+        this.#onAbort = () => void this.close()
+        signal.addEventListener('abort', this.#onAbort, { once: true })
+      }
+    }
+  }
+
+  /** Handlers running (or settling) now. */
+  get running(): number {
+    return this.#running
+  }
+
+  /** Messages delivered and not started yet (waiting for a slot or for their key). */
+  get queued(): number {
+    return this.#queued
+  }
+
+  /** How many more messages would start at once: what a reader should fetch next. */
+  get free(): number {
+    const free = this.#concurrency - this.#running - this.#queued
+    return this.#state === CLOSED || free < 0 ? 0 : free
+  }
+
+  /**
+   * Handlers a close in progress still waits for: the running ones, less the one it was called
+   * from. An adapter's `stop` that drains what it holds waits for this to reach 0 too.
+   */
+  get draining(): number {
+    return this.#running - (this.#self === undefined ? 0 : 1)
+  }
+
+  /** Whether the kernel takes messages (false once closing). */
+  get accepting(): boolean {
+    return this.#state !== CLOSED
+  }
+
+  /** Resolves when a slot frees up (`free > 0`) or the kernel closes. */
+  whenFree(): Promise<void> {
+    if (this.free > 0 || this.#state === CLOSED) return Promise.resolve()
+    this.#waiters++
+    return new Promise((resolve) => this.#freeWaiters.push(resolve))
+  }
+
+  /**
+   * Hands one message to the kernel. It starts at once when a slot and its partition key are
+   * free, else waits in arrival order. After close it is released to the broker at once.
+   */
+  deliver(msg: M): void {
+    if (this.#state === CLOSED) {
+      this.#handBack(msg)
+      return
+    }
+    let event = msg.event
+    if (event === undefined) {
+      event = this.#decode(msg)
+      if (event !== undefined) msg.event = event
+    }
+    if (this.#running >= this.#concurrency || this.#queued > 0 || this.#pumping) {
+      this.#waiting.push(msg)
+      this.#queued++
+      this.#pump()
+      return
+    }
+    const key = event?.partitionKey
+    if (key !== undefined) {
+      if (this.#busyKeys.has(key)) {
+        this.#queued++
+        this.#block(key, msg)
+        return
+      }
+      this.#busyKeys.add(key)
+    }
+    this.#start(msg, event)
+  }
+
+  /**
+   * Stops delivery and drains: the adapter's `stop`, then the running handlers for up to
+   * `timeoutMs` (never the handler this is called from, which cannot finish first), then the
+   * rest is handed back and the signal aborted, then the adapter's `dispose`. Idempotent.
+   */
+  close(timeoutMs: number = this.#drainTimeoutMs): Promise<void> {
+    if (this.#closing !== undefined) return this.#closing
+    try {
+      checkDrainTimeout(timeoutMs, this.#adapter.backend)
+    } catch (error) {
+      return Promise.reject(error)
+    }
+    // Decided now, synchronously: from inside a handler, currentEvent() is that handler's event.
+    const self = this.#ownRun()
+    this.#self = self
+    this.#state = STOPPING
+    this.#closing = this.#close(timeoutMs, self)
+    return this.#closing
+  }
+
+  // ---- starting ----
+
+  #decode(msg: M): OmnibusEvent | undefined {
+    const body = msg.body
+    if (body === undefined || body === null) return undefined
+    try {
+      return decodeEvent(body)
+    } catch {
+      return undefined
+    }
+  }
+
+  #start(msg: M, event: OmnibusEvent | undefined): void {
+    this.#running++
+    if (event === undefined) {
+      this.#track(new Run(msg, undefined), (run) => this.#foreign(run))
+      return
+    }
+    if (this.#fast && msg.deliveryCount <= this.#maxAttempts && this.#owed === 0) {
+      const outer = this.#calling
+      this.#calling = event
+      const outcome = this.#runner.run(event, msg.deliveryCount)
+      this.#calling = outer
+      if (outcome instanceof Promise) {
+        const run = new Run(msg, event)
+        this.#runs.add(run)
+        if (this.#runs.size === 1) this.#startLeaseTimer()
+        // One reaction per event: a plain ack settles inside it, without #settle's promises.
+        outcome.then(
+          (o) => {
+            if (run.abandoned) return
+            if (o.kind === 'ack' && this.#failures.size === 0) {
+              const acked = this.#ackNow(msg)
+              if (acked instanceof Promise) {
+                this.#watch(run, acked.catch((error: unknown) => this.#adapterFailed('ack', msg, error)))
+              } else this.#untrack(run)
+              return
+            }
+            this.#watch(run, this.#settle(run, o))
+          },
+          (error: unknown) => this.#watch(run, Promise.reject(error)),
+        )
+        return
+      }
+      if (outcome.kind === 'ack') {
+        const acked = this.#ackNow(msg)
+        if (acked instanceof Promise) {
+          const run = new Run(msg, event)
+          this.#track(run, () => acked.catch((error: unknown) => this.#adapterFailed('ack', msg, error)))
+          return
+        }
+        this.#finish(msg, event.partitionKey)
+        return
+      }
+      const run = new Run(msg, event)
+      this.#track(run, () => this.#settle(run, outcome))
+      return
+    }
+    this.#track(new Run(msg, event), (run) => this.#slow(run, event))
+  }
+
+  /** Runs `work` for `run`, keeping it in the running set until it settles. */
+  #track(run: Run<M>, work: (run: Run<M>) => void | Promise<void>): void {
+    this.#runs.add(run)
+    if (this.#runs.size === 1) this.#startLeaseTimer()
+    let done: void | Promise<void>
+    try {
+      done = work(run)
+    } catch (error) {
+      safeLog(this.#logger, 'error', 'the consumer kernel failed on a message', this.#fields(run, error))
+      done = undefined
+    }
+    if (done instanceof Promise) this.#watch(run, done)
+    else this.#untrack(run)
+  }
+
+  /** Keeps `run` in the running set until `done` settles. */
+  #watch(run: Run<M>, done: Promise<void>): void {
+    done.then(
+      () => this.#untrack(run),
+      (error: unknown) => {
+        safeLog(this.#logger, 'error', 'the consumer kernel failed on a message', this.#fields(run, error))
+        this.#untrack(run)
+      },
+    )
+  }
+
+  #untrack(run: Run<M>): void {
+    if (run.abandoned) return
+    this.#runs.delete(run)
+    if (this.#runs.size === 0) this.#stopLeaseTimer()
+    this.#finish(run.msg, run.event?.partitionKey)
+  }
+
+  /** The path of everything but a plain at-least-once delivery. */
+  async #slow(run: Run<M>, event: OmnibusEvent): Promise<void> {
+    const msg = run.msg
+    const opts = this.#opts
+    if (opts.guarantee === 'at-most-once') {
+      // Acknowledged before the handler runs: if the ack fails the broker may deliver it again,
+      // and running it now could run it twice.
+      try {
+        await this.#adapter.ack(msg)
+      } catch (error) {
+        this.#adapterFailed('ack', msg, error)
+        return
+      }
+      if (run.abandoned) return
+      const outcome = await this.#call(event, msg.deliveryCount)
+      if (outcome.kind === 'retry') {
+        safeLog(this.#logger, 'warn', 'at-most-once handler failed; the event is not redelivered', {
+          ...this.#fields(run, outcome.error),
+        })
+      }
+      return
+    }
+    const record = this.#owed === 0 ? undefined : this.#failures.get(msg.nativeId)
+    const owed = record?.owed
+    if (record !== undefined && owed !== undefined) {
+      record.owed = undefined
+      this.#owed--
+      await this.#deadLetter(run, event, owed.reason, owed.error, owed.attempts)
+      return
+    }
+    if (msg.deliveryCount > this.#maxAttempts) {
+      await this.#deadLetter(
+        run,
+        event,
+        `delivered ${msg.deliveryCount} times without being settled, more than maxAttempts ` +
+          `(${this.#maxAttempts}): a consumer crashed, hung or lost its lease while handling it`,
+        undefined,
+        msg.deliveryCount - 1,
+      )
+      return
+    }
+    if (opts.guarantee === 'exactly-once') {
+      const owner = `${this.#memberId}:${msg.nativeId}`
+      const store = this.#adapter.dedupe as DedupeStore
+      let claim: string
+      try {
+        claim = await store.claim(this.#dedupeGroup, event.id, owner, this.#leaseMs)
+      } catch (error) {
+        safeLog(this.#logger, 'warn', 'exactly-once claim failed; the message is offered again later', {
+          ...this.#fields(run, error),
+        })
+        await this.#redeliver(run, this.#busyDelay(), msg.deliveryCount)
+        return
+      }
+      if (run.abandoned) {
+        if (claim === 'claimed') await this.#releaseClaim(event, owner)
+        return
+      }
+      if (claim === 'done') {
+        await this.#ack(run)
+        return
+      }
+      if (claim === 'busy') {
+        await this.#redeliver(run, this.#busyDelay(), msg.deliveryCount)
+        return
+      }
+      run.owner = owner
+    }
+    const outcome = await this.#call(event, msg.deliveryCount)
+    if (run.abandoned) return
+    await this.#settle(run, outcome)
+  }
+
+  #call(event: OmnibusEvent, attempt: number): HandlerOutcome | Promise<HandlerOutcome> {
+    const outer = this.#calling
+    this.#calling = event
+    try {
+      return this.#runner.run(event, attempt)
+    } finally {
+      this.#calling = outer
+    }
+  }
+
+  // ---- settling ----
+
+  /** Applies a handler's outcome. */
+  async #settle(run: Run<M>, outcome: HandlerOutcome): Promise<void> {
+    const event = run.event as OmnibusEvent
+    const msg = run.msg
+    if (outcome.kind === 'ack') {
+      if (run.owner !== undefined) {
+        const owner = run.owner
+        run.owner = undefined
+        try {
+          await (this.#adapter.dedupe as DedupeStore).commit(this.#dedupeGroup, event.id, owner)
+        } catch (error) {
+          // The effect happened: acknowledging is right; without the record a re-published copy
+          // of this id may run again, which is what the log says.
+          safeLog(
+            this.#logger,
+            'error',
+            'exactly-once commit failed; a later copy of this id may run again',
+            {
+              ...this.#fields(run, error),
+            },
+          )
+        }
+      }
+      if (this.#failures.size > 0) this.#failures.delete(msg.nativeId)
+      await this.#ack(run)
+      return
+    }
+    if (run.owner !== undefined) {
+      const owner = run.owner
+      run.owner = undefined
+      await this.#releaseClaim(event, owner)
+    }
+    const attempt = msg.deliveryCount
+    const decision = decideFailure(this.#opts, attempt, outcome, this.#random)
+    if (decision.action === 'retry') {
+      this.#recordFailure(msg.nativeId)
+      await this.#redeliver(run, decision.delayMs, attempt + 1)
+      return
+    }
+    if (decision.action === 'drop') {
+      safeLog(this.#logger, 'warn', 'event dropped after its last attempt (deadLetter: false)', {
+        ...this.#fields(run, outcome.error),
+        reason: decision.reason,
+      })
+      if (this.#failures.size > 0) this.#failures.delete(msg.nativeId)
+      await this.#ack(run)
+      return
+    }
+    await this.#deadLetter(run, event, decision.reason, outcome.error, attempt)
+  }
+
+  /** Dead-letters `event` (or drops it: `deadLetter: false`, or a letter failing on its own topic), then acks. */
+  async #deadLetter(
+    run: Run<M>,
+    event: OmnibusEvent,
+    reason: string,
+    error: unknown,
+    attempts: number,
+  ): Promise<void> {
+    const msg = run.msg
+    const topic = this.#opts.deadLetter
+    if (topic === false) {
+      safeLog(this.#logger, 'warn', 'event dropped instead of dead-lettered (deadLetter: false)', {
+        ...this.#fields(run, error),
+        reason,
+      })
+    } else if (event.topic === topic) {
+      // A failing handler of the dead-letter topic itself: dead-lettering again would feed the
+      // same handler forever.
+      safeLog(this.#logger, 'error', 'a dead letter failed in its own handler and is dropped', {
+        ...this.#fields(run, error),
+        reason,
+      })
+    } else {
+      const now = Date.now()
+      const record = this.#failures.size === 0 ? undefined : this.#failures.get(msg.nativeId)
+      const input = deadLetterInput(event, topic, {
+        reason,
+        group: this.#opts.group,
+        attempts,
+        firstFailureAt: record?.first ?? now,
+        lastFailureAt: now,
+        error,
+        backend: this.#adapter.backend,
+      })
+      try {
+        await this.#adapter.publishDeadLetter(input)
+      } catch (publishError) {
+        safeLog(this.#logger, 'error', 'dead letter could not be published; it is retried later', {
+          ...this.#fields(run, publishError),
+          reason,
+        })
+        const owing = this.#recordFailure(msg.nativeId)
+        if (owing.owed === undefined) this.#owed++
+        owing.owed = { reason, error, attempts }
+        await this.#redeliver(
+          run,
+          backoffDelay(this.#opts.retry, attempts, this.#random),
+          msg.deliveryCount + 1,
+        )
+        return
+      }
+      safeLog(this.#logger, 'warn', 'event dead-lettered', {
+        ...this.#fields(run, error),
+        reason,
+        deadLetter: topic,
+      })
+    }
+    if (this.#failures.size > 0) this.#failures.delete(msg.nativeId)
+    await this.#ack(run)
+  }
+
+  /** Dead-letters an undecodable message as its stand-in event. */
+  async #foreign(run: Run<M>): Promise<void> {
+    const msg = run.msg
+    let error: unknown = new Error('the message has no body')
+    if (msg.body !== undefined && msg.body !== null) {
+      try {
+        decodeEvent(msg.body)
+      } catch (e) {
+        error = e
+      }
+    }
+    const standIn = foreignEvent({
+      backend: this.#adapter.backend,
+      nativeId: msg.nativeId,
+      topic: msg.topic,
+      body: msg.body ?? null,
+      ...(msg.time === undefined ? {} : { time: msg.time }),
+    })
+    if (this.#opts.guarantee === 'at-most-once') {
+      safeLog(this.#logger, 'warn', 'undecodable message dropped (at-most-once)', {
+        ...this.#fields(run, error),
+        reason: foreignReason(error),
+      })
+      await this.#ack(run)
+      return
+    }
+    await this.#deadLetter(run, standIn, foreignReason(error), error, msg.deliveryCount)
+  }
+
+  /** The fast path's ack: a synchronous adapter answers without a promise. */
+  #ackNow(msg: M): void | Promise<void> {
+    try {
+      return this.#adapter.ack(msg)
+    } catch (error) {
+      this.#adapterFailed('ack', msg, error)
+      return undefined
+    }
+  }
+
+  async #ack(run: Run<M>): Promise<void> {
+    if (run.abandoned) return
+    try {
+      await this.#adapter.ack(run.msg)
+    } catch (error) {
+      this.#adapterFailed('ack', run.msg, error)
+    }
+  }
+
+  async #redeliver(run: Run<M>, delayMs: number, deliveryCount: number): Promise<void> {
+    if (run.abandoned) return
+    try {
+      await this.#adapter.redeliver(run.msg, delayMs, deliveryCount)
+    } catch (error) {
+      this.#adapterFailed('redeliver', run.msg, error)
+    }
+  }
+
+  async #releaseClaim(event: OmnibusEvent, owner: string): Promise<void> {
+    try {
+      await (this.#adapter.dedupe as DedupeStore).release(this.#dedupeGroup, event.id, owner)
+    } catch (error) {
+      // The claim expires after its TTL; until then a redelivery finds the id busy.
+      safeLog(this.#logger, 'warn', 'exactly-once release failed; the claim expires by itself', {
+        id: event.id,
+        error: describeError(error),
+      })
+    }
+  }
+
+  /** Hands a message back to the broker without running it (closing). */
+  #handBack(msg: M, started = false): void {
+    try {
+      const r = this.#adapter.release(msg, started)
+      if (r instanceof Promise) r.catch((error: unknown) => this.#adapterFailed('release', msg, error))
+    } catch (error) {
+      this.#adapterFailed('release', msg, error)
+    }
+  }
+
+  #recordFailure(nativeId: string): FailureRecord {
+    let r = this.#failures.get(nativeId)
+    if (r === undefined) {
+      if (this.#failures.size >= MAX_FAILURE_RECORDS) {
+        const oldest = this.#failures.keys().next().value as string
+        if (this.#failures.get(oldest)?.owed !== undefined) this.#owed--
+        this.#failures.delete(oldest)
+      }
+      r = { first: Date.now(), owed: undefined }
+      this.#failures.set(nativeId, r)
+    }
+    return r
+  }
+
+  #busyDelay(): number {
+    return Math.max(MIN_BUSY_DELAY_MS, this.#opts.retry.initialDelayMs)
+  }
+
+  #adapterFailed(what: string, msg: M, error: unknown): void {
+    safeLog(
+      this.#logger,
+      'warn',
+      `${this.#adapter.backend}: ${what} failed; the broker redelivers the message`,
+      {
+        subscription: this.subscription.id,
+        nativeId: msg.nativeId,
+        topic: msg.topic,
+        error: describeError(error),
+      },
+    )
+  }
+
+  #fields(run: Run<M>, error: unknown): Record<string, unknown> {
+    const fields: Record<string, unknown> = {
+      subscription: this.subscription.id,
+      pattern: this.#opts.pattern,
+      topic: run.event?.topic ?? run.msg.topic,
+      id: run.event?.id,
+      nativeId: run.msg.nativeId,
+    }
+    if (this.#opts.group !== undefined) fields.group = this.#opts.group
+    if (error !== undefined) fields.error = describeError(error)
+    return fields
+  }
+
+  // ---- slots and keys ----
+
+  #block(key: string, msg: M): void {
+    const list = this.#blocked.get(key)
+    if (list === undefined) this.#blocked.set(key, [msg])
+    else list.push(msg)
+  }
+
+  /** One message is settled: its slot and key free up, and the next waiting ones start. */
+  #finish(msg: M, key: string | undefined): void {
+    this.#running--
+    if (key !== undefined) {
+      const list = this.#blocked.get(key)
+      if (list === undefined) this.#busyKeys.delete(key)
+      else {
+        // The key stays busy: it passes to the next message of that key.
+        this.#ready.push(list.shift() as M)
+        if (list.length === 0) this.#blocked.delete(key)
+      }
+    }
+    if (this.#queued > 0) this.#pump()
+    if (this.#waiters > 0) this.#wake()
+    if (this.#notifySettled) this.#adapter.onSettled?.(msg)
+  }
+
+  /** Resolves the close and `whenFree` waiters whose condition now holds. */
+  #wake(): void {
+    if (this.#idleWaiters.length > 0) this.#notifyIdle()
+    if (this.#freeWaiters.length > 0 && this.free > 0) {
+      const waiters = this.#freeWaiters
+      this.#freeWaiters = []
+      for (const w of waiters) w()
+    }
+    this.#waiters = this.#idleWaiters.length + this.#freeWaiters.length
+  }
+
+  /** Starts waiting messages while slots are free; a loop, so synchronous handlers do not recurse. */
+  #pump(): void {
+    if (this.#pumping) return
+    this.#pumping = true
+    try {
+      while (this.#running < this.#concurrency && this.#state !== CLOSED) {
+        let msg: M | undefined
+        if (this.#ready.length > 0) {
+          // Its key was passed on to it by #finish.
+          msg = this.#ready.shift() as M
+        } else {
+          msg = this.#takeWaiting()
+          if (msg === undefined) break
+        }
+        this.#queued--
+        this.#start(msg, msg.event)
+      }
+    } finally {
+      this.#pumping = false
+    }
+  }
+
+  #takeWaiting(): M | undefined {
+    while (this.#waitingHead < this.#waiting.length) {
+      const msg = this.#waiting[this.#waitingHead] as M
+      this.#waiting[this.#waitingHead++] = undefined as unknown as M
+      if (this.#waitingHead === this.#waiting.length) {
+        this.#waiting = []
+        this.#waitingHead = 0
+      }
+      const key = msg.event?.partitionKey
+      if (key !== undefined) {
+        if (this.#busyKeys.has(key)) {
+          this.#block(key, msg)
+          continue
+        }
+        this.#busyKeys.add(key)
+      }
+      return msg
+    }
+    return undefined
+  }
+
+  // ---- leases ----
+
+  #startLeaseTimer(): void {
+    if (this.#leaseTimer !== undefined) return
+    if (this.#adapter.extend === undefined && this.#opts.guarantee !== 'exactly-once') return
+    this.#leaseTimer = setInterval(() => this.#extendLeases(), Math.max(10, Math.floor(this.#leaseMs / 3)))
+    this.#leaseTimer.unref?.()
+  }
+
+  #stopLeaseTimer(): void {
+    if (this.#leaseTimer === undefined) return
+    clearInterval(this.#leaseTimer)
+    this.#leaseTimer = undefined
+  }
+
+  #extendLeases(): void {
+    const msgs: M[] = []
+    for (const run of this.#runs) {
+      msgs.push(run.msg)
+      const owner = run.owner
+      if (owner !== undefined && run.event !== undefined) {
+        const id = run.event.id
+        Promise.resolve()
+          .then(() =>
+            (this.#adapter.dedupe as DedupeStore).claim(this.#dedupeGroup, id, owner, this.#leaseMs),
+          )
+          .then(
+            (r) => {
+              if (r !== 'claimed' && run.owner === owner) {
+                safeLog(this.#logger, 'warn', `exactly-once claim lost while the handler runs (${r})`, {
+                  ...this.#fields(run, undefined),
+                })
+              }
+            },
+            (error: unknown) => {
+              safeLog(
+                this.#logger,
+                'warn',
+                'exactly-once claim could not be extended',
+                this.#fields(run, error),
+              )
+            },
+          )
+      }
+    }
+    const extend = this.#adapter.extend
+    if (extend === undefined || msgs.length === 0) return
+    Promise.resolve()
+      .then(() => extend.call(this.#adapter, msgs))
+      .catch((error: unknown) => {
+        safeLog(this.#logger, 'warn', `${this.#adapter.backend}: lease extension failed`, {
+          subscription: this.subscription.id,
+          error: describeError(error),
+        })
+      })
+  }
+
+  // ---- closing ----
+
+  /** The run (or synchronous call) of this subscription that the caller is inside of, if any. */
+  #ownRun(): OmnibusEvent | undefined {
+    const current = currentEvent()
+    if (current === undefined) return undefined
+    if (this.#calling === current) return current
+    for (const run of this.#runs) if (run.event === current) return current
+    return undefined
+  }
+
+  #whenIdle(upTo: number): Promise<void> {
+    if (this.#running <= upTo) return Promise.resolve()
+    this.#waiters++
+    return new Promise((resolve) => this.#idleWaiters.push({ upTo, resolve }))
+  }
+
+  #notifyIdle(): void {
+    const still: IdleWaiter[] = []
+    for (const w of this.#idleWaiters) {
+      if (this.#running <= w.upTo) w.resolve()
+      else still.push(w)
+    }
+    this.#idleWaiters = still
+    this.#waiters = this.#idleWaiters.length + this.#freeWaiters.length
+  }
+
+  async #close(timeoutMs: number, self: OmnibusEvent | undefined): Promise<void> {
+    const deadline = Date.now() + timeoutMs
+    const left = () => Math.max(0, deadline - Date.now())
+    const signal = this.#opts.signal
+    if (signal !== undefined && this.#onAbort !== undefined)
+      signal.removeEventListener('abort', this.#onAbort)
+    await this.#step('stop', () => this.#adapter.stop?.(), left())
+    this.#state = CLOSED
+    for (const w of this.#freeWaiters) w()
+    this.#freeWaiters = []
+    this.#waiters = this.#idleWaiters.length
+    // Not started: back to the broker, uncounted.
+    const unstarted: M[] = [...this.#ready]
+    for (let i = this.#waitingHead; i < this.#waiting.length; i++) unstarted.push(this.#waiting[i] as M)
+    for (const list of this.#blocked.values()) unstarted.push(...list)
+    this.#ready = []
+    this.#waiting = []
+    this.#waitingHead = 0
+    this.#blocked.clear()
+    this.#queued = 0
+    for (const msg of unstarted) this.#handBack(msg)
+    const own = self === undefined ? 0 : 1
+    if (this.#running > own && !(await settlesWithin(this.#whenIdle(own), left()))) {
+      this.#controller.abort(
+        new Error(
+          `the ${this.#adapter.backend} backend stopped waiting for this handler after ${timeoutMs} ms`,
+        ),
+      )
+      const cut = this.#abandon(self)
+      if (cut > 0) {
+        const group = this.#opts.group
+        const where =
+          group === undefined
+            ? 'their events are not redelivered to this subscription'
+            : `their events go back to group "${group}"`
+        safeLog(this.#logger, 'warn', `${cut} handler(s) still running after ${timeoutMs} ms; ${where}`, {
+          subscription: this.subscription.id,
+          pattern: this.#opts.pattern,
+        })
+      }
+    }
+    this.#stopLeaseTimer()
+    if (!this.#controller.signal.aborted) this.#controller.abort(new Error('the subscription is closed'))
+    await this.#step('dispose', () => this.#adapter.dispose?.(), Math.max(left(), 1_000))
+  }
+
+  async #step(name: string, fn: () => void | Promise<void>, timeoutMs: number): Promise<void> {
+    try {
+      const r = fn()
+      if (r instanceof Promise && !(await settlesWithin(r, timeoutMs))) {
+        safeLog(
+          this.#logger,
+          'warn',
+          `${this.#adapter.backend}: ${name} did not finish within ${timeoutMs} ms`,
+          {
+            subscription: this.subscription.id,
+          },
+        )
+      }
+    } catch (error) {
+      safeLog(this.#logger, 'warn', `${this.#adapter.backend}: ${name} failed`, {
+        subscription: this.subscription.id,
+        error: describeError(error),
+      })
+    }
+  }
+
+  /** Gives up on running handlers (drain timeout): their messages go back to the broker. */
+  #abandon(self: OmnibusEvent | undefined): number {
+    let n = 0
+    for (const run of [...this.#runs]) {
+      if (self !== undefined && run.event === self) continue
+      run.abandoned = true
+      this.#runs.delete(run)
+      this.#running--
+      n++
+      if (run.event?.partitionKey !== undefined) this.#busyKeys.delete(run.event.partitionKey)
+      if (run.owner !== undefined && run.event !== undefined) void this.#releaseClaim(run.event, run.owner)
+      // At-most-once messages were acknowledged before their handler ran: nothing to hand back.
+      if (this.#opts.guarantee !== 'at-most-once') this.#handBack(run.msg, true)
+      this.#adapter.onSettled?.(run.msg)
+    }
+    this.#notifyIdle()
+    return n
+  }
+}
