@@ -2,43 +2,13 @@
  * `omnibus cost` against real brokers, as a separate process: it replays `model.call` up to its own
  * marker (on Kafka, across the topic's partitions) and adds up exactly the calls in its window.
  */
-import { spawn } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { fileURLToPath } from 'node:url'
 import { createBackend, type EventInput } from '@omnibus/core'
 import { expect, it } from 'vitest'
+// `.js`, not `.ts`: the helper belongs to the cli project, whose output tree is laid out differently,
+// so tsc refuses to rewrite a `.ts` path into it; vitest resolves either to the source.
+import { runOmnibus } from '../../packages/cli/test/process.js'
 import { describeWithService, serviceEndpoint } from '../setup/services.ts'
-
-const BIN = fileURLToPath(new URL('../../packages/cli/src/bin.ts', import.meta.url))
-
-interface Result {
-  code: number | null
-  stdout: string
-  stderr: string
-}
-
-function omnibus(args: string[]): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--conditions=@omnibus/source', BIN, ...args], {
-      env: { ...process.env, NO_COLOR: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    const killer = setTimeout(() => child.kill('SIGKILL'), 90_000)
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString()
-    })
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString()
-    })
-    child.on('error', reject)
-    child.on('exit', (code) => {
-      clearTimeout(killer)
-      resolve({ code, stdout, stderr })
-    })
-  })
-}
 
 // The test's own copy of the prices (USD per million tokens): expected totals are computed here.
 const PRICE: Readonly<Record<string, readonly [number, number]>> = {
@@ -87,7 +57,9 @@ function costRoundTrip(url: () => string): void {
       cost24 += (c.input * inPrice + c.output * outPrice) / 1e6
     }
 
-    const r = await omnibus(['cost', '--backend', url(), '--since', '24h', '--by', 'session', '--json'])
+    const r = await runOmnibus(['cost', '--backend', url(), '--since', '24h', '--by', 'session', '--json'], {
+      timeoutMs: 90_000,
+    })
     // kafkajs 2.2.4 on Node 24 warns about a negative timeout of its own (see the Kafka README).
     const stderr = r.stderr
       .split('\n')

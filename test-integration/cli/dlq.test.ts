@@ -2,45 +2,15 @@
  * `omnibus dlq list` and `dlq redrive` against real brokers, as separate processes: what redrive
  * records is read back by a later list.
  */
-import { spawn } from 'node:child_process'
 import { randomUUID } from 'node:crypto'
-import { fileURLToPath } from 'node:url'
 import { createBackend, createEvent, type EventBackend, type OmnibusEvent } from '@omnibus/core'
 import { deadLetterInput } from '@omnibus/core/backend'
 import { afterAll, beforeAll, expect, it } from 'vitest'
+// `.js`, not `.ts`: the helper belongs to the cli project, whose output tree is laid out differently,
+// so tsc refuses to rewrite a `.ts` path into it; vitest resolves either to the source.
+import { runOmnibus } from '../../packages/cli/test/process.js'
 import { describeWithService, serviceEndpoint } from '../setup/services.ts'
 import { eventually } from '../setup/wait.ts'
-
-const BIN = fileURLToPath(new URL('../../packages/cli/src/bin.ts', import.meta.url))
-
-interface Result {
-  code: number | null
-  stdout: string
-  stderr: string
-}
-
-function omnibus(args: string[]): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--conditions=@omnibus/source', BIN, ...args], {
-      env: { ...process.env, NO_COLOR: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    const killer = setTimeout(() => child.kill('SIGKILL'), 60_000)
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString()
-    })
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString()
-    })
-    child.on('error', reject)
-    child.on('exit', (code) => {
-      clearTimeout(killer)
-      resolve({ code, stdout, stderr })
-    })
-  })
-}
 
 function dlqRoundTrip(url: () => string, idleMs: string): void {
   const run = randomUUID().slice(0, 8)
@@ -76,12 +46,12 @@ function dlqRoundTrip(url: () => string, idleMs: string): void {
 
   it('list shows the pending letters; after redrive a later list shows none pending, --all shows them redriven', async () => {
     const common = ['--topic', dlqTopic, '--backend', url(), '--idle', idleMs]
-    const list = await omnibus(['dlq', 'list', ...common])
+    const list = await runOmnibus(['dlq', 'list', ...common], { timeoutMs: 60_000 })
     expect(list.code).toBe(0)
     for (const id of ids) expect(list.stdout).toContain(`id=${id}`)
     expect(list.stderr).toMatch(/^2 pending dead letter\(s\)/m)
 
-    const redrive = await omnibus(['dlq', 'redrive', ...common])
+    const redrive = await runOmnibus(['dlq', 'redrive', ...common], { timeoutMs: 60_000 })
     expect(redrive.stderr).toMatch(/2 redriven, 0 failed/)
     expect(redrive.code).toBe(0)
     await eventually(
@@ -90,18 +60,18 @@ function dlqRoundTrip(url: () => string, idleMs: string): void {
       30_000,
     )
 
-    const after = await omnibus(['dlq', 'list', ...common])
+    const after = await runOmnibus(['dlq', 'list', ...common], { timeoutMs: 60_000 })
     expect(after.code).toBe(0)
     expect(after.stdout).toBe('')
     expect(after.stderr).toMatch(/^0 pending dead letter\(s\) on \S+ \(2 redriven/m)
-    const all = await omnibus(['dlq', 'list', '--all', ...common])
+    const all = await runOmnibus(['dlq', 'list', '--all', ...common], { timeoutMs: 60_000 })
     const states = all.stdout
       .trim()
       .split('\n')
       .map((l) => l.split(/\s+/)[0])
     expect(states).toEqual(['redriven', 'redriven'])
 
-    const again = await omnibus(['dlq', 'redrive', ...common])
+    const again = await runOmnibus(['dlq', 'redrive', ...common], { timeoutMs: 60_000 })
     expect(again.code).toBe(0)
     expect(again.stderr).toMatch(/0 redriven, 0 failed \(2 redriven by an earlier run\)/)
   }, 180_000)

@@ -1,71 +1,11 @@
-import { spawn } from 'node:child_process'
 import { closeSync, mkdtempSync, openSync, readSync, rmSync, writeSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { fileURLToPath } from 'node:url'
 import { createBackend, createEvent, DLQ_HEADERS, type EventBackend, type OmnibusEvent } from '@omnibus/core'
 import { deadLetterInput } from '@omnibus/core/backend'
 import { waitUntil } from '@omnibus/core/testing'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-
-const BIN = fileURLToPath(new URL('../src/bin.ts', import.meta.url))
-
-interface Result {
-  code: number | null
-  stdout: string
-  stderr: string
-}
-
-function omnibus(
-  args: string[],
-  options: { input?: string; env?: Record<string, string>; killAfterMs?: number } = {},
-): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--conditions=@omnibus/source', BIN, ...args], {
-      env: { ...process.env, NO_COLOR: '1', ...options.env },
-      stdio: ['pipe', 'pipe', 'pipe'],
-    })
-    // A command that hangs fails its test (exit code null) instead of outliving it.
-    const killer = setTimeout(() => child.kill('SIGKILL'), options.killAfterMs ?? 55_000)
-    child.on('exit', () => clearTimeout(killer))
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString()
-    })
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString()
-    })
-    child.on('error', reject)
-    child.on('exit', (code) => resolve({ code, stdout, stderr }))
-    child.stdin.end(options.input ?? '')
-  })
-}
-
-/**
- * Runs `omnibus args | head -1` in a shell and returns the command's own exit code and stderr
- * (head's first line as stdout): the reader closes the pipe while the command still writes.
- */
-function omnibusIntoHead(args: string[]): Promise<Result> {
-  const quoted = args.map((a) => `'${a.replaceAll("'", "'\\''")}'`).join(' ')
-  const script = `'${process.execPath}' --conditions=@omnibus/source '${BIN}' ${quoted} | head -1; exit \${PIPESTATUS[0]}`
-  return new Promise((resolve, reject) => {
-    const child = spawn('bash', ['-c', script], {
-      env: { ...process.env, NO_COLOR: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString()
-    })
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString()
-    })
-    child.on('error', reject)
-    child.on('exit', (code) => resolve({ code, stdout, stderr }))
-  })
-}
+import { type OmnibusResult, runOmnibus, runOmnibusIntoHead } from './process.ts'
 
 /** Bytes that look like nothing SQLite wrote, the same on every run. */
 function garbage(length: number): Buffer {
@@ -109,37 +49,43 @@ afterAll(() => {
 
 describe('omnibus usage and exit codes', () => {
   it('--help lists the commands and exits 0; no command exits 2', async () => {
-    const help = await omnibus(['--help'])
+    const help = await runOmnibus(['--help'])
     expect(help.code).toBe(0)
     for (const cmd of ['tail', 'publish', 'health', 'dlq', 'demo']) expect(help.stdout).toContain(cmd)
-    const none = await omnibus([])
+    const none = await runOmnibus([])
     expect(none.code).toBe(2)
-    const tailHelp = await omnibus(['tail', '--help'])
+    const tailHelp = await runOmnibus(['tail', '--help'])
     expect(tailHelp.stdout).toContain('--from earliest')
   })
 
   it('an unknown command or option is a usage error (2)', async () => {
-    expect((await omnibus(['frobnicate'])).code).toBe(2)
-    const bad = await omnibus(['health', '--bogus'])
+    expect((await runOmnibus(['frobnicate'])).code).toBe(2)
+    const bad = await runOmnibus(['health', '--bogus'])
     expect(bad.code).toBe(2)
     expect(bad.stderr).toMatch(/bogus/)
   })
 
   it('a bad backend URL exits 2 and names the known schemes', async () => {
-    const r = await omnibus(['health', '--backend', 'foo://x'])
+    const r = await runOmnibus(['health', '--backend', 'foo://x'])
     expect(r.code).toBe(2)
     expect(r.stderr).toMatch(/known schemes are .*sqlite/)
   })
 
   it('an unreachable broker exits 3 with the redacted URL', async () => {
-    const r = await omnibus(['health', '--backend', 'redis://user:secret@127.0.0.1:1', '--timeout', '3000'])
+    const r = await runOmnibus([
+      'health',
+      '--backend',
+      'redis://user:secret@127.0.0.1:1',
+      '--timeout',
+      '3000',
+    ])
     expect(r.code).toBe(3)
     expect(r.stderr).toMatch(/cannot reach redis:\/\/user:\*\*\*@127\.0\.0\.1:1/)
     expect(r.stderr).not.toContain('secret')
   })
 
   it('OMNIBUS_BACKEND chooses the backend', async () => {
-    const r = await omnibus(['health', '--json'], { env: { OMNIBUS_BACKEND: url } })
+    const r = await runOmnibus(['health', '--json'], { env: { OMNIBUS_BACKEND: url } })
     expect(r.code).toBe(0)
     const report = JSON.parse(r.stdout)
     expect(report).toMatchObject({ backend: 'sqlite', healthy: true })
@@ -152,11 +98,11 @@ describe('health on a damaged SQLite file', () => {
   it('is unhealthy (exit 1) when the pages publish reads are garbage, as publish fails', async () => {
     // Pages 2–4 counted from 0: the events table's root and the groups table.
     const bad = await damagedDatabase('damaged-events.db', 2)
-    const health = await omnibus(['health', '--backend', bad])
+    const health = await runOmnibus(['health', '--backend', bad])
     expect(health.code).toBe(1)
     expect(health.stdout).toContain('UNHEALTHY')
     expect(health.stdout).toMatch(/is damaged .*: restore it from a backup or run "sqlite3 <file> \.recover"/)
-    const publish = await omnibus(['publish', 'orders.placed', '1', '--backend', bad])
+    const publish = await runOmnibus(['publish', 'orders.placed', '1', '--backend', bad])
     expect(publish.code).toBe(1)
     expect(publish.stderr).toMatch(/publish failed: .*is damaged/)
   })
@@ -164,7 +110,7 @@ describe('health on a damaged SQLite file', () => {
   it('is unhealthy (exit 1), in JSON too, when the file is too damaged to open', async () => {
     // Pages 1–3 counted from 0: omnibus_meta, which connect() reads, and the events table.
     const bad = await damagedDatabase('damaged-meta.db', 1)
-    const health = await omnibus(['health', '--json', '--backend', bad])
+    const health = await runOmnibus(['health', '--json', '--backend', bad])
     expect(health.code).toBe(1)
     expect(health.stderr).toBe('')
     expect(JSON.parse(health.stdout)).toMatchObject({
@@ -172,11 +118,11 @@ describe('health on a damaged SQLite file', () => {
       healthy: false,
       detail: expect.stringMatching(/is damaged .*restore it from a backup/),
     })
-    const text = await omnibus(['health', '--backend', bad])
+    const text = await runOmnibus(['health', '--backend', bad])
     expect(text.code).toBe(1)
     expect(text.stdout).toContain('UNHEALTHY')
     // Not a usage error: the command is right, the file is broken.
-    const publish = await omnibus(['publish', 'orders.placed', '1', '--backend', bad])
+    const publish = await runOmnibus(['publish', 'orders.placed', '1', '--backend', bad])
     expect(publish.code).toBe(1)
     expect(publish.stderr).toMatch(/is damaged/)
     expect(publish.stderr).not.toContain('--help')
@@ -210,21 +156,21 @@ describe('a reader that closes the pipe early', () => {
   })
 
   it('tail --json --from earliest | head -1 prints one event and ends quietly with exit 0', async () => {
-    const r = await omnibusIntoHead(['tail', '--json', '--from', 'earliest', '--backend', piped])
+    const r = await runOmnibusIntoHead(['tail', '--json', '--from', 'earliest', '--backend', piped], 1)
     expect(r.stderr).toBe('')
     expect(r.code).toBe(0)
     expect(JSON.parse(r.stdout)).toMatchObject({ type: 'bulk.item' })
   })
 
   it('tail (text) | head -1 ends quietly with exit 0', async () => {
-    const r = await omnibusIntoHead(['tail', 'bulk.*', '--from', 'earliest', '--backend', piped])
+    const r = await runOmnibusIntoHead(['tail', 'bulk.*', '--from', 'earliest', '--backend', piped], 1)
     expect(r.code).toBe(0)
     expect(r.stderr).not.toMatch(/EPIPE|Error/)
     expect(r.stdout).toContain('bulk.item')
   })
 
   it('dlq list --json | head -1 prints one dead letter and ends quietly with exit 0', async () => {
-    const r = await omnibusIntoHead(['dlq', 'list', '--json', '--backend', piped])
+    const r = await runOmnibusIntoHead(['dlq', 'list', '--json', '--backend', piped], 1)
     expect(r.stderr).toBe('')
     expect(r.code).toBe(0)
     expect(JSON.parse(r.stdout)).toMatchObject({ type: 'omnibus.deadletter' })
@@ -234,7 +180,7 @@ describe('a reader that closes the pipe early', () => {
 describe('backends a command cannot use', () => {
   it('tail --backend memory:// is refused with exit 2 and one line saying why', async () => {
     const started = Date.now()
-    const r = await omnibus(['tail', '--backend', 'memory://'], { killAfterMs: 10_000 })
+    const r = await runOmnibus(['tail', '--backend', 'memory://'], { timeoutMs: 10_000 })
     expect(r.code).toBe(2)
     expect(r.stderr).toMatch(/^omnibus: tail .*memory backend .* its own process/m)
     expect(r.stderr).not.toMatch(/top-level await|Error:/)
@@ -245,7 +191,7 @@ describe('backends a command cannot use', () => {
     // Port 1: nothing listens there; the refusal must come before any connection attempt.
     for (const backend of ['amqp://guest:secret@127.0.0.1:1', 'sqs://127.0.0.1:1']) {
       for (const action of ['list', 'redrive']) {
-        const r = await omnibus(['dlq', action, '--backend', backend, '--timeout', '2000'])
+        const r = await runOmnibus(['dlq', action, '--backend', backend, '--timeout', '2000'])
         expect(r.code).toBe(2)
         expect(r.stderr).toMatch(/cannot replay a topic .*group subscription to the dead-letter topic/)
         expect(r.stderr).toMatch(/redriveInput\(\)/)
@@ -256,7 +202,7 @@ describe('backends a command cannot use', () => {
 
   it('dlq list and dlq redrive on memory:// are refused with exit 2', async () => {
     for (const action of ['list', 'redrive']) {
-      const r = await omnibus(['dlq', action, '--backend', 'memory://'])
+      const r = await runOmnibus(['dlq', action, '--backend', 'memory://'])
       expect(r.code).toBe(2)
       expect(r.stderr).toMatch(/dead letters .*memory backend .* its own process/)
     }
@@ -266,14 +212,24 @@ describe('backends a command cannot use', () => {
 describe('publish and tail', () => {
   it('tail --json prints what publish sends, with key and headers', async () => {
     // tail subscribes from 'latest' and only prints events: publish until it has seen four.
-    const tail = omnibus(['tail', 'task.*', '--count', '4', '--json', '--backend', url, '--from', 'latest'])
+    const tail = runOmnibus([
+      'tail',
+      'task.*',
+      '--count',
+      '4',
+      '--json',
+      '--backend',
+      url,
+      '--from',
+      'latest',
+    ])
     const deadline = Date.now() + 15_000
-    let seen: Result | undefined
+    let seen: OmnibusResult | undefined
     const tailDone = tail.then((r) => {
       seen = r
     })
     while (seen === undefined && Date.now() < deadline) {
-      const one = await omnibus([
+      const one = await runOmnibus([
         'publish',
         'task.created',
         '{"id":1}',
@@ -286,7 +242,7 @@ describe('publish and tail', () => {
       ])
       expect(one.code).toBe(0)
       expect(one.stdout).toMatch(/^published \S+ to task\.created/)
-      const many = await omnibus(['publish', 'task.bulk', '-', '--backend', url], {
+      const many = await runOmnibus(['publish', 'task.bulk', '-', '--backend', url], {
         input: '1\n"two"\n{"x":3}\n',
       })
       expect(many.code).toBe(0)
@@ -308,14 +264,14 @@ describe('publish and tail', () => {
   })
 
   it('a bad JSON line sends nothing and exits 2', async () => {
-    const r = await omnibus(['publish', 'task.bulk', '-', '--backend', url], { input: '1\n{oops\n3\n' })
+    const r = await runOmnibus(['publish', 'task.bulk', '-', '--backend', url], { input: '1\n{oops\n3\n' })
     expect(r.code).toBe(2)
     expect(r.stderr).toMatch(/stdin line 2 is not JSON/)
     expect(r.stdout).toBe('')
   })
 
   it('tail --from earliest replays retained events', async () => {
-    const r = await omnibus([
+    const r = await runOmnibus([
       'tail',
       'task.created',
       '--from',
@@ -366,30 +322,30 @@ describe('dlq', () => {
     })
     await watch.unsubscribe()
 
-    const list = await omnibus(['dlq', 'list', '--backend', url, '--idle', '1500'])
+    const list = await runOmnibus(['dlq', 'list', '--backend', url, '--idle', '1500'])
     expect(list.code).toBe(0)
     expect(list.stdout).toMatch(
       new RegExp(`orders\\.placed id=${receipt.id} .*group=billing reason=malformed order`),
     )
 
     reject = false
-    const redrive = await omnibus(['dlq', 'redrive', '--backend', url, '--idle', '1500'])
+    const redrive = await runOmnibus(['dlq', 'redrive', '--backend', url, '--idle', '1500'])
     expect(redrive.code).toBe(0)
     expect(redrive.stdout).toContain(`redriven ${receipt.id} to orders.placed`)
     await waitUntil(() => handled.some((e) => e.id === receipt.id), { timeoutMs: 10_000 })
     expect(handled.find((e) => e.id === receipt.id)?.data).toEqual({ order: 7 })
 
     // Redriven letters are no longer pending, in a later process too; --all still shows them.
-    const after = await omnibus(['dlq', 'list', '--backend', url, '--idle', '1500'])
+    const after = await runOmnibus(['dlq', 'list', '--backend', url, '--idle', '1500'])
     expect(after.code).toBe(0)
     expect(after.stdout).not.toContain(receipt.id)
     expect(after.stderr).toMatch(/^0 pending dead letter\(s\) on omnibus\.deadletter \(1 redriven\b/m)
-    const all = await omnibus(['dlq', 'list', '--all', '--backend', url, '--idle', '1500'])
+    const all = await runOmnibus(['dlq', 'list', '--all', '--backend', url, '--idle', '1500'])
     expect(all.code).toBe(0)
     expect(all.stdout).toMatch(
       new RegExp(`^redriven +orders\\.placed id=${receipt.id} .*reason=malformed order`, 'm'),
     )
-    const json = await omnibus(['dlq', 'list', '--all', '--json', '--backend', url, '--idle', '1500'])
+    const json = await runOmnibus(['dlq', 'list', '--all', '--json', '--backend', url, '--idle', '1500'])
     const letters = json.stdout
       .trim()
       .split('\n')
@@ -397,7 +353,7 @@ describe('dlq', () => {
     expect(letters).toHaveLength(1)
     expect(letters[0]).toMatchObject({ type: 'omnibus.deadletter', dlqstate: 'redriven' })
     // A second redrive has nothing left to do.
-    const again = await omnibus(['dlq', 'redrive', '--backend', url, '--idle', '1500'])
+    const again = await runOmnibus(['dlq', 'redrive', '--backend', url, '--idle', '1500'])
     expect(again.code).toBe(0)
     expect(again.stdout).toBe('')
     expect(again.stderr).toMatch(/0 redriven, 0 failed/)
@@ -412,7 +368,7 @@ describe('dlq', () => {
     await backend.publish({ topic: 'orders.placed', id: receipt.id, data: { order: 7 } })
     await waitUntil(() => secondDlq.length > 0, { timeoutMs: 10_000 })
     await watch2.unsubscribe()
-    const third = await omnibus(['dlq', 'list', '--all', '--backend', url, '--idle', '1500'])
+    const third = await runOmnibus(['dlq', 'list', '--all', '--backend', url, '--idle', '1500'])
     const states = third.stdout
       .trim()
       .split('\n')
@@ -422,7 +378,7 @@ describe('dlq', () => {
   })
 
   it('--group is not a dlq option any more: a usage error says so', async () => {
-    const r = await omnibus(['dlq', 'redrive', '--group', 'x', '--backend', url])
+    const r = await runOmnibus(['dlq', 'redrive', '--group', 'x', '--backend', url])
     expect(r.code).toBe(2)
     expect(r.stderr).toMatch(/--group/)
   })
@@ -430,14 +386,14 @@ describe('dlq', () => {
 
 describe('demo', () => {
   it('refuses an in-process-only backend with a usage error', async () => {
-    const r = await omnibus(['demo', '--backend', 'memory://'])
+    const r = await runOmnibus(['demo', '--backend', 'memory://'])
     expect(r.code).toBe(2)
     expect(r.stderr).toMatch(/separate processes.*memory/)
   })
 
   it('runs a coordinator and worker processes on SQLite, finishes by itself and exits 0', async () => {
     const started = Date.now()
-    const r = await omnibus(['demo', '--workers', '2', '--tasks', '20'])
+    const r = await runOmnibus(['demo', '--workers', '2', '--tasks', '20'])
     expect(r.stderr).toBe('')
     expect(r.code).toBe(0)
     expect(Date.now() - started).toBeLessThan(45_000)

@@ -1,15 +1,12 @@
-import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { PassThrough } from 'node:stream'
-import { fileURLToPath } from 'node:url'
 import { createBackend, type EventInput } from '@omnibus/core'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
 import { main } from '../src/cli.ts'
 import type { CommandIo } from '../src/io.ts'
-
-const BIN = fileURLToPath(new URL('../src/bin.ts', import.meta.url))
+import { runOmnibus, runOmnibusIntoHead } from './process.ts'
 
 interface Result {
   code: number | null
@@ -17,7 +14,7 @@ interface Result {
   stderr: string
 }
 
-/** Runs the command in this process (fast); `spawned` below runs the real executable. */
+/** Runs the command in this process (fast); `runOmnibus` runs the real executable. */
 async function omnibus(args: string[]): Promise<Result> {
   const out: string[] = []
   const err: string[] = []
@@ -31,31 +28,6 @@ async function omnibus(args: string[]): Promise<Result> {
   const code = await main(args, io)
   return { code, stdout: out.map((l) => `${l}\n`).join(''), stderr: err.map((l) => `${l}\n`).join('') }
 }
-
-function spawned(script: string, timeoutMs = 55_000): Promise<Result> {
-  return new Promise((resolve, reject) => {
-    const child = spawn('bash', ['-c', script], {
-      env: { ...process.env, NO_COLOR: '1' },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    })
-    const killer = setTimeout(() => child.kill('SIGKILL'), timeoutMs)
-    let stdout = ''
-    let stderr = ''
-    child.stdout.on('data', (d: Buffer) => {
-      stdout += d.toString()
-    })
-    child.stderr.on('data', (d: Buffer) => {
-      stderr += d.toString()
-    })
-    child.on('error', reject)
-    child.on('exit', (code) => {
-      clearTimeout(killer)
-      resolve({ code, stdout, stderr })
-    })
-  })
-}
-
-const cli = (args: string): string => `'${process.execPath}' --conditions=@omnibus/source '${BIN}' ${args}`
 
 // The test's own copy of the list prices (USD per million tokens, input/output), so the expected
 // totals do not come from the code under test.
@@ -393,9 +365,7 @@ describe('omnibus cost as a process', () => {
       })),
     )
     await b.disconnect()
-    const r = await spawned(
-      `${cli(`cost --by session --backend '${many}'`)} | head -1; exit \${PIPESTATUS[0]}`,
-    )
+    const r = await runOmnibusIntoHead(['cost', '--by', 'session', '--backend', many], 1)
     expect(r.code).toBe(0)
     expect(r.stdout).toMatch(/^SESSION\s+CALLS/)
     expect(r.stdout.trim().split('\n')).toHaveLength(1)
@@ -404,7 +374,7 @@ describe('omnibus cost as a process', () => {
 
   it('after the demo, shows its models, its workers and a cost above $0', async () => {
     const demoUrl = `sqlite://${path.join(dir, 'demo.db')}`
-    const demo = await spawned(cli(`demo --workers 2 --tasks 12 --backend '${demoUrl}'`))
+    const demo = await runOmnibus(['demo', '--workers', '2', '--tasks', '12', '--backend', demoUrl])
     expect(demo.stderr).toBe('')
     expect(demo.code).toBe(0)
     const byModel = await omnibus(['cost', '--backend', demoUrl, '--json'])

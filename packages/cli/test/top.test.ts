@@ -1,4 +1,4 @@
-import { spawn, spawnSync } from 'node:child_process'
+import { spawnSync } from 'node:child_process'
 import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
@@ -6,7 +6,7 @@ import { createBackend, type EventBackend, ObservabilityBus, silentLogger } from
 import { waitUntil } from '@omnibus/core/testing'
 import type { Snapshot } from '@omnibus/serve'
 import { afterAll, beforeAll, describe, expect, it } from 'vitest'
-import { BIN, LAUNCHER, runOmnibus } from './process.ts'
+import { LAUNCHER, runOmnibus, runOmnibusIntoHead } from './process.ts'
 
 let dir: string
 beforeAll(() => {
@@ -183,30 +183,11 @@ describe('omnibus top without a terminal', () => {
     } finally {
       await producer.disconnect()
     }
-    const quoted = ['top', '--backend', url, '--from', 'earliest', '--interval', '200ms']
-      .map((a) => `'${a}'`)
-      .join(' ')
-    const script = `'${process.execPath}' --conditions=@omnibus/source '${BIN}' ${quoted} | head -100; exit \${PIPESTATUS[0]}`
-    const r = await new Promise<{ code: number | null; stdout: string; stderr: string }>(
-      (resolve, reject) => {
-        const child = spawn('bash', ['-c', script], {
-          env: { ...process.env, NO_COLOR: '1' },
-          stdio: ['ignore', 'pipe', 'pipe'],
-        })
-        const killer = setTimeout(() => child.kill('SIGKILL'), 30_000)
-        let stdout = ''
-        let stderr = ''
-        child.stdout.on('data', (d: Buffer) => {
-          stdout += d.toString()
-        })
-        child.stderr.on('data', (d: Buffer) => {
-          stderr += d.toString()
-        })
-        child.on('error', reject)
-        child.on('exit', (code) => {
-          clearTimeout(killer)
-          resolve({ code, stdout, stderr })
-        })
+    const r = await runOmnibusIntoHead(
+      ['top', '--backend', url, '--from', 'earliest', '--interval', '200ms'],
+      100,
+      {
+        timeoutMs: 30_000,
       },
     )
     expect(r.stderr).toBe('')
