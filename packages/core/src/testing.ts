@@ -1,9 +1,10 @@
 /**
  * Helpers for testing code that uses the buses: wait on a predicate with a deadline (never a fixed
- * sleep), spy on handlers, wait for a message on the wire, record exported telemetry.
+ * sleep), spy on handlers, wait for a message on the wire, record exported telemetry, catch the
+ * `ConfigurationError` that bad options must throw.
  */
 import { AgentMessageBus } from './agent-bus.ts'
-import { TimeoutError } from './errors.ts'
+import { ConfigurationError, TimeoutError } from './errors.ts'
 import type { TelemetryExporter } from './exporters.ts'
 import type { EventBackend, OmnibusEvent } from './protocol.ts'
 
@@ -35,6 +36,20 @@ export async function waitUntil<T>(
     }
     await new Promise((resolve) => setTimeout(resolve, interval))
   }
+}
+
+/**
+ * Calls `fn` and returns the `ConfigurationError` it throws, for assertions on its code and message.
+ * Throws (failing the test) when `fn` returns, or throws anything else.
+ */
+export function expectConfigurationError(fn: () => unknown): ConfigurationError {
+  try {
+    fn()
+  } catch (error) {
+    if (error instanceof ConfigurationError) return error
+    throw new Error(`expected a ConfigurationError, got ${String(error)}`, { cause: error })
+  }
+  throw new Error('expected a ConfigurationError, but the call returned')
 }
 
 /** A recorded call of a {@link HandlerSpy}. */

@@ -167,6 +167,7 @@ describe('core entry points', () => {
     expect(twice).toEqual([])
     expect(Object.keys(backend)).toContain('resolveSubscribeOptions')
     expect(Object.keys(testing)).toContain('waitUntil')
+    expect(Object.keys(testing)).toContain('expectConfigurationError')
   })
 
   it('the CLI demo reaches no test helper through its imports', () => {

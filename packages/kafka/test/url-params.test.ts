@@ -1,20 +1,13 @@
 import { ConfigurationError } from '@omnibus/core'
+import { expectConfigurationError } from '@omnibus/core/testing'
 import { describe, expect, it } from 'vitest'
 import { backendFromUrl, createKafkaBackend } from '../src/index.ts'
 
-function configError(fn: () => unknown): ConfigurationError {
-  try {
-    fn()
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigurationError)
-    return error as ConfigurationError
-  }
-  throw new Error('expected a ConfigurationError')
-}
-
 describe('kafka: unknown URL parameters and options', () => {
   it('rejects an unknown URL parameter, naming it, the known ones and the URL without secrets', () => {
-    const e = configError(() => backendFromUrl(new URL('kafka://svc:hunter2@k1:9094?sasl=plain&partition=3')))
+    const e = expectConfigurationError(() =>
+      backendFromUrl(new URL('kafka://svc:hunter2@k1:9094?sasl=plain&partition=3')),
+    )
     expect(e.code).toBe('UNKNOWN_URL_PARAMETER')
     expect(e.backend).toBe('kafka')
     expect(e.message).toContain('"partition" (did you mean "partitions"?)')
@@ -33,7 +26,7 @@ describe('kafka: unknown URL parameters and options', () => {
   })
 
   it('rejects an unknown option with the same rule', () => {
-    const e = configError(() => createKafkaBackend({ clientID: 'a' } as never))
+    const e = expectConfigurationError(() => createKafkaBackend({ clientID: 'a' } as never))
     expect(e.code).toBe('UNKNOWN_OPTION')
     expect(e.backend).toBe('kafka')
     expect(e.message).toContain('unknown kafka backend option "clientID" (did you mean "clientId"?)')

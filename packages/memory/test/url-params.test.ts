@@ -1,20 +1,11 @@
 import { ConfigurationError } from '@omnibus/core'
+import { expectConfigurationError } from '@omnibus/core/testing'
 import { describe, expect, it } from 'vitest'
 import { backendFromUrl, createMemoryBackend } from '../src/index.ts'
 
-function configError(fn: () => unknown): ConfigurationError {
-  try {
-    fn()
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigurationError)
-    return error as ConfigurationError
-  }
-  throw new Error('expected a ConfigurationError')
-}
-
 describe('memory: unknown URL parameters and options', () => {
   it('rejects an unknown URL parameter, naming it, the known ones and the URL', () => {
-    const e = configError(() => backendFromUrl(new URL('memory://jobs?queueCapasity=5')))
+    const e = expectConfigurationError(() => backendFromUrl(new URL('memory://jobs?queueCapasity=5')))
     expect(e.code).toBe('UNKNOWN_URL_PARAMETER')
     expect(e.backend).toBe('memory')
     expect(e.message).toContain('"queueCapasity" (did you mean "queueCapacity"?)')
@@ -23,7 +14,7 @@ describe('memory: unknown URL parameters and options', () => {
   })
 
   it('does not take options a URL cannot carry as parameters', () => {
-    expect(configError(() => backendFromUrl(new URL('memory://jobs?logger=x'))).code).toBe(
+    expect(expectConfigurationError(() => backendFromUrl(new URL('memory://jobs?logger=x'))).code).toBe(
       'UNKNOWN_URL_PARAMETER',
     )
   })
@@ -36,7 +27,7 @@ describe('memory: unknown URL parameters and options', () => {
   })
 
   it('rejects an unknown option with the same rule', () => {
-    const e = configError(() => createMemoryBackend({ queueCapacty: 5 } as never))
+    const e = expectConfigurationError(() => createMemoryBackend({ queueCapacty: 5 } as never))
     expect(e.code).toBe('UNKNOWN_OPTION')
     expect(e.message).toContain(
       'unknown memory backend option "queueCapacty" (did you mean "queueCapacity"?)',

@@ -1,20 +1,13 @@
 import { ConfigurationError } from '@omnibus/core'
+import { expectConfigurationError } from '@omnibus/core/testing'
 import { describe, expect, it } from 'vitest'
 import { backendFromUrl, createRabbitMQBackend } from '../src/backend.ts'
 
-function configError(fn: () => unknown): ConfigurationError {
-  try {
-    fn()
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigurationError)
-    return error as ConfigurationError
-  }
-  throw new Error('expected a ConfigurationError')
-}
-
 describe('rabbitmq: unknown URL parameters and options', () => {
   it('rejects an unknown URL parameter, naming it, the known ones and the URL without secrets', () => {
-    const e = configError(() => backendFromUrl(new URL('amqp://app:hunter2@rabbit:5672/prod?hearbeat=5')))
+    const e = expectConfigurationError(() =>
+      backendFromUrl(new URL('amqp://app:hunter2@rabbit:5672/prod?hearbeat=5')),
+    )
     expect(e.code).toBe('UNKNOWN_URL_PARAMETER')
     expect(e.backend).toBe('rabbitmq')
     expect(e.message).toContain('"hearbeat" (did you mean "heartbeat"?)')
@@ -24,7 +17,7 @@ describe('rabbitmq: unknown URL parameters and options', () => {
   })
 
   it('applies the same rule to the url option', () => {
-    const e = configError(() => createRabbitMQBackend({ url: 'amqps://h/v?foo=1' }))
+    const e = expectConfigurationError(() => createRabbitMQBackend({ url: 'amqps://h/v?foo=1' }))
     expect(e.code).toBe('UNKNOWN_URL_PARAMETER')
   })
 
@@ -36,7 +29,7 @@ describe('rabbitmq: unknown URL parameters and options', () => {
   })
 
   it('rejects an unknown option with the same rule', () => {
-    const e = configError(() => createRabbitMQBackend({ exchnge: 'x' } as never))
+    const e = expectConfigurationError(() => createRabbitMQBackend({ exchnge: 'x' } as never))
     expect(e.code).toBe('UNKNOWN_OPTION')
     expect(e.backend).toBe('rabbitmq')
     expect(e.message).toContain('unknown rabbitmq backend option "exchnge" (did you mean "exchange"?)')

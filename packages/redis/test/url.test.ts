@@ -1,18 +1,9 @@
 import { ConfigurationError } from '@omnibus/core'
+import { expectConfigurationError } from '@omnibus/core/testing'
 import { describe, expect, it } from 'vitest'
 import { backendFromUrl, createRedisBackend } from '../src/backend.ts'
 import { classifyError } from '../src/errors.ts'
 import { resolveRedisOptions } from '../src/options.ts'
-
-function configError(fn: () => unknown): ConfigurationError {
-  try {
-    fn()
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigurationError)
-    return error as ConfigurationError
-  }
-  throw new Error('expected a ConfigurationError')
-}
 
 describe('redis: the database path of the URL', () => {
   it.each(['/abc', '/1.5', '/-1', '/0/extra', '/%201', '/%zz', '/0x1', '/1e2', '/1234567890'])(
@@ -24,7 +15,7 @@ describe('redis: the database path of the URL', () => {
         () => backendFromUrl(new URL(url)),
         () => resolveRedisOptions({}, { OMNIBUS_REDIS_URL: url }),
       ]) {
-        const e = configError(make)
+        const e = expectConfigurationError(make)
         expect(e.code).toBe('INVALID_DATABASE')
         expect(e.retryable).toBe(false)
         expect(e.message).toContain(`redis://:***@127.0.0.1:6391${path}`)
@@ -44,7 +35,9 @@ describe('redis: the database path of the URL', () => {
   )
 
   it('rejects a non-integer db in redisOptions too', () => {
-    const e = configError(() => createRedisBackend({ redisOptions: { db: 'two' as unknown as number } }))
+    const e = expectConfigurationError(() =>
+      createRedisBackend({ redisOptions: { db: 'two' as unknown as number } }),
+    )
     expect(e.code).toBe('INVALID_DATABASE')
   })
 
@@ -64,7 +57,7 @@ describe('redis: unknown URL parameters and options', () => {
       (url: string) => backendFromUrl(new URL(url)),
       (url: string) => createRedisBackend({ url }),
     ]) {
-      const e = configError(() => make('redis://:hunter2@127.0.0.1:6379/2?keyprefix=a:'))
+      const e = expectConfigurationError(() => make('redis://:hunter2@127.0.0.1:6379/2?keyprefix=a:'))
       expect(e.code).toBe('UNKNOWN_URL_PARAMETER')
       expect(e.backend).toBe('redis')
       expect(e.message).toContain('"keyprefix" (did you mean "keyPrefix"?)')
@@ -87,13 +80,13 @@ describe('redis: unknown URL parameters and options', () => {
   })
 
   it('names the URL parameter when its value is bad', () => {
-    const e = configError(() => backendFromUrl(new URL('redis://h?maxLen=lots')))
+    const e = expectConfigurationError(() => backendFromUrl(new URL('redis://h?maxLen=lots')))
     expect(e.message).toContain('maxLen')
     expect(e.message).toContain('lots')
   })
 
   it('rejects an unknown option with the same rule', () => {
-    const e = configError(() => createRedisBackend({ keyPrefx: 'a:' } as never))
+    const e = expectConfigurationError(() => createRedisBackend({ keyPrefx: 'a:' } as never))
     expect(e.code).toBe('UNKNOWN_OPTION')
     expect(e.backend).toBe('redis')
     expect(e.message).toContain('unknown redis backend option "keyPrefx" (did you mean "keyPrefix"?)')

@@ -1,20 +1,11 @@
 import { ConfigurationError } from '@omnibus/core'
+import { expectConfigurationError } from '@omnibus/core/testing'
 import { describe, expect, it } from 'vitest'
 import { backendFromUrl, createSqliteBackend } from '../src/index.ts'
 
-function configError(fn: () => unknown): ConfigurationError {
-  try {
-    fn()
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigurationError)
-    return error as ConfigurationError
-  }
-  throw new Error('expected a ConfigurationError')
-}
-
 describe('sqlite: unknown URL parameters and options', () => {
   it('rejects an unknown URL parameter, naming it, the known ones and the URL', () => {
-    const e = configError(() => backendFromUrl(new URL('sqlite://./events.db?busyTimeout=10')))
+    const e = expectConfigurationError(() => backendFromUrl(new URL('sqlite://./events.db?busyTimeout=10')))
     expect(e.code).toBe('UNKNOWN_URL_PARAMETER')
     expect(e.backend).toBe('sqlite')
     expect(e.message).toContain('"busyTimeout" (did you mean "busyTimeoutMs"?)')
@@ -28,7 +19,9 @@ describe('sqlite: unknown URL parameters and options', () => {
   })
 
   it('rejects an unknown option with the same rule', () => {
-    const e = configError(() => createSqliteBackend({ path: ':memory:', pollInterval: 5 } as never))
+    const e = expectConfigurationError(() =>
+      createSqliteBackend({ path: ':memory:', pollInterval: 5 } as never),
+    )
     expect(e.code).toBe('UNKNOWN_OPTION')
     expect(e.message).toContain(
       'unknown sqlite backend option "pollInterval" (did you mean "pollIntervalMs"?)',

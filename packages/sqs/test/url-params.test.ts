@@ -1,20 +1,11 @@
 import { ConfigurationError } from '@omnibus/core'
+import { expectConfigurationError } from '@omnibus/core/testing'
 import { describe, expect, it } from 'vitest'
 import { backendFromUrl, createSqsBackend } from '../src/backend.ts'
 
-function configError(fn: () => unknown): ConfigurationError {
-  try {
-    fn()
-  } catch (error) {
-    expect(error).toBeInstanceOf(ConfigurationError)
-    return error as ConfigurationError
-  }
-  throw new Error('expected a ConfigurationError')
-}
-
 describe('sqs: unknown URL parameters and options', () => {
   it('rejects an unknown URL parameter, naming it, the known ones and the URL', () => {
-    const e = configError(() => backendFromUrl(new URL('sqs://aws?regoin=eu-west-1')))
+    const e = expectConfigurationError(() => backendFromUrl(new URL('sqs://aws?regoin=eu-west-1')))
     expect(e.code).toBe('UNKNOWN_URL_PARAMETER')
     expect(e.backend).toBe('sqs')
     expect(e.message).toContain('"regoin" (did you mean "region"?)')
@@ -30,7 +21,7 @@ describe('sqs: unknown URL parameters and options', () => {
   })
 
   it('rejects an unknown option with the same rule', () => {
-    const e = configError(() => createSqsBackend({ queuePrefx: 'x' } as never))
+    const e = expectConfigurationError(() => createSqsBackend({ queuePrefx: 'x' } as never))
     expect(e.code).toBe('UNKNOWN_OPTION')
     expect(e.backend).toBe('sqs')
     expect(e.message).toContain('unknown sqs backend option "queuePrefx" (did you mean "queuePrefix"?)')
