@@ -400,7 +400,10 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
             if (o.kind === 'ack' && this.#failures.size === 0) {
               const acked = this.#ackNow(msg)
               if (acked instanceof Promise) {
-                this.#watch(run, acked.catch((error: unknown) => this.#adapterFailed('ack', msg, error)))
+                this.#watch(
+                  run,
+                  acked.catch((error: unknown) => this.#adapterFailed('ack', msg, error)),
+                )
               } else this.#untrack(run)
               return
             }
