@@ -359,8 +359,10 @@ export async function cost(backend: EventBackend, opts: CostOptions, io: Command
   if (io.signal.aborted && !outputClosed(io.signal)) return EXIT.interrupted
   if (opts.json) io.out(reportJson(r, opts))
   else for (const line of table(r, opts.by)) io.out(line)
-  // A write to a pipe whose reader left fails in the background: let that reach io.signal, so
-  // `omnibus cost | head -1` ends without the notes below.
+  // A write to a pipe whose reader left fails in the background: wait until standard output has
+  // taken (or refused) everything written, then one more turn for its error to reach io.signal, so
+  // `omnibus cost | head -1` ends without the notes below however loaded the machine is.
+  await outputSettled(io.stdout)
   await new Promise((resolve) => setImmediate(resolve))
   if (outputClosed(io.signal)) return EXIT.ok
   if (!opts.json) {
@@ -378,4 +380,15 @@ export async function cost(backend: EventBackend, opts: CostOptions, io: Command
     io.err(`${r.malformed} ${MODEL_CALL_TOPIC} event(s) skipped: their data has no model or token counts`)
   }
   return EXIT.ok
+}
+
+/** Resolves once `stream` has handled every chunk written before, or failed. */
+function outputSettled(stream: NodeJS.WritableStream): Promise<void> {
+  return new Promise((resolve) => {
+    try {
+      stream.write('', () => resolve())
+    } catch {
+      resolve()
+    }
+  })
 }
