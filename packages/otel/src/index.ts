@@ -1,0 +1,7 @@
+/**
+ * @omnibus/otel — OpenTelemetry for Omnibus: W3C trace-context and baggage propagation through
+ * every backend, a PRODUCER span per publish and a CONSUMER span per delivery with the messaging
+ * semantic conventions, and Omnibus's own metrics through the OpenTelemetry meter. It plugs into
+ * core's instrumentation hook; core itself never imports OpenTelemetry.
+ */
+export { messagingSystemOf } from './propagation-attributes.ts'
