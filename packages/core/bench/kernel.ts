@@ -38,6 +38,7 @@ const CAPS: BackendCapabilities = {
   maxPayloadBytes: undefined,
   networked: false,
   wildcardDiscoveryMs: 0,
+  delay: false,
 }
 const backend = { name: 'bench', capabilities: CAPS }
 

@@ -11,8 +11,10 @@
 
 export {
   assertEncodable,
+  DELIVER_AT_EXTENSION,
   decodeEvent,
   encodeEvent,
+  EXPIRES_AT_EXTENSION,
   encodeEventChecked,
   fromCloudEvent,
   HEADER_PREFIX,
@@ -85,4 +87,5 @@ export {
   type UnknownNameContext,
 } from './options.ts'
 export { type BackendModule, importBackendPackage } from './registry.ts'
+export { checkDelay, MAX_TIMER_DELAY_MS } from './schedule.ts'
 export { isLiteralPattern, type PatternSegment, parsePattern } from './topic.ts'

@@ -2,7 +2,9 @@
  * The wire codec: every backend writes and reads events as one CloudEvents 1.0 JSON document
  * (structured mode). JSON data goes in `data`, bytes in `data_base64`. Envelope fields map to
  * lower-case extensions (`partitionkey`, `correlationid`, `causationid`, `guarantee`) and to the
- * optional CloudEvents attributes (`subject`, `dataschema`, `datacontenttype`).
+ * optional CloudEvents attributes (`subject`, `dataschema`, `datacontenttype`). A delayed or
+ * expiring event carries {@link DELIVER_AT_EXTENSION} and {@link EXPIRES_AT_EXTENSION}, CloudEvents
+ * Timestamp extensions (RFC 3339 strings), which any CloudEvents producer may set too.
  *
  * Headers: CloudEvents attribute names are lower-case ASCII letters and digits, while a header
  * name is any string. A header whose name is already a usable extension name (see
@@ -31,6 +33,12 @@ export const HEADER_PREFIX = 'hdr_'
  * extension names (`{"x-tenant":"acme","Mixed-Case":"1"}`).
  */
 export const HEADERS_EXTENSION = 'omnibusheaders'
+
+/** The extension of `deliverAt`: the RFC 3339 time before which no handler receives the event. */
+export const DELIVER_AT_EXTENSION = 'deliverat'
+
+/** The extension of `expiresAt`: the RFC 3339 time from which the event is expired. */
+export const EXPIRES_AT_EXTENSION = 'expiresat'
 
 const JSON_TYPE = 'application/json'
 const BINARY_TYPE = 'application/octet-stream'
@@ -64,6 +72,8 @@ export const RESERVED_EXTENSION_NAMES: ReadonlySet<string> = new Set([
   'partitionkey',
   'correlationid',
   'causationid',
+  DELIVER_AT_EXTENSION,
+  EXPIRES_AT_EXTENSION,
   HEADERS_EXTENSION,
   'validate',
 ])
@@ -294,6 +304,8 @@ export function toCloudEvent(event: OmnibusEvent): Record<string, unknown> {
   if (event.partitionKey !== undefined) ce.partitionkey = event.partitionKey
   if (event.correlationId !== undefined) ce.correlationid = event.correlationId
   if (event.causationId !== undefined) ce.causationid = event.causationId
+  if (event.deliverAt !== undefined) ce.deliverat = new Date(event.deliverAt).toISOString()
+  if (event.expiresAt !== undefined) ce.expiresat = new Date(event.expiresAt).toISOString()
   let others: Record<string, string> | undefined
   for (const key in event.headers) {
     const value = event.headers[key] as string
@@ -409,6 +421,8 @@ export function fromCloudEvent(doc: unknown, rawForErrors = ''): OmnibusEvent {
   const correlationId = ce.correlationid
   const causationId = ce.causationid
   const partitionKey = ce.partitionkey
+  const deliverAt = ce.deliverat
+  const expiresAt = ce.expiresat
   const known =
     (specversion === undefined ? 0 : 1) +
     (id === undefined ? 0 : 1) +
@@ -423,7 +437,9 @@ export function fromCloudEvent(doc: unknown, rawForErrors = ''): OmnibusEvent {
     (guarantee === undefined ? 0 : 1) +
     (correlationId === undefined ? 0 : 1) +
     (causationId === undefined ? 0 : 1) +
-    (partitionKey === undefined ? 0 : 1)
+    (partitionKey === undefined ? 0 : 1) +
+    (deliverAt === undefined ? 0 : 1) +
+    (expiresAt === undefined ? 0 : 1)
   let members = 0
   for (const _ in ce) members++
   const headers: Record<string, string> = {}
@@ -495,7 +511,22 @@ export function fromCloudEvent(doc: unknown, rawForErrors = ''): OmnibusEvent {
     if (problem !== undefined) throw invalidDocument(doc, rawForErrors, problem)
     event.dataSchema = dataSchema as string
   }
+  if (deliverAt !== undefined && deliverAt !== null) {
+    event.deliverAt = timestampExtension(DELIVER_AT_EXTENSION, deliverAt, doc, rawForErrors)
+  }
+  if (expiresAt !== undefined && expiresAt !== null) {
+    event.expiresAt = timestampExtension(EXPIRES_AT_EXTENSION, expiresAt, doc, rawForErrors)
+  }
   return event
+}
+
+// A CloudEvents Timestamp extension: an RFC 3339 string in the JSON format.
+function timestampExtension(name: string, value: unknown, doc: unknown, raw: string): number {
+  const ms = typeof value === 'string' ? parseTime(value) : Number.NaN
+  if (!Number.isFinite(ms)) {
+    throw invalidDocument(doc, raw, `${name} ${JSON.stringify(value)} is not an RFC 3339 timestamp`)
+  }
+  return ms
 }
 
 // Members other than the envelope attributes: the headers extension, extensions named like
@@ -519,6 +550,8 @@ function collectHeaders(ce: Record<string, unknown>, headers: Record<string, str
       case 'correlationid':
       case 'causationid':
       case 'partitionkey':
+      case DELIVER_AT_EXTENSION:
+      case EXPIRES_AT_EXTENSION:
       case 'datacontenttype':
       case 'dataschema':
       case 'subject':

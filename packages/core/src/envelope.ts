@@ -9,6 +9,7 @@ import { attributeProblem, impliedContentType, sourceProblem } from './codec.ts'
 import { ConfigurationError, SerializationError } from './errors.ts'
 import { setHeader } from './headers.ts'
 import { type EventInput, GUARANTEES, type Guarantee, type OmnibusEvent } from './protocol.ts'
+import { applySchedule } from './schedule.ts'
 import { validateTopic } from './topic.ts'
 
 // Ids are generated here rather than with the `uuid` package: it asks the OS for 16 random bytes
@@ -223,6 +224,14 @@ export function createEvent<T>(input: EventInput<T>, defaults: EventDefaults = {
     const contentType = checkAttribute('datacontenttype', input.dataContentType)
     // The type the data's form implies is what the wire says anyway: not kept, as on decode.
     if (contentType !== impliedContentType(input.data)) event.dataContentType = contentType
+  }
+  if (
+    input.delayMs !== undefined ||
+    input.deliverAt !== undefined ||
+    input.ttlMs !== undefined ||
+    input.expiresAt !== undefined
+  ) {
+    applySchedule(input, event)
   }
   return event
 }

@@ -8,8 +8,9 @@
  * path throws into the application. Agent traffic never goes through this buffer.
  */
 import { createEvent, currentEvent } from './envelope.ts'
-import { ConfigurationError, OmnibusError } from './errors.ts'
+import { ConfigurationError, isRetryable, OmnibusError } from './errors.ts'
 import type { TelemetryExporter } from './exporters.ts'
+import { backoffDelay } from './kernel/outcome.ts'
 import { optionNames, rejectUnknownOptions } from './options.ts'
 import { prometheusText } from './prometheus.ts'
 import type {
@@ -71,6 +72,19 @@ export interface ObservabilityBusOptions {
   readonly sampling?: SamplingOptions
   /** Exporters that receive every flushed batch. */
   readonly exporters?: readonly TelemetryExporter[]
+  /**
+   * Longest wait for one exporter call. A call still pending then counts as an exporter failure
+   * and a timeout, and that exporter gets no further batch until the call settles (batches for it
+   * queue, bounded by `bufferSize` events, the oldest dropped and counted). Exporters never hold
+   * up publishing to the backend. @default 10000
+   */
+  readonly exporterTimeoutMs?: number
+  /**
+   * Longest pause between attempts to publish a batch the backend refused with a retryable error
+   * (a locked SQLite file, a lost connection). The pause starts at `flushIntervalMs` and doubles.
+   * @default 5000
+   */
+  readonly maxRetryDelayMs?: number
   /** `source` of emitted envelopes. @default `omnibus:<pid>` */
   readonly source?: string
   /** Receives the bus's own warnings (buffer high, flush and exporter failures). @default console warnings */
@@ -96,13 +110,46 @@ export interface ObservabilityStats {
   readonly flushed: number
   /** Batches sent. */
   readonly batches: number
-  /** Batches whose `publishBatch` threw or rejected (their events count as `publish-failed`). */
+  /**
+   * Batches the backend did not take whole: `publishBatch` threw or rejected, or refused some of
+   * the events. Events refused with a retryable error go back to the buffer (see `retried`); the
+   * others count as dropped `publish-failed`.
+   */
   readonly flushFailures: number
-  /** Exporter calls that threw or rejected. */
+  /** Events put back in the buffer after a retryable publish failure, counted per attempt. */
+  readonly retried: number
+  /** Exporter calls that threw, rejected or timed out. */
   readonly exporterFailures: number
   readonly exporterFailuresByName: Readonly<Record<string, number>>
+  /** Exporter calls still pending after `exporterTimeoutMs` (also counted in `exporterFailures`). */
+  readonly exporterTimeouts: number
+  /** Events an exporter never received because its queue was full while a call of it hung. */
+  readonly exporterDropped: number
+  /** Whether the backend reports itself connected now. */
+  readonly backendConnected: boolean
   /** Times the buffer crossed the warning threshold. */
   readonly warnings: number
+}
+
+/** What {@link ObservabilityBus.health} reports. */
+export interface ObservabilityHealth {
+  /**
+   * `down`: telemetry cannot reach the backend (not started, closed, backend disconnected);
+   * `degraded`: it gets there with trouble (publish failures being retried, a hung exporter,
+   * the buffer above its warning threshold); `ok` otherwise.
+   */
+  readonly status: 'ok' | 'degraded' | 'down'
+  /** `status !== 'down'`. */
+  readonly healthy: boolean
+  readonly backendConnected: boolean
+  /** Epoch ms at which the bus first found the backend disconnected, while it still is. */
+  readonly disconnectedSince?: number
+  /** Message of the last failed publish, while publish failures are being retried. */
+  readonly lastPublishError?: string
+  /** Names of exporters with a call pending past `exporterTimeoutMs`. */
+  readonly stuckExporters: readonly string[]
+  /** One sentence per problem, for logs and probes. */
+  readonly problems: readonly string[]
 }
 
 /** `emitAsync` was refused because the buffer is full and the strategy is `reject`. */
@@ -121,6 +168,33 @@ interface PendingRecord {
   readonly time: number
   readonly opts: EmitOptions | undefined
   readonly parent: OmnibusEvent | undefined
+}
+
+/** An event the backend refused with a retryable error, back in the buffer in its built form. */
+class RetryRecord {
+  readonly input: EventInput
+  constructor(input: EventInput) {
+    this.input = input
+  }
+}
+
+type BufferedRecord = PendingRecord | RetryRecord
+
+/** Where one exporter's batches wait, so a slow or hung exporter holds up no one else. */
+interface ExporterLane {
+  readonly exporter: TelemetryExporter
+  readonly queue: Array<readonly OmnibusEvent[]>
+  queuedEvents: number
+  running: boolean
+  /** Calls abandoned at the timeout that have not settled yet. */
+  stuck: number
+}
+
+const RETRY_POLICY = { maxAttempts: Number.POSITIVE_INFINITY, multiplier: 2, jitter: 0.2 }
+
+/** Whether a refused publish may succeed later: the error says so, or the backend is away. */
+function retryablePublishError(error: unknown): boolean {
+  return isRetryable(error) || (error instanceof OmnibusError && error.code === 'NOT_CONNECTED')
 }
 
 /** Topic of the events {@link ObservabilityBus.emitModelCall} emits. */
@@ -193,6 +267,8 @@ const BUS_OPTION_NAMES = optionNames<ObservabilityBusOptions>({
   warningThreshold: true,
   sampling: true,
   exporters: true,
+  exporterTimeoutMs: true,
+  maxRetryDelayMs: true,
   source: true,
   logger: true,
   onWarning: true,
@@ -241,6 +317,10 @@ function modelCallProblem(call: ModelCall): string | undefined {
 }
 
 let toolCallCounter = 0
+// Sampling modes of ObservabilityBus#emit.
+const SAMPLE = 0
+const FAILURE = 1
+const KEEP = 2
 const CLOCK_REUSE = 64
 
 /** High-volume telemetry over any backend. See the module comment for the guarantees. */
@@ -256,10 +336,12 @@ export class ObservabilityBus {
   readonly #logger: Logger
   readonly #onWarning: ((stats: ObservabilityStats) => void) | undefined
   #sampler: Sampler
-  readonly #exporters: TelemetryExporter[]
+  readonly #lanes: ExporterLane[] = []
+  readonly #exporterTimeoutMs: number
+  readonly #maxRetryDelayMs: number
 
   // Ring buffer of records; critical records that find it full wait in their own bounded lane.
-  readonly #ring: Array<PendingRecord | undefined>
+  readonly #ring: Array<BufferedRecord | undefined>
   #head = 0
   #length = 0
   readonly #critical: PendingRecord[] = []
@@ -279,8 +361,17 @@ export class ObservabilityBus {
   #flushed = 0
   #batches = 0
   #flushFailures = 0
+  #retried = 0
+  // Publish attempts failed in a row with a retryable error; the flusher backs off meanwhile.
+  #failedInRow = 0
+  #retryAt = 0
+  #lastPublishError: string | undefined
   #exporterFailures = 0
+  #exporterTimeouts = 0
+  #exporterDropped = 0
   readonly #exporterFailuresByName: Record<string, number> = {}
+  readonly #laneWaiters: Array<() => void> = []
+  #disconnectedSince: number | undefined
   #warnings = 0
   #warned = false
   #warnedModelCall = false
@@ -292,6 +383,7 @@ export class ObservabilityBus {
   #timer: NodeJS.Timeout | NodeJS.Immediate | undefined
   #inflight: Promise<void> | undefined
   #roomWaiters: Array<() => void> = []
+  // Start time of each running tool call, negated when sampling left its `tool.start` out.
   readonly #toolStarts = new Map<string, number>()
   readonly #subscriptions = new Set<Subscription>()
   #clock = 0
@@ -340,7 +432,9 @@ export class ObservabilityBus {
     }
     this.#onWarning = options.onWarning
     this.#sampler = new Sampler(options.sampling)
-    this.#exporters = [...(options.exporters ?? [])]
+    this.#exporterTimeoutMs = positiveInt('exporterTimeoutMs', options.exporterTimeoutMs, 10_000)
+    this.#maxRetryDelayMs = positiveInt('maxRetryDelayMs', options.maxRetryDelayMs, 5000)
+    for (const e of options.exporters ?? []) this.addExporter(e)
     this.#ring = new Array(this.#capacity)
   }
 
@@ -378,12 +472,13 @@ export class ObservabilityBus {
    * event was buffered, `false` when it was sampled out or dropped (see {@link stats}).
    */
   emit(topic: string, data: unknown, opts?: EmitOptions): boolean {
-    return this.#emit(topic, data, opts, false)
+    return this.#emit(topic, data, opts, SAMPLE)
   }
 
-  // `failure`: an event that reports a failure on a topic that is not an error topic (a failed
-  // model call), kept by sampling as error topics are.
-  #emit(topic: string, data: unknown, opts: EmitOptions | undefined, failure: boolean): boolean {
+  // `mode`: SAMPLE as the rates say; FAILURE for an event that reports a failure on a topic that
+  // is not an error topic (a failed model call), kept by sampling as error topics are; KEEP for
+  // the second event of a pair whose first event sampling kept.
+  #emit(topic: string, data: unknown, opts: EmitOptions | undefined, mode: number): boolean {
     this.#emitted++
     try {
       const rate = this.#sampler.rateFor(topic)
@@ -391,7 +486,8 @@ export class ObservabilityBus {
         if (rate === INVALID_TOPIC_RATE) return this.#invalid(topic)
         if (
           opts?.priority !== 'critical' &&
-          !(failure && this.#sampler.keepsErrors) &&
+          mode !== KEEP &&
+          !(mode === FAILURE && this.#sampler.keepsErrors) &&
           (rate === 0 || Math.random() >= rate)
         ) {
           this.#sampledOut++
@@ -485,14 +581,20 @@ export class ObservabilityBus {
     return this.emit(`lifecycle.${segmentSafe(name)}`, { name, ...data }, opts)
   }
 
-  /** Emits `tool.start` and returns the call id to pass to {@link emitToolEnd}. */
+  /**
+   * Emits `tool.start` and returns the call id to pass to {@link emitToolEnd}. Sampling decides
+   * once per tool call: the `tool.end` of this call id is kept exactly when this `tool.start` was
+   * (a failed end is kept anyway while sampling keeps errors).
+   */
   emitToolStart(tool: string, args?: unknown, opts?: EmitOptions): string {
     const callId = `${process.pid.toString(36)}-${(++toolCallCounter).toString(36)}`
     const data: Record<string, unknown> = { tool, callId }
     if (args !== undefined) data.args = args
     if (this.#toolStarts.size > 10_000) this.#toolStarts.clear()
-    this.#toolStarts.set(callId, performance.now())
+    const sampledBefore = this.#sampledOut
+    const started = performance.now()
     this.emit('tool.start', data, opts)
+    this.#toolStarts.set(callId, this.#sampledOut === sampledBefore ? started : -1 - started)
     return callId
   }
 
@@ -512,10 +614,16 @@ export class ObservabilityBus {
     opts?: EmitOptions,
   ): boolean {
     let durationMs = info.durationMs
+    // Whether this call's tool.start was kept by sampling; undefined for an unknown call.
+    let startKept: boolean | undefined
     if (info.callId !== undefined) {
-      const started = this.#toolStarts.get(info.callId)
+      const mark = this.#toolStarts.get(info.callId)
       this.#toolStarts.delete(info.callId)
-      if (durationMs === undefined && started !== undefined) durationMs = performance.now() - started
+      if (mark !== undefined) {
+        startKept = mark >= 0
+        const started = mark >= 0 ? mark : -1 - mark
+        durationMs ??= performance.now() - started
+      }
     }
     const success = info.success ?? info.error === undefined
     const data: Record<string, unknown> = { tool, success }
@@ -523,7 +631,13 @@ export class ObservabilityBus {
     if (durationMs !== undefined) data.durationMs = Math.round(durationMs * 1000) / 1000
     if (info.result !== undefined) data.result = info.result
     if (info.error !== undefined) data.error = errorFields(info.error)
-    return this.emit('tool.end', data, opts)
+    if (startKept === true) return this.#emit('tool.end', data, opts, KEEP)
+    if (startKept === false && (success || !this.#sampler.keepsErrors)) {
+      this.#emitted++
+      this.#sampledOut++
+      return false
+    }
+    return this.#emit('tool.end', data, opts, success ? SAMPLE : FAILURE)
   }
 
   /** Starts a tool call: emits `tool.start` now and `tool.end` with the duration when ended. */
@@ -591,8 +705,8 @@ export class ObservabilityBus {
       // A getter that throws, a revoked proxy: still nothing thrown into the application.
       return this.#invalidModelCall('the call could not be read')
     }
-    if (data.success) return this.#emit(MODEL_CALL_TOPIC, data, opts, false)
-    return this.#emit(MODEL_CALL_TOPIC, data, { priority: 'high', ...opts }, true)
+    if (data.success) return this.#emit(MODEL_CALL_TOPIC, data, opts, SAMPLE)
+    return this.#emit(MODEL_CALL_TOPIC, data, { priority: 'high', ...opts }, FAILURE)
   }
 
   /**
@@ -613,7 +727,10 @@ export class ObservabilityBus {
 
   /** Adds an exporter for the following batches. */
   addExporter(exporter: TelemetryExporter): void {
-    this.#exporters.push(exporter)
+    if (exporter === null || typeof exporter !== 'object' || typeof exporter.export !== 'function') {
+      throw new ConfigurationError('an ObservabilityBus exporter needs a name and an export(events) method')
+    }
+    this.#lanes.push({ exporter, queue: [], queuedEvents: 0, running: false, stuck: 0 })
   }
 
   /** Replaces the sampling configuration. Throws `ConfigurationError` for a bad rate or pattern. */
@@ -627,8 +744,10 @@ export class ObservabilityBus {
   }
 
   /**
-   * Sends everything buffered now; resolves `true` when the backend and exporters have it, `false`
-   * when `timeoutMs` passed first (a stalled backend) or the backend is not connected.
+   * Sends everything buffered now; resolves `true` when the backend has it and every exporter has
+   * been called with it (each waited for up to `exporterTimeoutMs`), `false` when `timeoutMs`
+   * passed first (a stalled backend, publish failures still being retried) or the backend is not
+   * connected.
    */
   async flush(timeoutMs?: number): Promise<boolean> {
     return this.#flushWithin(timeoutMs)
@@ -657,10 +776,24 @@ export class ObservabilityBus {
       }
       if (this.#length + this.#critical.length === 0) {
         onEmpty?.()
+        await this.#exportersSettled()
         return true
       }
       if (!this.#backend.isConnected || this.#closed) return false
+      const wait = this.#retryAt - Date.now()
+      if (wait > 0) {
+        await new Promise((resolve) => setTimeout(resolve, wait))
+        continue
+      }
       await this.#runBatch()
+    }
+  }
+
+  // Resolves when every exporter lane has nothing queued and no call running, or is blocked by a
+  // call abandoned at its timeout (which flush must not wait for).
+  async #exportersSettled(): Promise<void> {
+    while (this.#lanes.some((l) => l.running || (l.queue.length > 0 && l.stuck === 0))) {
+      await new Promise<void>((resolve) => this.#laneWaiters.push(resolve))
     }
   }
 
@@ -699,7 +832,7 @@ export class ObservabilityBus {
         this.#length = 0
         this.#critical.length = 0
       }
-      await Promise.allSettled(this.#exporters.map(async (e) => e.close?.()))
+      await Promise.allSettled(this.#lanes.map((l) => this.#withTimeout(async () => l.exporter.close?.())))
       const subs = [...this.#subscriptions]
       this.#subscriptions.clear()
       await Promise.allSettled(subs.map((sub) => sub.unsubscribe()))
@@ -722,10 +855,66 @@ export class ObservabilityBus {
       flushed: this.#flushed,
       batches: this.#batches,
       flushFailures: this.#flushFailures,
+      retried: this.#retried,
       exporterFailures: this.#exporterFailures,
       exporterFailuresByName: { ...this.#exporterFailuresByName },
+      exporterTimeouts: this.#exporterTimeouts,
+      exporterDropped: this.#exporterDropped,
       warnings: this.#warnings,
+      backendConnected: this.#backend.isConnected,
     }
+  }
+
+  /**
+   * Whether telemetry is getting to the backend, and what is wrong when it is not: cheap and
+   * synchronous, for readiness probes and dashboards.
+   */
+  health(): ObservabilityHealth {
+    const connected = this.#backend.isConnected
+    const problems: string[] = []
+    let down = false
+    if (this.#closed) {
+      down = true
+      problems.push('the bus is closed')
+    } else if (!this.#started) {
+      down = true
+      problems.push('the bus is not started: call start()')
+    }
+    if (!connected) {
+      down = true
+      this.#noteDisconnected()
+      problems.push(
+        `the ${this.#backend.name} backend is disconnected; events wait in the buffer (${this.#length + this.#critical.length}/${this.#capacity})`,
+      )
+    } else if (this.#disconnectedSince !== undefined) {
+      // Seen connected again before the flusher ran: the disconnection is over.
+      this.#disconnectedSince = undefined
+    }
+    if (this.#failedInRow > 0) {
+      problems.push(`publishing is failing and being retried: ${this.#lastPublishError ?? 'unknown error'}`)
+    }
+    const stuck = this.#lanes.filter((l) => l.stuck > 0).map((l) => l.exporter.name)
+    for (const name of stuck) {
+      problems.push(`exporter ${name} has a call pending past ${this.#exporterTimeoutMs} ms`)
+    }
+    if (this.#length >= this.#warnAt) {
+      problems.push(`the buffer is above its warning threshold (${this.#length}/${this.#capacity})`)
+    }
+    const status = down ? 'down' : problems.length > 0 ? 'degraded' : 'ok'
+    const out: { -readonly [K in keyof ObservabilityHealth]: ObservabilityHealth[K] } = {
+      status,
+      healthy: !down,
+      backendConnected: connected,
+      stuckExporters: stuck,
+      problems,
+    }
+    if (!connected && this.#disconnectedSince !== undefined) {
+      out.disconnectedSince = this.#disconnectedSince
+    }
+    if (this.#failedInRow > 0 && this.#lastPublishError !== undefined) {
+      out.lastPublishError = this.#lastPublishError
+    }
+    return out
   }
 
   /** The counters in Prometheus text exposition format (`omnibus_telemetry_*`). */
@@ -839,13 +1028,19 @@ export class ObservabilityBus {
       if (this.#inflight !== undefined) return
       if (!this.#backend.isConnected) {
         // Keep trying while the backend reconnects; records stay bounded by the buffer.
-        this.#timer = undefined
+        this.#noteDisconnected()
         this.#scheduleLater()
         return
       }
+      if (this.#disconnectedSince !== undefined) this.#noteReconnected()
       void this.#runBatch().then(() => {
         if (this.#length + this.#critical.length > 0) this.#schedule()
       })
+    }
+    const backoff = this.#retryAt - Date.now()
+    if (backoff > 0) {
+      this.#timer = setTimeout(run, backoff).unref()
+      return
     }
     if (this.#length + this.#critical.length >= this.#batchSize) {
       // Not unreferenced: Node lets the loop sleep in its poll phase while only unreferenced
@@ -869,11 +1064,31 @@ export class ObservabilityBus {
     this.#timer.unref()
   }
 
-  #take(max: number): PendingRecord[] {
-    const out: PendingRecord[] = []
+  #noteDisconnected(): void {
+    if (this.#disconnectedSince !== undefined) return
+    this.#disconnectedSince = Date.now()
+    this.#logger.warn('telemetry backend disconnected: events wait in the buffer until it is back', {
+      backend: this.#backend.name,
+      buffered: this.#length + this.#critical.length,
+      capacity: this.#capacity,
+      overflow: this.#overflow,
+    })
+  }
+
+  #noteReconnected(): void {
+    const since = this.#disconnectedSince
+    this.#disconnectedSince = undefined
+    this.#logger.info('telemetry backend connected again', {
+      backend: this.#backend.name,
+      disconnectedMs: since === undefined ? undefined : Date.now() - since,
+    })
+  }
+
+  #take(max: number): BufferedRecord[] {
+    const out: BufferedRecord[] = []
     while (out.length < max && this.#critical.length > 0) out.push(this.#critical.shift() as PendingRecord)
     while (out.length < max && this.#length > 0) {
-      out.push(this.#ring[this.#head] as PendingRecord)
+      out.push(this.#ring[this.#head] as BufferedRecord)
       this.#ring[this.#head] = undefined
       this.#head = this.#head + 1 === this.#capacity ? 0 : this.#head + 1
       this.#length--
@@ -910,6 +1125,16 @@ export class ObservabilityBus {
     if (parent !== undefined) {
       if (input.correlationId === undefined) input.correlationId = parent.correlationId ?? parent.id
       input.causationId = parent.id
+      // Telemetry recorded while an event is handled belongs to that event's trace.
+      const headers = parent.headers as OmnibusEvent['headers'] | undefined
+      const traceparent = headers?.traceparent
+      if (traceparent !== undefined && input.headers?.traceparent === undefined) {
+        const tracestate = headers?.tracestate
+        input.headers =
+          tracestate === undefined
+            ? { ...input.headers, traceparent }
+            : { ...input.headers, traceparent, tracestate }
+      }
     }
     return input
   }
@@ -927,70 +1152,202 @@ export class ObservabilityBus {
     if (this.#warned && this.#length < this.#warnAt / 2) this.#warned = false
     this.#wakeWaiters(records.length)
     if (records.length === 0) return
-    if (this.#exporters.length === 0) {
+    const inputs: EventInput[] = []
+    if (this.#lanes.length === 0) {
       // No exporter needs the envelopes: the backend builds them (ids, validation) exactly once.
-      const inputs: EventInput[] = []
       for (const r of records) {
-        if (r.data === undefined) this.#invalid(r.topic)
+        if (r instanceof RetryRecord) inputs.push(r.input)
+        else if (r.data === undefined) this.#invalid(r.topic)
         else inputs.push(this.#toInput(r))
       }
-      if (inputs.length === 0) return
-      this.#batches++
-      await this.#publish(inputs)
-      return
-    }
-    const events: OmnibusEvent[] = []
-    for (const r of records) {
-      try {
-        events.push(createEvent(this.#toInput(r)))
-      } catch (error) {
-        this.#invalid(r.topic)
-        this.#logger.debug('telemetry event dropped', { topic: r.topic, error: String(error) })
+    } else {
+      const fresh: OmnibusEvent[] = []
+      for (const r of records) {
+        if (r instanceof RetryRecord) {
+          inputs.push(r.input)
+          continue
+        }
+        try {
+          const event = createEvent(this.#toInput(r))
+          fresh.push(event)
+          inputs.push(event)
+        } catch (error) {
+          this.#invalid(r.topic)
+          this.#logger.debug('telemetry event dropped', { topic: r.topic, error: String(error) })
+        }
       }
+      // Exporters get each event once, when it is first flushed, whatever the backend does with it.
+      if (fresh.length > 0) for (const lane of this.#lanes) this.#offer(lane, fresh)
     }
-    if (events.length === 0) return
+    if (inputs.length === 0) return
     this.#batches++
-    await Promise.all([this.#publish(events), ...this.#exporters.map((e) => this.#export(e, events))])
+    await this.#publish(inputs)
   }
 
-  async #publish(events: readonly EventInput[]): Promise<void> {
+  async #publish(inputs: readonly EventInput[]): Promise<void> {
+    let retry: EventInput[] | undefined
+    let lost = 0
+    let failure: unknown
     try {
-      const receipt = await this.#backend.publishBatch(events)
+      const receipt = await this.#backend.publishBatch(inputs)
       this.#flushed += receipt.succeeded
       if (receipt.failed > 0) {
-        this.#dropped['publish-failed'] += receipt.failed
-        const first = receipt.results.find((r) => !r.ok)
-        this.#logger.debug('telemetry events refused by the backend', {
-          failed: receipt.failed,
-          error: first !== undefined && !first.ok ? first.error.message : undefined,
-        })
+        for (const r of receipt.results) {
+          if (r.ok) continue
+          failure ??= r.error
+          const input = inputs[r.index]
+          if (input !== undefined && retryablePublishError(r.error)) {
+            retry ??= []
+            retry.push(input)
+          } else lost++
+        }
       }
     } catch (error) {
-      this.#flushFailures++
-      this.#dropped['publish-failed'] += events.length
-      if (this.#flushFailures === 1 || this.#flushFailures % 100 === 0) {
-        this.#logger.warn('telemetry batch could not be published', {
-          events: events.length,
+      failure = error
+      if (retryablePublishError(error)) retry = [...inputs]
+      else lost = inputs.length
+    }
+    if (failure === undefined) {
+      this.#failedInRow = 0
+      this.#retryAt = 0
+      this.#lastPublishError = undefined
+      return
+    }
+    this.#flushFailures++
+    this.#dropped['publish-failed'] += lost
+    const message = failure instanceof Error ? failure.message : String(failure)
+    let kept = 0
+    if (retry !== undefined) {
+      kept = this.#requeue(retry)
+      this.#dropped['publish-failed'] += retry.length - kept
+      this.#retried += kept
+    }
+    if (kept > 0) {
+      this.#failedInRow++
+      this.#lastPublishError = message
+      this.#retryAt =
+        Date.now() +
+        backoffDelay(
+          { ...RETRY_POLICY, initialDelayMs: this.#intervalMs, maxDelayMs: this.#maxRetryDelayMs },
+          this.#failedInRow,
+        )
+    }
+    if (this.#flushFailures === 1 || this.#flushFailures % 100 === 0) {
+      this.#logger.warn(
+        kept > 0
+          ? 'telemetry batch could not be published; retrying (further failures are logged every 100th)'
+          : 'telemetry batch could not be published (further failures are logged every 100th)',
+        {
+          events: inputs.length,
+          retrying: kept,
+          dropped: inputs.length - kept,
           failures: this.#flushFailures,
-          error: error instanceof Error ? error.message : String(error),
-        })
-      }
+          error: message,
+        },
+      )
     }
   }
 
-  async #export(exporter: TelemetryExporter, events: readonly OmnibusEvent[]): Promise<void> {
-    try {
-      await exporter.export(events)
-    } catch (error) {
-      this.#exporterFailures++
-      const n = (this.#exporterFailuresByName[exporter.name] ?? 0) + 1
-      this.#exporterFailuresByName[exporter.name] = n
-      if (n === 1) {
-        this.#logger.warn('telemetry exporter failed (further failures are only counted)', {
-          exporter: exporter.name,
-          error: error instanceof Error ? error.message : String(error),
-        })
-      }
+  // Puts refused events back at the front of the buffer, in their order, as far as there is room
+  // (events emitted meanwhile keep their place). Returns how many went back.
+  #requeue(inputs: readonly EventInput[]): number {
+    const room = Math.min(inputs.length, this.#capacity - this.#length)
+    for (let i = room - 1; i >= 0; i--) {
+      this.#head = this.#head === 0 ? this.#capacity - 1 : this.#head - 1
+      this.#ring[this.#head] = new RetryRecord(inputs[i] as EventInput)
+      this.#length++
     }
+    if (this.#length > this.#highWater) this.#highWater = this.#length
+    return room
+  }
+
+  // Queues a batch for one exporter. The queue is bounded by the buffer's capacity in events, so
+  // a hung exporter costs at most one buffer of memory; the oldest batches give way.
+  #offer(lane: ExporterLane, events: readonly OmnibusEvent[]): void {
+    lane.queue.push(events)
+    lane.queuedEvents += events.length
+    while (lane.queuedEvents > this.#capacity && lane.queue.length > 1) {
+      const old = lane.queue.shift() as readonly OmnibusEvent[]
+      lane.queuedEvents -= old.length
+      this.#exporterDropped += old.length
+    }
+    this.#pump(lane)
+  }
+
+  #pump(lane: ExporterLane): void {
+    while (!lane.running && lane.stuck === 0) {
+      const batch = lane.queue.shift()
+      if (batch === undefined) break
+      lane.queuedEvents -= batch.length
+      let result: void | Promise<void>
+      try {
+        result = lane.exporter.export(batch)
+      } catch (error) {
+        this.#exporterFailed(lane, error)
+        continue
+      }
+      if (result === undefined || typeof (result as Promise<void>).then !== 'function') continue
+      lane.running = true
+      let timedOut = false
+      const timer = setTimeout(() => {
+        timedOut = true
+        lane.stuck++
+        lane.running = false
+        this.#exporterTimeouts++
+        this.#exporterFailed(
+          lane,
+          new Error(`export did not settle within ${this.#exporterTimeoutMs} ms (exporterTimeoutMs)`),
+        )
+        this.#laneChanged()
+      }, this.#exporterTimeoutMs)
+      timer.unref()
+      ;(result as Promise<void>).then(
+        () => {
+          clearTimeout(timer)
+          this.#exportDone(lane, timedOut)
+        },
+        (error: unknown) => {
+          clearTimeout(timer)
+          if (!timedOut) this.#exporterFailed(lane, error)
+          this.#exportDone(lane, timedOut)
+        },
+      )
+    }
+    this.#laneChanged()
+  }
+
+  #exportDone(lane: ExporterLane, timedOut: boolean): void {
+    if (timedOut) lane.stuck--
+    else lane.running = false
+    this.#pump(lane)
+  }
+
+  #laneChanged(): void {
+    if (this.#laneWaiters.length === 0) return
+    for (const w of this.#laneWaiters.splice(0)) w()
+  }
+
+  #exporterFailed(lane: ExporterLane, error: unknown): void {
+    this.#exporterFailures++
+    const name = lane.exporter.name
+    const n = (this.#exporterFailuresByName[name] ?? 0) + 1
+    this.#exporterFailuresByName[name] = n
+    if (n === 1) {
+      this.#logger.warn('telemetry exporter failed (further failures are only counted)', {
+        exporter: name,
+        error: error instanceof Error ? error.message : String(error),
+      })
+    }
+  }
+
+  // Runs `fn` for at most the exporter timeout (close() must end even when an exporter hangs).
+  async #withTimeout(fn: () => Promise<unknown>): Promise<void> {
+    let timer: NodeJS.Timeout | undefined
+    await Promise.race([
+      fn(),
+      new Promise<void>((resolve) => {
+        timer = setTimeout(resolve, this.#exporterTimeoutMs)
+      }),
+    ]).finally(() => clearTimeout(timer))
   }
 }

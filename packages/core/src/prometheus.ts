@@ -96,6 +96,27 @@ export function prometheusText(
       : byName.map(([exporter, n]) => [{ exporter }, n] as const),
   )
   w.family(
+    'omnibus_telemetry_retried_total',
+    'counter',
+    'Telemetry events put back in the buffer after a retryable publish failure.',
+    [[{}, stats.retried]],
+  )
+  w.family(
+    'omnibus_telemetry_exporter_timeouts_total',
+    'counter',
+    'Exporter calls still pending after the exporter timeout.',
+    [[{}, stats.exporterTimeouts]],
+  )
+  w.family(
+    'omnibus_telemetry_exporter_dropped_total',
+    'counter',
+    'Telemetry events an exporter never received because a call of it hung.',
+    [[{}, stats.exporterDropped]],
+  )
+  w.family('omnibus_telemetry_backend_connected', 'gauge', '1 when the telemetry backend is connected.', [
+    [{}, stats.backendConnected ? 1 : 0],
+  ])
+  w.family(
     'omnibus_telemetry_buffer_warnings_total',
     'counter',
     'Times the buffer crossed its warning threshold.',

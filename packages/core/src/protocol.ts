@@ -51,6 +51,17 @@ export interface OmnibusEvent<T = unknown> {
    * from a foreign producer, kept so a re-published event says the same.
    */
   readonly dataContentType?: string
+  /**
+   * Epoch ms before which no handler receives the event (set from `delayMs` or `deliverAt` at
+   * publish); absent for an event delivered as soon as it is published.
+   */
+  readonly deliverAt?: number
+  /**
+   * Epoch ms from which the event is expired: no handler starts for it (it is dead-lettered with
+   * reason `expired`, or dropped), and a running handler's `ctx.signal` aborts (set from `ttlMs`
+   * or `expiresAt` at publish).
+   */
+  readonly expiresAt?: number
 }
 
 /** What a caller passes to `publish`: only `topic` and `data` are required. */
@@ -71,6 +82,27 @@ export interface EventInput<T = unknown> {
   readonly dataSchema?: string
   /** CloudEvents `datacontenttype` of `data` (a media type such as `text/plain`). */
   readonly dataContentType?: string
+  /**
+   * Hold the event this many milliseconds (a finite number >= 0) before any handler receives it.
+   * Not with `deliverAt`. A delay above the backend's `capabilities.delay.maxDelayMs` is a
+   * `CapabilityError`.
+   */
+  readonly delayMs?: number
+  /** Hold the event until this time (epoch ms or a `Date`). Not with `delayMs`. */
+  readonly deliverAt?: number | Date
+  /**
+   * The event expires this many milliseconds (a finite number > 0) after it becomes deliverable:
+   * after publish, or after `deliverAt` for a delayed event. Not with `expiresAt`.
+   */
+  readonly ttlMs?: number
+  /** The event expires at this time (epoch ms or a `Date`), which must be after `deliverAt`. Not with `ttlMs`. */
+  readonly expiresAt?: number | Date
+}
+
+/** How long a backend can hold an event before delivering it (`BackendCapabilities.delay`). */
+export interface DelayCapability {
+  /** The longest delay a publish may ask for, in milliseconds. */
+  readonly maxDelayMs: number
 }
 
 /** What a backend declares it can do. Asking for more is a `CapabilityError`, never a downgrade. */
@@ -93,6 +125,11 @@ export interface BackendCapabilities {
   readonly networked: boolean
   /** Upper bound, in ms, on how long a wildcard subscription takes to see a brand-new topic. */
   readonly wildcardDiscoveryMs: number
+  /**
+   * Delayed delivery (`delayMs`/`deliverAt` on publish) and its longest delay, or `false` where the
+   * backend cannot hold events at all. A longer delay is a `CapabilityError` at publish.
+   */
+  readonly delay: DelayCapability | false
 }
 
 /** Result of `healthCheck()`. */
@@ -154,6 +191,14 @@ export interface SubscribeOptions {
   readonly signal?: AbortSignal
   /** How long a delivered event stays leased to a consumer before it may be redelivered. */
   readonly visibilityTimeoutMs?: number
+  /**
+   * What happens to an event that reaches this subscription after its `expiresAt`: no handler
+   * runs, and it goes to the dead-letter topic with reason `expired`, or is acknowledged and
+   * dropped. @default 'dead-letter'
+   */
+  readonly expired?: 'dead-letter' | 'drop'
+  /** Called once for each expired event this subscription settles without running its handler. */
+  readonly onExpired?: (event: OmnibusEvent) => void
 }
 
 /** Minimal structured logger; pino, console and most loggers fit it. */

@@ -29,6 +29,7 @@ const caps: BackendCapabilities = {
   maxPayloadBytes: undefined,
   networked: false,
   wildcardDiscoveryMs: 0,
+  delay: false,
 }
 const backend = { name: 'test', capabilities: caps }
 const subscription: Subscription = {
@@ -53,6 +54,8 @@ describe('resolveSubscribeOptions', () => {
       deadLetter: 'omnibus.deadletter',
       signal: undefined,
       visibilityTimeoutMs: undefined,
+      expired: 'dead-letter',
+      onExpired: undefined,
     })
   })
 

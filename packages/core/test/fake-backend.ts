@@ -54,6 +54,7 @@ export function createFakeBackend(
     maxPayloadBytes: undefined,
     networked: false,
     wildcardDiscoveryMs: 0,
+    delay: false,
   }
   const index = new MatcherIndex<Sub>()
   const rr = new Map<string, number>()

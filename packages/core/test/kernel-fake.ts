@@ -31,6 +31,7 @@ export const CAPS: BackendCapabilities = {
   maxPayloadBytes: undefined,
   networked: false,
   wildcardDiscoveryMs: 0,
+  delay: false,
 }
 
 export interface FakeMessage extends KernelMessage {

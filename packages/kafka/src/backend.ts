@@ -20,12 +20,14 @@ import {
   type Subscription,
 } from '@omnibus/core'
 import {
+  checkDelay,
   checkDrainTimeout,
   DEFAULT_DRAIN_TIMEOUT_MS,
   type DedupeStore,
   encodeEventChecked,
   holdProcess,
   isLiteralPattern,
+  MAX_TIMER_DELAY_MS,
   type ProcessHold,
   rejectUnknownUrlParams,
   resolveSubscribeOptions,
@@ -65,6 +67,9 @@ export function kafkaCapabilities(o: ResolvedKafkaOptions): BackendCapabilities 
     // One refresh period to see the topic, then a rejoin: the other members notice the rebalance
     // at their next heartbeat and the join/sync round trips complete within a few seconds.
     wildcardDiscoveryMs: o.topicRefreshMs + 2 * o.heartbeatIntervalMs + 5000,
+    // Held by the consumer kernel: a delivery before its time is redelivered after the rest of
+    // the delay by the adapter's local timer, which cannot wait longer than one Node.js timer.
+    delay: { maxDelayMs: MAX_TIMER_DELAY_MS },
   }
 }
 
@@ -123,6 +128,7 @@ export function createKafkaBackend(options: KafkaBackendOptions = {}): KafkaBack
   const publishOne = async (input: EventInput): Promise<PublishReceipt> => {
     const { publisher: p } = requireConnected('publish')
     const event = createEvent(input, o.source === undefined ? {} : { source: o.source })
+    checkDelay(event, capabilities.delay, 'kafka')
     const { json, bytes } = encodeEventChecked(event, o.maxPayloadBytes, 'kafka')
     await p.send(event.topic, { key: event.partitionKey ?? null, value: json }, bytes)
     return { id: event.id, topic: event.topic }

@@ -23,9 +23,11 @@ import {
 } from '@omnibus/core'
 import {
   ConsumerKernel,
+  checkDelay,
   checkDrainTimeout,
   encodeEventChecked,
   holdProcess,
+  MAX_TIMER_DELAY_MS,
   type ProcessHold,
   rejectUnknownUrlParams,
   resolveSubscribeOptions,
@@ -73,6 +75,8 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
     maxPayloadBytes: resolved.validatePayloads ? resolved.maxPayloadBytes : undefined,
     networked: false,
     wildcardDiscoveryMs: 0,
+    // Held by the bus until its time (one timer for the earliest held event).
+    delay: Object.freeze({ maxDelayMs: MAX_TIMER_DELAY_MS }),
   })
   const defaults: EventDefaults = resolved.source === undefined ? {} : { source: resolved.source }
   const maxPayloadBytes = resolved.maxPayloadBytes
@@ -90,6 +94,7 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
 
   function prepare(input: EventInput, eventDefaults: EventDefaults): OmnibusEvent {
     const event = createEvent(input, eventDefaults)
+    checkDelay(event, capabilities.delay, 'memory')
     // One walk over the data bounds its encoded size; only an event that might pass the limit, or
     // holds something the bound does not model (which is where unencodable values end up), is
     // encoded — and then the codec's own errors name the problem.

@@ -111,6 +111,7 @@ describe('options', () => {
       maxPayloadBytes: 1234,
       networked: false,
       wildcardDiscoveryMs: 0,
+      delay: { maxDelayMs: 2_147_483_647 },
     })
     expect(createMemoryBackend().capabilities.maxPayloadBytes).toBe(1_048_576)
   })

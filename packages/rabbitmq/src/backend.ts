@@ -27,7 +27,7 @@ import { Consumer, type ConsumerDeps } from './consumer.ts'
 import { classifyError } from './errors.ts'
 import { Link } from './link.ts'
 import { type RabbitMQBackendOptions, type ResolvedRabbitMQOptions, resolveOptions } from './options.ts'
-import { Publisher } from './publisher.ts'
+import { Publisher, RABBITMQ_DELAY } from './publisher.ts'
 
 /** Creates an unconnected RabbitMQ backend. Options are validated now; nothing touches the network. */
 export function createRabbitMQBackend(options: RabbitMQBackendOptions = {}): EventBackend {
@@ -54,6 +54,7 @@ export function createRabbitMQBackend(options: RabbitMQBackendOptions = {}): Eve
     maxPayloadBytes: o.maxPayloadBytes,
     networked: true,
     wildcardDiscoveryMs: 0,
+    delay: RABBITMQ_DELAY,
   }
 
   const link = new Link(o, {

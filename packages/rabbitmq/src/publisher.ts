@@ -6,12 +6,13 @@
 import {
   createEvent,
   DEAD_LETTER_GROUP,
+  type DelayCapability,
   type EventInput,
   NotConnectedError,
   type OmnibusEvent,
   type PublishReceipt,
 } from '@omnibus/core'
-import { encodeEventChecked } from '@omnibus/core/backend'
+import { checkDelay, encodeEventChecked, MAX_TIMER_DELAY_MS } from '@omnibus/core/backend'
 import type { ChannelModel, Options } from 'amqplib'
 import { DELAY_HEADER, type Link } from './link.ts'
 import { type RabbitMessage, RETRY_HEADERS } from './message.ts'
@@ -25,6 +26,13 @@ import {
 } from './topology.ts'
 
 const CONTENT_TYPE = 'application/cloudevents+json'
+
+/**
+ * Delayed delivery: held by the consumer kernel, which sends a delivery before its time through
+ * the delay queue of its bucket (per-queue message TTL, up to 2^32 - 1 ms); the kernel asks for
+ * at most MAX_TIMER_DELAY_MS at a time, which is the maximum declared.
+ */
+export const RABBITMQ_DELAY: DelayCapability = Object.freeze({ maxDelayMs: MAX_TIMER_DELAY_MS })
 
 /** Writes of one backend instance. */
 export class Publisher {
@@ -64,6 +72,7 @@ export class Publisher {
   /** Publishes an event; resolves on the broker's confirm. */
   publish(input: EventInput): Promise<PublishReceipt> {
     const event = createEvent(input, this.#o.source === undefined ? {} : { source: this.#o.source })
+    checkDelay(event, RABBITMQ_DELAY, 'rabbitmq')
     const { json } = encodeEventChecked(event, this.#o.maxPayloadBytes, 'rabbitmq')
     return this.#link
       .publish(this.#o.exchange, event.topic, Buffer.from(json), props(event), this.deadline())

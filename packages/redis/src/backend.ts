@@ -25,10 +25,12 @@ import {
   type Subscription,
 } from '@omnibus/core'
 import {
+  checkDelay,
   checkDrainTimeout,
   encodeEventChecked,
   holdProcess,
   isLiteralPattern,
+  MAX_TIMER_DELAY_MS,
   type ProcessHold,
   resolveSubscribeOptions,
   settlesWithin,
@@ -159,6 +161,9 @@ export function createRedisBackend(options: RedisBackendOptions = {}): RedisBack
     maxPayloadBytes: cfg.maxPayloadBytes,
     networked: true,
     wildcardDiscoveryMs: cfg.discoveryIntervalMs + 1_000,
+    // Held by the consumer kernel: a delivery before its time stays pending in the group and is
+    // redelivered after the rest of the delay by a local timer, which waits at most one Node.js timer.
+    delay: { maxDelayMs: MAX_TIMER_DELAY_MS },
   }
 
   let cmd: Redis | undefined
@@ -312,6 +317,7 @@ export function createRedisBackend(options: RedisBackendOptions = {}): RedisBack
 
   function prepare(input: EventInput): { topic: string; id: string; json: string } {
     const event = createEvent(input, defaults)
+    checkDelay(event, capabilities.delay, 'redis')
     const { json } = encodeEventChecked(event, cfg.maxPayloadBytes, 'redis')
     return { topic: event.topic, id: event.id, json }
   }

@@ -24,7 +24,7 @@ import { BACKEND, Connection } from './connection.ts'
 import { SqliteConsumer } from './consumer.ts'
 import { checkHealth, type HealthProbe, prepareHealthProbe } from './health.ts'
 import { resolveOptions, type SqliteBackendOptions } from './options.ts'
-import { Publisher } from './publisher.ts'
+import { Publisher, SQLITE_DELAY } from './publisher.ts'
 import { type CleanupOptions, type CleanupResult, Retention } from './retention.ts'
 import { Wakeup } from './wakeup.ts'
 
@@ -77,6 +77,7 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
     maxPayloadBytes: o.maxPayloadBytes,
     networked: false,
     wildcardDiscoveryMs: Math.max(250, o.pollIntervalMs * 10),
+    delay: SQLITE_DELAY,
   })
   const wakeup = new Wakeup<SqliteConsumer>(conn)
   const publisher = new Publisher(conn, () => wakeup.committed())

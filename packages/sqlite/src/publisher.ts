@@ -13,14 +13,21 @@ import {
   ConfigurationError,
   ConnectionError,
   createEvent,
+  type DelayCapability,
   type EventInput,
   NotConnectedError,
   type PublishReceipt,
 } from '@omnibus/core'
-import { encodeEventChecked } from '@omnibus/core/backend'
+import { checkDelay, encodeEventChecked, MAX_TIMER_DELAY_MS } from '@omnibus/core/backend'
 import { BACKEND, BUSY_RETRY_MS, type Connection, FAST_BUSY_RETRIES, isBusy, sleep } from './connection.ts'
 import { classifyError } from './errors.ts'
 import { type IoWorkerListeners, type IoWorkerReply, ROW_FIELDS } from './io-worker.ts'
+
+/**
+ * Delayed delivery: held by the consumer kernel, which gives a delivery before its time back to
+ * its lease row with a later `due`; the consumer's wake-up timer waits at most MAX_TIMER_DELAY_MS.
+ */
+export const SQLITE_DELAY: DelayCapability = Object.freeze({ maxDelayMs: MAX_TIMER_DELAY_MS })
 
 /** Batches at least this large are written by the I/O thread. */
 const IO_MIN_BATCH = 64
@@ -159,6 +166,7 @@ export class Publisher {
   #prepare(input: EventInput, maxPayloadBytes: number | undefined): PendingPublish {
     const source = this.#conn.o.source
     const event = createEvent(input, source === undefined ? {} : { source })
+    checkDelay(event, SQLITE_DELAY, BACKEND)
     const { json } = encodeEventChecked(event, maxPayloadBytes, BACKEND)
     return {
       id: event.id,

@@ -37,6 +37,7 @@ import {
   validateTopic,
 } from '@omnibus/core'
 import {
+  checkDelay,
   checkDrainTimeout,
   encodeEventChecked,
   holdProcess,
@@ -159,6 +160,9 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
     maxPayloadBytes: o.maxPayloadBytes,
     networked: true,
     wildcardDiscoveryMs: o.discoveryIntervalMs,
+    // Held by the consumer kernel: a delivery before its time is hidden again for the rest of the
+    // delay (ChangeMessageVisibility), which SQS allows up to 12 hours.
+    delay: { maxDelayMs: 43_200_000 },
   }
 
   let clients: Clients | undefined
@@ -300,6 +304,7 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
   async function publishInternal(input: EventInput, internal = false): Promise<PublishReceipt> {
     requireConnected('publish', internal)
     const event = createEvent(input, o.source === undefined ? {} : { source: o.source })
+    checkDelay(event, capabilities.delay, 'sqs')
     const { json, bytes } = encode(event)
     return track(route(event, json, bytes, internal))
   }

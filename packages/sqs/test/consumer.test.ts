@@ -32,6 +32,7 @@ const capabilities: BackendCapabilities = {
   maxPayloadBytes: 262_144,
   networked: true,
   wildcardDiscoveryMs: 0,
+  delay: false,
 }
 
 /** A queue that hands out the messages given to it once each, and records what is asked of it. */

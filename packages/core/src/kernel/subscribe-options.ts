@@ -8,6 +8,7 @@ import {
   type BackendCapabilities,
   DEFAULT_DEAD_LETTER_TOPIC,
   type Guarantee,
+  type OmnibusEvent,
   type RetryPolicy,
   type SubscribeOptions,
 } from '../protocol.ts'
@@ -42,6 +43,9 @@ export interface ResolvedSubscribeOptions {
   readonly deadLetter: string | false
   readonly signal: AbortSignal | undefined
   readonly visibilityTimeoutMs: number | undefined
+  /** What an expired event becomes: a dead letter (reason `expired`) or nothing. */
+  readonly expired: 'dead-letter' | 'drop'
+  readonly onExpired: ((event: OmnibusEvent) => void) | undefined
 }
 
 const GROUP_NAME = /^[A-Za-z0-9_.-]{1,200}$/
@@ -56,6 +60,8 @@ export const SUBSCRIBE_OPTION_NAMES: readonly string[] = optionNames<SubscribeOp
   deadLetter: true,
   signal: true,
   visibilityTimeoutMs: true,
+  expired: true,
+  onExpired: true,
 })
 
 /** The keys of {@link RetryPolicy}; any other key is a `ConfigurationError`. */
@@ -149,6 +155,13 @@ export function resolveSubscribeOptions(
   }
   const deadLetter = opts.deadLetter ?? DEFAULT_DEAD_LETTER_TOPIC
   if (deadLetter !== false) validateTopic(deadLetter)
+  const expired = opts.expired ?? 'dead-letter'
+  if (expired !== 'dead-letter' && expired !== 'drop') {
+    throw new ConfigurationError(`expired must be 'dead-letter' or 'drop', got ${String(expired)}`)
+  }
+  if (opts.onExpired !== undefined && typeof opts.onExpired !== 'function') {
+    throw new ConfigurationError(`onExpired must be a function, got ${typeof opts.onExpired}`)
+  }
   return {
     pattern,
     group: opts.group,
@@ -162,5 +175,7 @@ export function resolveSubscribeOptions(
       opts.visibilityTimeoutMs === undefined
         ? undefined
         : positiveInt('visibilityTimeoutMs', opts.visibilityTimeoutMs),
+    expired,
+    onExpired: opts.onExpired,
   }
 }
