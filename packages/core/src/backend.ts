@@ -27,6 +27,19 @@ export {
 } from './codec.ts'
 export { callWithEventContextSync, runWithEventContext } from './envelope.ts'
 export { setHeader } from './headers.ts'
+export {
+  type DeliveryInfo,
+  type DeliveryObservation,
+  type DeliveryOutcome,
+  type Instrumentation,
+  instrumentBackend,
+  type PublishInfo,
+  type PublishObservation,
+  type PublishOperation,
+  registerInstrumentation,
+  type SettleInfo,
+  type SettleOutcome,
+} from './instrumentation.ts'
 export { type DeadLetterDiagnostics, deadLetterInput } from './kernel/dead-letter.ts'
 export {
   type ClaimResult,

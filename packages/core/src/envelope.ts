@@ -204,6 +204,10 @@ export function createEvent<T>(input: EventInput<T>, defaults: EventDefaults = {
   const now = input.time === undefined ? (defaults.time ?? Date.now()) : 0
   const correlationId = input.correlationId ?? parent?.correlationId ?? parent?.id
   const causationId = input.causationId ?? parent?.id
+  const headers = checkHeaders(input.headers)
+  // The trace continues through the handler: its event's W3C trace context goes on to what it
+  // publishes, unless the caller (or an installed instrumentation) set a traceparent of its own.
+  if (parent !== undefined) inheritTraceContext(headers, parent.headers)
   const event: {
     -readonly [K in keyof OmnibusEvent<T>]: OmnibusEvent<T>[K]
   } = {
@@ -212,7 +216,7 @@ export function createEvent<T>(input: EventInput<T>, defaults: EventDefaults = {
     data: input.data,
     time: input.time ?? now,
     source: checkSource(input.source ?? defaults.source ?? DEFAULT_SOURCE),
-    headers: checkHeaders(input.headers),
+    headers,
     guarantee,
   }
   if (correlationId !== undefined) event.correlationId = correlationId
@@ -234,6 +238,14 @@ export function createEvent<T>(input: EventInput<T>, defaults: EventDefaults = {
     applySchedule(input, event)
   }
   return event
+}
+
+function inheritTraceContext(headers: Record<string, string>, from: Readonly<Record<string, string>>): void {
+  const traceparent = from.traceparent
+  if (traceparent === undefined || headers.traceparent !== undefined) return
+  headers.traceparent = traceparent
+  const tracestate = from.tracestate
+  if (tracestate !== undefined && headers.tracestate === undefined) headers.tracestate = tracestate
 }
 
 // The default source is a URI reference already; one set by the caller is checked once per event,

@@ -26,6 +26,7 @@ import {
   type DedupeStore,
   encodeEventChecked,
   holdProcess,
+  instrumentBackend,
   isLiteralPattern,
   MAX_TIMER_DELAY_MS,
   type ProcessHold,
@@ -334,7 +335,7 @@ export function createKafkaBackend(options: KafkaBackendOptions = {}): KafkaBack
       }
     },
   }
-  return backend
+  return instrumentBackend(backend)
 }
 
 /**

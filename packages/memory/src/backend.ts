@@ -27,6 +27,7 @@ import {
   checkDrainTimeout,
   encodeEventChecked,
   holdProcess,
+  instrumentBackend,
   MAX_TIMER_DELAY_MS,
   type ProcessHold,
   rejectUnknownUrlParams,
@@ -235,7 +236,7 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
       return subscription
     },
   }
-  return backend
+  return instrumentBackend(backend)
 }
 
 /**

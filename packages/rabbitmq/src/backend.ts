@@ -19,6 +19,7 @@ import {
   checkDrainTimeout,
   DEFAULT_DRAIN_TIMEOUT_MS,
   holdProcess,
+  instrumentBackend,
   type ProcessHold,
   resolveSubscribeOptions,
   timedHealthCheck,
@@ -195,7 +196,7 @@ export function createRabbitMQBackend(options: RabbitMQBackendOptions = {}): Eve
       return subscription
     },
   }
-  return backend
+  return instrumentBackend(backend)
 }
 
 /** Creates a backend from an `amqp://` or `amqps://` URL (used by `createBackend` in core). */

@@ -29,6 +29,7 @@ import {
   checkDrainTimeout,
   encodeEventChecked,
   holdProcess,
+  instrumentBackend,
   isLiteralPattern,
   MAX_TIMER_DELAY_MS,
   type ProcessHold,
@@ -616,7 +617,7 @@ export function createRedisBackend(options: RedisBackendOptions = {}): RedisBack
       return consumer.subscription
     },
   }
-  return backend
+  return instrumentBackend(backend)
 }
 
 /**

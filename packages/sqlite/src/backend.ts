@@ -17,6 +17,7 @@ import {
 import {
   checkDrainTimeout,
   holdProcess,
+  instrumentBackend,
   type ProcessHold,
   resolveSubscribeOptions,
 } from '@omnibus/core/backend'
@@ -147,7 +148,7 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
     return SqliteConsumer.open({ conn, publisher, wakeup }, handler as EventHandler, resolved)
   }
 
-  return {
+  return instrumentBackend({
     name: BACKEND,
     capabilities,
     path: conn.inMemory ? ':memory:' : conn.path,
@@ -164,5 +165,5 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
     injectRaw: (topic, payload) => publisher.injectRaw(topic, payload),
     stats: () => ({ ...conn.counters }),
     describe: () => `sqlite(${conn.inMemory ? ':memory:' : conn.path}, ${conn.state})`,
-  }
+  })
 }

@@ -41,6 +41,7 @@ import {
   checkDrainTimeout,
   encodeEventChecked,
   holdProcess,
+  instrumentBackend,
   optionError,
   type ProcessHold,
   parseBoolean,
@@ -604,7 +605,7 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
     }
   }
 
-  return backend
+  return instrumentBackend(backend)
 }
 
 /** A boolean URL parameter, spelt as every boolean option is. */

@@ -7,7 +7,7 @@ import type { ConformanceCase } from './types.ts'
 const traceContext: ConformanceCase = {
   id: '36-trace-and-causation',
   title:
-    'traceparent/tracestate arrive with the event; events published in a handler carry causation and correlation',
+    'traceparent/tracestate arrive with the event; events published in a handler carry causation, correlation and its trace context',
   stress: true,
   async run(h) {
     const b = await h.backend()
@@ -16,8 +16,11 @@ const traceContext: ConformanceCase = {
     const parents = new Inbox('parents')
     const children = new Inbox('children')
     await h.subscribe(b, childTopic, children)
+    const ownTraceparent = `00-${'0af7651916cd43dd8448eb211c80319c'}-${'b7ad6b7169203331'}-01`
     await h.subscribe(b, parentTopic, parents, {}, async (e) => {
-      await b.publish({ topic: childTopic, data: { runId: h.runId, of: e.id } })
+      // The third parent's handler sets a trace context of its own, which wins over the inherited one.
+      const own = (e.data as { n?: number }).n === 3 ? { headers: { traceparent: ownTraceparent } } : {}
+      await b.publish({ topic: childTopic, data: { runId: h.runId, of: e.id }, ...own })
     })
     await h.settle(b, parentTopic, [parents])
     await h.settle(b, childTopic, [children])
@@ -30,17 +33,35 @@ const traceContext: ConformanceCase = {
       headers: { traceparent, tracestate },
     })
     const withoutCorr = await b.publish({ topic: parentTopic, data: { runId: h.runId, n: 2 } })
-    await h.waitAcked(parents, [withCorr.id, withoutCorr.id])
+    const ownTrace = await b.publish({
+      topic: parentTopic,
+      data: { runId: h.runId, n: 3 },
+      headers: { traceparent, tracestate },
+    })
+    await h.waitAcked(parents, [withCorr.id, withoutCorr.id, ownTrace.id])
     const p1 = parents.acked.find((e) => e.id === withCorr.id) as OmnibusEvent
     expect(p1.headers.traceparent).toBe(traceparent)
     expect(p1.headers.tracestate).toBe(tracestate)
     const childOf = (id: string) => children.acked.find((c) => (c.data as { of?: string }).of === id)
-    await waitFor(() => childOf(withCorr.id) !== undefined && childOf(withoutCorr.id) !== undefined, {
-      timeoutMs: h.timeouts.deliveryMs,
-      message: 'the events published inside the handler',
-    })
+    await waitFor(
+      () =>
+        childOf(withCorr.id) !== undefined &&
+        childOf(withoutCorr.id) !== undefined &&
+        childOf(ownTrace.id) !== undefined,
+      { timeoutMs: h.timeouts.deliveryMs, message: 'the events published inside the handler' },
+    )
     const c1 = childOf(withCorr.id) as OmnibusEvent
     const c2 = childOf(withoutCorr.id) as OmnibusEvent
+    const c3 = childOf(ownTrace.id) as OmnibusEvent
+    expect(
+      c1.headers.traceparent,
+      'the traceparent of the handled event goes on to what its handler publishes',
+    ).toBe(traceparent)
+    expect(c1.headers.tracestate).toBe(tracestate)
+    expect(c2.headers.traceparent, 'no trace context to inherit').toBeUndefined()
+    expect(c2.headers.tracestate).toBeUndefined()
+    expect(c3.headers.traceparent, 'a traceparent set by the handler is kept').toBe(ownTraceparent)
+    expect(c3.headers.tracestate, 'the tracestate of another trace is not inherited').toBeUndefined()
     expect(c1.causationId).toBe(withCorr.id)
     expect(c1.correlationId).toBe(`corr-${h.runId}`)
     expect(c2.causationId).toBe(withoutCorr.id)

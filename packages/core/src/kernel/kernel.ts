@@ -23,6 +23,14 @@ import { randomUUID } from 'node:crypto'
 import { decodeEvent } from '../codec.ts'
 import { currentEvent } from '../envelope.ts'
 import { ConfigurationError } from '../errors.ts'
+import {
+  type DeliveryObservation,
+  type Instrumentation,
+  instrumentation,
+  instrumentationFailed,
+  instrumentedPublish,
+  type SettleOutcome,
+} from '../instrumentation.ts'
 import type { EventHandler, EventInput, Logger, OmnibusEvent, Subscription } from '../protocol.ts'
 import { deadLetterInput } from './dead-letter.ts'
 import type { DedupeStore } from './dedupe.ts'
@@ -143,6 +151,21 @@ export interface KernelOptions<M extends KernelMessage = KernelMessage> {
   readonly dedupeGroup?: string
   /** The source of randomness of backoff jitter (tests). @default Math.random */
   readonly random?: () => number
+}
+
+function runHandler(
+  runner: HandlerRunner,
+  call: { readonly event: OmnibusEvent; readonly attempt: number },
+): HandlerOutcome | Promise<HandlerOutcome> {
+  return runner.run(call.event, call.attempt)
+}
+
+function endDelivery(observation: DeliveryObservation, outcome: HandlerOutcome): void {
+  try {
+    observation.end(outcome.kind === 'ack' ? outcome : { kind: outcome.kind, error: outcome.error })
+  } catch (error) {
+    instrumentationFailed('deliver', error)
+  }
 }
 
 /** A message whose handling left the synchronous path: tracked for drain and abandonment. */
@@ -387,7 +410,10 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
     if (this.#fast && msg.deliveryCount <= this.#maxAttempts && this.#owed === 0) {
       const outer = this.#calling
       this.#calling = event
-      const outcome = this.#runner.run(event, msg.deliveryCount)
+      const outcome =
+        instrumentation === undefined
+          ? this.#runner.run(event, msg.deliveryCount)
+          : this.#observed(event, msg.deliveryCount)
       this.#calling = outer
       if (outcome instanceof Promise) {
         const run = new Run(msg, event)
@@ -398,6 +424,7 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
           (o) => {
             if (run.abandoned) return
             if (o.kind === 'ack' && this.#failures.size === 0) {
+              if (instrumentation !== undefined) this.#settled(event, msg.deliveryCount, 'acked')
               const acked = this.#ackNow(msg)
               if (acked instanceof Promise) {
                 this.#watch(
@@ -414,6 +441,7 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
         return
       }
       if (outcome.kind === 'ack') {
+        if (instrumentation !== undefined) this.#settled(event, msg.deliveryCount, 'acked')
         const acked = this.#ackNow(msg)
         if (acked instanceof Promise) {
           const run = new Run(msg, event)
@@ -483,6 +511,9 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
           ...this.#fields(run, outcome.error),
         })
       }
+      if (instrumentation !== undefined) {
+        this.#settled(event, msg.deliveryCount, outcome.kind === 'ack' ? 'acked' : 'dropped')
+      }
       return
     }
     const record = this.#owed === 0 ? undefined : this.#failures.get(msg.nativeId)
@@ -540,7 +571,7 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
     const outer = this.#calling
     this.#calling = event
     try {
-      return this.#runner.run(event, attempt)
+      return instrumentation === undefined ? this.#runner.run(event, attempt) : this.#observed(event, attempt)
     } finally {
       this.#calling = outer
     }
@@ -572,6 +603,7 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
         }
       }
       if (this.#failures.size > 0) this.#failures.delete(msg.nativeId)
+      if (instrumentation !== undefined) this.#settled(event, msg.deliveryCount, 'acked')
       await this.#ack(run)
       return
     }
@@ -584,6 +616,7 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
     const decision = decideFailure(this.#opts, attempt, outcome, this.#random)
     if (decision.action === 'retry') {
       this.#recordFailure(msg.nativeId)
+      if (instrumentation !== undefined) this.#settled(event, attempt, 'retried')
       await this.#redeliver(run, decision.delayMs, attempt + 1)
       return
     }
@@ -593,6 +626,7 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
         reason: decision.reason,
       })
       if (this.#failures.size > 0) this.#failures.delete(msg.nativeId)
+      if (instrumentation !== undefined) this.#settled(event, attempt, 'dropped')
       await this.#ack(run)
       return
     }
@@ -634,7 +668,7 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
         backend: this.#adapter.backend,
       })
       try {
-        await this.#adapter.publishDeadLetter(input)
+        await this.#publishDeadLetter(input)
       } catch (publishError) {
         safeLog(this.#logger, 'error', 'dead letter could not be published; it is retried later', {
           ...this.#fields(run, publishError),
@@ -657,7 +691,61 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
       })
     }
     if (this.#failures.size > 0) this.#failures.delete(msg.nativeId)
+    if (instrumentation !== undefined) {
+      this.#settled(event, attempts, topic === false || event.topic === topic ? 'dropped' : 'dead-lettered')
+    }
     await this.#ack(run)
+  }
+
+  /** The adapter's dead-letter publish, seen by the installed instrumentation as a publish of its own. */
+  #publishDeadLetter(input: EventInput): void | Promise<void> {
+    if (instrumentation === undefined) return this.#adapter.publishDeadLetter(input)
+    return instrumentedPublish(this.#adapter.backend, 'dead-letter', [input], async (inputs) => {
+      await this.#adapter.publishDeadLetter(inputs[0] as EventInput)
+      return undefined
+    })
+  }
+
+  /** Runs the handler inside the installed instrumentation's delivery observation. */
+  #observed(event: OmnibusEvent, attempt: number): HandlerOutcome | Promise<HandlerOutcome> {
+    let obs: DeliveryObservation | undefined
+    try {
+      obs = (instrumentation as Instrumentation).deliver({
+        backend: this.#adapter.backend,
+        event,
+        subscription: this.subscription,
+        attempt,
+        guarantee: this.#opts.guarantee,
+      })
+    } catch (error) {
+      instrumentationFailed('deliver', error)
+    }
+    if (obs === undefined) return this.#runner.run(event, attempt)
+    const observation = obs
+    const outcome = observation.run(runHandler, this.#runner, { event, attempt })
+    if (outcome instanceof Promise) {
+      return outcome.then((o) => {
+        endDelivery(observation, o)
+        return o
+      })
+    }
+    endDelivery(observation, outcome)
+    return outcome
+  }
+
+  /** Tells the installed instrumentation how a message was settled. */
+  #settled(event: OmnibusEvent, attempt: number, outcome: SettleOutcome): void {
+    try {
+      instrumentation?.settle({
+        backend: this.#adapter.backend,
+        event,
+        subscription: this.subscription,
+        attempt,
+        outcome,
+      })
+    } catch (error) {
+      instrumentationFailed('settle', error)
+    }
   }
 
   /** Dead-letters an undecodable message as its stand-in event. */
