@@ -28,12 +28,10 @@ function absoluteTime(name: 'deliverAt' | 'expiresAt', value: unknown): number {
 
 function duration(name: 'delayMs' | 'ttlMs', value: unknown): number {
   const bound = name === 'delayMs' ? '>= 0' : '> 0'
-  if (
-    typeof value !== 'number' ||
-    !Number.isFinite(value) ||
-    (name === 'delayMs' ? value < 0 : value <= 0)
-  ) {
-    throw new ConfigurationError(`event ${name} must be a number of milliseconds ${bound}, got ${describe(value)}`)
+  if (typeof value !== 'number' || !Number.isFinite(value) || (name === 'delayMs' ? value < 0 : value <= 0)) {
+    throw new ConfigurationError(
+      `event ${name} must be a number of milliseconds ${bound}, got ${describe(value)}`,
+    )
   }
   return value
 }
