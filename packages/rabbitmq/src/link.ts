@@ -8,7 +8,7 @@ import { ConnectionError, type Logger } from '@omnibus/core'
 import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type Options } from 'amqplib'
 import { classifyError } from './errors.ts'
 import type { ResolvedRabbitMQOptions } from './options.ts'
-import { delayQueueName } from './topology.ts'
+import { delayQueueName, SCHEDULE_LEVELS, scheduleBitHeader, scheduleLevelName } from './topology.ts'
 
 /** Header that routes a retry copy to the delay queue of its bucket. */
 export const DELAY_HEADER = 'omnibus-delay'
@@ -61,6 +61,8 @@ export class Link {
   #closing = new AbortController()
   #lastError: Error | undefined
   #delayDeclaredAt = new Map<number, number>()
+  /** The schedule's declaration on the current connection (made once, on the first delayed publish). */
+  #schedule: Promise<void> | undefined
   #reconnecting: Promise<void> | undefined
 
   constructor(options: ResolvedRabbitMQOptions, hooks: LinkHooks) {
@@ -126,6 +128,7 @@ export class Link {
       this.#pub = pub
       this.#admin = undefined
       this.#delayDeclaredAt.clear()
+      this.#schedule = undefined
       this.#writable = true
       const onError = (error: Error): void => {
         this.#lastError = error
@@ -453,6 +456,44 @@ export class Link {
       [DELAY_HEADER]: String(bucket),
     })
     this.#delayDeclaredAt.set(bucket, Date.now())
+  }
+
+  /**
+   * Declares the schedule that holds delayed publishes, once per connection: per level `k` a
+   * headers exchange and a durable queue whose messages wait `2^k` ms, then are dead-lettered to
+   * level `k - 1` (level 0: to the topic exchange) with their routing key, the topic. Each exchange
+   * sends a message whose digit `k` is `'1'` into its queue and passes one whose digit is `'0'` on
+   * to the next level down. Every message in a level's queue waits as long as the others, so the
+   * queue expires them in order: a long delay never holds a shorter one back (which one queue
+   * with per-message TTLs would, since RabbitMQ expires only at the head).
+   */
+  ensureSchedule(deadline: number): Promise<void> {
+    if (this.#schedule !== undefined) return this.#schedule
+    const model = this.#model
+    const p = this.#declareSchedule(deadline).catch((error: unknown) => {
+      if (this.#schedule === p) this.#schedule = undefined
+      throw error
+    })
+    if (model === this.#model) this.#schedule = p
+    return p
+  }
+
+  async #declareSchedule(deadline: number): Promise<void> {
+    const ch = await this.admin(deadline)
+    const prefix = this.#o.prefix
+    for (let k = 0; k < SCHEDULE_LEVELS; k++) {
+      await ch.assertExchange(scheduleLevelName(prefix, k), 'headers', { durable: true })
+    }
+    for (let k = 0; k < SCHEDULE_LEVELS; k++) {
+      const name = scheduleLevelName(prefix, k)
+      const next = k === 0 ? this.#o.exchange : scheduleLevelName(prefix, k - 1)
+      await ch.assertQueue(name, {
+        durable: true,
+        arguments: { 'x-queue-type': 'classic', 'x-message-ttl': 2 ** k, 'x-dead-letter-exchange': next },
+      })
+      await ch.bindQueue(name, name, '', { 'x-match': 'all', [scheduleBitHeader(k)]: '1' })
+      await ch.bindExchange(next, name, '', { 'x-match': 'all', [scheduleBitHeader(k)]: '0' })
+    }
   }
 
   /** Waits for outstanding confirms (bounded), then closes channels and the connection if owned. */

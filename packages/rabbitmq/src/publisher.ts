@@ -12,7 +12,7 @@ import {
   type OmnibusEvent,
   type PublishReceipt,
 } from '@omnibus/core'
-import { checkDelay, encodeEventChecked, MAX_TIMER_DELAY_MS } from '@omnibus/core/backend'
+import { checkDelay, encodeEventChecked } from '@omnibus/core/backend'
 import type { ChannelModel, Options } from 'amqplib'
 import { DELAY_HEADER, type Link } from './link.ts'
 import { type RabbitMessage, RETRY_HEADERS } from './message.ts'
@@ -22,17 +22,20 @@ import {
   delayBucket,
   groupQueueArguments,
   groupQueueName,
+  SCHEDULE_MAX_DELAY_MS,
+  scheduleLevelName,
+  scheduleRoute,
   supportsQuorumQueues,
 } from './topology.ts'
 
 const CONTENT_TYPE = 'application/cloudevents+json'
 
 /**
- * Delayed delivery: held by the consumer kernel, which sends a delivery before its time through
- * the delay queue of its bucket (per-queue message TTL, up to 2^32 - 1 ms); the kernel asks for
- * at most MAX_TIMER_DELAY_MS at a time, which is the maximum declared.
+ * Delayed delivery: held by the broker in the schedule (see {@link Link.ensureSchedule}), whose
+ * 32 levels add up to 2^32 - 1 ms (about 49.7 days). The consumer kernel still holds a delivery
+ * that arrives before its time (a publisher's clock ahead of the consumer's).
  */
-export const RABBITMQ_DELAY: DelayCapability = Object.freeze({ maxDelayMs: MAX_TIMER_DELAY_MS })
+export const RABBITMQ_DELAY: DelayCapability = Object.freeze({ maxDelayMs: SCHEDULE_MAX_DELAY_MS })
 
 /** Writes of one backend instance. */
 export class Publisher {
@@ -69,14 +72,33 @@ export class Publisher {
     return groupQueueArguments(type, this.#o.groupQueueExpiresMs)
   }
 
-  /** Publishes an event; resolves on the broker's confirm. */
+  /**
+   * Publishes an event; resolves on the broker's confirm. A delayed event goes into the schedule
+   * instead, and from there to the topic exchange (and the queues bound then) when it is due.
+   */
   publish(input: EventInput): Promise<PublishReceipt> {
     const event = createEvent(input, this.#o.source === undefined ? {} : { source: this.#o.source })
     checkDelay(event, RABBITMQ_DELAY, 'rabbitmq')
     const { json } = encodeEventChecked(event, this.#o.maxPayloadBytes, 'rabbitmq')
+    if (event.deliverAt !== undefined) return this.#schedule(event, event.deliverAt, json)
     return this.#link
       .publish(this.#o.exchange, event.topic, Buffer.from(json), props(event), this.deadline())
       .then(() => ({ id: event.id, topic: event.topic }))
+  }
+
+  async #schedule(event: OmnibusEvent, deliverAt: number, json: string): Promise<PublishReceipt> {
+    const deadline = this.deadline()
+    await this.#link.ensureSchedule(deadline)
+    const p = props(event)
+    // Measured once the schedule exists, so declaring it is not added to the wait.
+    const route = scheduleRoute(deliverAt - Date.now())
+    let exchange = this.#o.exchange
+    if (route !== undefined) {
+      exchange = scheduleLevelName(this.#o.prefix, route.level)
+      p.headers = route.headers
+    }
+    await this.#link.publish(exchange, event.topic, Buffer.from(json), p, deadline)
+    return { id: event.id, topic: event.topic }
   }
 
   /** Publishes a dead letter, first making sure a queue keeps it (see {@link keepDeadLetters}). */

@@ -89,3 +89,47 @@ export function groupQueueArguments(
   if (expiresMs !== undefined) args['x-expires'] = expiresMs
   return args
 }
+
+/**
+ * How many levels the schedule has: level `k` holds a message `2^k` ms, so a delay is the sum of
+ * the levels of its binary digits and levels 0–31 reach {@link SCHEDULE_MAX_DELAY_MS}. 2^31 ms is
+ * within the 32-bit range RabbitMQ documents for `x-message-ttl`.
+ */
+export const SCHEDULE_LEVELS = 32
+
+/** The longest delay the schedule can hold: every level once, 2^32 - 1 ms (about 49.7 days). */
+export const SCHEDULE_MAX_DELAY_MS = 2 ** SCHEDULE_LEVELS - 1
+
+/** Name of level `level` of the schedule: both its headers exchange and its queue. */
+export function scheduleLevelName(prefix: string, level: number): string {
+  return `${prefix}.schedule.${2 ** level}ms`
+}
+
+/** The header a message carries for binary digit `level` of its delay: `'1'` waits there, `'0'` passes. */
+export function scheduleBitHeader(level: number): string {
+  return `omnibus-schedule-${level}`
+}
+
+/**
+ * Where a delayed publish enters the schedule and the headers that route it down: the level of the
+ * delay's highest binary digit, and one header per digit from there down to level 0. A delay of 0
+ * (or less) has no route: it is published at once.
+ */
+export function scheduleRoute(
+  delayMs: number,
+): { level: number; headers: Record<string, string> } | undefined {
+  const ms = Math.ceil(delayMs)
+  if (!(ms >= 1)) return undefined
+  if (ms > SCHEDULE_MAX_DELAY_MS) {
+    throw new RangeError(
+      `a delay of ${ms} ms is longer than the schedule holds (${SCHEDULE_MAX_DELAY_MS} ms)`,
+    )
+  }
+  let level = 0
+  while (2 ** (level + 1) <= ms) level++
+  const headers: Record<string, string> = {}
+  // Bit arithmetic on 32-bit integers would turn 2^31 negative: divide instead.
+  for (let k = 0; k <= level; k++)
+    headers[scheduleBitHeader(k)] = Math.floor(ms / 2 ** k) % 2 === 1 ? '1' : '0'
+  return { level, headers }
+}

@@ -1,6 +1,15 @@
 import { InvalidTopicError, matchTopic } from '@omnibus/core'
 import { describe, expect, it } from 'vitest'
-import { bindingKey, delayBucket, groupQueueName, supportsQuorumQueues } from '../src/topology.ts'
+import {
+  bindingKey,
+  delayBucket,
+  groupQueueName,
+  SCHEDULE_LEVELS,
+  SCHEDULE_MAX_DELAY_MS,
+  scheduleBitHeader,
+  scheduleRoute,
+  supportsQuorumQueues,
+} from '../src/topology.ts'
 
 /** What a RabbitMQ topic exchange does with a binding key: `*` one word, `#` zero or more. */
 function amqpMatch(key: string, routingKey: string): boolean {
@@ -108,5 +117,53 @@ describe('supportsQuorumQueues', () => {
     expect(supportsQuorumQueues({ product: 'RabbitMQ', version: 'dev' })).toBe(true)
     expect(supportsQuorumQueues({ product: 'LavinMQ', version: '1.0' })).toBe(true)
     expect(supportsQuorumQueues(undefined)).toBe(true)
+  })
+})
+
+describe('scheduleRoute', () => {
+  /** Follows a route down the levels as the broker does: the waits of the levels whose digit is 1. */
+  function waits(delayMs: number): number[] {
+    const route = scheduleRoute(delayMs)
+    if (route === undefined) return []
+    const out: number[] = []
+    for (let k = route.level; k >= 0; k--) {
+      const digit = route.headers[scheduleBitHeader(k)]
+      expect(digit === '0' || digit === '1', `digit of level ${k}`).toBe(true)
+      if (digit === '1') out.push(2 ** k)
+    }
+    expect(Object.keys(route.headers)).toHaveLength(route.level + 1)
+    return out
+  }
+
+  it('enters at the highest digit, which waits, and adds up to the delay rounded up to a millisecond', () => {
+    for (const ms of [
+      1,
+      2,
+      3,
+      1000,
+      1023,
+      1024,
+      10_001,
+      86_400_000,
+      2 ** 31,
+      2 ** 31 + 1,
+      SCHEDULE_MAX_DELAY_MS,
+    ]) {
+      const w = waits(ms)
+      expect(w[0], `first wait of ${ms}`).toBe(2 ** (scheduleRoute(ms)?.level ?? -1))
+      expect(
+        w.reduce((a, b) => a + b, 0),
+        `waits of ${ms}`,
+      ).toBe(ms)
+    }
+    expect(waits(1500.2).reduce((a, b) => a + b, 0)).toBe(1501)
+    expect(waits(SCHEDULE_MAX_DELAY_MS)).toHaveLength(SCHEDULE_LEVELS)
+  })
+
+  it('has no route for no delay, and refuses one longer than the last level reaches', () => {
+    expect(scheduleRoute(0)).toBeUndefined()
+    expect(scheduleRoute(-5)).toBeUndefined()
+    expect(scheduleRoute(0.3)?.level).toBe(0)
+    expect(() => scheduleRoute(SCHEDULE_MAX_DELAY_MS + 1)).toThrow(RangeError)
   })
 })

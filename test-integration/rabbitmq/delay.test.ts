@@ -1,0 +1,96 @@
+import { randomUUID } from 'node:crypto'
+import type { EventBackend, HandlerContext, OmnibusEvent } from '@omnibus/core'
+import { createRabbitMQBackend, groupQueueName } from '@omnibus/rabbitmq'
+import { afterEach, expect, it } from 'vitest'
+import { describeWithService, requireEndpoint } from '../setup/services.ts'
+import { eventually } from '../setup/wait.ts'
+import { rawConnect, TEST_QUEUES } from './amqp.ts'
+
+interface Arrival {
+  readonly event: OmnibusEvent
+  readonly at: number
+  readonly attempt: number
+}
+
+describeWithService('rabbitmq', 'rabbitmq: delayed events wait in the broker', () => {
+  const url = requireEndpoint('rabbitmq')
+  const backends: EventBackend[] = []
+
+  afterEach(async () => {
+    await Promise.allSettled(backends.splice(0).map((b) => b.disconnect({ drainTimeoutMs: 500 })))
+  })
+
+  async function backend(): Promise<EventBackend> {
+    const b = createRabbitMQBackend({ ...TEST_QUEUES, url })
+    backends.push(b)
+    await b.connect()
+    return b
+  }
+
+  function recorder(into: Arrival[]) {
+    return (event: OmnibusEvent, ctx: HandlerContext) => {
+      into.push({ event, at: Date.now(), attempt: ctx.attempt })
+    }
+  }
+
+  it('delays published longest first arrive in due order, each on time to the tens of milliseconds', async () => {
+    const run = randomUUID().slice(0, 8)
+    const topic = `delay.${run}.order`
+    const b = await backend()
+    const got: Arrival[] = []
+    await b.subscribe(topic, recorder(got), { group: `order-${run}`, concurrency: 1 })
+    // Just past round numbers: a hold that rounds delays (as retry backoff does) is late by most
+    // of a step here.
+    const delays = [10_001, 5_001, 2_001]
+    for (const delayMs of delays) await b.publish({ topic, data: delayMs, delayMs })
+    await b.publish({ topic, data: 0 })
+    await eventually('all four events', () => got.length === 4, 20_000)
+
+    expect(got.map((a) => a.event.data)).toEqual([0, 2_001, 5_001, 10_001])
+    for (const a of got.slice(1)) {
+      const due = a.event.deliverAt as number
+      expect(a.at).toBeGreaterThanOrEqual(due)
+      expect(a.at - due, `lateness of the ${String(a.event.data)} ms delay`).toBeLessThan(150)
+      expect(a.attempt).toBe(1)
+    }
+  }, 30_000)
+
+  it('a delayed event is kept by the broker, not the group queue, and reaches one member that joined after the publish', async () => {
+    const run = randomUUID().slice(0, 8)
+    const topic = `delay.${run}.late`
+    const group = `late-${run}`
+    const publisher = await backend()
+    const first = await backend()
+    const early: Arrival[] = []
+    const sub = await first.subscribe(topic, recorder(early), { group })
+    const { id } = await publisher.publish({ topic, data: 'later', delayMs: 2_500 })
+
+    // While it waits, the group's queue is empty: no consumer holds it, whoever is connected.
+    const conn = await rawConnect(url)
+    try {
+      const ch = await conn.createConfirmChannel()
+      const { messageCount } = await ch.checkQueue(groupQueueName('omnibus', group, topic))
+      expect(messageCount).toBe(0)
+      await ch.close()
+    } finally {
+      await conn.close().catch(() => {})
+    }
+    await sub.unsubscribe()
+
+    const got: Arrival[] = []
+    const a = await backend()
+    const b = await backend()
+    await a.subscribe(topic, recorder(got), { group })
+    await b.subscribe(topic, recorder(got), { group })
+    await eventually('the delayed event', () => got.length === 1, 10_000)
+    // A second copy would be ahead of an event published now in the group's queue.
+    await publisher.publish({ topic, data: 'marker' })
+    await eventually('the marker', () => got.some((x) => x.event.data === 'marker'))
+    expect(early).toEqual([])
+    expect(got.map((x) => x.event.data)).toEqual(['later', 'marker'])
+    const arrival = got[0] as Arrival
+    expect(arrival.event.id).toBe(id)
+    expect(arrival.at).toBeGreaterThanOrEqual(arrival.event.deliverAt as number)
+    expect(arrival.attempt).toBe(1)
+  }, 30_000)
+})
