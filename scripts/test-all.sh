@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # The complete suite against real brokers, without Docker (`pnpm test:all`):
 #   bash scripts/test-all.sh [command …]     # default command: pnpm test
-# Starts Redis, RabbitMQ, Kafka and ElasticMQ with scripts/services, points the tests at them with
-# every broker required (a missing one fails the run instead of skipping), runs the command, stops
-# the brokers this run started and exits with the command's exit code. Brokers that were already
-# running are used and left running, so the machine is left as it was found.
+# Starts Redis, RabbitMQ, Kafka, ElasticMQ and the OpenTelemetry Collector (built once, then cached)
+# with scripts/services, points the tests at them with every one required (a missing one fails the
+# run instead of skipping), runs the command, stops the services this run started and exits with
+# the command's exit code. Services that were already running are used and left running, so the
+# machine is left as it was found.
 # OMNIBUS_SERVICES_DIR replaces scripts/services (the script's own test uses stand-ins).
 set -euo pipefail
 root="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -13,11 +14,11 @@ services="${OMNIBUS_SERVICES_DIR:-$root/scripts/services}"
 exports="$(cd "$services/../.." && pwd)/.services/env.sh"
 cd "$root"
 
-brokers=(redis rabbitmq kafka sqs)
+names=(redis rabbitmq kafka sqs otelcol)
 [ $# -gt 0 ] || set -- pnpm test
 
 started=()
-for name in "${brokers[@]}"; do
+for name in "${names[@]}"; do
   if bash "$services/$name.sh" status >/dev/null 2>&1; then
     echo "[test:all] $name is already running: using it and leaving it running"
   else
@@ -36,13 +37,13 @@ trap stop_started EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-# Starting a running broker does nothing but write its exports, so all of them are named here.
-bash "$services/all.sh" start "${brokers[@]}"
+# Starting a running service does nothing but write its exports, so all of them are named here.
+bash "$services/all.sh" start "${names[@]}"
 # shellcheck disable=SC1091
 . "$exports"
 OMNIBUS_IT_REQUIRE="$(
   IFS=,
-  echo "${brokers[*]}"
+  echo "${names[*]}"
 )"
 export OMNIBUS_IT_REQUIRE
 

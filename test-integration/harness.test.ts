@@ -4,7 +4,14 @@ import { tmpdir } from 'node:os'
 import path from 'node:path'
 import { fileURLToPath } from 'node:url'
 import { describe, expect, it } from 'vitest'
-import { enableHint, findTool, requiredServices, requiredTools, SERVICES } from './setup/catalog.ts'
+import {
+  enableHint,
+  findTool,
+  requiredServices,
+  requiredTools,
+  SERVICES,
+  toolMissing,
+} from './setup/catalog.ts'
 import { serviceEndpoint } from './setup/services.ts'
 import { summaryLines, toolSummaryLines } from './setup/skip-summary.ts'
 
@@ -37,6 +44,21 @@ describe('integration harness', () => {
     expect(toolSummaryLines(new Map([['chromium', 1]]))).toEqual([
       expect.stringMatching(
         /^integration: skipped 1 test block for lack of chromium: .*apt-get install chromium/,
+      ),
+    ])
+  })
+
+  it('finds the OpenTelemetry Collector only where OMNIBUS_IT_OTELCOL points, and says how to build it', () => {
+    expect(requiredTools('redis,otelcol')).toEqual(['otelcol'])
+    expect(findTool('otelcol', {})).toBeUndefined()
+    expect(toolMissing('otelcol', {})).toBe('not found (OMNIBUS_IT_OTELCOL is not set)')
+    expect(toolMissing('otelcol', { OMNIBUS_IT_OTELCOL: '/nowhere/otelcol' })).toBe(
+      'not found at /nowhere/otelcol',
+    )
+    expect(toolMissing('chromium', {})).toBe('not found at /usr/bin/chromium')
+    expect(toolSummaryLines(new Map([['otelcol', 2]]))).toEqual([
+      expect.stringMatching(
+        /^integration: skipped 2 test blocks for lack of otelcol: .*all\.sh start otelcol.*OMNIBUS_IT_OTELCOL/,
       ),
     ])
   })
@@ -86,7 +108,7 @@ describe('integration run on a machine without brokers', () => {
           assertionResults: Array<{
             fullName: string
             status: string
-            meta?: { omnibusUnavailable?: string }
+            meta?: { omnibusUnavailable?: string; omnibusMissingTool?: string }
           }>
         }>
       }
@@ -105,6 +127,15 @@ describe('integration run on a machine without brokers', () => {
         }
       }
       expect([...counts.keys()].sort()).toEqual(['kafka', 'rabbitmq', 'redis', 'sqs'])
+      const otel = result.testResults
+        .filter((f) => f.name.includes('test-integration/otel/'))
+        .flatMap((f) => f.assertionResults)
+      expect(otel.length).toBeGreaterThan(0)
+      for (const t of otel) {
+        expect(t.status, t.fullName).toBe('skipped')
+        expect(t.meta?.omnibusMissingTool, t.fullName).toBe('otelcol')
+      }
+      expect(vitest.stdout).toMatch(/integration: skipped \d+ test blocks? for lack of otelcol: /)
       const total = [...counts.values()].reduce((a, b) => a + b, 0)
       const per = SERVICES.map((s) => `${s.name} (${counts.get(s.name)})`).join(', ')
       expect(vitest.stdout).toContain(

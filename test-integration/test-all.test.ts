@@ -1,7 +1,7 @@
 /**
  * `pnpm test:all` (scripts/test-all.sh) against stand-in service scripts: it must start every
- * broker, require all of them, keep the command's exit code and stop only what it started.
- * The real brokers are never touched here.
+ * service (the brokers and the collector), require all of them, keep the command's exit code and
+ * stop only what it started. The real services are never touched here.
  */
 import { spawnSync } from 'node:child_process'
 import { existsSync, mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
@@ -29,7 +29,7 @@ function standIns(
   mkdirSync(services, { recursive: true })
   mkdirSync(state)
   for (const name of alreadyUp) writeFileSync(path.join(state, `${name}.up`), '')
-  for (const name of ['redis', 'rabbitmq', 'kafka', 'sqs']) {
+  for (const name of ['redis', 'rabbitmq', 'kafka', 'sqs', 'otelcol']) {
     writeFileSync(path.join(services, `${name}.sh`), `[ "$1" = status ] && [ -f "${state}/${name}.up" ]\n`)
   }
   writeFileSync(
@@ -61,8 +61,8 @@ describe('scripts/test-all.sh', () => {
     const { services, state, calls } = standIns(['redis', 'kafka'])
     const r = run(services, 'echo "$OMNIBUS_IT_REQUIRE $OMNIBUS_IT_REDIS_URL"; exit 3')
     expect(r.status, r.stderr).toBe(3)
-    expect(r.stdout).toContain('redis,rabbitmq,kafka,sqs redis://stand-in')
-    expect(calls()).toEqual(['start redis rabbitmq kafka sqs', 'stop rabbitmq sqs'])
+    expect(r.stdout).toContain('redis,rabbitmq,kafka,sqs,otelcol redis://stand-in')
+    expect(calls()).toEqual(['start redis rabbitmq kafka sqs otelcol', 'stop rabbitmq sqs otelcol'])
     expect(['redis', 'rabbitmq', 'kafka', 'sqs'].filter((n) => existsSync(`${state}/${n}.up`))).toEqual([
       'redis',
       'kafka',
@@ -70,10 +70,10 @@ describe('scripts/test-all.sh', () => {
   })
 
   it('exits 0 when the command passes, and stops nothing when every broker was already running', () => {
-    const { services, calls } = standIns(['redis', 'rabbitmq', 'kafka', 'sqs'])
+    const { services, calls } = standIns(['redis', 'rabbitmq', 'kafka', 'sqs', 'otelcol'])
     const r = run(services, 'true')
     expect(r.status, r.stderr).toBe(0)
-    expect(calls()).toEqual(['start redis rabbitmq kafka sqs'])
+    expect(calls()).toEqual(['start redis rabbitmq kafka sqs otelcol'])
   })
 
   it('stops what it started when starting the brokers fails', () => {
@@ -81,6 +81,9 @@ describe('scripts/test-all.sh', () => {
     const r = run(services, 'echo ran')
     expect(r.status).toBe(1)
     expect(r.stdout).not.toContain('ran')
-    expect(calls()).toEqual(['start redis rabbitmq kafka sqs', 'stop redis rabbitmq kafka sqs'])
+    expect(calls()).toEqual([
+      'start redis rabbitmq kafka sqs otelcol',
+      'stop redis rabbitmq kafka sqs otelcol',
+    ])
   })
 })

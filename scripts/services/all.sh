@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Starts (or stops) every broker the integration tests use, without Docker, on 127.0.0.1:
-#   bash scripts/services/all.sh start [names…]   # default: redis rabbitmq kafka sqs
+# Starts (or stops) every broker the integration tests use, and the OpenTelemetry Collector,
+# without Docker, on 127.0.0.1:
+#   bash scripts/services/all.sh start [names…]   # default: redis rabbitmq kafka sqs otelcol
 #   bash scripts/services/all.sh stop  [names…]
 #   bash scripts/services/all.sh status [names…]  # one line each; exit 3 when any is not running
 #   bash scripts/services/all.sh env   [names…]   # prints the OMNIBUS_IT_* exports
@@ -13,7 +14,7 @@ state="$root/.services"
 action="${1:-start}"
 shift || true
 names=("$@")
-[ ${#names[@]} -gt 0 ] || names=(redis rabbitmq kafka sqs)
+[ ${#names[@]} -gt 0 ] || names=(redis rabbitmq kafka sqs otelcol)
 
 exports_for() {
   case "$1" in
@@ -30,7 +31,10 @@ exports_for() {
     sqs)
       echo "export OMNIBUS_IT_SQS_ENDPOINT=http://127.0.0.1:9324"
       echo "export OMNIBUS_IT_SQS_RESTART='bash $here/sqs.sh restart'" ;;
-    *) echo "unknown service '$1' (use redis, rabbitmq, kafka, sqs)" >&2; return 2 ;;
+    otelcol)
+      # The binary: the end-to-end tests start their own collectors from it.
+      echo "export OMNIBUS_IT_OTELCOL=$(bash "$here/otelcol.sh" path || true)" ;;
+    *) echo "unknown service '$1' (use redis, rabbitmq, kafka, sqs, otelcol)" >&2; return 2 ;;
   esac
 }
 
@@ -90,7 +94,7 @@ case "$action" in
     for n in "${names[@]}"; do exports_for "$n"; done
     ;;
   *)
-    echo "usage: $0 {start|stop|status|env} [redis rabbitmq kafka sqs]" >&2
+    echo "usage: $0 {start|stop|status|env} [redis rabbitmq kafka sqs otelcol]" >&2
     exit 2
     ;;
 esac

@@ -65,15 +65,19 @@ export function serviceSpec(name: ServiceName): ServiceSpec {
   return spec
 }
 
-/** A program some integration tests run, found on the machine rather than started. */
-export type ToolName = 'chromium'
+/**
+ * A program some integration tests run, found on the machine rather than started by the harness:
+ * a browser, or the OpenTelemetry Collector that the OpenTelemetry tests start per test file.
+ */
+export type ToolName = 'chromium' | 'otelcol'
 
 /** Per-program facts. */
 export interface ToolSpec {
   readonly name: ToolName
   /** Variable holding the path of the program, when it is not at {@link ToolSpec.defaultPath}. */
   readonly env: string
-  readonly defaultPath: string
+  /** Where the program usually is; absent when only {@link ToolSpec.env} can point to it. */
+  readonly defaultPath?: string
   /** How to get it, for skip messages. */
   readonly install: string
 }
@@ -86,6 +90,13 @@ export const TOOLS: readonly ToolSpec[] = [
     defaultPath: '/usr/bin/chromium',
     install:
       "install Debian's chromium (bash scripts/services/chromium.sh, or apt-get install chromium), or set OMNIBUS_CHROMIUM to a Chromium binary",
+  },
+  {
+    // Only the variable points to it, as the brokers' endpoints do: a run without it skips.
+    name: 'otelcol',
+    env: 'OMNIBUS_IT_OTELCOL',
+    install:
+      'build it (a few minutes once, then cached) and export its path: bash scripts/services/all.sh start otelcol && . .services/env.sh, or set OMNIBUS_IT_OTELCOL to an OpenTelemetry Collector binary with the otlp receiver and the otlp_http exporter',
   },
 ]
 
@@ -103,12 +114,20 @@ export function toolSpec(name: ToolName): ToolSpec {
 export function findTool(name: ToolName, env: NodeJS.ProcessEnv = process.env): string | undefined {
   const spec = toolSpec(name)
   const candidate = env[spec.env] || spec.defaultPath
+  if (candidate === undefined) return undefined
   try {
     accessSync(candidate, constants.X_OK)
     return candidate
   } catch {
     return undefined
   }
+}
+
+/** Why {@link findTool} found nothing, for messages: "not found at <path>" or the unset variable. */
+export function toolMissing(name: ToolName, env: NodeJS.ProcessEnv = process.env): string {
+  const spec = toolSpec(name)
+  const candidate = env[spec.env] || spec.defaultPath
+  return candidate === undefined ? `not found (${spec.env} is not set)` : `not found at ${candidate}`
 }
 
 // OMNIBUS_IT_REQUIRE names services and programs alike.

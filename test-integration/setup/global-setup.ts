@@ -15,6 +15,7 @@ import {
   type ServiceName,
   TOOLS,
   type ToolName,
+  toolMissing,
 } from './catalog.ts'
 
 declare module 'vitest' {
@@ -140,9 +141,8 @@ export default async function setup(project: TestProject): Promise<() => Promise
     const found = findTool(spec.name)
     if (found !== undefined) tools[spec.name] = found
     else if (requiredProgs.includes(spec.name)) {
-      const where = process.env[spec.env] || spec.defaultPath
       problems.push(
-        `${spec.name} is required by OMNIBUS_IT_REQUIRE but ${where} is not an executable: ${spec.install}`,
+        `${spec.name} is required by OMNIBUS_IT_REQUIRE but ${toolMissing(spec.name)} (as an executable file): ${spec.install}`,
       )
     }
   }

@@ -6,7 +6,14 @@
 import { execFile } from 'node:child_process'
 import { promisify } from 'node:util'
 import { describe, inject, it } from 'vitest'
-import { enableHint, type ResolvedService, type ServiceName, type ToolName, toolSpec } from './catalog.ts'
+import {
+  enableHint,
+  type ResolvedService,
+  type ServiceName,
+  type ToolName,
+  toolMissing,
+  toolSpec,
+} from './catalog.ts'
 
 export type { ServiceName, ToolName } from './catalog.ts'
 
@@ -101,8 +108,5 @@ export function describeWithTool(name: ToolName, title: string, fn: () => void):
     describe(title, fn)
     return
   }
-  const spec = toolSpec(name)
-  skipBlock(title, `${name} not found at ${process.env[spec.env] || spec.defaultPath}; ${spec.install}`, {
-    tool: name,
-  })
+  skipBlock(title, `${name} ${toolMissing(name)}; ${toolSpec(name).install}`, { tool: name })
 }
