@@ -9,7 +9,7 @@ import Database from 'better-sqlite3'
 import { classifyError, type SqliteOperation } from './errors.ts'
 import { type IoWorkerListeners, startIoWorker, stopIoWorker } from './io-worker.ts'
 import type { ResolvedSqliteOptions } from './options.ts'
-import { SCHEMA_SQL, SCHEMA_VERSION } from './schema.ts'
+import { MIGRATE_1_TO_2_SQL, SCHEMA_SQL, SCHEMA_VERSION } from './schema.ts'
 
 export const BACKEND = 'sqlite'
 /** Pause between tries while another connection holds the write lock. */
@@ -85,6 +85,14 @@ export class Connection {
         const version = d.prepare("SELECT value FROM omnibus_meta WHERE key = 'schema_version'").pluck().get()
         if (version === undefined) {
           d.prepare("INSERT INTO omnibus_meta (key, value) VALUES ('schema_version', ?)").run(
+            String(SCHEMA_VERSION),
+          )
+        } else if (Number(version) === 1) {
+          // Another process may have migrated between this one's reads: the transaction is
+          // immediate, so the column check and the change see one state.
+          const columns = d.prepare('PRAGMA table_info(omnibus_events)').all() as { name: string }[]
+          if (!columns.some((c) => c.name === 'deliver_at')) d.exec(MIGRATE_1_TO_2_SQL)
+          d.prepare("UPDATE omnibus_meta SET value = ? WHERE key = 'schema_version'").run(
             String(SCHEMA_VERSION),
           )
         } else if (Number(version) > SCHEMA_VERSION) {
@@ -189,7 +197,9 @@ export class Connection {
 /** The statements every part of the backend runs, prepared once per connection. */
 function makeStatements(d: Database.Database): Record<StatementName, Database.Statement> {
   return {
-    insertEvent: d.prepare('INSERT INTO omnibus_events (id, topic, pkey, time, body) VALUES (?, ?, ?, ?, ?)'),
+    insertEvent: d.prepare(
+      'INSERT INTO omnibus_events (id, topic, pkey, time, body, deliver_at) VALUES (?, ?, ?, ?, ?, ?)',
+    ),
     dataVersion: d.prepare('PRAGMA data_version').pluck(),
     topSeq: d.prepare('SELECT coalesce(max(seq), 0) FROM omnibus_events').pluck(),
     upsertGroup: d.prepare(
@@ -198,13 +208,24 @@ function makeStatements(d: Database.Database): Record<StatementName, Database.St
     ),
     precheck: d.prepare(
       `SELECT (SELECT coalesce(max(seq), 0) FROM omnibus_events) > g.cursor AS fresh,
-                EXISTS (SELECT 1 FROM omnibus_leases l WHERE l.gid = g.gid AND l.due <= ?) AS due
+                EXISTS (SELECT 1 FROM omnibus_leases l WHERE l.gid = g.gid AND l.due <= ?) AS due,
+                EXISTS (SELECT 1 FROM omnibus_delayed d WHERE d.gid = g.gid AND d.due <= ?) AS ripe
          FROM omnibus_groups g WHERE g.gid = ?`,
     ),
     countLeases: d.prepare('SELECT count(*) FROM omnibus_leases WHERE gid = ?').pluck(),
     cursor: d.prepare('SELECT cursor FROM omnibus_groups WHERE gid = ?').pluck(),
     setCursor: d.prepare('UPDATE omnibus_groups SET cursor = ?, heartbeat = ? WHERE gid = ?'),
-    scan: d.prepare('SELECT seq, id, topic, pkey FROM omnibus_events WHERE seq > ? ORDER BY seq LIMIT ?'),
+    scan: d.prepare(
+      'SELECT seq, id, topic, pkey, deliver_at FROM omnibus_events WHERE seq > ? ORDER BY seq LIMIT ?',
+    ),
+    insertDelayed: d.prepare(
+      'INSERT OR IGNORE INTO omnibus_delayed (gid, due, seq, id, pkey) VALUES (?, ?, ?, ?, ?)',
+    ),
+    ripe: d.prepare(
+      'SELECT due, seq, id, pkey FROM omnibus_delayed WHERE gid = ? AND due <= ? ORDER BY due, seq LIMIT ?',
+    ),
+    deleteDelayed: d.prepare('DELETE FROM omnibus_delayed WHERE gid = ? AND due = ? AND seq = ?'),
+    nextDelayed: d.prepare('SELECT min(due) FROM omnibus_delayed WHERE gid = ?').pluck(),
     insertLease: d.prepare(
       'INSERT OR IGNORE INTO omnibus_leases (gid, seq, id, pkey, due) VALUES (?, ?, ?, ?, 0)',
     ),
@@ -242,6 +263,7 @@ function makeStatements(d: Database.Database): Record<StatementName, Database.St
     dropGroupLeases: d.prepare('DELETE FROM omnibus_leases WHERE gid = ?'),
     dropGroupProcessed: d.prepare('DELETE FROM omnibus_processed WHERE gid = ?'),
     dropGroupClaims: d.prepare('DELETE FROM omnibus_claims WHERE gid = ?'),
+    dropGroupDelayed: d.prepare('DELETE FROM omnibus_delayed WHERE gid = ?'),
     dropGroup: d.prepare('DELETE FROM omnibus_groups WHERE gid = ?'),
     staleEphemeral: d.prepare('SELECT gid FROM omnibus_groups WHERE ephemeral = 1 AND heartbeat < ?').pluck(),
     getMeta: d.prepare('SELECT value FROM omnibus_meta WHERE key = ?').pluck(),
@@ -250,17 +272,23 @@ function makeStatements(d: Database.Database): Record<StatementName, Database.St
     ),
     // New rows take max(seq) + 1 and cursors must never see a seq twice, so an expired newest row
     // is not deleted but emptied into a tombstone whose empty topic matches no pattern.
+    // A delayed event's age counts from its delivery time: retention never removes one before then.
     deleteOld: d.prepare(
-      'DELETE FROM omnibus_events WHERE time < ? AND seq < (SELECT max(seq) FROM omnibus_events)',
+      `DELETE FROM omnibus_events WHERE time < ? AND coalesce(deliver_at, 0) < ?
+         AND seq < (SELECT max(seq) FROM omnibus_events)`,
     ),
     tombstoneNewest: d.prepare(
-      `UPDATE omnibus_events SET topic = '', body = '', pkey = NULL
-       WHERE seq = (SELECT max(seq) FROM omnibus_events) AND time < ? AND topic != ''`,
+      `UPDATE omnibus_events SET topic = '', body = '', pkey = NULL, deliver_at = NULL
+       WHERE seq = (SELECT max(seq) FROM omnibus_events) AND time < ? AND coalesce(deliver_at, 0) < ?
+         AND topic != ''`,
     ),
     deleteOldProcessed: d.prepare('DELETE FROM omnibus_processed WHERE at < ?'),
     deleteExpiredClaims: d.prepare('DELETE FROM omnibus_claims WHERE until < ?'),
     deleteOrphanLeases: d.prepare(
       'DELETE FROM omnibus_leases WHERE NOT EXISTS (SELECT 1 FROM omnibus_events e WHERE e.seq = omnibus_leases.seq)',
+    ),
+    deleteOrphanDelayed: d.prepare(
+      'DELETE FROM omnibus_delayed WHERE NOT EXISTS (SELECT 1 FROM omnibus_events e WHERE e.seq = omnibus_delayed.seq)',
     ),
   }
 }
@@ -276,6 +304,10 @@ type StatementName =
   | 'cursor'
   | 'setCursor'
   | 'scan'
+  | 'insertDelayed'
+  | 'ripe'
+  | 'deleteDelayed'
+  | 'nextDelayed'
   | 'insertLease'
   | 'claimable'
   | 'lease'
@@ -294,6 +326,7 @@ type StatementName =
   | 'dropGroupLeases'
   | 'dropGroupProcessed'
   | 'dropGroupClaims'
+  | 'dropGroupDelayed'
   | 'dropGroup'
   | 'staleEphemeral'
   | 'getMeta'
@@ -303,6 +336,7 @@ type StatementName =
   | 'deleteOldProcessed'
   | 'deleteExpiredClaims'
   | 'deleteOrphanLeases'
+  | 'deleteOrphanDelayed'
 
 /** The prepared statements of one connection. */
 export type Statements = Record<StatementName, Database.Statement>

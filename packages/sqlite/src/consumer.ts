@@ -10,6 +10,11 @@
  *   `BEGIN IMMEDIATE` transaction, so members in several processes compete safely. It claims only
  *   what the kernel can start now (`kernel.free`): a stuck handler never holds events another
  *   member could run.
+ * - Delay: a delayed event (`deliver_at` in the future) that matches is moved past the cursor into
+ *   `omnibus_delayed` instead of the pending leases, and into them by the first claim at or after
+ *   its due time; the member sets a timer for the group's next due time (retries and delayed
+ *   events alike). Until then it takes no lease and no handler slot, and later events (of its key
+ *   too) go ahead of it.
  * - Delivery count: a lease's `attempts`, incremented by each claim; a killed consumer's lease
  *   expires after the visibility timeout and the next claim counts it.
  * - Ack: deletes the lease (and records an exactly-once id: see dedupe.ts), batched into the next
@@ -44,6 +49,26 @@ import type { Wakeup } from './wakeup.ts'
 const SCAN_LIMIT = 1000
 /** A group stops scanning ahead once this many events wait unacknowledged. */
 const MAX_PENDING = 2000
+
+/** Longest timer Node runs as asked (2^31 - 1 ms). */
+const MAX_TIMER_MS = 2_147_483_647
+
+/** A new row of the log, as the claim moves it past the cursor. */
+interface ScannedRow {
+  readonly seq: number
+  readonly id: string
+  readonly topic: string
+  readonly pkey: string | null
+  readonly deliver_at: number | null
+}
+
+/** A group's delayed event (`omnibus_delayed`). */
+interface DelayedRow {
+  readonly due: number
+  readonly seq: number
+  readonly id: string
+  readonly pkey: string | null
+}
 
 /** What a consumer needs of its backend instance. */
 export interface ConsumerContext {
@@ -116,6 +141,8 @@ export class SqliteConsumer implements KernelAdapter<SqliteMessage>, Heartbeatin
   #stopped = false
   #dueTimer: NodeJS.Timeout | undefined
   #dueAt = 0
+  /** The last claim's scan or move of due delayed events stopped at its limit. */
+  #scanFull = false
 
   /** Creates the group row (or joins it) and starts consuming. */
   static async open(
@@ -268,18 +295,20 @@ export class SqliteConsumer implements KernelAdapter<SqliteMessage>, Heartbeatin
     const now = Date.now()
     let rows: ClaimedRow[]
     try {
-      const pre = conn.st.precheck.get(now, this.gid) as { fresh: number; due: number } | undefined
+      const pre = conn.st.precheck.get(now, now, this.gid) as
+        | { fresh: number; due: number; ripe: number }
+        | undefined
       if (pre === undefined) {
         this.#rejoin(now)
         return
       }
-      if (!pre.fresh && !pre.due && acks.length === 0) {
+      if (!pre.fresh && !pre.due && !pre.ripe && acks.length === 0) {
         this.#scheduleDue(now)
         return
       }
       this.#acks = []
       try {
-        rows = this.#claim(pre.fresh || pre.due ? room : 0, now, acks)
+        rows = this.#claim(pre.fresh || pre.due || pre.ripe ? room : 0, now, acks)
       } catch (error) {
         this.#acks = acks.concat(this.#acks)
         throw error
@@ -304,7 +333,9 @@ export class SqliteConsumer implements KernelAdapter<SqliteMessage>, Heartbeatin
       return
     }
     for (const row of rows) this.kernel.deliver(new SqliteMessage(row))
-    if (rows.length === room) this.#ctx.wakeup.one(this)
+    // A full claim, or a scan or move that stopped at its limit (thousands of delayed events or
+    // of other topics' events can fill one without a claimable row): there may be more at once.
+    if (rows.length === room || this.#scanFull) this.#ctx.wakeup.one(this)
     else this.#scheduleDue(now)
   }
 
@@ -316,20 +347,30 @@ export class SqliteConsumer implements KernelAdapter<SqliteMessage>, Heartbeatin
         this.#applyAcks(acks, now)
         if (room <= 0) return []
         const gid = this.gid
-        const pending = Number(st.countLeases.get(gid))
+        this.#scanFull = false
+        let pending = Number(st.countLeases.get(gid))
+        if (pending < MAX_PENDING) {
+          // Delayed events that came due join the pending ones (in due order, then publish order).
+          const ripe = st.ripe.all(gid, now, Math.min(SCAN_LIMIT, MAX_PENDING - pending)) as DelayedRow[]
+          for (const r of ripe) {
+            st.insertLease.run(gid, r.seq, r.id, r.pkey)
+            st.deleteDelayed.run(gid, r.due, r.seq)
+          }
+          pending += ripe.length
+          if (ripe.length === SCAN_LIMIT) this.#scanFull = true
+        }
         if (pending < MAX_PENDING) {
           const cursor = Number(st.cursor.get(gid))
-          const fresh = st.scan.all(cursor, Math.min(SCAN_LIMIT, MAX_PENDING - pending)) as {
-            seq: number
-            id: string
-            topic: string
-            pkey: string | null
-          }[]
+          const fresh = st.scan.all(cursor, Math.min(SCAN_LIMIT, MAX_PENDING - pending)) as ScannedRow[]
           if (fresh.length > 0) {
             for (const r of fresh) {
-              if (isValidTopic(r.topic) && this.#match(r.topic)) st.insertLease.run(gid, r.seq, r.id, r.pkey)
+              if (!isValidTopic(r.topic) || !this.#match(r.topic)) continue
+              if (r.deliver_at !== null && r.deliver_at > now)
+                st.insertDelayed.run(gid, r.deliver_at, r.seq, r.id, r.pkey)
+              else st.insertLease.run(gid, r.seq, r.id, r.pkey)
             }
-            st.setCursor.run((fresh[fresh.length - 1] as { seq: number }).seq, now, gid)
+            st.setCursor.run((fresh[fresh.length - 1] as ScannedRow).seq, now, gid)
+            if (fresh.length === SCAN_LIMIT) this.#scanFull = true
           }
         }
         const rows = st.claimable.all(gid, now, room) as ClaimedRow[]
@@ -390,13 +431,18 @@ export class SqliteConsumer implements KernelAdapter<SqliteMessage>, Heartbeatin
         this.#dueTimer = undefined
         this.#ctx.wakeup.one(this)
       },
-      Math.max(0, at - Date.now()),
+      // Node fires longer timers at once: a far due time is reached in steps.
+      Math.min(Math.max(0, at - Date.now()), MAX_TIMER_MS),
     )
     this.#dueTimer.unref()
   }
 
+  /** Wakes this consumer when its next retry or delayed event is due. */
   #scheduleDue(now: number): void {
-    const next = this.#ctx.conn.st.nextDue.get(this.gid, now) as number | null | undefined
-    if (typeof next === 'number') this.#setTimer(next + 1)
+    const st = this.#ctx.conn.st
+    const retry = st.nextDue.get(this.gid, now) as number | null | undefined
+    const delayed = st.nextDelayed.get(this.gid) as number | null | undefined
+    const next = Math.min(retry ?? Number.POSITIVE_INFINITY, delayed ?? Number.POSITIVE_INFINITY)
+    if (next !== Number.POSITIVE_INFINITY) this.#setTimer(next + 1)
   }
 }

@@ -9,8 +9,8 @@
 import { createRequire } from 'node:module'
 import { Worker } from 'node:worker_threads'
 
-/** Fields per row in a batch message: id, topic, pkey, time, body. */
-export const ROW_FIELDS = 5
+/** Fields per row in a batch message: id, topic, pkey, time, body, deliver_at. */
+export const ROW_FIELDS = 6
 
 // Plain CommonJS so the worker needs neither the TypeScript sources nor a build.
 const WORKER_SOURCE = `
@@ -20,11 +20,15 @@ const db = new Database(workerData.file, { timeout: workerData.busyTimeoutMs })
 db.pragma('busy_timeout = ' + workerData.busyTimeoutMs)
 db.pragma('synchronous = ' + workerData.synchronous)
 db.pragma('wal_autocheckpoint = 0')
-const insert = db.prepare('INSERT INTO omnibus_events (id, topic, pkey, time, body) VALUES (?, ?, ?, ?, ?)')
+const insert = db.prepare(
+  'INSERT INTO omnibus_events (id, topic, pkey, time, body, deliver_at) VALUES (?, ?, ?, ?, ?, ?)',
+)
 const insertAll = db.transaction((rows) => {
   let first = 0
-  for (let i = 0; i < rows.length; i += 5) {
-    const seq = Number(insert.run(rows[i], rows[i + 1], rows[i + 2], rows[i + 3], rows[i + 4]).lastInsertRowid)
+  for (let i = 0; i < rows.length; i += 6) {
+    const seq = Number(
+      insert.run(rows[i], rows[i + 1], rows[i + 2], rows[i + 3], rows[i + 4], rows[i + 5]).lastInsertRowid,
+    )
     if (i === 0) first = seq
   }
   return first

@@ -18,16 +18,16 @@ import {
   NotConnectedError,
   type PublishReceipt,
 } from '@omnibus/core'
-import { checkDelay, encodeEventChecked, MAX_TIMER_DELAY_MS } from '@omnibus/core/backend'
+import { checkDelay, encodeEventChecked } from '@omnibus/core/backend'
 import { BACKEND, BUSY_RETRY_MS, type Connection, FAST_BUSY_RETRIES, isBusy, sleep } from './connection.ts'
 import { classifyError } from './errors.ts'
 import { type IoWorkerListeners, type IoWorkerReply, ROW_FIELDS } from './io-worker.ts'
 
 /**
- * Delayed delivery: held by the consumer kernel, which gives a delivery before its time back to
- * its lease row with a later `due`; the consumer's wake-up timer waits at most MAX_TIMER_DELAY_MS.
+ * Delayed delivery: a delayed event's row carries `deliver_at`, and no group leases it before then
+ * (see consumer.ts). The file has no limit of its own: any `deliverAt` a Date can hold.
  */
-export const SQLITE_DELAY: DelayCapability = Object.freeze({ maxDelayMs: MAX_TIMER_DELAY_MS })
+export const SQLITE_DELAY: DelayCapability = Object.freeze({ maxDelayMs: Number.MAX_SAFE_INTEGER })
 
 /** Batches at least this large are written by the I/O thread. */
 const IO_MIN_BATCH = 64
@@ -40,6 +40,8 @@ interface PendingPublish {
   readonly pkey: string | null
   readonly time: number
   readonly body: string | Uint8Array
+  /** When a delayed event becomes readable (ms), else null. */
+  readonly deliverAt: number | null
   resolve(receipt: PublishReceipt): void
   reject(error: unknown): void
 }
@@ -74,7 +76,7 @@ export class Publisher {
       const seqs: number[] = new Array(batch.length)
       for (let i = 0; i < batch.length; i++) {
         const p = batch[i] as PendingPublish
-        seqs[i] = Number(insert.run(p.id, p.topic, p.pkey, p.time, p.body).lastInsertRowid)
+        seqs[i] = Number(insert.run(p.id, p.topic, p.pkey, p.time, p.body, p.deliverAt).lastInsertRowid)
       }
       return seqs
     })
@@ -174,6 +176,7 @@ export class Publisher {
       pkey: event.partitionKey ?? null,
       time: event.time,
       body: json,
+      deliverAt: event.deliverAt ?? null,
       resolve: noop,
       reject: noop,
     }
@@ -228,7 +231,9 @@ export class Publisher {
       if (batch.length === 1) {
         // One event: an autocommit INSERT skips the BEGIN/COMMIT round of a transaction.
         const p = batch[0] as PendingPublish
-        seqs = [Number(conn.st.insertEvent.run(p.id, p.topic, p.pkey, p.time, p.body).lastInsertRowid)]
+        seqs = [
+          Number(conn.st.insertEvent.run(p.id, p.topic, p.pkey, p.time, p.body, p.deliverAt).lastInsertRowid),
+        ]
       } else seqs = this.#insertAll(batch)
     } catch (error) {
       if (isBusy(error) && this.#retryLater(batch)) return
@@ -286,6 +291,7 @@ export class Publisher {
       rows[k++] = p.pkey
       rows[k++] = p.time
       rows[k++] = p.body
+      rows[k++] = p.deliverAt
     }
     const id = ++this.#ioNextId
     this.#ioBatches.set(id, batch)

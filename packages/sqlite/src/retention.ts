@@ -10,7 +10,8 @@ import { BACKEND, type Connection, type Statements } from './connection.ts'
 /** Options of `SqliteBackend.cleanup`. */
 export interface CleanupOptions {
   /**
-   * Delete events (and exactly-once records) older than this, by event time. Stored in the
+   * Delete events (and exactly-once records) older than this, by event time (a delayed event's
+   * age counts from its delivery time). Stored in the
    * database: later `connect()`s and a periodic job apply it again, in every process, until
    * changed. Omitted: apply the stored policy.
    */
@@ -44,6 +45,7 @@ export function dropGroupRows(st: Statements, gid: number): void {
   st.dropGroupLeases.run(gid)
   st.dropGroupProcessed.run(gid)
   st.dropGroupClaims.run(gid)
+  st.dropGroupDelayed.run(gid)
   st.dropGroup.run(gid)
 }
 
@@ -146,9 +148,13 @@ export class Retention {
       return { maxAgeMs: undefined, deletedEvents: 0, deletedProcessed: 0, deletedStaleSubscriptions }
     }
     const cutoff = now - policy
-    const deletedEvents = st.deleteOld.run(cutoff).changes + st.tombstoneNewest.run(cutoff).changes
+    const deletedEvents =
+      st.deleteOld.run(cutoff, cutoff).changes + st.tombstoneNewest.run(cutoff, cutoff).changes
     const deletedProcessed = st.deleteOldProcessed.run(cutoff).changes
-    if (deletedEvents > 0) st.deleteOrphanLeases.run()
+    if (deletedEvents > 0) {
+      st.deleteOrphanLeases.run()
+      st.deleteOrphanDelayed.run()
+    }
     st.setMeta.run('retention_last_run', String(now))
     return { maxAgeMs: policy, deletedEvents, deletedProcessed, deletedStaleSubscriptions }
   }

@@ -5,17 +5,22 @@
  */
 
 /** Version of the layout below, stored in `omnibus_meta` so a later layout can migrate. */
-export const SCHEMA_VERSION = 1
+export const SCHEMA_VERSION = 2
 
 /**
  * - `omnibus_events`: append-only log (rows leave only through retention). `seq` is the rowid
  *   (max + 1); retention always keeps the newest row so a sequence number is never reused and
  *   cursors stay valid. (AUTOINCREMENT would do the same at the cost of a page write per commit.)
+ *   `deliver_at` (ms, layout 2) is set for a delayed event: no group may lease it before then.
  * - `omnibus_groups`: one row per (group, pattern) with its cursor: the last `seq` examined.
  *   Broadcast subscribers are `ephemeral` groups named `~<subscription id>`, kept alive by `heartbeat`.
  * - `omnibus_leases`: the pending entries of a group, one per matching event not yet acknowledged.
  *   `due` is when it may next be claimed: 0 for new ones, lease expiry when `owner` holds it,
  *   the retry time after a failure. `attempts` counts claims, so a crash counts as an attempt.
+ * - `omnibus_delayed` (layout 2): a group's matching events that are not due yet, by due time.
+ *   The cursor moves past a delayed event like any other; it waits here instead of in
+ *   `omnibus_leases`, so it takes no lease, counts against no pending limit and holds back no later
+ *   event, and the primary key finds the group's next due time (and what is due) in one seek.
  * - `omnibus_processed`: ids acknowledged by exactly-once subscriptions, per group, written in the
  *   transaction that deletes the lease.
  * - `omnibus_claims`: exactly-once claims of ids being handled, per group: `owner` (member and
@@ -33,7 +38,8 @@ CREATE TABLE IF NOT EXISTS omnibus_events (
   topic TEXT NOT NULL,
   pkey TEXT,
   time INTEGER NOT NULL,
-  body BLOB NOT NULL
+  body BLOB NOT NULL,
+  deliver_at INTEGER
 );
 CREATE TABLE IF NOT EXISTS omnibus_groups (
   gid INTEGER PRIMARY KEY,
@@ -58,6 +64,14 @@ CREATE TABLE IF NOT EXISTS omnibus_leases (
 CREATE INDEX IF NOT EXISTS omnibus_leases_by_key ON omnibus_leases (gid, pkey, seq);
 CREATE INDEX IF NOT EXISTS omnibus_leases_by_id ON omnibus_leases (gid, id);
 CREATE INDEX IF NOT EXISTS omnibus_leases_by_owner ON omnibus_leases (owner);
+CREATE TABLE IF NOT EXISTS omnibus_delayed (
+  gid INTEGER NOT NULL,
+  due INTEGER NOT NULL,
+  seq INTEGER NOT NULL,
+  id TEXT NOT NULL,
+  pkey TEXT,
+  PRIMARY KEY (gid, due, seq)
+) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS omnibus_processed (
   gid INTEGER NOT NULL,
   id TEXT NOT NULL,
@@ -72,3 +86,9 @@ CREATE TABLE IF NOT EXISTS omnibus_claims (
   PRIMARY KEY (gid, id)
 ) WITHOUT ROWID;
 `
+
+/**
+ * Brings a layout 1 file to layout 2: `omnibus_events.deliver_at` (the new table comes from
+ * {@link SCHEMA_SQL}). Additive, so it runs in place, inside the transaction that opens the file.
+ */
+export const MIGRATE_1_TO_2_SQL = 'ALTER TABLE omnibus_events ADD COLUMN deliver_at INTEGER'
