@@ -6,6 +6,7 @@ export {
   type DeadLetterDiagnostics,
   DLQ_HEADERS,
   deadLetterInput,
+  EXPIRED_REASON,
   redriveInput,
 } from './kernel/dead-letter.ts'
 export { type DedupeStore, MemoryDedupeStore, type ProcessedIdStore } from './kernel/dedupe.ts'

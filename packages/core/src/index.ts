@@ -26,6 +26,7 @@ export {
 export {
   consoleLogger,
   DLQ_HEADERS,
+  EXPIRED_REASON,
   redriveInput,
   silentLogger,
 } from './delivery.ts'

@@ -54,6 +54,7 @@ const APPLICATION_NAMES = [
   'EventDefaults',
   'EventHandler',
   'EventInput',
+  'EXPIRED_REASON',
   'ExportLogger',
   'filteringExporter',
   'FilteringExporterOptions',

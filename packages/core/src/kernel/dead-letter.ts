@@ -33,6 +33,12 @@ export const DLQ_HEADERS = {
 } as const
 
 /**
+ * The reason (`DLQ_HEADERS.reason`) of a dead letter whose event reached a subscription after its
+ * `expiresAt`: no handler ran for it.
+ */
+export const EXPIRED_REASON = 'expired'
+
+/**
  * The event to publish on the dead-letter topic: the original data, headers, key and correlation,
  * plus diagnostics headers. It gets an id derived from the original so a re-sent dead letter
  * dedupes, and `causationId` = the original id.

@@ -8,11 +8,15 @@
  * Per message, in order:
  * 1. undecodable body: wrapped in the stand-in event ({@link foreignEvent}) and dead-lettered;
  * 2. at-most-once: acknowledged, then run once; a failure is logged, never redelivered;
- * 3. poison guard: `deliveryCount > maxAttempts` (earlier deliveries ended without a settle: a crash,
+ * 3. schedule: a message before its `deliverAt` is redelivered then (same delivery count, not an
+ *    attempt); one after its `expiresAt` runs no handler and is dead-lettered with reason
+ *    `expired` (or dropped: `expired: 'drop'`); a handler of an event with `expiresAt` sees its
+ *    `ctx.signal` abort at that time;
+ * 4. poison guard: `deliveryCount > maxAttempts` (earlier deliveries ended without a settle: a crash,
  *    a lost lease) dead-letters with diagnostics without running the handler;
- * 4. exactly-once: claim on the dedupe store (`done`: ack without running, `busy`: redeliver later);
- * 5. the handler runs in the event's causation scope with its context ({@link HandlerRunner});
- * 6. ack (after the dedupe commit), or retry with backoff, or dead-letter, or drop, as
+ * 5. exactly-once: claim on the dedupe store (`done`: ack without running, `busy`: redeliver later);
+ * 6. the handler runs in the event's causation scope with its context ({@link HandlerRunner});
+ * 7. ack (after the dedupe commit), or retry with backoff, or dead-letter, or drop, as
  *    {@link decideFailure} says; a failing handler of its own dead-letter topic drops the letter
  *    (logged) instead of dead-lettering it again.
  * Up to `concurrency` messages run at once, never two of one partition key; unsubscribe and close
@@ -22,7 +26,7 @@
 import { randomUUID } from 'node:crypto'
 import { decodeEvent } from '../codec.ts'
 import { currentEvent } from '../envelope.ts'
-import { ConfigurationError } from '../errors.ts'
+import { ConfigurationError, TimeoutError } from '../errors.ts'
 import {
   type DeliveryObservation,
   type Instrumentation,
@@ -32,7 +36,8 @@ import {
   type SettleOutcome,
 } from '../instrumentation.ts'
 import type { EventHandler, EventInput, Logger, OmnibusEvent, Subscription } from '../protocol.ts'
-import { deadLetterInput } from './dead-letter.ts'
+import { MAX_TIMER_DELAY_MS } from '../schedule.ts'
+import { deadLetterInput, EXPIRED_REASON } from './dead-letter.ts'
 import type { DedupeStore } from './dedupe.ts'
 import { checkDrainTimeout, DEFAULT_DRAIN_TIMEOUT_MS, settlesWithin } from './drain.ts'
 import { foreignEvent, foreignReason } from './foreign.ts'
@@ -155,9 +160,9 @@ export interface KernelOptions<M extends KernelMessage = KernelMessage> {
 
 function runHandler(
   runner: HandlerRunner,
-  call: { readonly event: OmnibusEvent; readonly attempt: number },
+  call: { readonly event: OmnibusEvent; readonly attempt: number; readonly signal: AbortSignal },
 ): HandlerOutcome | Promise<HandlerOutcome> {
-  return runner.run(call.event, call.attempt)
+  return runner.run(call.event, call.attempt, call.signal)
 }
 
 function endDelivery(observation: DeliveryObservation, outcome: HandlerOutcome): void {
@@ -202,6 +207,10 @@ const CLOSED = 2
 const MAX_FAILURE_RECORDS = 10_000
 /** Shortest wait before a `busy` exactly-once message is offered again. */
 const MIN_BUSY_DELAY_MS = 50
+
+function isoTime(ms: number): string {
+  return new Date(ms).toISOString()
+}
 
 /**
  * The consumer of one subscription: receives messages from its adapter, runs the handler and
@@ -257,6 +266,7 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
   /** The handler's event a close was called from, if it was. */
   #self: OmnibusEvent | undefined
   #onAbort: (() => void) | undefined
+  #expired = 0
 
   constructor(k: KernelOptions<M>) {
     this.#adapter = k.adapter
@@ -323,6 +333,11 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
    */
   get draining(): number {
     return this.#running - (this.#self === undefined ? 0 : 1)
+  }
+
+  /** Expired events this subscription settled without running its handler (dead-lettered or dropped). */
+  get expired(): number {
+    return this.#expired
   }
 
   /** Whether the kernel takes messages (false once closing). */
@@ -407,13 +422,21 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
       this.#track(new Run(msg, undefined), (run) => this.#foreign(run))
       return
     }
+    if (event.deliverAt !== undefined || event.expiresAt !== undefined) {
+      if (this.#scheduled(msg, event)) return
+      if (event.expiresAt !== undefined) {
+        // Its handler's signal aborts at expiry: #call gives it one.
+        this.#track(new Run(msg, event), (run) => this.#slow(run, event))
+        return
+      }
+    }
     if (this.#fast && msg.deliveryCount <= this.#maxAttempts && this.#owed === 0) {
       const outer = this.#calling
       this.#calling = event
       const outcome =
         instrumentation === undefined
           ? this.#runner.run(event, msg.deliveryCount)
-          : this.#observed(event, msg.deliveryCount)
+          : this.#observed(event, msg.deliveryCount, this.signal)
       this.#calling = outer
       if (outcome instanceof Promise) {
         const run = new Run(msg, event)
@@ -568,12 +591,133 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
   }
 
   #call(event: OmnibusEvent, attempt: number): HandlerOutcome | Promise<HandlerOutcome> {
+    const expiresAt = event.expiresAt
+    if (expiresAt !== undefined) return this.#callUntil(event, attempt, expiresAt)
     const outer = this.#calling
     this.#calling = event
     try {
-      return instrumentation === undefined ? this.#runner.run(event, attempt) : this.#observed(event, attempt)
+      return instrumentation === undefined
+        ? this.#runner.run(event, attempt)
+        : this.#observed(event, attempt, this.signal)
     } finally {
       this.#calling = outer
+    }
+  }
+
+  /** Runs the handler of an expiring event with a signal that also aborts at `expiresAt`. */
+  #callUntil(
+    event: OmnibusEvent,
+    attempt: number,
+    expiresAt: number,
+  ): HandlerOutcome | Promise<HandlerOutcome> {
+    const controller = new AbortController()
+    const closing = this.signal
+    const onClose = () => controller.abort(closing.reason)
+    let timer: ReturnType<typeof setTimeout> | undefined
+    const arm = () => {
+      const left = expiresAt - Date.now()
+      if (left <= 0) {
+        controller.abort(
+          new TimeoutError(`the event expired at ${isoTime(expiresAt)} (expiresAt) while its handler ran`, {
+            code: 'EXPIRED',
+          }),
+        )
+        return
+      }
+      // A wait beyond one timer's longest is taken in steps.
+      timer = setTimeout(arm, Math.min(left, MAX_TIMER_DELAY_MS))
+      timer.unref?.()
+    }
+    if (closing.aborted) controller.abort(closing.reason)
+    else closing.addEventListener('abort', onClose, { once: true })
+    arm()
+    const done = () => {
+      clearTimeout(timer)
+      closing.removeEventListener('abort', onClose)
+    }
+    const outer = this.#calling
+    this.#calling = event
+    let outcome: HandlerOutcome | Promise<HandlerOutcome>
+    try {
+      outcome =
+        instrumentation === undefined
+          ? this.#runner.run(event, attempt, controller.signal)
+          : this.#observed(event, attempt, controller.signal)
+    } catch (error) {
+      done()
+      throw error
+    } finally {
+      this.#calling = outer
+    }
+    if (!(outcome instanceof Promise)) {
+      done()
+      return outcome
+    }
+    return outcome.then((o) => {
+      done()
+      return o
+    })
+  }
+
+  // ---- schedule ----
+
+  /**
+   * Settles a message that must not run now: before its `deliverAt` it is redelivered then (the
+   * same delivery count: not an attempt); after its `expiresAt` it expires. Returns false when
+   * the message may run.
+   */
+  #scheduled(msg: M, event: OmnibusEvent): boolean {
+    const now = Date.now()
+    const deliverAt = event.deliverAt
+    if (deliverAt !== undefined && deliverAt > now) {
+      const wait = Math.min(deliverAt - now, MAX_TIMER_DELAY_MS)
+      this.#track(new Run(msg, event), (run) => this.#redeliver(run, wait, msg.deliveryCount))
+      return true
+    }
+    const expiresAt = event.expiresAt
+    if (expiresAt !== undefined && expiresAt <= now) {
+      this.#track(new Run(msg, event), (run) => this.#expire(run, event, expiresAt))
+      return true
+    }
+    return false
+  }
+
+  /** An expired message: dead-lettered with reason `expired`, or dropped, and reported once. */
+  async #expire(run: Run<M>, event: OmnibusEvent, expiresAt: number): Promise<void> {
+    const msg = run.msg
+    // A dead letter this message still owes is superseded: it is an expired event now.
+    const record = this.#owed === 0 ? undefined : this.#failures.get(msg.nativeId)
+    if (record?.owed !== undefined) {
+      record.owed = undefined
+      this.#owed--
+    }
+    const attempts = msg.deliveryCount - 1
+    const error = new TimeoutError(
+      `the event expired at ${isoTime(expiresAt)} (expiresAt), ${Date.now() - expiresAt} ms before this delivery`,
+      { code: 'EXPIRED' },
+    )
+    if (this.#opts.expired === 'drop') {
+      safeLog(this.#logger, 'warn', "expired event dropped (expired: 'drop')", {
+        ...this.#fields(run, error),
+        reason: EXPIRED_REASON,
+      })
+      if (this.#failures.size > 0) this.#failures.delete(msg.nativeId)
+      if (instrumentation !== undefined) this.#settled(event, attempts, 'expired')
+      await this.#ack(run)
+    } else if (!(await this.#deadLetter(run, event, EXPIRED_REASON, error, attempts, 'expired'))) {
+      // The letter could not be published: the message comes back and expires again then.
+      return
+    }
+    if (run.abandoned) return
+    this.#expired++
+    const onExpired = this.#opts.onExpired
+    if (onExpired === undefined) return
+    try {
+      onExpired(event)
+    } catch (callbackError) {
+      safeLog(this.#logger, 'warn', 'onExpired threw; the event is settled all the same', {
+        ...this.#fields(run, callbackError),
+      })
     }
   }
 
@@ -640,7 +784,8 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
     reason: string,
     error: unknown,
     attempts: number,
-  ): Promise<void> {
+    settleAs?: SettleOutcome,
+  ): Promise<boolean> {
     const msg = run.msg
     const topic = this.#opts.deadLetter
     if (topic === false) {
@@ -682,7 +827,7 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
           backoffDelay(this.#opts.retry, attempts, this.#random),
           msg.deliveryCount + 1,
         )
-        return
+        return false
       }
       safeLog(this.#logger, 'warn', 'event dead-lettered', {
         ...this.#fields(run, error),
@@ -692,9 +837,14 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
     }
     if (this.#failures.size > 0) this.#failures.delete(msg.nativeId)
     if (instrumentation !== undefined) {
-      this.#settled(event, attempts, topic === false || event.topic === topic ? 'dropped' : 'dead-lettered')
+      this.#settled(
+        event,
+        attempts,
+        settleAs ?? (topic === false || event.topic === topic ? 'dropped' : 'dead-lettered'),
+      )
     }
     await this.#ack(run)
+    return true
   }
 
   /** The adapter's dead-letter publish, seen by the installed instrumentation as a publish of its own. */
@@ -707,7 +857,11 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
   }
 
   /** Runs the handler inside the installed instrumentation's delivery observation. */
-  #observed(event: OmnibusEvent, attempt: number): HandlerOutcome | Promise<HandlerOutcome> {
+  #observed(
+    event: OmnibusEvent,
+    attempt: number,
+    signal: AbortSignal,
+  ): HandlerOutcome | Promise<HandlerOutcome> {
     let obs: DeliveryObservation | undefined
     try {
       obs = (instrumentation as Instrumentation).deliver({
@@ -720,9 +874,9 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
     } catch (error) {
       instrumentationFailed('deliver', error)
     }
-    if (obs === undefined) return this.#runner.run(event, attempt)
+    if (obs === undefined) return this.#runner.run(event, attempt, signal)
     const observation = obs
-    const outcome = observation.run(runHandler, this.#runner, { event, attempt })
+    const outcome = observation.run(runHandler, this.#runner, { event, attempt, signal })
     if (outcome instanceof Promise) {
       return outcome.then((o) => {
         endDelivery(observation, o)

@@ -46,12 +46,12 @@ class RunContext implements HandlerContext {
   readonly signal: AbortSignal
   readonly #runner: HandlerRunner<never>
 
-  constructor(runner: HandlerRunner<never>, attempt: number) {
+  constructor(runner: HandlerRunner<never>, attempt: number, signal: AbortSignal) {
     this.#runner = runner
     this.attempt = attempt
     this.subscription = runner.subscription
     this.logger = runner.logger
-    this.signal = runner.signal
+    this.signal = signal
   }
 
   // Getters returning bound functions: `const { retry } = ctx; retry()` works, and a handler that
@@ -108,9 +108,16 @@ export class HandlerRunner<T = unknown> {
     return this.#mode === MODE_SYNC
   }
 
-  /** Runs the handler for `event` (delivery number `attempt`, 1 for the first). */
-  run(event: OmnibusEvent<T>, attempt: number): HandlerOutcome | Promise<HandlerOutcome> {
-    const ctx = new RunContext(this as HandlerRunner<never>, attempt)
+  /**
+   * Runs the handler for `event` (delivery number `attempt`, 1 for the first). `signal` is the
+   * context's signal: the runner's own unless this call has one of its own (an expiring event's).
+   */
+  run(
+    event: OmnibusEvent<T>,
+    attempt: number,
+    signal?: AbortSignal,
+  ): HandlerOutcome | Promise<HandlerOutcome> {
+    const ctx = new RunContext(this as HandlerRunner<never>, attempt, signal ?? this.signal)
     let result: unknown
     try {
       result =
