@@ -31,7 +31,6 @@ import {
   holdProcess,
   instrumentBackend,
   isLiteralPattern,
-  MAX_TIMER_DELAY_MS,
   type ProcessHold,
   resolveSubscribeOptions,
   settlesWithin,
@@ -39,6 +38,7 @@ import {
 } from '@omnibus/core/backend'
 import { Redis, type RedisOptions } from 'ioredis'
 import { type Consumer, type ConsumerHost, startConsumer } from './consumer.ts'
+import { Delayer } from './delay.ts'
 import { createStreamScanner } from './discovery.ts'
 import { classifyError } from './errors.ts'
 import { EVENT_FIELD, type KeyMap, keyMap, startIdAt } from './keys.ts'
@@ -98,6 +98,15 @@ const APPEND_SHA = createHash('sha1').update(APPEND_SCRIPT).digest('hex')
 const CLOSE_WAIT_MS = 1_000
 /** Entries per script call: a few hundred microseconds of server time at most. */
 const APPEND_CHUNK = 256
+
+/** An encoded event on its way to the server. */
+interface Prepared {
+  readonly topic: string
+  readonly id: string
+  readonly json: string
+  /** Set for a delayed event: it goes to the delayed set, not its stream (see delay.ts). */
+  readonly deliverAt: number | undefined
+}
 
 /** Creates the command client from resolved options (not connected). */
 function newClient(cfg: ResolvedRedisOptions): Redis {
@@ -162,9 +171,8 @@ export function createRedisBackend(options: RedisBackendOptions = {}): RedisBack
     maxPayloadBytes: cfg.maxPayloadBytes,
     networked: true,
     wildcardDiscoveryMs: cfg.discoveryIntervalMs + 1_000,
-    // Held by the consumer kernel: a delivery before its time stays pending in the group and is
-    // redelivered after the rest of the delay by a local timer, which waits at most one Node.js timer.
-    delay: { maxDelayMs: MAX_TIMER_DELAY_MS },
+    // Held in a sorted set until due (delay.ts): no limit of its own beyond what a Date can hold.
+    delay: { maxDelayMs: Number.MAX_SAFE_INTEGER },
   }
 
   let cmd: Redis | undefined
@@ -181,6 +189,12 @@ export function createRedisBackend(options: RedisBackendOptions = {}): RedisBack
   let lastTopicCount = -1
   let rescanning = false
   const scanner = createStreamScanner(keys, logger)
+  const delayer = new Delayer({
+    keys,
+    logger,
+    command: () => (connected ? cmd : undefined),
+    maxLen: cfg.maxLen,
+  })
   const knownTopics = new Set<string>()
   const consumers = new Set<Consumer>()
   let queue: QueuedAdd[] = []
@@ -302,7 +316,8 @@ export function createRedisBackend(options: RedisBackendOptions = {}): RedisBack
     void run.finally(() => inflightPublishes.delete(run))
   }
 
-  function enqueue(p: { topic: string; id: string; json: string }): Promise<PublishReceipt> {
+  function enqueue(p: Prepared): Promise<PublishReceipt> {
+    if (p.deliverAt !== undefined) return delayer.schedule(p.topic, p.id, p.json, p.deliverAt)
     return new Promise<PublishReceipt>((resolve, reject) => {
       queue.push({ topic: p.topic, id: p.id, json: p.json, resolve, reject })
       // A full chunk goes out at once: the server appends it while the caller encodes the next.
@@ -316,11 +331,11 @@ export function createRedisBackend(options: RedisBackendOptions = {}): RedisBack
 
   const defaults = cfg.source === undefined ? {} : { source: cfg.source }
 
-  function prepare(input: EventInput): { topic: string; id: string; json: string } {
+  function prepare(input: EventInput): Prepared {
     const event = createEvent(input, defaults)
     checkDelay(event, capabilities.delay, 'redis')
     const { json } = encodeEventChecked(event, cfg.maxPayloadBytes, 'redis')
-    return { topic: event.topic, id: event.id, json }
+    return { topic: event.topic, id: event.id, json, deliverAt: event.deliverAt }
   }
 
   async function ensureNotifier(): Promise<void> {
@@ -329,10 +344,13 @@ export function createRedisBackend(options: RedisBackendOptions = {}): RedisBack
     const n = c.duplicate({ lazyConnect: true, maxRetriesPerRequest: null, enableAutoPipelining: false })
     notifier = n
     n.on('error', (err: Error) => logger.debug('redis notifier error', { error: err.message }))
-    n.on('message', (_channel: string, topic: string) => announce(topic))
+    n.on('message', (channel: string, message: string) => {
+      if (channel === delayer.dk.channel) delayer.announced(Number(message))
+      else announce(message)
+    })
     const ready = (async () => {
       await waitReady(n, cfg.connectTimeoutMs)
-      await n.subscribe(keys.topicsChannel)
+      await n.subscribe(keys.topicsChannel, delayer.dk.channel)
     })()
     notifierReady = ready
     try {
@@ -497,6 +515,8 @@ export function createRedisBackend(options: RedisBackendOptions = {}): RedisBack
         // would hold disconnect for ioredis's reconnect attempts.
         const closeBy = Date.now() + CLOSE_WAIT_MS
         await settlesWithin(Promise.allSettled([...inflightPublishes]), CLOSE_WAIT_MS)
+        delayer.stop()
+        await settlesWithin(delayer.settled(), Math.max(0, closeBy - Date.now()))
         connected = false
         if (rescanTimer !== undefined) clearInterval(rescanTimer)
         rescanTimer = undefined
@@ -593,6 +613,10 @@ export function createRedisBackend(options: RedisBackendOptions = {}): RedisBack
       const wildcard = !isLiteralPattern(pattern)
       const matches = compilePattern(pattern)
       if (wildcard) await ensureNotifier()
+      // Delayed events are moved into the streams by every instance that subscribes; the notifier
+      // hears of earlier due times (a literal subscription can do without it: the mover also polls).
+      else void ensureNotifier().catch(() => {})
+      delayer.start()
       const startId = resolved.from === 'earliest' ? '0-0' : startIdAt(await serverTimeMs())
       const consumer = startConsumer(host, {
         resolved,
