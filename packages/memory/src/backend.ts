@@ -120,6 +120,8 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
       if (connected) return
       bus = privateBus ?? namedBus(resolved.name as string)
       bus.attached++
+      bus.delayed.logger = logger
+      bus.delayed.resume()
       connected = true
       hold = holdProcess()
     },
@@ -144,6 +146,8 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
       ).then(() => {
         connected = false
         b.attached--
+        // Held events stay with the bus; its timer runs again when a backend attaches.
+        if (b.attached === 0) b.delayed.pause()
         releaseNamedBus(b)
         bus = undefined
         closing = undefined
@@ -164,7 +168,7 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
       return {
         healthy: true,
         latencyMs: performance.now() - started,
-        detail: `${b.name === undefined ? 'private bus' : `bus "${b.name}"`}: ${members.size} subscription(s) here, ${b.subscriptions} on the bus, ${held} event(s) queued or in flight for this backend`,
+        detail: `${b.name === undefined ? 'private bus' : `bus "${b.name}"`}: ${members.size} subscription(s) here, ${b.subscriptions} on the bus, ${held} event(s) queued or in flight for this backend, ${b.delayed.size} delayed event(s) held by the bus`,
       }
     },
 
@@ -176,8 +180,13 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
       } catch (error) {
         return Promise.reject(error)
       }
-      const pending = (bus as Bus).dispatch(event)
       const receipt: PublishReceipt = { id: event.id, topic: event.topic }
+      // A delayed event is accepted now and held by the bus until its time.
+      if (event.deliverAt !== undefined) {
+        ;(bus as Bus).delayed.add(event, event.deliverAt)
+        return Promise.resolve(receipt)
+      }
+      const pending = (bus as Bus).dispatch(event)
       return pending === undefined ? Promise.resolve(receipt) : pending.promise.then(() => receipt)
     },
 
@@ -199,6 +208,11 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
         } catch (error) {
           results[i] = { ok: false, index: i, error: error as Error }
           failed++
+          continue
+        }
+        if (event.deliverAt !== undefined) {
+          b.delayed.add(event, event.deliverAt)
+          results[i] = { ok: true, index: i, receipt: { id: event.id, topic: event.topic } }
           continue
         }
         const pending = b.dispatch(event)

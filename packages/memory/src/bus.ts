@@ -27,6 +27,7 @@ import {
   type ResolvedSubscribeOptions,
   safeLog,
 } from '@omnibus/core/backend'
+import { DelayedEvents } from './hold.ts'
 
 let nextMessage = 0
 
@@ -541,8 +542,12 @@ export class Bus {
   attached = 0
   subscriptions = 0
 
+  /** Delayed events, routed when due (while a backend is attached). */
+  readonly delayed: DelayedEvents
+
   constructor(name: string | undefined) {
     this.name = name
+    this.delayed = new DelayedEvents((event) => void this.dispatch(event))
   }
 
   /**
@@ -682,7 +687,7 @@ export function namedBus(name: string): Bus {
 
 /** Forgets a named bus once nothing is attached to it and it holds no events. */
 export function releaseNamedBus(bus: Bus): void {
-  if (bus.name === undefined || bus.attached > 0 || bus.subscriptions > 0) return
+  if (bus.name === undefined || bus.attached > 0 || bus.subscriptions > 0 || bus.delayed.size > 0) return
   for (const q of bus.groups.values()) if (!q.isEmpty()) return
   if (named.get(bus.name) === bus) named.delete(bus.name)
 }
