@@ -13,21 +13,33 @@
  * default, and a backend that cannot give the chosen guarantee is refused with `CapabilityError`.
  */
 import { randomUUID } from 'node:crypto'
+import { AgentReplyError, AgentUnavailableError } from './agent/errors.ts'
+import {
+  type AgentPresence,
+  type PresenceEvent,
+  type PresenceOptions,
+  PresenceTracker,
+  resolvePresence,
+} from './agent/presence.ts'
+import { checkFanOut, gather, type RequestAllResult } from './agent/request-all.ts'
 import { resolveRetryPolicy } from './delivery.ts'
 import { newEventId } from './envelope.ts'
 import { CapabilityError, ConfigurationError, OmnibusError, TimeoutError } from './errors.ts'
+import { decideFailure, type HandlerOutcome } from './kernel/outcome.ts'
+import type { ResolvedSubscribeOptions } from './kernel/subscribe-options.ts'
 import { optionNames, rejectUnknownOptions } from './options.ts'
 import { agentPrometheusText } from './prometheus.ts'
-import type {
-  EventBackend,
-  EventInput,
-  Guarantee,
-  HandlerContext,
-  Logger,
-  OmnibusEvent,
-  PublishReceipt,
-  RetryPolicy,
-  Subscription,
+import {
+  DEFAULT_DEAD_LETTER_TOPIC,
+  type EventBackend,
+  type EventInput,
+  type Guarantee,
+  type HandlerContext,
+  type Logger,
+  type OmnibusEvent,
+  type PublishReceipt,
+  type RetryPolicy,
+  type Subscription,
 } from './protocol.ts'
 import { createBackend } from './registry.ts'
 
@@ -39,6 +51,11 @@ export const AGENT_HEADERS = {
   correlationId: 'omnibus-agent-correlation-id',
   kind: 'omnibus-agent-kind',
   error: 'omnibus-agent-error',
+  /** `HANDLER_FAILED` on the reply a failed handler's request gets; absent for `replyError`. */
+  errorCode: 'omnibus-agent-error-code',
+  errorName: 'omnibus-agent-error-name',
+  /** Handler runs the request got before it failed for good. */
+  attempts: 'omnibus-agent-attempts',
 } as const
 
 /** Kind of an agent envelope. */
@@ -85,16 +102,6 @@ export interface AgentContext {
 /** An agent message handler. Resolving acknowledges; throwing asks for redelivery. */
 export type AgentHandler<T = unknown> = (message: AgentMessage<T>, ctx: AgentContext) => unknown
 
-/** The responder replied with an error (`ctx.replyError`). */
-export class AgentReplyError extends OmnibusError {
-  /** Agent that replied. */
-  readonly agent: string
-  constructor(agent: string, message: string) {
-    super(`agent "${agent}" replied with an error: ${message}`, { code: 'AGENT_REPLY_ERROR' })
-    this.agent = agent
-  }
-}
-
 /** Options of an {@link AgentMessageBus}. */
 export interface AgentMessageBusOptions {
   /** The `from` of messages this bus sends. @default `process-<pid>` */
@@ -109,6 +116,13 @@ export interface AgentMessageBusOptions {
   readonly retry?: RetryPolicy
   /** Logger for the bus's own warnings. @default silent */
   readonly logger?: Logger
+  /**
+   * Heartbeats and presence (`presence()`, `onPresence`, fail-fast requests with
+   * `AgentUnavailableError`). Off by default: turn it on in every process of the application
+   * (with the same prefix), since a bus with presence on calls an agent whose bus never
+   * heartbeats unavailable. `true` takes the default interval. @default false
+   */
+  readonly presence?: boolean | PresenceOptions
 }
 
 /** Options of {@link AgentMessageBus.subscribeAgent}. */
@@ -131,6 +145,12 @@ export interface SubscribeAgentOptions {
   readonly deadLetter?: string | false
   /** Where a new group starts on persistent backends. @default 'latest' */
   readonly from?: 'latest' | 'earliest'
+  /**
+   * What becomes of a message that arrives after its deadline (a request whose caller has timed
+   * out, a `send` past its `deadline`): its handler never runs either way; it is dropped, or
+   * dead-lettered with reason `expired`. Counted in `stats().expired`. @default 'drop'
+   */
+  readonly expired?: 'drop' | 'dead-letter'
 }
 
 /** Options of one `send`/`broadcast`/`request`. */
@@ -141,14 +161,38 @@ export interface SendOptions {
   readonly headers?: Readonly<Record<string, string>>
   readonly partitionKey?: string
   readonly correlationId?: string
+  /**
+   * Epoch ms or `Date` after which the message is worthless: the recipient runs no handler for it
+   * after then (it is dropped and counted), and a handler still running sees `ctx.signal` abort.
+   * The envelope's `expiresAt`. Not for `request`, whose `timeoutMs` sets it.
+   */
+  readonly deadline?: number | Date
+  /** Deliver no earlier than this many ms from now (the envelope's `deliverAt`). Not with `deliverAt`. */
+  readonly delayMs?: number
+  /** Deliver no earlier than this time (epoch ms or `Date`). Not with `delayMs`. */
+  readonly deliverAt?: number | Date
 }
 
-/** Options of `request`. */
-export interface RequestOptions extends SendOptions {
+/** Options of `request`: a request's deadline is its timeout, so it takes no `deadline` or delay. */
+export interface RequestOptions extends Omit<SendOptions, 'deadline' | 'delayMs' | 'deliverAt'> {
   /** Reject with `TimeoutError` after this long without a reply. @default the bus's requestTimeoutMs */
   readonly timeoutMs?: number
   /** Aborting rejects the request at once. */
   readonly signal?: AbortSignal
+  /**
+   * With presence on: send even when no instance of the agent is live, leaving the request in its
+   * mailbox until one starts or the deadline passes. @default false
+   */
+  readonly queue?: boolean
+}
+
+/** Options of `requestAll`: those of `request`, plus `min`. */
+export interface RequestAllOptions extends RequestOptions {
+  /**
+   * Replies required: fewer by the deadline, or so many failures that `min` can no longer be
+   * reached, rejects with `AgentQuorumError` (the partial result attached). @default no minimum
+   */
+  readonly min?: number
 }
 
 /** Both subscriptions of one `subscribeAgent`. */
@@ -176,6 +220,15 @@ export interface AgentBusStats {
   readonly unmatchedReplies: number
   readonly handled: number
   readonly handlerFailures: number
+  /** Failure replies sent for requests whose handler failed for good (`HANDLER_FAILED`). */
+  readonly failureReplies: number
+  /** Requests refused at once because presence knew the agent had no live instance. */
+  readonly unavailable: number
+  /**
+   * Messages for this bus's agents that arrived after their deadline (a request whose caller had
+   * timed out, a `send` past its `deadline`): no handler ran for them.
+   */
+  readonly expired: number
 }
 
 const AGENT_ID = /^[A-Za-z0-9][A-Za-z0-9_-]{0,99}$/
@@ -187,6 +240,7 @@ const BUS_OPTION_NAMES = optionNames<AgentMessageBusOptions>({
   requestTimeoutMs: true,
   retry: true,
   logger: true,
+  presence: true,
 })
 const SUBSCRIBE_AGENT_OPTION_NAMES = optionNames<SubscribeAgentOptions>({
   group: true,
@@ -196,12 +250,16 @@ const SUBSCRIBE_AGENT_OPTION_NAMES = optionNames<SubscribeAgentOptions>({
   retry: true,
   deadLetter: true,
   from: true,
+  expired: true,
 })
 const SEND_OPTION_NAMES = optionNames<SendOptions>({
   from: true,
   headers: true,
   partitionKey: true,
   correlationId: true,
+  deadline: true,
+  delayMs: true,
+  deliverAt: true,
 })
 const REQUEST_OPTION_NAMES = optionNames<RequestOptions>({
   from: true,
@@ -210,18 +268,26 @@ const REQUEST_OPTION_NAMES = optionNames<RequestOptions>({
   correlationId: true,
   timeoutMs: true,
   signal: true,
+  queue: true,
 })
+const REQUEST_ALL_OPTION_NAMES = [...REQUEST_OPTION_NAMES, 'min']
 const BROADCAST_SEGMENT = '_all'
 const INBOX_SEGMENT = '_inbox'
+const PRESENCE_SEGMENT = '_presence'
 const REMEMBERED = 10_000
 
 interface Pending {
   readonly to: string
   readonly resolve: (reply: AgentMessage) => void
   readonly reject: (error: unknown) => void
+  /** Aborted once the request is settled, to end whatever still waits for it (presence). */
+  readonly settled: AbortController
   readonly timer: NodeJS.Timeout
   readonly cleanup: () => void
 }
+
+/** What decides whether a failed run was the last: the subscription's own resolved options. */
+type FailurePolicy = Pick<ResolvedSubscribeOptions, 'retry' | 'deadLetter' | 'guarantee'>
 
 function checkAgentId(what: string, id: unknown): string {
   if (typeof id !== 'string' || !AGENT_ID.test(id)) {
@@ -241,6 +307,13 @@ function errorMessage(error: unknown): string {
   return error instanceof Error ? error.message : String(error)
 }
 
+/** The error headers of a reply: message, and name when the error is an Error. */
+function errorHeaders(error: unknown): Record<string, string> {
+  const headers: Record<string, string> = { [AGENT_HEADERS.error]: errorMessage(error).slice(0, 2000) }
+  if (error instanceof Error && error.name !== '') headers[AGENT_HEADERS.errorName] = error.name.slice(0, 200)
+  return headers
+}
+
 /** Agent-to-agent messaging over any backend. See the module comment for the topic layout. */
 export class AgentMessageBus {
   readonly #backend: EventBackend
@@ -252,6 +325,7 @@ export class AgentMessageBus {
   readonly #retry: RetryPolicy | undefined
   readonly #logger: Logger | undefined
   readonly #inboxTopic: string
+  readonly #presence: PresenceTracker | undefined
   #inbox: Promise<Subscription> | undefined
   readonly #pending = new Map<string, Pending>()
   readonly #expired = new Map<string, true>()
@@ -271,6 +345,9 @@ export class AgentMessageBus {
     unmatchedReplies: 0,
     handled: 0,
     handlerFailures: 0,
+    failureReplies: 0,
+    unavailable: 0,
+    expired: 0,
   }
 
   /**
@@ -315,6 +392,18 @@ export class AgentMessageBus {
     this.#logger = options.logger
     const instance = `${this.#agentId}-${randomUUID().slice(0, 8)}`
     this.#inboxTopic = `${this.#prefix}.${INBOX_SEGMENT}.${instance}`
+    const presence = resolvePresence(options.presence)
+    this.#presence =
+      presence === undefined
+        ? undefined
+        : new PresenceTracker({
+            backend,
+            topic: `${this.#prefix}.${PRESENCE_SEGMENT}`,
+            instance,
+            heartbeatMs: presence.heartbeatMs,
+            logger: options.logger,
+            fallbackGuarantee: guarantee,
+          })
   }
 
   /**
@@ -348,10 +437,32 @@ export class AgentMessageBus {
     return this.#inboxTopic
   }
 
-  /** Connects the backend (idempotent). */
+  /**
+   * Connects the backend (idempotent). With presence on, also starts listening to heartbeats, asks
+   * every live bus to announce its agents, and waits (at most one heartbeat interval) until it
+   * hears its own question come back.
+   */
   async start(): Promise<void> {
     this.#assertOpen()
     await this.#backend.connect()
+    await this.#presence?.ready()
+  }
+
+  /**
+   * What presence knows of every agent heard of: live instances, last heartbeat, `online` or
+   * `offline`. Throws `ConfigurationError` when presence is off.
+   */
+  presence(): AgentPresence[] {
+    return this.#tracker('presence()').list()
+  }
+
+  /**
+   * Calls `listener` on every join and leave of an agent instance (including this bus's own
+   * agents). Returns the function that removes the listener. Throws `ConfigurationError` when
+   * presence is off.
+   */
+  onPresence(listener: (event: PresenceEvent) => void): () => void {
+    return this.#tracker('onPresence()').onPresence(listener)
   }
 
   /** Topic of a message for `agentId` on the logical `topic`. */
@@ -410,61 +521,68 @@ export class AgentMessageBus {
     if (typeof timeoutMs !== 'number' || !(timeoutMs > 0)) {
       throw new ConfigurationError(`request timeoutMs must be > 0, got ${String(timeoutMs)}`)
     }
-    const target = this.topicFor(to, topic)
-    await this.#ensureInbox()
     const id = newEventId()
-    const input = this.#input(target, data, 'request', to, opts, id)
+    // The deadline travels with the request, so the agent does not start it once the caller has
+    // given up, and a handler still running sees its signal abort then.
+    const input = this.#input(this.topicFor(to, topic), data, 'request', to, opts, id, Date.now() + timeoutMs)
     opts.signal?.throwIfAborted()
-    const reply = new Promise<AgentMessage<R>>((resolve, reject) => {
-      const onAbort = (): void => {
-        const p = this.#pending.get(id)
-        if (p === undefined) return
-        this.#pending.delete(id)
-        clearTimeout(p.timer)
-        remember(this.#expired, id)
-        reject(opts.signal?.reason ?? new OmnibusError('request aborted', { code: 'ABORTED' }))
-      }
-      const timer = setTimeout(() => {
-        const p = this.#pending.get(id)
-        if (p === undefined) return
-        this.#pending.delete(id)
-        p.cleanup()
-        remember(this.#expired, id)
-        this.#stats.timeouts++
-        reject(
-          new TimeoutError(
-            `request to agent "${to}" on "${topic}" got no reply within ${timeoutMs} ms: is an agent "${to}" subscribed?`,
-          ),
-        )
-      }, timeoutMs)
-      // The connected backend keeps the process alive while a request waits (see lifetime.ts);
-      // the deadline itself must not outlive it.
-      timer.unref()
-      opts.signal?.addEventListener('abort', onAbort, { once: true })
-      this.#pending.set(id, {
-        to,
-        resolve: resolve as (reply: AgentMessage) => void,
-        reject,
-        timer,
-        cleanup: () => opts.signal?.removeEventListener('abort', onAbort),
-      })
-    })
+    // Registered before the first await, so that close() in the same tick rejects it at once.
+    const pending = this.#expect<R>(id, to, topic, timeoutMs, opts.signal)
+    const reply = pending.reply
     // The deadline covers the publish too, so the reply promise may reject while publish is still
     // pending: mark it handled now; the caller still gets the rejection from `return reply`.
     reply.catch(() => undefined)
     try {
+      await this.#ensureInbox()
+      if (this.#presence !== undefined && opts.queue !== true) {
+        await this.#presence.start()
+        const state = await this.#presence.check(to, pending.settled)
+        if (state === 'offline' && this.#pending.has(id)) {
+          this.#stats.unavailable++
+          throw new AgentUnavailableError(to, this.#presence.get(to)?.lastSeen)
+        }
+      }
+      // Closed, timed out or aborted meanwhile: nothing is sent, the reply promise says why.
+      if (!this.#pending.has(id)) return await reply
       await this.#backend.publish(input)
     } catch (error) {
-      const p = this.#pending.get(id)
-      if (p !== undefined) {
-        clearTimeout(p.timer)
-        p.cleanup()
-        this.#pending.delete(id)
-      }
+      if (!this.#pending.has(id)) return await reply
+      this.#forget(id)
       throw error
     }
     this.#stats.requests++
     return reply
+  }
+
+  /**
+   * Sends the same request to every agent in `agentIds` at once, each with the deadline
+   * `timeoutMs` from now, and gathers the answers: resolves with `{ replies, missing, failures }`
+   * when every agent has answered with a reply or a failure, or when the deadline has passed,
+   * whichever comes first. A failure of one agent (its handler failed, it is unavailable, it did
+   * not answer in time) is kept in `failures` and never rejects the call. With `min`, rejects with
+   * `AgentQuorumError` when fewer than `min` replied by then, or at once when so many agents have
+   * failed that `min` replies can no longer come.
+   */
+  async requestAll<R = unknown>(
+    agentIds: readonly string[],
+    topic: string,
+    data: unknown,
+    opts: RequestAllOptions = {},
+  ): Promise<RequestAllResult<R>> {
+    this.#assertOpen()
+    rejectUnknownOptions('requestAll option', opts, REQUEST_ALL_OPTION_NAMES)
+    const { min: minOption, ...requestOpts } = opts
+    const { ids, min } = checkFanOut(agentIds, minOption)
+    for (const id of ids) checkAgentId('agent id', id)
+    const timeoutMs = requestOpts.timeoutMs ?? this.#timeoutMs
+    const user = requestOpts.signal
+    return gather<R>(ids, min, (agentId, abandon) =>
+      this.request<R>(agentId, topic, data, {
+        ...requestOpts,
+        timeoutMs,
+        signal: user === undefined ? abandon : AbortSignal.any([user, abandon]),
+      }),
+    )
   }
 
   /**
@@ -486,14 +604,25 @@ export class AgentMessageBus {
     }
     const group = opts.group === false ? undefined : (opts.group ?? `${this.#prefix}.${agentId}`)
     const topics = opts.topics ?? '**'
+    // The kernel resolves the same policy from the same options: a failure reply goes out exactly
+    // when the kernel stops retrying.
+    const policy: FailurePolicy = {
+      retry: resolveRetryPolicy(opts.retry ?? this.#retry),
+      deadLetter: opts.deadLetter ?? DEFAULT_DEAD_LETTER_TOPIC,
+      guarantee: this.#guarantee,
+    }
     const wrapped = (event: OmnibusEvent, ctx: HandlerContext): Promise<void> =>
-      this.#handle(event, ctx, handler as AgentHandler)
+      this.#handle(event, ctx, handler as AgentHandler, policy)
     const base = {
       guarantee: this.#guarantee,
       ...(opts.concurrency === undefined ? {} : { concurrency: opts.concurrency }),
       ...((opts.retry ?? this.#retry) ? { retry: (opts.retry ?? this.#retry) as RetryPolicy } : {}),
       ...(opts.deadLetter === undefined ? {} : { deadLetter: opts.deadLetter }),
       ...(opts.from === undefined ? {} : { from: opts.from }),
+      expired: opts.expired ?? 'drop',
+      onExpired: () => {
+        this.#stats.expired++
+      },
     }
     const subs: Subscription[] = []
     try {
@@ -516,6 +645,11 @@ export class AgentMessageBus {
       throw error
     }
     for (const s of subs) this.#subscriptions.add(s)
+    if (this.#presence !== undefined) {
+      this.#presence.addLocal(agentId)
+      await this.#presence.start()
+    }
+    let ended = false
     return {
       agentId,
       group,
@@ -525,6 +659,10 @@ export class AgentMessageBus {
       unsubscribe: async () => {
         await Promise.all(subs.map((s) => s.unsubscribe()))
         for (const s of subs) this.#subscriptions.delete(s)
+        if (!ended) {
+          ended = true
+          this.#presence?.removeLocal(agentId)
+        }
       },
     }
   }
@@ -552,13 +690,10 @@ export class AgentMessageBus {
 
   async #close(): Promise<void> {
     this.#closed = true
-    for (const [id, p] of this.#pending) {
-      clearTimeout(p.timer)
-      p.cleanup()
-      p.reject(
+    for (const id of [...this.#pending.keys()]) {
+      this.#forget(id)?.reject(
         new OmnibusError('the AgentMessageBus was closed before the reply arrived', { code: 'BUS_CLOSED' }),
       )
-      this.#pending.delete(id)
     }
     const inbox = this.#inbox
     this.#inbox = undefined
@@ -566,11 +701,74 @@ export class AgentMessageBus {
     this.#subscriptions.clear()
     if (inbox !== undefined) subs.push(await inbox.catch(() => undefined as unknown as Subscription))
     await Promise.allSettled(subs.filter((s) => s !== undefined).map((s) => s.unsubscribe()))
+    // After the agents' subscriptions ended, so that the leave others see is true.
+    await this.#presence?.stop()
     if (this.#ownsBackend) await this.#backend.disconnect()
   }
 
   #assertOpen(): void {
     if (this.#closed) throw new ConfigurationError('this AgentMessageBus is closed; create a new one')
+  }
+
+  #tracker(what: string): PresenceTracker {
+    if (this.#presence === undefined) {
+      throw new ConfigurationError(
+        `${what} needs presence: create the AgentMessageBus with { presence: true } (in every process)`,
+      )
+    }
+    return this.#presence
+  }
+
+  /** Registers a request waiting for its reply, with its deadline and abort. */
+  #expect<R>(
+    id: string,
+    to: string,
+    topic: string,
+    timeoutMs: number,
+    signal: AbortSignal | undefined,
+  ): { reply: Promise<AgentMessage<R>>; settled: AbortSignal } {
+    const settled = new AbortController()
+    const reply = new Promise<AgentMessage<R>>((resolve, reject) => {
+      const onAbort = (): void => {
+        if (!this.#forget(id)) return
+        remember(this.#expired, id)
+        reject(signal?.reason ?? new OmnibusError('request aborted', { code: 'ABORTED' }))
+      }
+      const timer = setTimeout(() => {
+        if (!this.#forget(id)) return
+        remember(this.#expired, id)
+        this.#stats.timeouts++
+        reject(
+          new TimeoutError(
+            `request to agent "${to}" on "${topic}" got no reply within ${timeoutMs} ms: is an agent "${to}" subscribed?`,
+          ),
+        )
+      }, timeoutMs)
+      // The connected backend keeps the process alive while a request waits (see lifetime.ts);
+      // the deadline itself must not outlive it.
+      timer.unref()
+      signal?.addEventListener('abort', onAbort, { once: true })
+      this.#pending.set(id, {
+        to,
+        resolve: resolve as (reply: AgentMessage) => void,
+        reject,
+        settled,
+        timer,
+        cleanup: () => signal?.removeEventListener('abort', onAbort),
+      })
+    })
+    return { reply, settled: settled.signal }
+  }
+
+  /** Removes a waiting request and ends what waits with it; undefined when it was not waiting. */
+  #forget(id: string): Pending | undefined {
+    const p = this.#pending.get(id)
+    if (p === undefined) return undefined
+    this.#pending.delete(id)
+    clearTimeout(p.timer)
+    p.cleanup()
+    p.settled.abort()
+    return p
   }
 
   #input(
@@ -580,6 +778,7 @@ export class AgentMessageBus {
     to: string,
     opts: SendOptions,
     id?: string,
+    expiresAt?: number,
   ): EventInput {
     const from = opts.from === undefined ? this.#agentId : checkAgentId('from', opts.from)
     const headers: Record<string, string> = {
@@ -602,6 +801,11 @@ export class AgentMessageBus {
     if (id !== undefined) input.id = id
     if (opts.partitionKey !== undefined) input.partitionKey = opts.partitionKey
     if (opts.correlationId !== undefined) input.correlationId = opts.correlationId
+    // The envelope checks these (a bad or conflicting value is a ConfigurationError at publish).
+    const expires = expiresAt ?? opts.deadline
+    if (expires !== undefined) input.expiresAt = expires
+    if (opts.delayMs !== undefined) input.delayMs = opts.delayMs
+    if (opts.deliverAt !== undefined) input.deliverAt = opts.deliverAt
     return input
   }
 
@@ -625,22 +829,29 @@ export class AgentMessageBus {
     }
   }
 
-  async #handle(event: OmnibusEvent, raw: HandlerContext, handler: AgentHandler): Promise<void> {
+  async #handle(
+    event: OmnibusEvent,
+    raw: HandlerContext,
+    handler: AgentHandler,
+    policy: FailurePolicy,
+  ): Promise<void> {
     const message = this.#toMessage(event)
     const canReply = message.replyTo !== undefined && message.correlationId !== undefined
-    const sendReply = async (data: unknown, error?: string): Promise<void> => {
+    let replied = false
+    const sendReply = async (data: unknown, error?: Readonly<Record<string, string>>): Promise<void> => {
       if (!canReply) {
         throw new ConfigurationError(
           `message ${message.id} on "${event.topic}" is not a request (sent with send/broadcast): there is no one to reply to`,
         )
       }
+      replied = true
       const headers: Record<string, string> = {
+        ...error,
         [AGENT_HEADERS.from]: message.to === '*' ? this.#agentId : message.to,
         [AGENT_HEADERS.to]: message.from,
         [AGENT_HEADERS.kind]: 'reply',
         [AGENT_HEADERS.correlationId]: message.correlationId as string,
       }
-      if (error !== undefined) headers[AGENT_HEADERS.error] = error.slice(0, 2000)
       await this.#backend.publish({
         topic: message.replyTo as string,
         data: data === undefined ? null : data,
@@ -650,23 +861,66 @@ export class AgentMessageBus {
       })
       this.#stats.repliesSent++
     }
+    // What the handler asked of the kernel, seen the way the kernel's runner sees it.
+    let asked: Exclude<HandlerOutcome, { kind: 'ack' }> | undefined
     const ctx: AgentContext = {
       attempt: raw.attempt,
       signal: raw.signal,
       logger: raw.logger,
       canReply,
       reply: (data) => sendReply(data),
-      replyError: (error) => sendReply(null, errorMessage(error)),
-      retry: (delayMs) => raw.retry(delayMs),
-      deadLetter: (reason) => raw.deadLetter(reason),
+      replyError: (error) => sendReply(null, errorHeaders(error)),
+      retry: (delayMs) => {
+        asked = { kind: 'retry', delayMs, error: new Error('handler asked for a retry') }
+        raw.retry(delayMs)
+      },
+      deadLetter: (reason) => {
+        asked = { kind: 'dead-letter', reason, error: undefined }
+        raw.deadLetter(reason)
+      },
       raw,
     }
+    let outcome: Exclude<HandlerOutcome, { kind: 'ack' }> | undefined
+    let thrown: { error: unknown } | undefined
     try {
       await handler(message, ctx)
-      this.#stats.handled++
+      outcome = asked
     } catch (error) {
+      thrown = { error }
+      outcome = asked ?? { kind: 'retry', delayMs: undefined, error }
+    }
+    if (outcome === undefined) this.#stats.handled++
+    else {
       this.#stats.handlerFailures++
-      throw error
+      if (canReply && !replied && decideFailure(policy, raw.attempt, outcome).action !== 'retry') {
+        await this.#replyFailure(outcome, raw.attempt, sendReply)
+      }
+    }
+    if (thrown !== undefined) throw thrown.error
+  }
+
+  /**
+   * Tells the requester its request failed for good, so it does not wait for its timeout. Never
+   * throws: the kernel goes on to dead-letter the request whatever happens here.
+   */
+  async #replyFailure(
+    outcome: Exclude<HandlerOutcome, { kind: 'ack' }>,
+    attempts: number,
+    sendReply: (data: unknown, error: Readonly<Record<string, string>>) => Promise<void>,
+  ): Promise<void> {
+    const headers: Record<string, string> =
+      outcome.kind === 'dead-letter'
+        ? { [AGENT_HEADERS.error]: outcome.reason.slice(0, 2000), [AGENT_HEADERS.errorName]: 'DeadLetter' }
+        : errorHeaders(outcome.error)
+    headers[AGENT_HEADERS.errorCode] = 'HANDLER_FAILED'
+    headers[AGENT_HEADERS.attempts] = String(attempts)
+    try {
+      await sendReply(null, headers)
+      this.#stats.failureReplies++
+    } catch (error) {
+      this.#logger?.warn('the failure reply of a request could not be sent; the requester will time out', {
+        error: errorMessage(error),
+      })
     }
   }
 
@@ -698,13 +952,22 @@ export class AgentMessageBus {
       this.#logger?.debug('discarded a reply that no request is waiting for', { correlationId: id })
       return
     }
-    this.#pending.delete(id)
-    clearTimeout(pending.timer)
-    pending.cleanup()
+    this.#forget(id)
     remember(this.#answered, id)
     this.#stats.repliesReceived++
-    const error = event.headers[AGENT_HEADERS.error]
-    if (error !== undefined) pending.reject(new AgentReplyError(message.from, error))
-    else pending.resolve(message)
+    const h = event.headers
+    const error = h[AGENT_HEADERS.error]
+    if (error === undefined) {
+      pending.resolve(message)
+      return
+    }
+    const attempts = Number(h[AGENT_HEADERS.attempts])
+    pending.reject(
+      new AgentReplyError(message.from, error, {
+        ...(h[AGENT_HEADERS.errorCode] === 'HANDLER_FAILED' ? { code: 'HANDLER_FAILED' as const } : {}),
+        ...(h[AGENT_HEADERS.errorName] === undefined ? {} : { errorName: h[AGENT_HEADERS.errorName] }),
+        ...(Number.isInteger(attempts) && attempts > 0 ? { attempts } : {}),
+      }),
+    )
   }
 }

@@ -9,6 +9,21 @@
  */
 
 export {
+  AgentQuorumError,
+  AgentReplyError,
+  type AgentReplyErrorCode,
+  type AgentReplyErrorDetails,
+  AgentUnavailableError,
+} from './agent/errors.ts'
+export type {
+  AgentPresence,
+  AgentStatus,
+  PresenceEvent,
+  PresenceOptions,
+  PresenceReason,
+} from './agent/presence.ts'
+export type { RequestAllResult } from './agent/request-all.ts'
+export {
   AGENT_HEADERS,
   type AgentBusStats,
   type AgentContext,
@@ -17,8 +32,8 @@ export {
   AgentMessageBus,
   type AgentMessageBusOptions,
   type AgentMessageKind,
-  AgentReplyError,
   type AgentSubscription,
+  type RequestAllOptions,
   type RequestOptions,
   type SendOptions,
   type SubscribeAgentOptions,

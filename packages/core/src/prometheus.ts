@@ -154,5 +154,16 @@ export function agentPrometheusText(
     'Handler runs that threw (the message is redelivered).',
     stats.handlerFailures,
   )
+  counter(
+    'failure_replies_total',
+    'Failure replies (HANDLER_FAILED) sent for requests whose handler failed for good.',
+    stats.failureReplies,
+  )
+  counter(
+    'unavailable_total',
+    'Requests refused because presence knew the agent had no live instance.',
+    stats.unavailable,
+  )
+  counter('expired_total', 'Messages that arrived after their deadline; no handler ran.', stats.expired)
   return w.toString()
 }
