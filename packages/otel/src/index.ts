@@ -4,6 +4,13 @@
  * semantic conventions, and Omnibus's own metrics through the OpenTelemetry meter. It plugs into
  * core's instrumentation hook; core itself never imports OpenTelemetry.
  */
+export { OMNIBUS_METRICS } from './metrics.ts'
+export {
+  INSTRUMENTATION_SCOPE,
+  type InstrumentOmnibusOptions,
+  instrumentOmnibus,
+  type OmnibusInstrumentation,
+} from './propagation.ts'
 export { messagingSystemOf } from './propagation-attributes.ts'
 export {
   ATTR_TOOL_UNFINISHED,
