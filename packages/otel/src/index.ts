@@ -12,15 +12,3 @@ export {
   type OmnibusInstrumentation,
 } from './propagation.ts'
 export { messagingSystemOf } from './propagation-attributes.ts'
-export {
-  ATTR_TOOL_UNFINISHED,
-  defaultMetricKind,
-  GENAI_SCOPE,
-  type MetricKind,
-  OPERATION_DURATION_BUCKETS,
-  OpenTelemetryExporter,
-  type OpenTelemetryExporterOptions,
-  type OpenTelemetryExporterStats,
-  TOKEN_USAGE_BUCKETS,
-} from './genai-exporter.ts'
-export { type OmnibusTelemetry, type OmnibusTelemetryOptions, startOmnibusTelemetry } from './setup.ts'

@@ -354,7 +354,7 @@ class PropagationHook implements Instrumentation {
     }
     const metricAttrs = metricAttributes(system, event.topic, group)
     const lag = (Date.now() - Math.max(event.time, event.deliverAt ?? 0)) / 1000
-    this.#metrics.delivered(metricAttrs, info.attempt, lag >= 0 ? lag : 0)
+    this.#metrics.delivered(metricAttrs, info.attempt, Math.max(lag, 0))
     const started = performance.now()
     const observer = this.#metrics
     const runInContext =
