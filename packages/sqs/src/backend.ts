@@ -50,6 +50,7 @@ import {
   timedHealthCheck,
 } from '@omnibus/core/backend'
 import { Consumer } from './consumer.ts'
+import { delaySecondsUntil, FIFO_DELAY, STANDARD_DELAY } from './delay.ts'
 import {
   broadcastQueueName,
   deduplicationId,
@@ -161,9 +162,9 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
     maxPayloadBytes: o.maxPayloadBytes,
     networked: true,
     wildcardDiscoveryMs: o.discoveryIntervalMs,
-    // Held by the consumer kernel: a delivery before its time is hidden again for the rest of the
-    // delay (ChangeMessageVisibility), which SQS allows up to 12 hours.
-    delay: { maxDelayMs: 43_200_000 },
+    // Standard queues hide a delayed message with DelaySeconds and re-sends; FIFO queues take no
+    // per-message delay, so a delivery before its time is hidden by a visibility change (delay.ts).
+    delay: o.fifo ? FIFO_DELAY : STANDARD_DELAY,
   }
 
   let clients: Clients | undefined
@@ -258,12 +259,16 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
   ): Promise<PublishReceipt> {
     const { directory: dir, sender: out } = requireConnected('publish', internal)
     const targets = await dir.targetsFor(event.topic)
+    // Measured once the queues are known, so waiting for a listing is not added to the delay.
+    const delaySeconds = delaySecondsUntil(event.deliverAt, Date.now())
     const results = await Promise.all(
       targets.map((t) => {
         const message: { -readonly [K in keyof OutgoingMessage]: OutgoingMessage[K] } = { body: json, bytes }
         if (t.fifo) {
           message.groupId = messageGroupId(event.partitionKey, event.id)
           message.deduplicationId = deduplicationId(event.id, event.time)
+        } else if (delaySeconds !== undefined) {
+          message.delaySeconds = delaySeconds
         }
         return out.send(t.url, message).then((r) => {
           if (r !== QUEUE_GONE) {
@@ -535,6 +540,12 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
           prefetch: o.prefetch,
           localRetryMaxMs: o.localRetryMaxMs,
           visibilityTimeoutMs: o.visibilityTimeoutMs,
+          resend: (queueUrl, body, delaySeconds) =>
+            requireConnected('re-send', true).sender.send(queueUrl, {
+              body,
+              bytes: Buffer.byteLength(body),
+              ...(delaySeconds >= 1 ? { delaySeconds } : {}),
+            }),
           publishDeadLetter: async (input) => {
             await keepDeadLetters(input.topic)
             return publishInternal(input, true)

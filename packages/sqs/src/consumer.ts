@@ -22,12 +22,15 @@ import {
   ConsumerKernel,
   type DedupeStore,
   decodeEvent,
+  describeError,
   type KernelAdapter,
   type KernelMessage,
   type ResolvedSubscribeOptions,
 } from '@omnibus/core/backend'
+import { MAX_DELAY_SECONDS, MAX_VISIBILITY_SECONDS } from './delay.ts'
 import { classifyError, isQueueMissing } from './errors.ts'
 import { QueueOps } from './queue-ops.ts'
+import type { QUEUE_GONE } from './sender.ts'
 
 /** What a consumer needs from its backend. */
 export interface ConsumerDeps {
@@ -45,6 +48,15 @@ export interface ConsumerDeps {
   readonly visibilityTimeoutMs: number
   /** Default drain timeout of `unsubscribe()`. */
   readonly drainTimeoutMs: number
+  /**
+   * Sends `body` to `queueUrl` again, hidden for `delaySeconds` (0: visible at once); resolves with
+   * the new message's id, or `QUEUE_GONE`.
+   */
+  readonly resend: (
+    queueUrl: string,
+    body: string,
+    delaySeconds: number,
+  ) => Promise<string | typeof QUEUE_GONE>
   /** Publishes a dead letter where it is kept. */
   readonly publishDeadLetter: (input: EventInput) => Promise<unknown>
   /** Creates the queue again when it vanished (broker restarted without persistence). */
@@ -69,6 +81,8 @@ export interface SqsMessage extends KernelMessage {
   /** Set again for a local redelivery. */
   deliveryCount: number
   readonly receipt: string
+  /** The message body as received, for a re-send. */
+  readonly raw: string
   /** `ApproximateReceiveCount` of this receive. */
   readonly receiveCount: number
   /** The FIFO message group; undefined on standard queues. */
@@ -192,8 +206,39 @@ export class Consumer implements KernelAdapter<SqsMessage> {
       this.#retryTimers.set(msg, timer)
       return
     }
+    const due = msg.event?.deliverAt
+    if (due !== undefined && due > Date.now()) {
+      // Received before its time. Rounded down: what is left under a second is waited locally
+      // when it comes back, so it is not up to a second late.
+      const seconds = Math.floor(delayMs / 1000)
+      if (msg.groupId === undefined) return this.#postpone(msg, seconds)
+      this.#correct(msg, deliveryCount - (msg.receiveCount + 1))
+      return this.#handBack(msg, Math.min(MAX_VISIBILITY_SECONDS, seconds))
+    }
     this.#correct(msg, deliveryCount - (msg.receiveCount + 1))
-    return this.#handBack(msg, Math.min(43_200, Math.ceil(delayMs / 1000)))
+    return this.#handBack(msg, Math.min(MAX_VISIBILITY_SECONDS, Math.ceil(delayMs / 1000)))
+  }
+
+  /**
+   * Sends a message that came before its time to its queue again, hidden for up to 900 s more,
+   * then deletes this copy: the wait costs no receive count (the poison guard's delivery count)
+   * and no consumer holds it meanwhile. A failed send hides this copy instead.
+   */
+  async #postpone(msg: SqsMessage, seconds: number): Promise<void> {
+    try {
+      await this.#deps.resend(this.#ops.url, msg.raw, Math.min(MAX_DELAY_SECONDS, seconds))
+    } catch (error) {
+      this.#deps.logger.warn(
+        'sqs: re-sending a delayed message failed; it is hidden for the rest of its wait',
+        {
+          queue: this.#config.queueName,
+          error: describeError(error),
+        },
+      )
+      this.#correct(msg, msg.deliveryCount - (msg.receiveCount + 1))
+      return this.#handBack(msg, Math.min(MAX_VISIBILITY_SECONDS, seconds))
+    }
+    this.ack(msg)
   }
 
   release(msg: SqsMessage, started = false): Promise<void> {
@@ -327,6 +372,7 @@ export class Consumer implements KernelAdapter<SqsMessage> {
       ...(event === undefined ? { body } : {}),
       ...(Number.isFinite(sent) && sent > 0 ? { time: sent } : {}),
       receipt,
+      raw: body,
       receiveCount,
       groupId: this.#config.fifo ? (m.Attributes?.MessageGroupId ?? nativeId) : undefined,
     }

@@ -19,6 +19,8 @@ export interface OutgoingMessage {
   readonly bytes: number
   readonly groupId?: string
   readonly deduplicationId?: string
+  /** `DelaySeconds`: how long SQS hides the message after the send (standard queues, 1–900). */
+  readonly delaySeconds?: number
 }
 
 /** Why an entry was not delivered to its queue: the queue is gone (not an error for a publish). */
@@ -100,6 +102,7 @@ export class BatchSender {
       const e: SendMessageBatchRequestEntry = { Id: String(i), MessageBody: p.message.body }
       if (p.message.groupId !== undefined) e.MessageGroupId = p.message.groupId
       if (p.message.deduplicationId !== undefined) e.MessageDeduplicationId = p.message.deduplicationId
+      if (p.message.delaySeconds !== undefined) e.DelaySeconds = p.message.delaySeconds
       return e
     })
     let result: SendMessageBatchCommandOutput

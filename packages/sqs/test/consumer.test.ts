@@ -87,7 +87,13 @@ function start(
   queue: ReturnType<typeof fakeQueue>,
   handler: EventHandler,
   opts: SubscribeOptions,
-  extra: { dedupe?: MemoryDedupeStore; letters?: EventInput[]; waitTimeSeconds?: number } = {},
+  extra: {
+    dedupe?: MemoryDedupeStore
+    letters?: EventInput[]
+    waitTimeSeconds?: number
+    resent?: Array<{ body: string; delaySeconds: number }>
+    fifo?: boolean
+  } = {},
 ): Consumer {
   const options = resolveSubscribeOptions({ name: 'sqs', capabilities }, 'orders.created', handler, opts)
   const c = new Consumer(
@@ -102,6 +108,10 @@ function start(
       localRetryMaxMs: 2000,
       visibilityTimeoutMs: 30_000,
       drainTimeoutMs: 1000,
+      resend: async (_url, body, delaySeconds) => {
+        extra.resent?.push({ body, delaySeconds })
+        return `m-${++n}`
+      },
       publishDeadLetter: async (input) => void extra.letters?.push(input),
       recreateQueue: async () => 'http://sqs.local/q',
       onClosed: async () => {},
@@ -111,7 +121,7 @@ function start(
       queueUrl: 'http://sqs.local/q',
       queueName: 'q',
       kind: 'group',
-      fifo: false,
+      fifo: extra.fifo ?? false,
       options,
       handler,
     },
@@ -199,5 +209,57 @@ describe('sqs consumer', () => {
     const back = q.visibility.find((v) => v.receipt === 'r-m-run-1')
     expect(back?.seconds).toBeGreaterThanOrEqual(5)
     expect(back?.seconds).toBeLessThanOrEqual(6)
+  })
+
+  it('sends a message received long before its time again with the next DelaySeconds and deletes it, without running it', async () => {
+    const q = fakeQueue()
+    const resent: Array<{ body: string; delaySeconds: number }> = []
+    const runs: number[] = []
+    const msg = message({ topic: 'orders.created', data: 'later', delayMs: 3_600_000 }, 1)
+    q.inbox.push(msg)
+    start(q, (_e, ctx) => void runs.push(ctx.attempt), { group: 'g' }, { resent })
+    await waitUntil(() => q.deleted.includes(msg.ReceiptHandle ?? ''), { message: 'the early copy deleted' })
+    expect(resent).toEqual([{ body: msg.Body, delaySeconds: 900 }])
+    expect(q.visibility).toEqual([])
+    expect(runs).toEqual([])
+  })
+
+  it('rounds the re-send down to whole seconds and waits out the rest of a short delay itself', async () => {
+    const q = fakeQueue()
+    const resent: Array<{ body: string; delaySeconds: number }> = []
+    const runs: number[] = []
+    const late = message({ topic: 'orders.created', data: 'in 4.5 s', delayMs: 4_500 }, 1)
+    const soon = message({ topic: 'orders.created', data: 'in 0.3 s', delayMs: 300 }, 1)
+    q.inbox.push(late, soon)
+    const started = Date.now()
+    let ranAt = 0
+    start(
+      q,
+      (_e, ctx) => {
+        ranAt = Date.now()
+        runs.push(ctx.attempt)
+      },
+      { group: 'g' },
+      { resent },
+    )
+    await waitUntil(() => runs.length === 1, { message: 'the short delay handled' })
+    expect(ranAt - started).toBeGreaterThanOrEqual(280)
+    expect(runs).toEqual([1])
+    await waitUntil(() => resent.length === 1, { message: 'the long delay re-sent' })
+    // 4.5 s less the time it took to get here, rounded down.
+    expect(resent[0]?.delaySeconds).toBe(4)
+    expect(q.deleted).toContain(late.ReceiptHandle)
+  })
+
+  it('on a FIFO queue hides a message received before its time for the whole seconds left', async () => {
+    const q = fakeQueue()
+    const resent: Array<{ body: string; delaySeconds: number }> = []
+    const msg = message({ topic: 'orders.created', data: 'later', delayMs: 60_000 }, 1)
+    q.inbox.push(msg)
+    start(q, () => {}, { group: 'g' }, { resent, fifo: true })
+    await waitUntil(() => q.visibility.length > 0, { message: 'the visibility change' })
+    expect(q.visibility[0]).toEqual({ receipt: msg.ReceiptHandle, seconds: 59 })
+    expect(resent).toEqual([])
+    expect(q.deleted).toEqual([])
   })
 })

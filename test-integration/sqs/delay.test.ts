@@ -1,0 +1,163 @@
+import { randomUUID } from 'node:crypto'
+import { createRequire } from 'node:module'
+import { createEvent, type EventBackend, type HandlerContext, type OmnibusEvent } from '@omnibus/core'
+import { encodeEvent } from '@omnibus/core/backend'
+import { groupQueueName, type SqsBackendOptions } from '@omnibus/sqs'
+import { afterAll, afterEach, expect, it } from 'vitest'
+import { describeWithService, serviceEndpoint } from '../setup/services.ts'
+import { eventually } from '../setup/wait.ts'
+import { makeBackend, runPrefix } from './backend.ts'
+import { deleteQueues } from './cleanup.ts'
+
+// The test project does not depend on the AWS SDK itself: it is loaded from the backend package.
+const sdk = createRequire(new URL('../../packages/sqs/package.json', import.meta.url))(
+  '@aws-sdk/client-sqs',
+) as {
+  SQSClient: new (
+    config: Record<string, unknown>,
+  ) => { send(command: unknown): Promise<{ QueueUrl?: string; Attributes?: Record<string, string> }> }
+  GetQueueUrlCommand: new (input: Record<string, unknown>) => unknown
+  GetQueueAttributesCommand: new (input: Record<string, unknown>) => unknown
+}
+
+/** How many messages of a queue wait hidden by their delay, and how many are held by consumers. */
+async function queueCounts(endpoint: string, name: string): Promise<{ delayed: number; inFlight: number }> {
+  const client = new sdk.SQSClient({
+    endpoint,
+    region: 'us-east-1',
+    credentials: { accessKeyId: 'x', secretAccessKey: 'x' },
+  })
+  const { QueueUrl } = await client.send(new sdk.GetQueueUrlCommand({ QueueName: name }))
+  const { Attributes } = await client.send(
+    new sdk.GetQueueAttributesCommand({
+      QueueUrl,
+      AttributeNames: ['ApproximateNumberOfMessagesDelayed', 'ApproximateNumberOfMessagesNotVisible'],
+    }),
+  )
+  return {
+    delayed: Number(Attributes?.ApproximateNumberOfMessagesDelayed),
+    inFlight: Number(Attributes?.ApproximateNumberOfMessagesNotVisible),
+  }
+}
+
+interface Arrival {
+  readonly event: OmnibusEvent
+  readonly at: number
+  readonly attempt: number
+}
+
+describeWithService('sqs', 'sqs: delayed events wait in the queue', () => {
+  const endpoint = serviceEndpoint('sqs') as string
+  const prefix = runPrefix('dy')
+  process.env.OMNIBUS_IT_SQS_ENDPOINT = endpoint
+  process.env.OMNIBUS_IT_SQS_PREFIX = prefix
+  const backends: EventBackend[] = []
+
+  afterEach(async () => {
+    await Promise.allSettled(backends.splice(0).map((b) => b.disconnect({ drainTimeoutMs: 500 })))
+  })
+  afterAll(() => deleteQueues(endpoint, prefix))
+
+  async function backend(extra: SqsBackendOptions = {}) {
+    const b = makeBackend(extra)
+    backends.push(b)
+    await b.connect()
+    return b
+  }
+
+  function recorder(into: Arrival[]) {
+    return (event: OmnibusEvent, ctx: HandlerContext) => {
+      into.push({ event, at: Date.now(), attempt: ctx.attempt })
+    }
+  }
+
+  it('delays published longest first arrive in due order, each within a few hundred milliseconds', async () => {
+    const run = randomUUID().slice(0, 8)
+    const topic = `delay.${run}.order`
+    const consumer = await backend()
+    const got: Arrival[] = []
+    await consumer.subscribe(topic, recorder(got), { group: `order-${run}`, concurrency: 1 })
+    const publisher = await backend()
+    // Half a second past whole seconds: a hold of whole seconds rounded up is late by about that.
+    for (const delayMs of [4_500, 2_500]) await publisher.publish({ topic, data: delayMs, delayMs })
+    await publisher.publish({ topic, data: 0 })
+    await eventually('all three events', () => got.length === 3, 20_000)
+
+    expect(got.map((a) => a.event.data)).toEqual([0, 2_500, 4_500])
+    for (const a of got.slice(1)) {
+      const due = a.event.deliverAt as number
+      expect(a.at).toBeGreaterThanOrEqual(due)
+      expect(a.at - due, `lateness of the ${String(a.event.data)} ms delay`).toBeLessThan(300)
+      expect(a.attempt).toBe(1)
+    }
+  }, 30_000)
+
+  it('a delayed event is not received before its time: a member that joins later runs it as the first attempt', async () => {
+    const run = randomUUID().slice(0, 8)
+    const topic = `delay.${run}.restart`
+    const group = `restart-${run}`
+    // A short long poll: a poll cut by unsubscribe still waits on the server until it ends.
+    const first = await backend({ waitTimeSeconds: 1 })
+    const early: Arrival[] = []
+    const sub = await first.subscribe(topic, recorder(early), { group })
+    const publisher = await backend()
+    const { id } = await publisher.publish({ topic, data: 'later', delayMs: 4_000 })
+    await sub.unsubscribe()
+
+    const got: Arrival[] = []
+    const second = await backend()
+    await second.subscribe(topic, recorder(got), { group })
+    await eventually('the delayed event', () => got.length === 1, 15_000)
+    expect(early).toEqual([])
+    const arrival = got[0] as Arrival
+    expect(arrival.event.id).toBe(id)
+    expect(arrival.at).toBeGreaterThanOrEqual(arrival.event.deliverAt as number)
+    // SQS counts every receive: one before its time would make this the second attempt.
+    expect(arrival.attempt).toBe(1)
+  }, 30_000)
+
+  it('a delayed event written without DelaySeconds is sent again to wait, not held by the consumer that received it', async () => {
+    const run = randomUUID().slice(0, 8)
+    const topic = `delay.${run}.raw`
+    const group = `raw-${run}`
+    const first = await backend({ waitTimeSeconds: 1 })
+    const early: Arrival[] = []
+    const sub = await first.subscribe(topic, recorder(early), { group })
+    const writer = await backend()
+    // As a producer that knows the envelope but not SQS delays would write it.
+    const event = createEvent({ topic, data: 'raw later', delayMs: 3_500 })
+    expect(await writer.publishRaw(topic, encodeEvent(event))).toBe(1)
+    // The first member receives it at once and sends it back to wait as a delayed message (not
+    // one it holds); then it leaves.
+    const queue = groupQueueName(prefix, group, topic, false)
+    let counts = { delayed: 0, inFlight: 1 }
+    const poll = setInterval(() => {
+      queueCounts(endpoint, queue).then(
+        (c) => {
+          counts = c
+        },
+        () => {},
+      )
+    }, 100)
+    try {
+      await eventually(
+        'the message waiting delayed in the queue',
+        () => counts.delayed === 1 && counts.inFlight === 0,
+      )
+    } finally {
+      clearInterval(poll)
+    }
+    await sub.unsubscribe()
+
+    const got: Arrival[] = []
+    const second = await backend()
+    await second.subscribe(topic, recorder(got), { group })
+    await eventually('the delayed event', () => got.length === 1, 15_000)
+    expect(early).toEqual([])
+    const arrival = got[0] as Arrival
+    expect(arrival.event.id).toBe(event.id)
+    expect(arrival.at).toBeGreaterThanOrEqual(event.deliverAt as number)
+    expect(arrival.at - (event.deliverAt as number)).toBeLessThan(1_000)
+    expect(arrival.attempt).toBe(1)
+  }, 30_000)
+})
