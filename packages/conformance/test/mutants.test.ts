@@ -35,6 +35,7 @@ function factory(bus: string, fault?: Fault) {
       publish: o.publish ?? ((e) => b.publish(e)),
       publishBatch: o.publishBatch ?? ((e) => b.publishBatch(e)),
       subscribe: o.subscribe ?? ((p, h, x) => b.subscribe(p, h, x)),
+      ensureGroup: o.ensureGroup ?? ((p, g) => b.ensureGroup(p, g)),
     }
   }
 }

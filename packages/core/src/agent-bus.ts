@@ -331,6 +331,8 @@ export class AgentMessageBus {
   readonly #expired = new Map<string, true>()
   readonly #answered = new Map<string, true>()
   readonly #subscriptions = new Set<Subscription>()
+  /** Recipients whose mailbox this bus has declared (see {@link AgentMessageBus.send}). */
+  readonly #mailboxes = new Map<string, Promise<void>>()
   #closed = false
   #closing: Promise<void> | undefined
   readonly #stats = {
@@ -474,6 +476,7 @@ export class AgentMessageBus {
   async send(to: string, topic: string, data: unknown, opts: SendOptions = {}): Promise<PublishReceipt> {
     this.#assertOpen()
     rejectUnknownOptions('send option', opts, SEND_OPTION_NAMES)
+    await this.#ensureMailbox(to)
     const receipt = await this.#backend.publish(
       this.#input(this.topicFor(to, topic), data, 'message', to, opts),
     )
@@ -544,6 +547,7 @@ export class AgentMessageBus {
       }
       // Closed, timed out or aborted meanwhile: nothing is sent, the reply promise says why.
       if (!this.#pending.has(id)) return await reply
+      await this.#ensureMailbox(to)
       await this.#backend.publish(input)
     } catch (error) {
       if (!this.#pending.has(id)) return await reply
@@ -922,6 +926,27 @@ export class AgentMessageBus {
         error: errorMessage(error),
       })
     }
+  }
+
+  /**
+   * Declares the mailbox of agent `to` (once per recipient per bus): the group and pattern of its
+   * default `subscribeAgent`, so messages sent before the agent first subscribes wait for it.
+   */
+  #ensureMailbox(to: string): Promise<void> {
+    let declared = this.#mailboxes.get(to)
+    if (declared === undefined) {
+      checkAgentId('recipient', to)
+      const p = this.#backend.ensureGroup(`${this.#prefix}.${to}.**`, `${this.#prefix}.${to}`)
+      // A failed declaration is tried again by the next send; the caller gets this one's error.
+      p.catch(() => {
+        if (this.#mailboxes.get(to) === p) this.#mailboxes.delete(to)
+      })
+      this.#mailboxes.set(to, p)
+      if (this.#mailboxes.size > REMEMBERED)
+        this.#mailboxes.delete(this.#mailboxes.keys().next().value as string)
+      declared = p
+    }
+    return declared
   }
 
   #ensureInbox(): Promise<Subscription> {

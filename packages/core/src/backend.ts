@@ -74,6 +74,7 @@ export {
 } from './kernel/outcome.ts'
 export { HandlerRunner, type InvokeArgs, invokeHandler } from './kernel/runner.ts'
 export {
+  checkEnsureGroup,
   DEFAULT_RETRY,
   RETRY_OPTION_NAMES,
   type ResolvedRetryPolicy,

@@ -256,6 +256,19 @@ export interface EventBackend {
     handler: EventHandler<T>,
     opts?: SubscribeOptions,
   ): Promise<Subscription>
+  /**
+   * Makes the consumer group `group` exist for `pattern` now, if it does not yet, so that events
+   * published from now on wait for its first member, as if a member had subscribed at 'latest'
+   * and left. A later `subscribe(pattern, handler, { group })` at the default start receives
+   * them; another group is not affected (it still starts at 'latest'). Idempotent and cheap to
+   * repeat; a group that exists already keeps its position. `pattern` and `group` must be
+   * exactly those the subscription will use (on most brokers a group's storage is per pattern).
+   * How long the events are kept for a member that never comes is the backend's retention (see
+   * its README); the memory backend keeps a bounded in-process mailbox.
+   * Throws `InvalidTopicError` for a bad pattern, `ConfigurationError` for a bad group name,
+   * `CapabilityError` on a backend without groups, `NotConnectedError` before `connect()`.
+   */
+  ensureGroup(pattern: string, group: string): Promise<void>
 }
 
 /** The dead-letter topic used when a subscription does not name one. */

@@ -39,6 +39,8 @@ export interface FakeBackend extends EventBackend {
   publishBatchCalls: number
   /** When set, publish resolves after this many ms (a slow broker). */
   publishDelayMs: number
+  /** Every `ensureGroup` call, in order (the fake keeps no mailbox). */
+  readonly ensuredGroups: Array<{ readonly pattern: string; readonly group: string }>
 }
 
 export function createFakeBackend(
@@ -109,6 +111,7 @@ export function createFakeBackend(
     failWith: undefined,
     publishBatchCalls: 0,
     publishDelayMs: 0,
+    ensuredGroups: [],
     get isConnected() {
       return connected
     },
@@ -148,6 +151,9 @@ export function createFakeBackend(
       })
       const succeeded = results.filter((r) => r.ok).length
       return { results, succeeded, failed: results.length - succeeded }
+    },
+    async ensureGroup(pattern: string, group: string) {
+      backend.ensuredGroups.push({ pattern, group })
     },
     async subscribe<T>(pattern: string, handler: EventHandler<T>, opts = {}) {
       const resolved = resolveSubscribeOptions(backend, pattern, handler, opts)

@@ -44,6 +44,11 @@ export interface RecordLog {
   /** Appends a record, resolving once the broker has it. */
   append(key: string, value: string): Promise<void>
   /**
+   * Appends a record without reading the topic (creating it if need be): for writers that never
+   * read, which then need no group join of their own.
+   */
+  write(key: string, value: string): Promise<void>
+  /**
    * Appends a record and resolves, with what its applier returned, once this reader has applied
    * it: every record before it in the log has been applied too.
    */
@@ -101,12 +106,21 @@ export function createRecordLog(s: RecordLogSettings): RecordLog {
     }
   }
 
+  let created: Promise<void> | undefined
+  const createTopic = (): Promise<void> => {
+    created ??= s.client.createTopics([s.topic], 1, s.replicationFactor, {
+      'cleanup.policy': 'compact,delete',
+      'retention.ms': String(s.ttlMs),
+    })
+    created.catch(() => {
+      created = undefined
+    })
+    return created
+  }
+
   const start = (): Promise<void> => {
     starting ??= (async () => {
-      await s.client.createTopics([s.topic], 1, s.replicationFactor, {
-        'cleanup.policy': 'compact,delete',
-        'retention.ms': String(s.ttlMs),
-      })
+      await createTopic()
       const handle = s.client.createConsumer({
         groupId: `${s.groupIdPrefix}omnibus-dedupe-${randomUUID()}`,
         partitionsConsumedConcurrently: 1,
@@ -162,6 +176,10 @@ export function createRecordLog(s: RecordLogSettings): RecordLog {
     start,
     async append(key, value) {
       await start()
+      await s.produce(key, value)
+    },
+    async write(key, value) {
+      await createTopic()
       await s.produce(key, value)
     },
     async appendSeen(key, value) {

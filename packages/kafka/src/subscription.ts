@@ -38,6 +38,11 @@ export interface SubscriptionHost {
   attempts(): AttemptBook
   /** Publishes a dead letter through the backend's batching producer (the kernel logs it). */
   publishDeadLetter(input: EventInput): Promise<unknown>
+  /**
+   * The earliest time `groupId` was declared on `pattern` by `ensureGroup` (see `group-starts.ts`),
+   * or undefined: a member starting at 'latest' begins partitions without a committed offset there.
+   */
+  declaredStart(groupId: string, pattern: string): Promise<number | undefined>
   /** Makes sure a topic exists (literal subscriptions create theirs up front). */
   ensureTopic(topic: string): Promise<void>
   /** Removes the subscription from the backend's books. */
@@ -282,11 +287,14 @@ export class KafkaSubscription {
    * offset now, and move to (and commit) them when this member is assigned such a partition.
    */
   async #pinLatest(topics: readonly string[]): Promise<void> {
+    const declared = this.#spec.privateGroup ? undefined : await this.#declaredStart()
     await Promise.all(
       topics.map(async (topic) => {
         const [committed, ends] = await Promise.all([
           this.#host.client.groupOffsets(this.groupId, topic),
-          this.#host.client.endOffsets(topic),
+          declared === undefined
+            ? this.#host.client.endOffsets(topic)
+            : this.#host.client.offsetsAt(topic, declared),
         ])
         const unset = new Set(committed.filter((p) => p.offset === '-1').map((p) => p.partition))
         for (const p of ends) {
@@ -296,6 +304,23 @@ export class KafkaSubscription {
         }
       }),
     )
+  }
+
+  /** The group's declared start, or undefined (also when the records cannot be read: then 'latest'). */
+  async #declaredStart(): Promise<number | undefined> {
+    try {
+      return await this.#host.declaredStart(this.groupId, this.pattern)
+    } catch (error) {
+      this.#host.logger.warn(
+        'kafka subscription could not read where its group was declared; it starts at the latest offsets',
+        {
+          subscription: this.id,
+          group: this.groupId,
+          error: classifyError(error, 'subscribe', this.#host.endpoint).message,
+        },
+      )
+      return undefined
+    }
   }
 
   async #applyPins(assignment: Readonly<Record<string, readonly number[]>>): Promise<void> {

@@ -25,6 +25,7 @@ import {
   ConsumerKernel,
   checkDelay,
   checkDrainTimeout,
+  checkEnsureGroup,
   encodeEventChecked,
   holdProcess,
   instrumentBackend,
@@ -177,6 +178,7 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
       let event: OmnibusEvent
       try {
         event = prepare(input, defaults)
+        ;(bus as Bus).refuseIfMailboxFull(event)
       } catch (error) {
         return Promise.reject(error)
       }
@@ -205,6 +207,7 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
         let event: OmnibusEvent
         try {
           event = prepare(inputs[i] as EventInput, batchDefaults)
+          b.refuseIfMailboxFull(event)
         } catch (error) {
           results[i] = { ok: false, index: i, error: error as Error }
           failed++
@@ -224,6 +227,12 @@ export function createMemoryBackend(options: MemoryBackendOptions = {}): MemoryB
       }
       const receipt: BatchReceipt = { results, succeeded: inputs.length - failed, failed }
       return waits === undefined ? Promise.resolve(receipt) : Promise.all(waits).then(() => receipt)
+    },
+
+    async ensureGroup(pattern: string, group: string): Promise<void> {
+      checkEnsureGroup(backend, pattern, group)
+      if (!connected || closing !== undefined) throw new NotConnectedError('memory', 'ensureGroup')
+      ;(bus as Bus).declare(pattern, group, queueSettings)
     },
 
     async subscribe<T>(pattern: string, handler: EventHandler<T>, opts?: SubscribeOptions) {

@@ -11,6 +11,7 @@
  */
 import { AsyncLocalStorage } from 'node:async_hooks'
 import {
+  ConfigurationError,
   compilePattern,
   createEvent,
   currentEvent,
@@ -19,6 +20,7 @@ import {
   type Logger,
   MatcherIndex,
   type OmnibusEvent,
+  PublishError,
 } from '@omnibus/core'
 import {
   type ConsumerKernel,
@@ -163,6 +165,11 @@ export class DeliveryQueue {
   routeStamp = 0
   /** Processed ids of exactly-once members; created when the first one joins. */
   dedupe: MemoryDedupeStore | undefined
+  /**
+   * The pattern of a group declared with `ensureGroup`: the queue stays routed with it whether or
+   * not the group has members, so it is the group's mailbox while nobody consumes it.
+   */
+  declaredPattern: string | undefined
   readonly #drainNow = () => {
     this.#scheduled = false
     this.drain()
@@ -228,6 +235,9 @@ export class DeliveryQueue {
 
   addMember(member: Member): void {
     if (this.members.some((m) => m.pattern !== member.pattern)) this.mixedPatterns = true
+    // A member narrower than the declared pattern must not be handed what only the mailbox matches.
+    if (this.declaredPattern !== undefined && this.declaredPattern !== member.pattern)
+      this.mixedPatterns = true
     this.members.push(member)
     if (this.#orphans.length > 0) {
       for (const item of this.#orphans) this.#ready.push(item)
@@ -240,7 +250,11 @@ export class DeliveryQueue {
   removeMember(member: Member): void {
     this.members = this.members.filter((m) => m !== member)
     const first = this.members[0]
-    this.mixedPatterns = first !== undefined && this.members.some((m) => m.pattern !== first.pattern)
+    this.mixedPatterns =
+      first !== undefined &&
+      this.members.some(
+        (m) => m.pattern !== first.pattern || (this.declaredPattern ?? m.pattern) !== m.pattern,
+      )
     if (this.members.length > 0) this.schedule()
     else this.#admitAll()
     this.notify()
@@ -263,6 +277,14 @@ export class DeliveryQueue {
   whenIdle(check: () => boolean): Promise<void> {
     if (check()) return Promise.resolve()
     return new Promise((resolve) => this.#idleWaiters.push({ check, resolve }))
+  }
+
+  /**
+   * A declared group without members holds at most `capacity` events: a publish beyond that is
+   * refused, where a group with members would make the publisher wait for room.
+   */
+  get mailboxFull(): boolean {
+    return this.members.length === 0 && this.queued + this.overflowLength >= this.capacity
   }
 
   /** Nothing held or running for this queue. */
@@ -531,7 +553,7 @@ export interface QueueSettings {
 /** An in-process broker: subscriptions, groups and the routing index. */
 export class Bus {
   readonly name: string | undefined
-  readonly #index = new MatcherIndex<Member>()
+  readonly #index = new MatcherIndex<{ readonly queue: DeliveryQueue }>()
   readonly groups = new Map<string, DeliveryQueue>()
   readonly #routes = new Map<string, Route>()
   // Bursts often go to one topic: the last route is kept beside the map.
@@ -573,8 +595,32 @@ export class Bus {
    */
   forgetGroupIfIdle(queue: DeliveryQueue): void {
     if (queue.group === undefined || queue.members.length > 0 || queue.dedupe !== undefined) return
+    if (queue.declaredPattern !== undefined) return
     if (!queue.isEmpty()) return
     if (this.groups.get(queue.group) === queue) this.groups.delete(queue.group)
+  }
+
+  /**
+   * Declares `group` on `pattern` (`ensureGroup`): its queue is created if need be and routed
+   * with the pattern from now on, members or not. Another pattern for a group already declared
+   * is refused: one group has one mailbox.
+   */
+  declare(pattern: string, group: string, settings: QueueSettings): void {
+    let q = this.groups.get(group)
+    if (q?.declaredPattern === pattern) return
+    if (q === undefined) {
+      q = new DeliveryQueue(this, group, settings.queueCapacity)
+      this.groups.set(group, q)
+    } else if (q.declaredPattern !== undefined) {
+      throw new ConfigurationError(
+        `ensureGroup("${pattern}", "${group}"): the group is declared already with the pattern "${q.declaredPattern}" on this memory bus; a group has one pattern here`,
+        { backend: 'memory' },
+      )
+    }
+    q.declaredPattern = pattern
+    if (q.members.some((m) => m.pattern !== pattern)) q.mixedPatterns = true
+    this.#index.add(pattern, { queue: q })
+    this.#forgetRoutes()
   }
 
   /** Starts routing events matching the member's pattern to its queue. */
@@ -626,6 +672,19 @@ export class Bus {
   }
 
   /**
+   * Throws `PublishError` (`MAILBOX_FULL`) when `event` would go to the mailbox of a declared
+   * group that has no member and is full; publish checks this before dispatch, so a refused
+   * event is delivered nowhere.
+   */
+  refuseIfMailboxFull(event: OmnibusEvent): void {
+    const queues = this.#route(event.topic)
+    for (let i = 0; i < queues.length; i++) {
+      const q = queues[i] as DeliveryQueue
+      if (q.declaredPattern !== undefined && q.mailboxFull) throw mailboxFull(q, event)
+    }
+  }
+
+  /**
    * Puts `event` into every queue it matches. Returns undefined when all took it at once, or a
    * pending publish that resolves when full queues have admitted it.
    */
@@ -671,6 +730,14 @@ export class Bus {
     }
     for (const q of queues) q.enqueue(event, true)
   }
+}
+
+function mailboxFull(q: DeliveryQueue, event: OmnibusEvent): PublishError {
+  return new PublishError(
+    `memory backend: the mailbox of group "${q.group}" holds ${q.capacity} events (queueCapacity) and the group has no member yet; ` +
+      `event ${event.id} on "${event.topic}" was not published anywhere. Start a member of the group, or raise queueCapacity`,
+    { backend: 'memory', code: 'MAILBOX_FULL', retryable: true },
+  )
 }
 
 const named = new Map<string, Bus>()

@@ -17,6 +17,7 @@ import {
 } from '@omnibus/core'
 import {
   checkDrainTimeout,
+  checkEnsureGroup,
   DEFAULT_DRAIN_TIMEOUT_MS,
   holdProcess,
   instrumentBackend,
@@ -167,6 +168,16 @@ export function createRabbitMQBackend(options: RabbitMQBackendOptions = {}): Eve
       )
       const succeeded = results.filter((r) => r.ok).length
       return { results, succeeded, failed: results.length - succeeded }
+    },
+
+    async ensureGroup(pattern: string, group: string): Promise<void> {
+      checkEnsureGroup(backend, pattern, group)
+      requireOpen('ensureGroup')
+      try {
+        await publisher.ensureGroup(pattern, group)
+      } catch (error) {
+        throw classifyError(error, 'subscribe', o.endpoint)
+      }
     },
 
     async subscribe<T>(

@@ -43,6 +43,8 @@ export class Publisher {
   readonly #link: Link
   /** When the queue keeping each dead-letter topic's letters was last declared. */
   readonly #deadLetterQueues = new Map<string, number>()
+  /** When each group queue declared by `ensureGroup` was last declared (`group NUL pattern`). */
+  readonly #declaredGroups = new Map<string, number>()
   #warnedNoQuorum = false
 
   constructor(o: ResolvedRabbitMQOptions, link: Link) {
@@ -108,6 +110,25 @@ export class Publisher {
     const { json } = encodeEventChecked(event, undefined, 'rabbitmq')
     await this.keepDeadLetters(event.topic)
     await this.#link.publish(this.#o.exchange, event.topic, Buffer.from(json), props(event), this.deadline())
+  }
+
+  /**
+   * Declares the durable queue of `group` on `pattern` and binds it, named, typed and bound as a
+   * member's subscription does it (`consumer.ts`), so events published from now on wait in it for
+   * the group's first member. Declared again at most once a minute (a queue with `x-expires`
+   * that expired comes back on the next use).
+   */
+  async ensureGroup(pattern: string, group: string): Promise<void> {
+    const key = `${group}\u0000${pattern}`
+    const at = this.#declaredGroups.get(key)
+    if (at !== undefined && Date.now() - at < 60_000) return
+    const ch = await this.#link.admin(this.deadline())
+    const model = this.#link.model
+    if (model === undefined) throw new NotConnectedError('rabbitmq', 'ensureGroup')
+    const queue = groupQueueName(this.#o.prefix, group, pattern)
+    await ch.assertQueue(queue, { durable: true, arguments: this.groupQueueArguments(model) })
+    await ch.bindQueue(queue, this.#o.exchange, bindingKey(pattern))
+    this.#declaredGroups.set(key, Date.now())
   }
 
   /**

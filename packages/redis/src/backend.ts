@@ -27,6 +27,7 @@ import {
 import {
   checkDelay,
   checkDrainTimeout,
+  checkEnsureGroup,
   encodeEventChecked,
   holdProcess,
   instrumentBackend,
@@ -399,6 +400,9 @@ export function createRedisBackend(options: RedisBackendOptions = {}): RedisBack
     }
   }
 
+  /** Groups this instance has declared (`ensureGroup`), as `group NUL pattern`. */
+  const ensuredGroups = new Set<string>()
+
   async function serverTimeMs(): Promise<number> {
     const [sec, usec] = (await client('subscribe').time()) as [string, string] | [number, number]
     return Number(sec) * 1000 + Math.floor(Number(usec) / 1000)
@@ -603,6 +607,27 @@ export function createRedisBackend(options: RedisBackendOptions = {}): RedisBack
       return receipt
     },
 
+    async ensureGroup(pattern: string, group: string): Promise<void> {
+      checkEnsureGroup(backend, pattern, group)
+      const c = client('ensureGroup')
+      const key = `${group}\u0000${pattern}`
+      if (ensuredGroups.has(key)) return
+      try {
+        // The first declaration wins: a later one must not move the start of events already waiting.
+        await c.hsetnx(keys.groupStart(group), pattern, String(await serverTimeMs()))
+        if (isLiteralPattern(pattern)) {
+          await c
+            .call('XGROUP', 'CREATE', keys.stream(pattern), group, '$', 'MKSTREAM')
+            .catch((err: Error) => {
+              if (!/BUSYGROUP/.test(err.message)) throw err
+            })
+        }
+      } catch (err) {
+        throw classifyError(err, 'subscribe')
+      }
+      ensuredGroups.add(key)
+    },
+
     async subscribe<T = unknown>(
       pattern: string,
       handler: EventHandler<T>,
@@ -617,14 +642,22 @@ export function createRedisBackend(options: RedisBackendOptions = {}): RedisBack
       // hears of earlier due times (a literal subscription can do without it: the mover also polls).
       else void ensureNotifier().catch(() => {})
       delayer.start()
-      const startId = resolved.from === 'earliest' ? '0-0' : startIdAt(await serverTimeMs())
+      // A group declared by ensureGroup starts, in every stream it is not on yet, where it was declared.
+      const declared =
+        resolved.group === undefined || resolved.from === 'earliest'
+          ? null
+          : await client('subscribe').hget(keys.groupStart(resolved.group), pattern)
+      const startId =
+        resolved.from === 'earliest'
+          ? '0-0'
+          : startIdAt(declared === null ? await serverTimeMs() : Number(declared))
       const consumer = startConsumer(host, {
         resolved,
         handler: handler as EventHandler,
         wildcard,
         matches,
         startId,
-        startAtEnd: resolved.from !== 'earliest',
+        startAtEnd: resolved.from !== 'earliest' && declared === null,
       })
       consumers.add(consumer)
       try {

@@ -5,6 +5,9 @@
  *   CloudEvents JSON document;
  * - `<prefix>topics`: the set of every topic ever published (the registry wildcard
  *   subscriptions read), and the pub/sub channel of the same name announcing new ones;
+ * - `<prefix>group-start:<group>`: a hash of pattern → server time (ms) at which `ensureGroup`
+ *   declared the group on that pattern; a later member starts every stream that lacks the group
+ *   there, so streams created after the declaration are read from it too;
  * - `<prefix>eo:<group>:<event id>`: exactly-once records of a group (the claim's owner
  *   `<consumer>:<topic>:<entry id>` while a handler runs, `d` once it succeeded), each with a time
  *   to live.
@@ -24,6 +27,8 @@ export interface KeyMap {
   readonly topics: string
   /** Pub/sub channel announcing new topics. */
   readonly topicsChannel: string
+  /** Declared start times of `group`, per pattern (`ensureGroup`). */
+  groupStart(group: string): string
   /** Exactly-once record of `eventId` in `group`. */
   processed(group: string, eventId: string): string
 }
@@ -37,6 +42,7 @@ export function keyMap(prefix: string): KeyMap {
     topicOf: (key) => (key.startsWith(streamPrefix) ? key.slice(streamPrefix.length) : undefined),
     topics: `${prefix}topics`,
     topicsChannel: `${prefix}topics`,
+    groupStart: (group) => `${prefix}group-start:${group}`,
     processed: (group, eventId) => `${prefix}eo:${group}:${eventId}`,
   }
 }

@@ -16,6 +16,7 @@ import {
 } from '@omnibus/core'
 import {
   checkDrainTimeout,
+  checkEnsureGroup,
   holdProcess,
   instrumentBackend,
   type ProcessHold,
@@ -138,6 +139,22 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
     return disconnecting
   }
 
+  /** Groups this instance has declared: the row exists in the file from then on. */
+  const ensured = new Set<string>()
+
+  async function ensureGroup(pattern: string, group: string): Promise<void> {
+    checkEnsureGroup({ name: BACKEND, capabilities }, pattern, group)
+    if (conn.state !== 'open') throw new NotConnectedError(BACKEND, 'ensureGroup')
+    const key = `${group}\u0000${pattern}`
+    if (ensured.has(key)) return
+    // The row a subscription of this group and pattern would create at 'latest': its cursor at the
+    // newest event, so what is committed from now on waits for the group. An existing row keeps its cursor.
+    await conn.tx(() => {
+      conn.st.upsertGroup.get(group, pattern, Number(conn.st.topSeq.get()), 0, Date.now())
+    }, 'subscribe')
+    ensured.add(key)
+  }
+
   async function subscribe<T = unknown>(
     pattern: string,
     handler: EventHandler<T>,
@@ -161,6 +178,7 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
     publish: (input) => publisher.publish(input),
     publishBatch: (events) => publisher.publishBatch(events),
     subscribe,
+    ensureGroup,
     cleanup: (options) => retention.cleanup(options),
     injectRaw: (topic, payload) => publisher.injectRaw(topic, payload),
     stats: () => ({ ...conn.counters }),

@@ -39,6 +39,7 @@ import {
 import {
   checkDelay,
   checkDrainTimeout,
+  checkEnsureGroup,
   encodeEventChecked,
   holdProcess,
   instrumentBackend,
@@ -343,6 +344,9 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
     }
   }
 
+  /** Groups this instance has declared (`ensureGroup`), as `group NUL pattern`. */
+  const declaredGroups = new Set<string>()
+
   /** When the queue keeping each dead-letter topic's letters was last made sure of. */
   const deadLetterQueues = new Map<string, number>()
 
@@ -500,6 +504,26 @@ export function createSqsBackend(options: SqsBackendOptions = {}): SqsBackend {
       for (const url of urls) await deleteQueue(url)
       return urls.length
     },
+    async ensureGroup(pattern: string, group: string): Promise<void> {
+      checkEnsureGroup(backend, pattern, group)
+      const { directory: dir } = requireConnected('ensureGroup')
+      const key = `${group}\u0000${pattern}`
+      if (declaredGroups.has(key)) return
+      // The queue a member of the group would read, with the same name and tags, so publishers
+      // route to it from now on and the member finds what they sent there.
+      const name = groupQueueName(o.queuePrefix, group, pattern, o.fifo)
+      const tags: Record<string, string> = {
+        [QUEUE_TAGS.pattern]: pattern,
+        [QUEUE_TAGS.kind]: 'group',
+        [QUEUE_TAGS.group]: group.slice(0, 256),
+      }
+      const { url, created } = await ensureQueue(name, tags, o.fifo)
+      dir.addLocal({ url, pattern, kind: 'group', fifo: isFifoQueue(url) })
+      // As subscribe does: publishers elsewhere see a new queue within one listing interval.
+      if (created) await new Promise((resolve) => setTimeout(resolve, o.discoveryIntervalMs))
+      declaredGroups.add(key)
+    },
+
     async subscribe<T>(
       pattern: string,
       handler: EventHandler<T>,

@@ -7,6 +7,7 @@ import { groupCases } from './groups.ts'
 import { guaranteeCases } from './guarantees.ts'
 import { headerCases } from './headers.ts'
 import { kernelCases } from './kernel.ts'
+import { mailboxCases } from './mailboxes.ts'
 import { resilienceCases } from './resilience.ts'
 import { retryCases } from './retry.ts'
 import type { ConformanceCase } from './types.ts'
@@ -24,4 +25,5 @@ export const ALL_CASES: readonly ConformanceCase[] = [
   ...busCases,
   ...headerCases,
   ...kernelCases,
+  ...mailboxCases,
 ]

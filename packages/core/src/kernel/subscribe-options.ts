@@ -106,6 +106,30 @@ export function resolveRetryPolicy(policy: RetryPolicy | undefined): ResolvedRet
 }
 
 /**
+ * Validates the arguments of `ensureGroup(pattern, group)` as `subscribe` would validate them with
+ * that group: `InvalidTopicError` for a bad pattern, `ConfigurationError` for a bad group name,
+ * `CapabilityError` on a backend without groups. Every backend's `ensureGroup` calls it first.
+ */
+export function checkEnsureGroup(
+  backend: { readonly name: string; readonly capabilities: BackendCapabilities },
+  pattern: string,
+  group: string,
+): void {
+  validatePattern(pattern)
+  if (typeof group !== 'string' || !GROUP_NAME.test(group)) {
+    throw new ConfigurationError(
+      `ensureGroup: group "${String(group)}" is invalid: use 1-200 letters, digits, '_', '-' or '.'`,
+      { backend: backend.name },
+    )
+  }
+  if (!backend.capabilities.groups) {
+    throw new CapabilityError(`the ${backend.name} backend does not support consumer groups (ensureGroup)`, {
+      backend: backend.name,
+    })
+  }
+}
+
+/**
  * Validates `subscribe` arguments against the backend's capabilities and fills defaults.
  * Throws `InvalidTopicError` for a bad pattern, `ConfigurationError` for bad options (an unknown
  * key included) and `CapabilityError` for a guarantee, group or replay the backend does not offer.
