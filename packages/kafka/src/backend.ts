@@ -22,14 +22,12 @@ import {
 import {
   checkDelay,
   checkDrainTimeout,
-  checkEnsureGroup,
   DEFAULT_DRAIN_TIMEOUT_MS,
   type DedupeStore,
   encodeEventChecked,
   holdProcess,
   instrumentBackend,
   isLiteralPattern,
-  MAX_TIMER_DELAY_MS,
   type ProcessHold,
   rejectUnknownUrlParams,
   resolveSubscribeOptions,
@@ -38,8 +36,8 @@ import {
 import { type AttemptBook, createAttemptBook } from './attempts.ts'
 import { createKafkaClient, type KafkaClient } from './client.ts'
 import { createKafkaDedupeStore } from './dedupe.ts'
+import { createForwarder, delayTopicFor, type Forwarder } from './delay.ts'
 import { classifyError } from './errors.ts'
-import { createGroupStarts, type GroupStarts } from './group-starts.ts'
 import {
   KAFKA_URL_PARAMS,
   type KafkaBackendOptions,
@@ -70,9 +68,9 @@ export function kafkaCapabilities(o: ResolvedKafkaOptions): BackendCapabilities 
     // One refresh period to see the topic, then a rejoin: the other members notice the rebalance
     // at their next heartbeat and the join/sync round trips complete within a few seconds.
     wildcardDiscoveryMs: o.topicRefreshMs + 2 * o.heartbeatIntervalMs + 5000,
-    // Held by the consumer kernel: a delivery before its time is redelivered after the rest of
-    // the delay by the adapter's local timer, which cannot wait longer than one Node.js timer.
-    delay: { maxDelayMs: MAX_TIMER_DELAY_MS },
+    // Held in the delay topics and forwarded when due (delay.ts): each hop waits at most one tier,
+    // so no limit of its own beyond what a Date can hold.
+    delay: { maxDelayMs: Number.MAX_SAFE_INTEGER },
   }
 }
 
@@ -86,20 +84,14 @@ export function createKafkaBackend(options: KafkaBackendOptions = {}): KafkaBack
   const capabilities = kafkaCapabilities(o)
   /** The records topic, its exactly-once store and delivery counts: created on first use. */
   let records:
-    | {
-        log: RecordLog
-        dedupe: DedupeStore | undefined
-        attempts: AttemptBook | undefined
-        starts: GroupStarts
-      }
+    | { log: RecordLog; dedupe: DedupeStore | undefined; attempts: AttemptBook | undefined }
     | undefined
   const subs = new Set<KafkaSubscription>()
-  /** Groups this instance has declared (`ensureGroup`), as `group id NUL pattern`. */
-  const declaredGroups = new Set<string>()
 
   let client: KafkaClient | undefined
   let topics: TopicRegistry | undefined
   let publisher: Publisher | undefined
+  let forwarder: Forwarder | undefined
   let connected = false
   let connecting: Promise<void> | undefined
   let refreshTimer: NodeJS.Timeout | undefined
@@ -140,6 +132,13 @@ export function createKafkaBackend(options: KafkaBackendOptions = {}): KafkaBack
     const event = createEvent(input, o.source === undefined ? {} : { source: o.source })
     checkDelay(event, capabilities.delay, 'kafka')
     const { json, bytes } = encodeEventChecked(event, o.maxPayloadBytes, 'kafka')
+    const rest = event.deliverAt === undefined ? 0 : event.deliverAt - Date.now()
+    if (rest > 0 && forwarder !== undefined) {
+      // Not due: into the delay topics, forwarded to its topic when due (see delay.ts).
+      await forwarder.ensureTopics()
+      await p.send(delayTopicFor(rest), { key: event.partitionKey ?? null, value: json }, bytes)
+      return { id: event.id, topic: event.topic }
+    }
     await p.send(event.topic, { key: event.partitionKey ?? null, value: json }, bytes)
     return { id: event.id, topic: event.topic }
   }
@@ -155,7 +154,7 @@ export function createKafkaBackend(options: KafkaBackendOptions = {}): KafkaBack
         groupIdPrefix: o.groupIdPrefix,
         produce: (key, value) => p.send(topic, { key, value }, key.length + value.length + 64),
       })
-      records = { log, dedupe: undefined, attempts: undefined, starts: createGroupStarts(log) }
+      records = { log, dedupe: undefined, attempts: undefined }
     }
     return records
   }
@@ -183,7 +182,6 @@ export function createKafkaBackend(options: KafkaBackendOptions = {}): KafkaBack
       groupJoinTimeoutMs: o.groupJoinTimeoutMs,
       endpoint,
       publishDeadLetter: publishOne,
-      declaredStart: (groupId, pattern) => recordsOf(c, p).starts.startOf(groupId, pattern),
       ensureTopic: (topic) => t.ensure([topic]),
       forget: (sub) => subs.delete(sub),
     }
@@ -223,6 +221,15 @@ export function createKafkaBackend(options: KafkaBackendOptions = {}): KafkaBack
         client = c
         topics = registry
         publisher = createPublisher({ client: c, topics: registry, maxBatchBytes: o.maxBatchBytes, endpoint })
+        forwarder = createForwarder({
+          client: c,
+          topics: registry,
+          publisher,
+          logger: o.logger,
+          numPartitions: o.numPartitions,
+          replicationFactor: o.replicationFactor,
+          endpoint,
+        })
         connected = true
         hold = holdProcess()
         refreshTimer = setInterval(() => void refreshTopics(), o.topicRefreshMs)
@@ -241,6 +248,8 @@ export function createKafkaBackend(options: KafkaBackendOptions = {}): KafkaBack
       if (refreshTimer !== undefined) clearInterval(refreshTimer)
       try {
         await Promise.allSettled([...subs].map((s) => s.kernel.close(drain)))
+        await forwarder?.stop()
+        forwarder = undefined
         // Everything accepted by publish() before disconnect is sent before the producer closes.
         await publisher?.idle()
         await records?.log.close()
@@ -296,22 +305,6 @@ export function createKafkaBackend(options: KafkaBackendOptions = {}): KafkaBack
       return { results, succeeded, failed: results.length - succeeded }
     },
 
-    async ensureGroup(pattern: string, group: string): Promise<void> {
-      checkEnsureGroup(backend, pattern, group)
-      const { client: c, topics: t, publisher: p } = requireConnected('ensureGroup')
-      const groupId = `${o.groupIdPrefix}${group}`
-      const key = `${groupId}\u0000${pattern}`
-      if (declaredGroups.has(key)) return
-      try {
-        // Declared before the topic exists, so the first message on it is after the declared time.
-        await recordsOf(c, p).starts.declare(groupId, pattern, Date.now())
-        if (isLiteralPattern(pattern)) await t.ensure([pattern])
-      } catch (error) {
-        throw classifyError(error, 'subscribe', endpoint)
-      }
-      declaredGroups.add(key)
-    },
-
     async subscribe<T>(
       pattern: string,
       handler: EventHandler<T>,
@@ -319,6 +312,9 @@ export function createKafkaBackend(options: KafkaBackendOptions = {}): KafkaBack
     ): Promise<Subscription> {
       const resolved = resolveSubscribeOptions(backend, pattern, handler, opts)
       const h = host()
+      // Every instance that subscribes forwards delayed events when due; its join runs beside the
+      // subscription's own.
+      void forwarder?.start()
       const id = randomUUID()
       const privateGroup = resolved.group === undefined
       const groupId = `${o.groupIdPrefix}${resolved.group ?? `omnibus-broadcast-${id}`}`

@@ -60,6 +60,11 @@ export interface BatchControl {
   markDone(offset: string): void
   /** Commits `nextOffset` (the first offset not yet done) for the batch's partition. */
   commit(nextOffset: string): Promise<void>
+  /**
+   * Stops fetching the batch's partition; the returned function resumes it. Messages not marked
+   * done are fetched again after the resume.
+   */
+  pause(): () => void
 }
 
 /** A topic to consume and where a group without a committed offset starts on it. */
@@ -118,11 +123,6 @@ export interface KafkaClient {
   /** Produces all batches (one request per broker), acknowledged by all in-sync replicas. */
   send(batches: readonly OutgoingTopicBatch[]): Promise<void>
   endOffsets(topic: string): Promise<PartitionOffset[]>
-  /**
-   * Per partition, the offset of the first message whose timestamp is at or after `timestampMs`,
-   * or the end offset where there is none.
-   */
-  offsetsAt(topic: string, timestampMs: number): Promise<PartitionOffset[]>
   groupOffsets(groupId: string, topic: string): Promise<PartitionOffset[]>
   deleteGroup(groupId: string): Promise<void>
   /** The member ids of a group's current members. */
@@ -379,10 +379,6 @@ export function createKafkaClient(o: ResolvedKafkaOptions): KafkaClient {
       const offsets = await retrying(() => needAdmin().fetchTopicOffsets(topic))
       return offsets.map((p) => ({ partition: p.partition, offset: p.high }))
     },
-    async offsetsAt(topic, timestampMs) {
-      const offsets = await retrying(() => needAdmin().fetchTopicOffsetsByTimestamp(topic, timestampMs))
-      return offsets.map((p) => ({ partition: p.partition, offset: p.offset }))
-    },
     async groupOffsets(groupId, topic) {
       const res = await retrying(() => needAdmin().fetchOffsets({ groupId, topics: [topic] }))
       return (res[0]?.partitions ?? []).map((p) => ({ partition: p.partition, offset: p.offset }))
@@ -456,6 +452,7 @@ function createConsumerHandle(
           topics: [{ topic: batch.topic, partitions: [{ partition: batch.partition, offset: nextOffset }] }],
         })
       },
+      pause: () => payload.pause(),
     }
     // kafkajs messages already have the InboundMessage shape (offset, key, value): passed as they
     // are, no copy per message.

@@ -67,10 +67,6 @@ export function memoryRecordLog(
       sync()
       others()
     },
-    async write(key, value) {
-      topic.records.push([key, value])
-      others()
-    },
     async appendSeen(key, value) {
       topic.records.push([key, JSON.stringify(value)])
       const result = sync()
@@ -150,7 +146,6 @@ async function harness(handler: EventHandler, opts: SubscribeOptions = {}, h: Ha
       publishDeadLetter: async (input: EventInput) => {
         published.push(input)
       },
-      declaredStart: async () => undefined,
       ensureTopic: async () => {},
       forget() {},
     },
@@ -164,6 +159,7 @@ async function harness(handler: EventHandler, opts: SubscribeOptions = {}, h: Ha
     commit: async (next) => {
       commits.push(next)
     },
+    pause: () => () => {},
   }
   const feed = (messages: InboundMessage[]) =>
     (spec as ConsumerSpec).onBatch({ topic: TOPIC, partition: 0, messages }, control)
