@@ -22,6 +22,7 @@ import {
 import {
   checkDelay,
   checkDrainTimeout,
+  checkEnsureGroup,
   DEFAULT_DRAIN_TIMEOUT_MS,
   type DedupeStore,
   encodeEventChecked,
@@ -38,6 +39,7 @@ import { createKafkaClient, type KafkaClient } from './client.ts'
 import { createKafkaDedupeStore } from './dedupe.ts'
 import { createForwarder, delayTopicFor, type Forwarder } from './delay.ts'
 import { classifyError } from './errors.ts'
+import { createGroupStarts, type GroupStarts } from './group-starts.ts'
 import {
   KAFKA_URL_PARAMS,
   type KafkaBackendOptions,
@@ -84,9 +86,16 @@ export function createKafkaBackend(options: KafkaBackendOptions = {}): KafkaBack
   const capabilities = kafkaCapabilities(o)
   /** The records topic, its exactly-once store and delivery counts: created on first use. */
   let records:
-    | { log: RecordLog; dedupe: DedupeStore | undefined; attempts: AttemptBook | undefined }
+    | {
+        log: RecordLog
+        dedupe: DedupeStore | undefined
+        attempts: AttemptBook | undefined
+        starts: GroupStarts
+      }
     | undefined
   const subs = new Set<KafkaSubscription>()
+  /** Groups this instance has declared (`ensureGroup`), as `group id NUL pattern`. */
+  const declaredGroups = new Set<string>()
 
   let client: KafkaClient | undefined
   let topics: TopicRegistry | undefined
@@ -154,7 +163,7 @@ export function createKafkaBackend(options: KafkaBackendOptions = {}): KafkaBack
         groupIdPrefix: o.groupIdPrefix,
         produce: (key, value) => p.send(topic, { key, value }, key.length + value.length + 64),
       })
-      records = { log, dedupe: undefined, attempts: undefined }
+      records = { log, dedupe: undefined, attempts: undefined, starts: createGroupStarts(log) }
     }
     return records
   }
@@ -182,6 +191,7 @@ export function createKafkaBackend(options: KafkaBackendOptions = {}): KafkaBack
       groupJoinTimeoutMs: o.groupJoinTimeoutMs,
       endpoint,
       publishDeadLetter: publishOne,
+      declaredStart: (groupId, pattern) => recordsOf(c, p).starts.startOf(groupId, pattern),
       ensureTopic: (topic) => t.ensure([topic]),
       forget: (sub) => subs.delete(sub),
     }
@@ -303,6 +313,22 @@ export function createKafkaBackend(options: KafkaBackendOptions = {}): KafkaBack
       )
       const succeeded = results.filter((r) => r.ok).length
       return { results, succeeded, failed: results.length - succeeded }
+    },
+
+    async ensureGroup(pattern: string, group: string): Promise<void> {
+      checkEnsureGroup(backend, pattern, group)
+      const { client: c, topics: t, publisher: p } = requireConnected('ensureGroup')
+      const groupId = `${o.groupIdPrefix}${group}`
+      const key = `${groupId}\u0000${pattern}`
+      if (declaredGroups.has(key)) return
+      try {
+        // Declared before the topic exists, so the first message on it is after the declared time.
+        await recordsOf(c, p).starts.declare(groupId, pattern, Date.now())
+        if (isLiteralPattern(pattern)) await t.ensure([pattern])
+      } catch (error) {
+        throw classifyError(error, 'subscribe', endpoint)
+      }
+      declaredGroups.add(key)
     },
 
     async subscribe<T>(

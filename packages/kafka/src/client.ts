@@ -123,6 +123,11 @@ export interface KafkaClient {
   /** Produces all batches (one request per broker), acknowledged by all in-sync replicas. */
   send(batches: readonly OutgoingTopicBatch[]): Promise<void>
   endOffsets(topic: string): Promise<PartitionOffset[]>
+  /**
+   * Per partition, the offset of the first message whose timestamp is at or after `timestampMs`,
+   * or the end offset where there is none.
+   */
+  offsetsAt(topic: string, timestampMs: number): Promise<PartitionOffset[]>
   groupOffsets(groupId: string, topic: string): Promise<PartitionOffset[]>
   deleteGroup(groupId: string): Promise<void>
   /** The member ids of a group's current members. */
@@ -378,6 +383,10 @@ export function createKafkaClient(o: ResolvedKafkaOptions): KafkaClient {
     async endOffsets(topic) {
       const offsets = await retrying(() => needAdmin().fetchTopicOffsets(topic))
       return offsets.map((p) => ({ partition: p.partition, offset: p.high }))
+    },
+    async offsetsAt(topic, timestampMs) {
+      const offsets = await retrying(() => needAdmin().fetchTopicOffsetsByTimestamp(topic, timestampMs))
+      return offsets.map((p) => ({ partition: p.partition, offset: p.offset }))
     },
     async groupOffsets(groupId, topic) {
       const res = await retrying(() => needAdmin().fetchOffsets({ groupId, topics: [topic] }))

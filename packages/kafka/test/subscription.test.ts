@@ -67,6 +67,10 @@ export function memoryRecordLog(
       sync()
       others()
     },
+    async write(key, value) {
+      topic.records.push([key, value])
+      others()
+    },
     async appendSeen(key, value) {
       topic.records.push([key, JSON.stringify(value)])
       const result = sync()
@@ -146,6 +150,7 @@ async function harness(handler: EventHandler, opts: SubscribeOptions = {}, h: Ha
       publishDeadLetter: async (input: EventInput) => {
         published.push(input)
       },
+      declaredStart: async () => undefined,
       ensureTopic: async () => {},
       forget() {},
     },
