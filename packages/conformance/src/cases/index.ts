@@ -10,6 +10,7 @@ import { kernelCases } from './kernel.ts'
 import { mailboxCases } from './mailboxes.ts'
 import { resilienceCases } from './resilience.ts'
 import { retryCases } from './retry.ts'
+import { scheduleCases } from './schedule.ts'
 import type { ConformanceCase } from './types.ts'
 
 /** Every case, in the order of CONFORMANCE.md. */
@@ -25,5 +26,6 @@ export const ALL_CASES: readonly ConformanceCase[] = [
   ...busCases,
   ...headerCases,
   ...kernelCases,
+  ...scheduleCases,
   ...mailboxCases,
 ]
