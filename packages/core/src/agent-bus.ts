@@ -545,9 +545,9 @@ export class AgentMessageBus {
           throw new AgentUnavailableError(to, this.#presence.get(to)?.lastSeen)
         }
       }
+      await this.#ensureMailbox(to)
       // Closed, timed out or aborted meanwhile: nothing is sent, the reply promise says why.
       if (!this.#pending.has(id)) return await reply
-      await this.#ensureMailbox(to)
       await this.#backend.publish(input)
     } catch (error) {
       if (!this.#pending.has(id)) return await reply
