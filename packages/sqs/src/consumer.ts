@@ -27,7 +27,7 @@ import {
   type KernelMessage,
   type ResolvedSubscribeOptions,
 } from '@omnibus/core/backend'
-import { MAX_DELAY_SECONDS, MAX_VISIBILITY_SECONDS } from './delay.ts'
+import { DELAY_LEAD_MS, delaySecondsFor, MAX_DELAY_SECONDS, MAX_VISIBILITY_SECONDS } from './delay.ts'
 import { classifyError, isQueueMissing } from './errors.ts'
 import { QueueOps } from './queue-ops.ts'
 import type { QUEUE_GONE } from './sender.ts'
@@ -194,7 +194,11 @@ export class Consumer implements KernelAdapter<SqsMessage> {
   }
 
   redeliver(msg: SqsMessage, delayMs: number, deliveryCount: number): void | Promise<void> {
-    if (delayMs <= this.#deps.localRetryMaxMs && this.kernel.accepting) {
+    const due = msg.event?.deliverAt
+    const early = due !== undefined && due > Date.now()
+    // The last moments of a delay are always waited here: SQS hides messages for whole seconds.
+    const local = delayMs <= this.#deps.localRetryMaxMs || (early && delayMs < 1000 + DELAY_LEAD_MS)
+    if (local && this.kernel.accepting) {
       // Waited here with the message still leased: SQS does not see this attempt, so it is added.
       msg.deliveryCount = deliveryCount
       this.#correct(msg, deliveryCount - msg.receiveCount)
@@ -206,14 +210,11 @@ export class Consumer implements KernelAdapter<SqsMessage> {
       this.#retryTimers.set(msg, timer)
       return
     }
-    const due = msg.event?.deliverAt
-    if (due !== undefined && due > Date.now()) {
-      // Received before its time. Rounded down: what is left under a second is waited locally
-      // when it comes back, so it is not up to a second late.
-      const seconds = Math.floor(delayMs / 1000)
-      if (msg.groupId === undefined) return this.#postpone(msg, seconds)
+    if (early) {
+      const seconds = delaySecondsFor(delayMs)
+      if (msg.groupId === undefined && seconds >= 1) return this.#postpone(msg, seconds)
       this.#correct(msg, deliveryCount - (msg.receiveCount + 1))
-      return this.#handBack(msg, Math.min(MAX_VISIBILITY_SECONDS, seconds))
+      return this.#handBack(msg, Math.min(MAX_VISIBILITY_SECONDS, Math.max(1, seconds)))
     }
     this.#correct(msg, deliveryCount - (msg.receiveCount + 1))
     return this.#handBack(msg, Math.min(MAX_VISIBILITY_SECONDS, Math.ceil(delayMs / 1000)))

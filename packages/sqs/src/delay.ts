@@ -1,10 +1,11 @@
 /**
  * Delayed delivery on SQS. A standard queue hides a message for `DelaySeconds` (at most 900 s)
- * after the send: a delayed event is sent with the whole seconds of its delay, up to that, and a
- * consumer that receives it before its time (a longer delay, or the last fraction of a second)
- * hands it to the kernel, whose hold the consumer carries out: a short remainder on a local
- * timer, a longer one by sending the message again with the next `DelaySeconds` and deleting the
- * received copy, so it never waits in a consumer and SQS never counts a receive for the wait.
+ * after the send: a delayed event is sent with the whole seconds of its delay (less a lead, see
+ * {@link DELAY_LEAD_MS}), up to that, and a consumer that receives it before its time (a longer
+ * delay, or the last second) hands it to the kernel, whose hold the consumer carries out: the
+ * last second on a local timer, a longer wait by sending the message again with the next
+ * `DelaySeconds` and deleting the received copy, so it never waits in a consumer and SQS never
+ * counts a receive for the wait.
  * FIFO queues take no per-message delay: there the kernel's hold is `ChangeMessageVisibility`.
  */
 import type { DelayCapability } from '@omnibus/core'
@@ -30,12 +31,26 @@ export const STANDARD_DELAY: DelayCapability = Object.freeze({ maxDelayMs: 14 * 
 export const FIFO_DELAY: DelayCapability = Object.freeze({ maxDelayMs: MAX_VISIBILITY_SECONDS * 1000 })
 
 /**
- * `DelaySeconds` for a message due at `deliverAt`: the whole seconds left, at most 900, or
- * undefined when less than a second is left. Rounded down, so the message is never late because
- * of it; the consumer waits out the rest.
+ * How much sooner than its time a held message is made visible again: SQS hides messages for
+ * whole seconds and hands one out some milliseconds after it becomes visible (about 60–100 ms on
+ * ElasticMQ), so a message is hidden for the whole seconds of its wait less this, and the consumer
+ * waits out the rest on a timer (at most a second and this).
  */
+export const DELAY_LEAD_MS = 250
+
+/**
+ * How many seconds to hide a message that has `waitMs` to go (`DelaySeconds`, or a FIFO
+ * visibility change): the whole seconds of the wait less {@link DELAY_LEAD_MS}, at most 900 (SQS's
+ * limit for `DelaySeconds`; a visibility change caps it at 12 h itself); 0 when less than that
+ * is left.
+ */
+export function delaySecondsFor(waitMs: number): number {
+  return Math.max(0, Math.floor((waitMs - DELAY_LEAD_MS) / 1000))
+}
+
+/** `DelaySeconds` for a message due at `deliverAt`, or undefined when it needs none (see {@link delaySecondsFor}). */
 export function delaySecondsUntil(deliverAt: number | undefined, now: number): number | undefined {
   if (deliverAt === undefined) return undefined
-  const seconds = Math.min(MAX_DELAY_SECONDS, Math.floor((deliverAt - now) / 1000))
+  const seconds = Math.min(MAX_DELAY_SECONDS, delaySecondsFor(deliverAt - now))
   return seconds >= 1 ? seconds : undefined
 }

@@ -93,6 +93,7 @@ function start(
     waitTimeSeconds?: number
     resent?: Array<{ body: string; delaySeconds: number }>
     fifo?: boolean
+    localRetryMaxMs?: number
   } = {},
 ): Consumer {
   const options = resolveSubscribeOptions({ name: 'sqs', capabilities }, 'orders.created', handler, opts)
@@ -105,7 +106,7 @@ function start(
       dedupe: extra.dedupe,
       waitTimeSeconds: extra.waitTimeSeconds ?? 0,
       prefetch: 10,
-      localRetryMaxMs: 2000,
+      localRetryMaxMs: extra.localRetryMaxMs ?? 2000,
       visibilityTimeoutMs: 30_000,
       drainTimeoutMs: 1000,
       resend: async (_url, body, delaySeconds) => {
@@ -218,7 +219,7 @@ describe('sqs consumer', () => {
     const msg = message({ topic: 'orders.created', data: 'later', delayMs: 3_600_000 }, 1)
     q.inbox.push(msg)
     start(q, (_e, ctx) => void runs.push(ctx.attempt), { group: 'g' }, { resent })
-    await waitUntil(() => q.deleted.includes(msg.ReceiptHandle ?? ''), { message: 'the early copy deleted' })
+    await waitUntil(() => q.deleted.includes(msg.ReceiptHandle ?? ''), { description: 'the early copy deleted' })
     expect(resent).toEqual([{ body: msg.Body, delaySeconds: 900 }])
     expect(q.visibility).toEqual([])
     expect(runs).toEqual([])
@@ -242,10 +243,10 @@ describe('sqs consumer', () => {
       { group: 'g' },
       { resent },
     )
-    await waitUntil(() => runs.length === 1, { message: 'the short delay handled' })
+    await waitUntil(() => runs.length === 1, { description: 'the short delay handled' })
     expect(ranAt - started).toBeGreaterThanOrEqual(280)
     expect(runs).toEqual([1])
-    await waitUntil(() => resent.length === 1, { message: 'the long delay re-sent' })
+    await waitUntil(() => resent.length === 1, { description: 'the long delay re-sent' })
     // 4.5 s less the time it took to get here, rounded down.
     expect(resent[0]?.delaySeconds).toBe(4)
     expect(q.deleted).toContain(late.ReceiptHandle)
@@ -257,9 +258,22 @@ describe('sqs consumer', () => {
     const msg = message({ topic: 'orders.created', data: 'later', delayMs: 60_000 }, 1)
     q.inbox.push(msg)
     start(q, () => {}, { group: 'g' }, { resent, fifo: true })
-    await waitUntil(() => q.visibility.length > 0, { message: 'the visibility change' })
+    await waitUntil(() => q.visibility.length > 0, { description: 'the visibility change' })
     expect(q.visibility[0]).toEqual({ receipt: msg.ReceiptHandle, seconds: 59 })
     expect(resent).toEqual([])
     expect(q.deleted).toEqual([])
+  })
+
+  it('waits out the last second of a delay itself even when local retries are off, instead of re-sending in a loop', async () => {
+    const q = fakeQueue()
+    const resent: Array<{ body: string; delaySeconds: number }> = []
+    const runs: number[] = []
+    const msg = message({ topic: 'orders.created', data: 'soon', delayMs: 600 }, 1)
+    q.inbox.push(msg)
+    start(q, (_e, ctx) => void runs.push(ctx.attempt), { group: 'g' }, { resent, localRetryMaxMs: 0 })
+    await waitUntil(() => runs.length === 1, { description: 'the event handled' })
+    expect(runs).toEqual([1])
+    expect(resent).toEqual([])
+    expect(q.visibility).toEqual([])
   })
 })
