@@ -94,6 +94,12 @@ export interface SettleInfo {
  * and never throw; core catches and logs what they throw anyway, once per kind.
  */
 export interface Instrumentation {
+  /**
+   * Whether the hook has anything to do now (its tracer and meter are real, not no-ops). While it
+   * returns false, publishes and deliveries go by as if no hook were installed, nothing allocated
+   * for it. Leave it out to always be asked.
+   */
+  isActive?(): boolean
   publish(info: PublishInfo): PublishObservation | undefined
   deliver(info: DeliveryInfo): DeliveryObservation | undefined
   settle(info: SettleInfo): void
@@ -170,7 +176,10 @@ export function instrumentedPublish<R extends PublishReceipt | BatchReceipt | un
   send: (inputs: readonly EventInput[]) => Promise<R>,
 ): Promise<R> {
   const hook = instrumentation
-  const obs = hook === undefined ? undefined : observePublish(hook, { backend, operation, inputs })
+  const obs =
+    hook === undefined || hook.isActive?.() === false
+      ? undefined
+      : observePublish(hook, { backend, operation, inputs })
   if (obs === undefined) return send(inputs)
   let sent: EventInput[]
   let promise: Promise<R>
@@ -213,7 +222,8 @@ export function instrumentBackend<B extends EventBackend>(backend: B): B {
     configurable: true,
     writable: true,
     value<T>(input: EventInput<T>): Promise<PublishReceipt> {
-      if (instrumentation === undefined) return publish.call(backend, input)
+      const hook = instrumentation
+      if (hook === undefined || hook.isActive?.() === false) return publish.call(backend, input)
       return instrumentedPublish(name, 'publish', [input], sendOne)
     },
   })

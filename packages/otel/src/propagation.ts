@@ -40,6 +40,7 @@ import {
   type Attributes,
   type Context,
   context,
+  createNoopMeter,
   defaultTextMapGetter,
   defaultTextMapSetter,
   type Exception,
@@ -47,6 +48,7 @@ import {
   type Link,
   type MeterProvider,
   metrics,
+  ProxyTracerProvider,
   ROOT_CONTEXT,
   type Span,
   SpanKind,
@@ -106,6 +108,10 @@ export function instrumentOmnibus(options: InstrumentOmnibusOptions = {}): Omnib
   }
 }
 
+/** What the global tracer provider delegates to while no SDK is registered. */
+const NOOP_TRACER_PROVIDER = new ProxyTracerProvider().getDelegate()
+const NoopMeter = createNoopMeter().constructor
+
 const DEFAULT_PROPAGATOR = new CompositePropagator({
   propagators: [new W3CTraceContextPropagator(), new W3CBaggagePropagator()],
 })
@@ -137,13 +143,37 @@ class PropagationHook implements Instrumentation {
   readonly #tracer: Tracer
   readonly #metrics: OmnibusMetrics
   readonly #propagator: TextMapPropagator
+  /**
+   * The API's global proxy when no SDK was registered at installation: registering one later
+   * sets its delegate, which is checked per publish and delivery (one property read).
+   */
+  readonly #proxy: ProxyTracerProvider | undefined
+  /** The meter is a real one (not the API's no-op, as while no metrics SDK is registered). */
+  readonly #metered: boolean
 
   constructor(options: InstrumentOmnibusOptions) {
     const provider = options.tracerProvider ?? trace.getTracerProvider()
+    this.#proxy = provider instanceof ProxyTracerProvider ? provider : undefined
     this.#tracer = provider.getTracer(INSTRUMENTATION_SCOPE, SCOPE_VERSION)
     const meterProvider = options.meterProvider ?? metrics.getMeterProvider()
-    this.#metrics = new OmnibusMetrics(meterProvider.getMeter(INSTRUMENTATION_SCOPE, SCOPE_VERSION))
+    const meter = meterProvider.getMeter(INSTRUMENTATION_SCOPE, SCOPE_VERSION)
+    this.#metered = !(meter instanceof NoopMeter)
+    this.#metrics = new OmnibusMetrics(meter)
     this.#propagator = options.propagator ?? DEFAULT_PROPAGATOR
+  }
+
+  /**
+   * Whether this publish or delivery records spans. With neither spans nor metrics to record,
+   * the hook steps aside: the trace context events carry still goes on through core's
+   * inheritance, at no cost.
+   */
+  isActive(): boolean {
+    return this.#metered || this.#tracing()
+  }
+
+  #tracing(): boolean {
+    const proxy = this.#proxy
+    return proxy === undefined || proxy.getDelegate() !== NOOP_TRACER_PROVIDER
   }
 
   // ---- publish ----
@@ -151,6 +181,7 @@ class PropagationHook implements Instrumentation {
   publish(info: PublishInfo): PublishObservation | undefined {
     const inputs = info.inputs
     if (inputs.length === 0) return undefined
+    if (!this.#tracing()) return this.#metered ? this.#countOnly(info) : undefined
     const active = context.active()
     if (inputs.length === 1) {
       const input = inputs[0]
@@ -221,6 +252,37 @@ class PropagationHook implements Instrumentation {
           observer.publishDuration(metricAttrs, seconds, type)
         }
         span.end()
+      },
+    }
+  }
+
+  /** A publish observed for metrics only (no spans to record). */
+  #countOnly(info: PublishInfo): PublishObservation {
+    const system = messagingSystemOf(info.backend)
+    const inputs = info.inputs
+    const started = performance.now()
+    const observer = this.#metrics
+    return {
+      headersFor: () => undefined,
+      run: (send) => send(),
+      end(receipt, error) {
+        const seconds = (performance.now() - started) / 1000
+        const type = error === undefined ? undefined : errorType(error)
+        if (info.operation === 'publish-batch') {
+          countBatch(observer, system, inputs, receipt as BatchReceipt | undefined, type)
+        } else {
+          const input = inputs[0]
+          const topic = input !== null && typeof input === 'object' ? String(input.topic) : 'invalid'
+          observer.sent(
+            metricAttributes(system, topic, undefined),
+            type === undefined ? 1 : 0,
+            type === undefined ? 0 : 1,
+            type,
+          )
+        }
+        const first = inputs[0]
+        const topic = first !== null && typeof first === 'object' ? String(first.topic) : 'invalid'
+        observer.publishDuration(metricAttributes(system, topic, undefined), seconds, type)
       },
     }
   }
@@ -305,6 +367,7 @@ class PropagationHook implements Instrumentation {
   // ---- deliver ----
 
   deliver(info: DeliveryInfo): DeliveryObservation | undefined {
+    if (!this.#tracing()) return this.#metered ? this.#measureOnly(info) : undefined
     const event = info.event
     const headers = event.headers
     // The producer's context, never whatever happens to be active where the broker was read
@@ -377,9 +440,36 @@ class PropagationHook implements Instrumentation {
     }
   }
 
+  /** A delivery observed for metrics only (no spans to record). */
+  #measureOnly(info: DeliveryInfo): DeliveryObservation {
+    const event = info.event
+    const metricAttrs = metricAttributes(
+      messagingSystemOf(info.backend),
+      event.topic,
+      info.subscription.group,
+    )
+    const lag = (Date.now() - Math.max(event.time, event.deliverAt ?? 0)) / 1000
+    this.#metrics.delivered(metricAttrs, info.attempt, Math.max(lag, 0))
+    const started = performance.now()
+    const observer = this.#metrics
+    return {
+      run: (fn, a, b) => fn(a, b),
+      end(outcome: DeliveryOutcome) {
+        const type =
+          outcome.kind === 'ack'
+            ? undefined
+            : outcome.error === undefined
+              ? `${outcome.kind} requested`
+              : errorType(outcome.error)
+        observer.processed(metricAttrs, (performance.now() - started) / 1000, type)
+      },
+    }
+  }
+
   // ---- settle ----
 
   settle(info: SettleInfo): void {
+    if (!this.#metered) return
     this.#metrics.settled(
       metricAttributes(messagingSystemOf(info.backend), info.event.topic, info.subscription.group),
       info.outcome,

@@ -862,9 +862,11 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
     attempt: number,
     signal: AbortSignal,
   ): HandlerOutcome | Promise<HandlerOutcome> {
+    const hook = instrumentation as Instrumentation
+    if (hook.isActive?.() === false) return this.#runner.run(event, attempt, signal)
     let obs: DeliveryObservation | undefined
     try {
-      obs = (instrumentation as Instrumentation).deliver({
+      obs = hook.deliver({
         backend: this.#adapter.backend,
         event,
         subscription: this.subscription,
@@ -889,8 +891,10 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
 
   /** Tells the installed instrumentation how a message was settled. */
   #settled(event: OmnibusEvent, attempt: number, outcome: SettleOutcome): void {
+    const hook = instrumentation
+    if (hook === undefined || hook.isActive?.() === false) return
     try {
-      instrumentation?.settle({
+      hook.settle({
         backend: this.#adapter.backend,
         event,
         subscription: this.subscription,
