@@ -221,6 +221,16 @@ const faults: Array<[string, string, Fault]> = [
       return h({ ...e, headers: rest }, ctx)
     }),
   ],
+  [
+    'keeps no mailbox (ensureGroup does nothing)',
+    '50-send-before-subscribe',
+    () => ({ ensureGroup: async () => {} }),
+  ],
+  [
+    'declares no group (ensureGroup does nothing)',
+    '51-ensure-group',
+    () => ({ ensureGroup: async () => {} }),
+  ],
 ]
 
 describe('the suite catches broken backends', () => {
