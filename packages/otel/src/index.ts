@@ -4,6 +4,18 @@
  * semantic conventions, and Omnibus's own metrics through the OpenTelemetry meter. It plugs into
  * core's instrumentation hook; core itself never imports OpenTelemetry.
  */
+
+export {
+  ATTR_TOOL_UNFINISHED,
+  defaultMetricKind,
+  GENAI_SCOPE,
+  type MetricKind,
+  OPERATION_DURATION_BUCKETS,
+  OpenTelemetryExporter,
+  type OpenTelemetryExporterOptions,
+  type OpenTelemetryExporterStats,
+  TOKEN_USAGE_BUCKETS,
+} from './genai-exporter.ts'
 export { OMNIBUS_METRICS } from './metrics.ts'
 export {
   INSTRUMENTATION_SCOPE,
@@ -12,3 +24,4 @@ export {
   type OmnibusInstrumentation,
 } from './propagation.ts'
 export { messagingSystemOf } from './propagation-attributes.ts'
+export { type OmnibusTelemetry, type OmnibusTelemetryOptions, startOmnibusTelemetry } from './setup.ts'
