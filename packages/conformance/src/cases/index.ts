@@ -1,3 +1,4 @@
+import { agentCases } from './agents.ts'
 import { atLeastOnceCases } from './at-least-once.ts'
 import { busCases } from './buses.ts'
 import { contextCases } from './context.ts'
@@ -28,4 +29,5 @@ export const ALL_CASES: readonly ConformanceCase[] = [
   ...kernelCases,
   ...scheduleCases,
   ...mailboxCases,
+  ...agentCases,
 ]
