@@ -11,8 +11,10 @@
  * (at-most-once); retries are confirmed copies, through delay queues, carrying their delivery
  * count in a header, to which quorum queues add `x-delivery-count` for deliveries that ended
  * without an ack; past `retry.maxAttempts` deliveries a message is dead-lettered. Exactly-once is
- * offered only with a shared `dedupeStore` (the claim protocol). The connection is
- * re-established after a drop, with its topology.
+ * offered only with a shared `dedupeStore` (the claim protocol). A delayed event waits in the
+ * broker, in a schedule of TTL queues (one per binary digit of the delay) that dead-letter it down
+ * to the topic exchange when it is due. The connection is re-established after a drop, with its
+ * topology.
  */
 export { backendFromUrl, createRabbitMQBackend } from './backend.ts'
 export { AMQP_REPLY_CODES, classifyError, type RabbitOperation, replyCodeOf } from './errors.ts'

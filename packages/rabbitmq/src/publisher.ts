@@ -1,7 +1,8 @@
 /**
- * Everything the backend writes to the broker: events (persistent, confirmed), dead letters (to a
- * queue that keeps them even with no subscriber yet) and retry copies (straight back into their
- * queue, or through the delay queue of their bucket).
+ * Everything the backend writes to the broker: events (persistent, confirmed; a delayed one into
+ * the schedule, see `Link.ensureSchedule`), dead letters (to a queue that keeps them even with no
+ * subscriber yet) and retry copies (straight back into their queue, or through the delay queue of
+ * their bucket).
  */
 import {
   createEvent,

@@ -7,7 +7,9 @@
  * happens to each message; the consumer deletes it once settled (at-least-once), hands it back
  * with `ChangeMessageVisibility` for a later retry, and counts deliveries by
  * `ApproximateReceiveCount` (poison guard). Exactly-once needs a shared `dedupeStore`; FIFO queues
- * (`fifo: true`) give per-key order and broker-side dedupe.
+ * (`fifo: true`) give per-key order and broker-side dedupe. A delayed event is sent with
+ * `DelaySeconds` and sent again every 900 s while a longer delay lasts; on FIFO queues, which take
+ * no per-message delay, it is hidden by a visibility change.
  */
 export { backendFromUrl, createSqsBackend, type SqsBackend } from './backend.ts'
 export {
