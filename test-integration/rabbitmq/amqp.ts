@@ -13,6 +13,7 @@ export interface RawChannel {
   checkQueue(queue: string): Promise<{ messageCount: number; consumerCount: number }>
   consume(queue: string, onMessage: (msg: unknown) => void): Promise<{ consumerTag: string }>
   deleteQueue(queue: string): Promise<unknown>
+  deleteExchange(exchange: string): Promise<unknown>
   assertQueue(queue: string, options?: Record<string, unknown>): Promise<unknown>
   close(): Promise<void>
 }

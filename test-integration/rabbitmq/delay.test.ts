@@ -1,6 +1,6 @@
 import { randomUUID } from 'node:crypto'
-import type { EventBackend, HandlerContext, OmnibusEvent } from '@omnibus/core'
-import { createRabbitMQBackend, groupQueueName } from '@omnibus/rabbitmq'
+import { ConfigurationError, type EventBackend, type HandlerContext, type OmnibusEvent } from '@omnibus/core'
+import { createRabbitMQBackend, groupQueueName, SCHEDULE_LEVELS, scheduleLevelName } from '@omnibus/rabbitmq'
 import { afterEach, expect, it } from 'vitest'
 import { describeWithService, requireEndpoint } from '../setup/services.ts'
 import { eventually } from '../setup/wait.ts'
@@ -20,8 +20,8 @@ describeWithService('rabbitmq', 'rabbitmq: delayed events wait in the broker', (
     await Promise.allSettled(backends.splice(0).map((b) => b.disconnect({ drainTimeoutMs: 500 })))
   })
 
-  async function backend(): Promise<EventBackend> {
-    const b = createRabbitMQBackend({ ...TEST_QUEUES, url })
+  async function backend(extra: { prefix?: string; exchange?: string } = {}): Promise<EventBackend> {
+    const b = createRabbitMQBackend({ ...TEST_QUEUES, url, ...extra })
     backends.push(b)
     await b.connect()
     return b
@@ -91,4 +91,32 @@ describeWithService('rabbitmq', 'rabbitmq: delayed events wait in the broker', (
     expect(arrival.at).toBeGreaterThanOrEqual(arrival.event.deliverAt as number)
     expect(arrival.attempt).toBe(1)
   }, 30_000)
+
+  it('a schedule declared for another exchange under the same prefix is a ConfigurationError that names the prefix', async () => {
+    const run = randomUUID().slice(0, 8)
+    const prefix = `omnibus-it-sched-${run}`
+    const topic = `delay.${run}.mismatch`
+    try {
+      const first = await backend({ prefix })
+      await first.publish({ topic, data: 1, delayMs: 60_000 })
+      const other = await backend({ prefix, exchange: `omnibus-it.other.${run}` })
+      const error = await other.publish({ topic, data: 2, delayMs: 60_000 }).then(
+        () => undefined,
+        (e: unknown) => e,
+      )
+      expect(error).toBeInstanceOf(ConfigurationError)
+      expect(String((error as Error).message)).toContain(`prefix "${prefix}"`)
+    } finally {
+      const conn = await rawConnect(url)
+      try {
+        const ch = await conn.createConfirmChannel()
+        for (let k = 0; k < SCHEDULE_LEVELS; k++) await ch.deleteQueue(scheduleLevelName(prefix, k))
+        for (let k = 0; k < SCHEDULE_LEVELS; k++) await ch.deleteExchange(scheduleLevelName(prefix, k))
+        await ch.deleteExchange(`omnibus-it.other.${run}`)
+        await ch.close()
+      } finally {
+        await conn.close().catch(() => {})
+      }
+    }
+  })
 })

@@ -20,4 +20,11 @@ export { backendFromUrl, createRabbitMQBackend } from './backend.ts'
 export { AMQP_REPLY_CODES, classifyError, type RabbitOperation, replyCodeOf } from './errors.ts'
 export { DELIVERY_COUNT_HEADER, RETRY_HEADERS } from './message.ts'
 export { DEFAULT_URL, type RabbitMQBackendOptions } from './options.ts'
-export { bindingKey, delayBucket, groupQueueName } from './topology.ts'
+export {
+  bindingKey,
+  delayBucket,
+  groupQueueName,
+  SCHEDULE_LEVELS,
+  SCHEDULE_MAX_DELAY_MS,
+  scheduleLevelName,
+} from './topology.ts'

@@ -4,9 +4,9 @@
  * re-attach its subscriptions. Publishes wait for the link (up to their deadline) instead of
  * failing at the first hiccup, and are re-sent when their channel closed before the confirm.
  */
-import { ConnectionError, type Logger } from '@omnibus/core'
+import { ConfigurationError, ConnectionError, type Logger } from '@omnibus/core'
 import amqp, { type Channel, type ChannelModel, type ConfirmChannel, type Options } from 'amqplib'
-import { classifyError } from './errors.ts'
+import { classifyError, replyCodeOf } from './errors.ts'
 import type { ResolvedRabbitMQOptions } from './options.ts'
 import { delayQueueName, SCHEDULE_LEVELS, scheduleBitHeader, scheduleLevelName } from './topology.ts'
 
@@ -479,7 +479,20 @@ export class Link {
   }
 
   async #declareSchedule(deadline: number): Promise<void> {
-    const ch = await this.admin(deadline)
+    try {
+      await this.#declareLevels(await this.admin(deadline))
+    } catch (error) {
+      if (replyCodeOf(error) !== 406) throw classifyError(error, 'publish', this.#o.endpoint)
+      throw new ConfigurationError(
+        `cannot hold a delayed event: the schedule queues "${scheduleLevelName(this.#o.prefix, 0)}" … exist ` +
+          `with other arguments, most likely declared by a backend with the same prefix "${this.#o.prefix}" ` +
+          `and another exchange than "${this.#o.exchange}"; give each exchange its own prefix (${String(error)})`,
+        { backend: 'rabbitmq', code: 'PRECONDITION_FAILED', cause: error },
+      )
+    }
+  }
+
+  async #declareLevels(ch: Channel): Promise<void> {
     const prefix = this.#o.prefix
     for (let k = 0; k < SCHEDULE_LEVELS; k++) {
       await ch.assertExchange(scheduleLevelName(prefix, k), 'headers', { durable: true })
