@@ -484,6 +484,29 @@ describe('MemoryDedupeStore', () => {
     expect(['a', 'b', 'c', 'd'].map((id) => store.has('g', id))).toEqual([true, false, true, true])
   })
 
+  it('forgets the oldest id of any group first', () => {
+    vi.useFakeTimers()
+    const store = new MemoryDedupeStore({ maxEntries: 3 })
+    const at = (ms: number, group: string, id: string) => {
+      vi.setSystemTime(1_000_000 + ms)
+      store.add(group, id)
+    }
+    at(1, 'g1', 'a')
+    at(2, 'g2', 'b')
+    at(3, 'g1', 'c')
+    at(4, 'g2', 'd')
+    expect(store.size).toBe(3)
+    expect([store.has('g1', 'a'), store.has('g2', 'b'), store.has('g1', 'c'), store.has('g2', 'd')]).toEqual([
+      false,
+      true,
+      true,
+      true,
+    ])
+    at(5, 'g3', 'e')
+    expect(store.has('g2', 'b')).toBe(false)
+    expect(store.size).toBe(3)
+  })
+
   it('does not confuse group and id boundaries', () => {
     const store = new MemoryDedupeStore()
     store.add('a.b', 'c')

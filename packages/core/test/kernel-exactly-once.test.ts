@@ -109,6 +109,33 @@ describe('ConsumerKernel: exactly-once', () => {
     })
   }
 
+  it('with a synchronous store, claims, runs, commits and acks synchronous handlers inside deliver()', () => {
+    const b = new FakeBroker()
+    broker = b
+    const store = new MemoryDedupeStore()
+    let runs = 0
+    const k = b.member(
+      () => {
+        runs++
+        // The claim is held while the handler runs.
+        expect(store.claims).toBe(1)
+      },
+      { guarantee: 'exactly-once', group: 'g' },
+      { dedupe: store },
+    )
+    const event = createEvent({ topic: 'a.b', data: 1 })
+    // The same id published twice: two native messages.
+    k.deliver({ nativeId: 'n1', topic: 'a.b', deliveryCount: 1, event })
+    k.deliver({ nativeId: 'n2', topic: 'a.b', deliveryCount: 1, event })
+    // No await: both settled inside deliver(), the copy without running.
+    expect(runs).toBe(1)
+    expect(b.acked.map((m) => m.nativeId)).toEqual(['n1', 'n2'])
+    expect(b.settled).toBe(2)
+    expect(k.running).toBe(0)
+    expect(store.size).toBe(1)
+    expect(store.claims).toBe(0)
+  })
+
   it('acks a message whose id is done without running it', async () => {
     broker = new FakeBroker()
     const store = new MemoryDedupeStore()

@@ -358,6 +358,65 @@ describe('ConsumerKernel: concurrency', () => {
     expect(b.settled).toBe(100)
   })
 
+  it('at-most-once acks and runs synchronous handlers inside deliver(), without a promise', () => {
+    const b = setup()
+    const order: string[] = []
+    const k = b.member((e) => void order.push(`run ${e.data}, acked ${b.acked.length}`), {
+      guarantee: 'at-most-once',
+    })
+    for (let i = 0; i < 3; i++) k.deliver(message({ topic: 'a.b', data: i }))
+    // No await: each was acknowledged, then run, then settled, one after the other.
+    expect(order).toEqual(['run 0, acked 1', 'run 1, acked 2', 'run 2, acked 3'])
+    expect(b.settled).toBe(3)
+    expect(k.running).toBe(0)
+  })
+
+  it('at-most-once does not run the handler when the ack throws, and frees its slot', () => {
+    const b = setup()
+    const logger = recordingLogger()
+    let runs = 0
+    const k = b.member(
+      () => {
+        runs++
+      },
+      { guarantee: 'at-most-once', concurrency: 1 },
+      {
+        logger,
+        adapter: {
+          ack: () => {
+            throw new Error('channel closed')
+          },
+        },
+      },
+    )
+    k.deliver(message({ topic: 'a.b', data: 1 }))
+    k.deliver(message({ topic: 'a.b', data: 2 }))
+    expect(runs).toBe(0)
+    expect(k.running).toBe(0)
+    expect(b.settled).toBe(2)
+    expect(logger.lines.filter((l) => l.message.includes('ack failed'))).toHaveLength(2)
+  })
+
+  it('at-most-once logs a failing async handler once and never redelivers it', async () => {
+    const b = setup()
+    const logger = recordingLogger()
+    const k = b.member(
+      async () => {
+        throw new Error('lost')
+      },
+      { guarantee: 'at-most-once' },
+      { logger },
+    )
+    k.deliver(message({ topic: 'a.b', data: 1 }))
+    expect(b.acked).toHaveLength(1)
+    await waitUntil(() => b.settled === 1)
+    expect(k.running).toBe(0)
+    expect(b.redelivered).toHaveLength(0)
+    expect(logger.lines.map((l) => l.message)).toEqual([
+      'at-most-once handler failed; the event is not redelivered',
+    ])
+  })
+
   it('handles a delivery made from inside a synchronous handler after that handler', () => {
     const b = setup()
     const seen: number[] = []

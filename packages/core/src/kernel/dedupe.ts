@@ -70,8 +70,15 @@ interface Claim {
 export class MemoryDedupeStore implements DedupeStore, ProcessedIdStore {
   readonly #ttlMs: number
   readonly #maxEntries: number
-  readonly #done = new Map<string, number>()
-  readonly #claims = new Map<string, Claim>()
+  // Per group, then per id: no composite key is built (and hashed) per call, so a claim and its
+  // commit allocate nothing but a claim record, and that one is reused.
+  /** Processed ids per group, each map in the order they were recorded (oldest first). */
+  readonly #done = new Map<string, Map<string, number>>()
+  #doneCount = 0
+  readonly #claims = new Map<string, Map<string, Claim>>()
+  #claimCount = 0
+  /** A claim record dropped by commit or release, for the next claim. */
+  #spare: Claim | undefined
 
   constructor(options: MemoryDedupeStoreOptions = {}) {
     this.#ttlMs = options.ttlMs ?? 24 * 3600_000
@@ -79,26 +86,42 @@ export class MemoryDedupeStore implements DedupeStore, ProcessedIdStore {
   }
 
   claim(group: string, id: string, owner: string, ttlMs: number): ClaimResult {
-    const key = `${group}\u0000${id}`
-    if (this.#isDone(key)) return 'done'
+    if (this.#isDone(group, id)) return 'done'
     const now = Date.now()
-    const held = this.#claims.get(key)
-    if (held !== undefined && held.owner !== owner && held.until > now) return 'busy'
-    if (held !== undefined && held.owner === owner) held.until = now + ttlMs
-    else this.#claims.set(key, { owner, until: now + ttlMs })
+    let claims = this.#claims.get(group)
+    if (claims === undefined) {
+      claims = new Map()
+      this.#claims.set(group, claims)
+    }
+    const held = claims.get(id)
+    if (held !== undefined) {
+      if (held.owner !== owner && held.until > now) return 'busy'
+      // Refreshed by its owner, or taken over after it expired.
+      held.owner = owner
+      held.until = now + ttlMs
+      return 'claimed'
+    }
+    let claim = this.#spare
+    if (claim === undefined) claim = { owner, until: now + ttlMs }
+    else {
+      this.#spare = undefined
+      claim.owner = owner
+      claim.until = now + ttlMs
+    }
+    claims.set(id, claim)
+    this.#claimCount++
     return 'claimed'
   }
 
   commit(group: string, id: string, _owner: string): void {
-    const key = `${group}\u0000${id}`
     // The effect happened whoever holds the claim now: the id is done either way.
-    this.#claims.delete(key)
-    this.#record(key)
+    this.#drop(this.#claims.get(group), id)
+    this.#record(group, id)
   }
 
   release(group: string, id: string, owner: string): void {
-    const key = `${group}\u0000${id}`
-    if (this.#claims.get(key)?.owner === owner) this.#claims.delete(key)
+    const claims = this.#claims.get(group)
+    if (claims?.get(id)?.owner === owner) this.#drop(claims, id)
   }
 
   /**
@@ -106,7 +129,7 @@ export class MemoryDedupeStore implements DedupeStore, ProcessedIdStore {
    * @deprecated Use {@link claim}; kept for backends that do not run the consumer kernel yet.
    */
   has(group: string, id: string): boolean {
-    return this.#isDone(`${group}\u0000${id}`)
+    return this.#isDone(group, id)
   }
 
   /**
@@ -114,41 +137,83 @@ export class MemoryDedupeStore implements DedupeStore, ProcessedIdStore {
    * @deprecated Use {@link commit}; kept for backends that do not run the consumer kernel yet.
    */
   add(group: string, id: string): void {
-    this.#record(`${group}\u0000${id}`)
+    this.#record(group, id)
   }
 
   /** Number of processed ids held. */
   get size(): number {
-    return this.#done.size
+    return this.#doneCount
   }
 
   /** Number of live or expired claims held (claims are dropped on commit, release or expiry). */
   get claims(): number {
-    return this.#claims.size
+    return this.#claimCount
   }
 
-  #isDone(key: string): boolean {
-    const at = this.#done.get(key)
+  #drop(claims: Map<string, Claim> | undefined, id: string): void {
+    if (claims === undefined) return
+    const claim = claims.get(id)
+    if (claim === undefined) return
+    claims.delete(id)
+    this.#claimCount--
+    this.#spare = claim
+  }
+
+  #isDone(group: string, id: string): boolean {
+    const done = this.#done.get(group)
+    if (done === undefined) return false
+    const at = done.get(id)
     if (at === undefined) return false
     if (Date.now() - at > this.#ttlMs) {
-      this.#done.delete(key)
+      done.delete(id)
+      this.#doneCount--
       return false
     }
     return true
   }
 
-  #record(key: string): void {
-    this.#done.delete(key)
-    this.#done.set(key, Date.now())
-    // Map iteration is insertion order: the first keys are the oldest.
-    while (this.#done.size > this.#maxEntries) {
-      const oldest = this.#done.keys().next().value as string
-      this.#done.delete(oldest)
+  #record(group: string, id: string): void {
+    let done = this.#done.get(group)
+    if (done === undefined) {
+      done = new Map()
+      this.#done.set(group, done)
     }
-    // Expired claims of holders that died are dropped on the way, so the map stays bounded.
-    if (this.#claims.size > this.#maxEntries) {
+    // Deleted first so a re-recorded id moves to the end (the newest).
+    if (done.delete(id)) this.#doneCount--
+    done.set(id, Date.now())
+    this.#doneCount++
+    while (this.#doneCount > this.#maxEntries) this.#forgetOldest()
+    // Expired claims of holders that died are dropped on the way, so the maps stay bounded.
+    if (this.#claimCount > this.#maxEntries) {
       const now = Date.now()
-      for (const [k, c] of this.#claims) if (c.until <= now) this.#claims.delete(k)
+      for (const claims of this.#claims.values()) {
+        for (const [k, c] of claims) {
+          if (c.until <= now) {
+            claims.delete(k)
+            this.#claimCount--
+          }
+        }
+      }
     }
+  }
+
+  /** Forgets the oldest processed id of all groups (each group's map starts with its oldest). */
+  #forgetOldest(): void {
+    let oldestGroup: string | undefined
+    let oldestAt = Number.POSITIVE_INFINITY
+    for (const [group, done] of this.#done) {
+      for (const at of done.values()) {
+        if (at < oldestAt) {
+          oldestAt = at
+          oldestGroup = group
+        }
+        break
+      }
+    }
+    if (oldestGroup === undefined) return
+    const done = this.#done.get(oldestGroup) as Map<string, number>
+    done.delete(done.keys().next().value as string)
+    this.#doneCount--
+    if (done.size === 0) this.#done.delete(oldestGroup)
   }
 }

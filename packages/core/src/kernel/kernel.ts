@@ -38,7 +38,7 @@ import {
 import type { EventHandler, EventInput, Logger, OmnibusEvent, Subscription } from '../protocol.ts'
 import { MAX_TIMER_DELAY_MS } from '../schedule.ts'
 import { deadLetterInput, EXPIRED_REASON } from './dead-letter.ts'
-import type { DedupeStore } from './dedupe.ts'
+import type { ClaimResult, DedupeStore } from './dedupe.ts'
 import { checkDrainTimeout, DEFAULT_DRAIN_TIMEOUT_MS, settlesWithin } from './drain.ts'
 import { foreignEvent, foreignReason } from './foreign.ts'
 import { safeLog } from './loggers.ts'
@@ -238,6 +238,12 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
   readonly #notifySettled: boolean
   /** At-least-once without exactly-once: the path that may settle without a promise. */
   readonly #fast: boolean
+  /** At-most-once: acked, then run, without a promise when both answer synchronously. */
+  readonly #atMostOnce: boolean
+  /** Exactly-once: claimed, run, committed and acked without a promise when all answer synchronously. */
+  readonly #exactlyOnce: boolean
+  /** `<memberId>:`, the start of every claim owner of this member. */
+  readonly #ownerPrefix: string
   #state = OPEN
   #running = 0
   /** Messages waiting for a slot, in arrival order. */
@@ -288,6 +294,9 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
       )
     }
     this.#fast = k.options.guarantee === 'at-least-once'
+    this.#atMostOnce = k.options.guarantee === 'at-most-once'
+    this.#exactlyOnce = k.options.guarantee === 'exactly-once'
+    this.#ownerPrefix = `${this.#memberId}:`
     this.signal = this.#controller.signal
     const kernel = this
     this.subscription = {
@@ -464,21 +473,252 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
         return
       }
       if (outcome.kind === 'ack') {
-        if (instrumentation !== undefined) this.#settled(event, msg.deliveryCount, 'acked')
-        const acked = this.#ackNow(msg)
-        if (acked instanceof Promise) {
-          const run = new Run(msg, event)
-          this.#track(run, () => acked.catch((error: unknown) => this.#adapterFailed('ack', msg, error)))
-          return
-        }
-        this.#finish(msg, event.partitionKey)
+        this.#ackRan(msg, event)
         return
       }
       const run = new Run(msg, event)
       this.#track(run, () => this.#settle(run, outcome))
       return
     }
+    if (this.#atMostOnce) {
+      this.#startAtMostOnce(msg, event)
+      return
+    }
+    if (this.#exactlyOnce && msg.deliveryCount <= this.#maxAttempts && this.#owed === 0) {
+      this.#startExactlyOnce(msg, event)
+      return
+    }
     this.#track(new Run(msg, event), (run) => this.#slow(run, event))
+  }
+
+  /** Calls the handler synchronously (its outcome may be a promise); `#calling` names it meanwhile. */
+  #callNow(event: OmnibusEvent, attempt: number): HandlerOutcome | Promise<HandlerOutcome> {
+    const outer = this.#calling
+    this.#calling = event
+    try {
+      return instrumentation === undefined
+        ? this.#runner.run(event, attempt)
+        : this.#observed(event, attempt, this.signal)
+    } finally {
+      this.#calling = outer
+    }
+  }
+
+  /** Keeps `run` in the running set while its handler's promise is pending. */
+  #awaitRun(run: Run<M>): void {
+    this.#runs.add(run)
+    if (this.#runs.size === 1) this.#startLeaseTimer()
+  }
+
+  /**
+   * A run that ended in `ack` (and, for exactly-once, was committed): acknowledged, and finished
+   * at once when the adapter acks synchronously.
+   */
+  #ackRan(msg: M, event: OmnibusEvent): void {
+    if (this.#failures.size > 0) this.#failures.delete(msg.nativeId)
+    if (instrumentation !== undefined) this.#settled(event, msg.deliveryCount, 'acked')
+    const acked = this.#ackNow(msg)
+    if (acked instanceof Promise) {
+      const run = new Run(msg, event)
+      this.#track(run, () => acked.catch((error: unknown) => this.#adapterFailed('ack', msg, error)))
+      return
+    }
+    this.#finish(msg, event.partitionKey)
+  }
+
+  /**
+   * At-most-once: acknowledged, then run once. While the adapter acks synchronously and the
+   * handler returns a non-promise, no promise is made (telemetry subscriptions take this path).
+   */
+  #startAtMostOnce(msg: M, event: OmnibusEvent): void {
+    let acked: void | Promise<void>
+    try {
+      acked = this.#adapter.ack(msg)
+    } catch (error) {
+      // Not acknowledged: the broker may deliver it again, and running it now could run it twice.
+      this.#adapterFailed('ack', msg, error)
+      this.#finish(msg, event.partitionKey)
+      return
+    }
+    if (acked instanceof Promise) {
+      const pending = acked
+      this.#track(new Run(msg, event), (run) => this.#runAtMostOnce(run, event, pending))
+      return
+    }
+    let outcome: HandlerOutcome | Promise<HandlerOutcome>
+    try {
+      outcome = this.#callNow(event, msg.deliveryCount)
+    } catch (error) {
+      this.#track(new Run(msg, event), () => Promise.reject(error))
+      return
+    }
+    if (outcome instanceof Promise) {
+      const run = new Run(msg, event)
+      this.#awaitRun(run)
+      outcome.then(
+        (o) => {
+          if (run.abandoned) return
+          this.#ranAtMostOnce(msg, event, o, run)
+          this.#untrack(run)
+        },
+        (error: unknown) => this.#watch(run, Promise.reject(error)),
+      )
+      return
+    }
+    this.#ranAtMostOnce(msg, event, outcome, undefined)
+    this.#finish(msg, event.partitionKey)
+  }
+
+  /** At-most-once after an ack that returned a promise (or on the slow path): run once if it succeeded. */
+  async #runAtMostOnce(run: Run<M>, event: OmnibusEvent, acked: void | Promise<void>): Promise<void> {
+    const msg = run.msg
+    // Acknowledged before the handler runs: if the ack fails the broker may deliver it again,
+    // and running it now could run it twice.
+    try {
+      await acked
+    } catch (error) {
+      this.#adapterFailed('ack', msg, error)
+      return
+    }
+    if (run.abandoned) return
+    this.#ranAtMostOnce(msg, event, await this.#call(event, msg.deliveryCount), run)
+  }
+
+  /** What follows an at-most-once run: a failure is logged, never redelivered. */
+  #ranAtMostOnce(msg: M, event: OmnibusEvent, outcome: HandlerOutcome, run: Run<M> | undefined): void {
+    if (outcome.kind === 'retry') {
+      safeLog(this.#logger, 'warn', 'at-most-once handler failed; the event is not redelivered', {
+        ...this.#fields(run ?? new Run(msg, event), outcome.error),
+      })
+    }
+    if (instrumentation !== undefined) {
+      this.#settled(event, msg.deliveryCount, outcome.kind === 'ack' ? 'acked' : 'dropped')
+    }
+  }
+
+  /**
+   * Exactly-once: claim, run, commit, ack. While the dedupe store and the adapter answer
+   * synchronously (the in-process store) and the handler returns a non-promise, no promise is made.
+   */
+  #startExactlyOnce(msg: M, event: OmnibusEvent): void {
+    const owner = this.#ownerPrefix + msg.nativeId
+    const store = this.#adapter.dedupe as DedupeStore
+    let claim: ClaimResult | Promise<ClaimResult>
+    try {
+      claim = store.claim(this.#dedupeGroup, event.id, owner, this.#leaseMs)
+    } catch (error) {
+      claim = Promise.reject(error)
+    }
+    if (claim !== 'claimed') {
+      if (claim === 'done') {
+        const acked = this.#ackNow(msg)
+        if (acked instanceof Promise) {
+          this.#track(new Run(msg, event), () =>
+            acked.catch((error: unknown) => this.#adapterFailed('ack', msg, error)),
+          )
+        } else this.#finish(msg, event.partitionKey)
+        return
+      }
+      const answer = claim
+      this.#track(new Run(msg, event), (run) => this.#runClaimed(run, event, owner, answer))
+      return
+    }
+    let outcome: HandlerOutcome | Promise<HandlerOutcome>
+    try {
+      outcome = this.#callNow(event, msg.deliveryCount)
+    } catch (error) {
+      const run = new Run(msg, event)
+      this.#track(run, async () => {
+        await this.#releaseClaim(event, owner)
+        throw error
+      })
+      return
+    }
+    const run = outcome instanceof Promise || outcome.kind !== 'ack' ? new Run(msg, event) : undefined
+    if (run !== undefined) {
+      run.owner = owner
+      if (outcome instanceof Promise) {
+        this.#awaitRun(run)
+        outcome.then(
+          (o) => {
+            if (!run.abandoned) this.#watch(run, this.#settle(run, o))
+          },
+          (error: unknown) => this.#watch(run, Promise.reject(error)),
+        )
+      } else {
+        const failed = outcome
+        this.#track(run, () => this.#settle(run, failed))
+      }
+      return
+    }
+    let committed: void | Promise<void>
+    try {
+      committed = store.commit(this.#dedupeGroup, event.id, owner)
+    } catch (error) {
+      committed = Promise.reject(error)
+    }
+    if (committed instanceof Promise) {
+      const commit = committed
+      this.#track(new Run(msg, event), (r) => this.#ackCommitted(r, event, commit))
+      return
+    }
+    this.#ackRan(msg, event)
+  }
+
+  /** Acks after a commit that returned a promise (the effect happened: acked even if it failed). */
+  async #ackCommitted(run: Run<M>, event: OmnibusEvent, committed: Promise<void>): Promise<void> {
+    try {
+      await committed
+    } catch (error) {
+      this.#commitFailed(run, error)
+    }
+    if (this.#failures.size > 0) this.#failures.delete(run.msg.nativeId)
+    if (instrumentation !== undefined) this.#settled(event, run.msg.deliveryCount, 'acked')
+    await this.#ack(run)
+  }
+
+  #commitFailed(run: Run<M>, error: unknown): void {
+    // The effect happened: acknowledging is right; without the record a re-published copy of
+    // this id may run again, which is what the log says.
+    safeLog(this.#logger, 'error', 'exactly-once commit failed; a later copy of this id may run again', {
+      ...this.#fields(run, error),
+    })
+  }
+
+  /** Exactly-once after the claim's answer (or its promise): ack a done id, offer a busy one later, else run. */
+  async #runClaimed(
+    run: Run<M>,
+    event: OmnibusEvent,
+    owner: string,
+    answer: ClaimResult | Promise<ClaimResult>,
+  ): Promise<void> {
+    const msg = run.msg
+    let claim: ClaimResult
+    try {
+      claim = await answer
+    } catch (error) {
+      safeLog(this.#logger, 'warn', 'exactly-once claim failed; the message is offered again later', {
+        ...this.#fields(run, error),
+      })
+      await this.#redeliver(run, this.#busyDelay(), msg.deliveryCount)
+      return
+    }
+    if (run.abandoned) {
+      if (claim === 'claimed') await this.#releaseClaim(event, owner)
+      return
+    }
+    if (claim === 'done') {
+      await this.#ack(run)
+      return
+    }
+    if (claim === 'busy') {
+      await this.#redeliver(run, this.#busyDelay(), msg.deliveryCount)
+      return
+    }
+    run.owner = owner
+    const outcome = await this.#call(event, msg.deliveryCount)
+    if (run.abandoned) return
+    await this.#settle(run, outcome)
   }
 
   /** Runs `work` for `run`, keeping it in the running set until it settles. */
@@ -519,24 +759,13 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
     const msg = run.msg
     const opts = this.#opts
     if (opts.guarantee === 'at-most-once') {
-      // Acknowledged before the handler runs: if the ack fails the broker may deliver it again,
-      // and running it now could run it twice.
+      let acked: void | Promise<void>
       try {
-        await this.#adapter.ack(msg)
+        acked = this.#adapter.ack(msg)
       } catch (error) {
-        this.#adapterFailed('ack', msg, error)
-        return
+        acked = Promise.reject(error)
       }
-      if (run.abandoned) return
-      const outcome = await this.#call(event, msg.deliveryCount)
-      if (outcome.kind === 'retry') {
-        safeLog(this.#logger, 'warn', 'at-most-once handler failed; the event is not redelivered', {
-          ...this.#fields(run, outcome.error),
-        })
-      }
-      if (instrumentation !== undefined) {
-        this.#settled(event, msg.deliveryCount, outcome.kind === 'ack' ? 'acked' : 'dropped')
-      }
+      await this.#runAtMostOnce(run, event, acked)
       return
     }
     const record = this.#owed === 0 ? undefined : this.#failures.get(msg.nativeId)
@@ -559,31 +788,15 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
       return
     }
     if (opts.guarantee === 'exactly-once') {
-      const owner = `${this.#memberId}:${msg.nativeId}`
-      const store = this.#adapter.dedupe as DedupeStore
-      let claim: string
+      const owner = this.#ownerPrefix + msg.nativeId
+      let claim: ClaimResult | Promise<ClaimResult>
       try {
-        claim = await store.claim(this.#dedupeGroup, event.id, owner, this.#leaseMs)
+        claim = (this.#adapter.dedupe as DedupeStore).claim(this.#dedupeGroup, event.id, owner, this.#leaseMs)
       } catch (error) {
-        safeLog(this.#logger, 'warn', 'exactly-once claim failed; the message is offered again later', {
-          ...this.#fields(run, error),
-        })
-        await this.#redeliver(run, this.#busyDelay(), msg.deliveryCount)
-        return
+        claim = Promise.reject(error)
       }
-      if (run.abandoned) {
-        if (claim === 'claimed') await this.#releaseClaim(event, owner)
-        return
-      }
-      if (claim === 'done') {
-        await this.#ack(run)
-        return
-      }
-      if (claim === 'busy') {
-        await this.#redeliver(run, this.#busyDelay(), msg.deliveryCount)
-        return
-      }
-      run.owner = owner
+      await this.#runClaimed(run, event, owner, claim)
+      return
     }
     const outcome = await this.#call(event, msg.deliveryCount)
     if (run.abandoned) return
@@ -734,16 +947,7 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
         try {
           await (this.#adapter.dedupe as DedupeStore).commit(this.#dedupeGroup, event.id, owner)
         } catch (error) {
-          // The effect happened: acknowledging is right; without the record a re-published copy
-          // of this id may run again, which is what the log says.
-          safeLog(
-            this.#logger,
-            'error',
-            'exactly-once commit failed; a later copy of this id may run again',
-            {
-              ...this.#fields(run, error),
-            },
-          )
+          this.#commitFailed(run, error)
         }
       }
       if (this.#failures.size > 0) this.#failures.delete(msg.nativeId)
