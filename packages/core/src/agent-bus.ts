@@ -280,8 +280,11 @@ interface Pending {
   readonly to: string
   readonly resolve: (reply: AgentMessage) => void
   readonly reject: (error: unknown) => void
-  /** Aborted once the request is settled, to end whatever still waits for it (presence). */
-  readonly settled: AbortController
+  /**
+   * Aborted once the request is settled, to end whatever still waits for it (presence). Made only
+   * when something waits: a request's round trip is a few microseconds on the memory backend.
+   */
+  settled: AbortController | undefined
   readonly timer: NodeJS.Timeout
   readonly cleanup: () => void
 }
@@ -327,6 +330,8 @@ export class AgentMessageBus {
   readonly #inboxTopic: string
   readonly #presence: PresenceTracker | undefined
   #inbox: Promise<Subscription> | undefined
+  /** The inbox subscription once it exists, so a request need not await it again. */
+  #inboxLive: Subscription | undefined
   readonly #pending = new Map<string, Pending>()
   readonly #expired = new Map<string, true>()
   readonly #answered = new Map<string, true>()
@@ -530,16 +535,18 @@ export class AgentMessageBus {
     const input = this.#input(this.topicFor(to, topic), data, 'request', to, opts, id, Date.now() + timeoutMs)
     opts.signal?.throwIfAborted()
     // Registered before the first await, so that close() in the same tick rejects it at once.
-    const pending = this.#expect<R>(id, to, topic, timeoutMs, opts.signal)
-    const reply = pending.reply
+    const reply = this.#expect<R>(id, to, topic, timeoutMs, opts.signal)
     // The deadline covers the publish too, so the reply promise may reject while publish is still
     // pending: mark it handled now; the caller still gets the rejection from `return reply`.
     reply.catch(() => undefined)
     try {
-      await this.#ensureInbox()
-      if (this.#presence !== undefined && opts.queue !== true) {
+      if (this.#inboxLive === undefined) await this.#ensureInbox()
+      if (this.#presence !== undefined && opts.queue !== true && !this.#presence.isOnline(to)) {
         await this.#presence.start()
-        const state = await this.#presence.check(to, pending.settled)
+        const waiting = this.#pending.get(id)
+        if (waiting === undefined) return await reply
+        waiting.settled ??= new AbortController()
+        const state = await this.#presence.check(to, waiting.settled.signal)
         if (state === 'offline' && this.#pending.has(id)) {
           this.#stats.unavailable++
           throw new AgentUnavailableError(to, this.#presence.get(to)?.lastSeen)
@@ -701,6 +708,7 @@ export class AgentMessageBus {
     }
     const inbox = this.#inbox
     this.#inbox = undefined
+    this.#inboxLive = undefined
     const subs = [...this.#subscriptions]
     this.#subscriptions.clear()
     if (inbox !== undefined) subs.push(await inbox.catch(() => undefined as unknown as Subscription))
@@ -730,8 +738,7 @@ export class AgentMessageBus {
     topic: string,
     timeoutMs: number,
     signal: AbortSignal | undefined,
-  ): { reply: Promise<AgentMessage<R>>; settled: AbortSignal } {
-    const settled = new AbortController()
+  ): Promise<AgentMessage<R>> {
     const reply = new Promise<AgentMessage<R>>((resolve, reject) => {
       const onAbort = (): void => {
         if (!this.#forget(id)) return
@@ -756,12 +763,12 @@ export class AgentMessageBus {
         to,
         resolve: resolve as (reply: AgentMessage) => void,
         reject,
-        settled,
+        settled: undefined,
         timer,
         cleanup: () => signal?.removeEventListener('abort', onAbort),
       })
     })
-    return { reply, settled: settled.signal }
+    return reply
   }
 
   /** Removes a waiting request and ends what waits with it; undefined when it was not waiting. */
@@ -771,7 +778,7 @@ export class AgentMessageBus {
     this.#pending.delete(id)
     clearTimeout(p.timer)
     p.cleanup()
-    p.settled.abort()
+    p.settled?.abort()
     return p
   }
 
@@ -956,7 +963,10 @@ export class AgentMessageBus {
         concurrency: 64,
       })
       p.then(
-        (s) => this.#subscriptions.add(s),
+        (s) => {
+          this.#subscriptions.add(s)
+          if (this.#inbox === p) this.#inboxLive = s
+        },
         () => {
           if (this.#inbox === p) this.#inbox = undefined
         },

@@ -259,6 +259,11 @@ export class PresenceTracker {
     return out.sort((a, b) => (a.agentId < b.agentId ? -1 : a.agentId > b.agentId ? 1 : 0))
   }
 
+  /** Whether an instance of `agentId` is live now (no waiting). */
+  isOnline(agentId: string): boolean {
+    return (this.#agents.get(agentId)?.instances.size ?? 0) > 0
+  }
+
   /** What presence knows of one agent, if anything. */
   get(agentId: string): AgentPresence | undefined {
     const rec = this.#agents.get(agentId)
