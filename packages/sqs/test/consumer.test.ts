@@ -219,7 +219,9 @@ describe('sqs consumer', () => {
     const msg = message({ topic: 'orders.created', data: 'later', delayMs: 3_600_000 }, 1)
     q.inbox.push(msg)
     start(q, (_e, ctx) => void runs.push(ctx.attempt), { group: 'g' }, { resent })
-    await waitUntil(() => q.deleted.includes(msg.ReceiptHandle ?? ''), { description: 'the early copy deleted' })
+    await waitUntil(() => q.deleted.includes(msg.ReceiptHandle ?? ''), {
+      description: 'the early copy deleted',
+    })
     expect(resent).toEqual([{ body: msg.Body, delaySeconds: 900 }])
     expect(q.visibility).toEqual([])
     expect(runs).toEqual([])
