@@ -13,7 +13,7 @@ export { type DedupeStore, MemoryDedupeStore, type ProcessedIdStore } from './ke
 export { KeyedLimiter } from './kernel/limiter.ts'
 export { consoleLogger, safeLog, silentLogger } from './kernel/loggers.ts'
 export { backoffDelay, decideFailure, type FailureDecision, type HandlerOutcome } from './kernel/outcome.ts'
-export { HandlerRunner, type InvokeArgs, invokeHandler } from './kernel/runner.ts'
+export { HandlerRunner, type InvokeArgs, invokeHandler, PendingCall } from './kernel/runner.ts'
 export {
   DEFAULT_RETRY,
   RETRY_OPTION_NAMES,

@@ -9,6 +9,7 @@ import {
   invokeHandler,
   KeyedLimiter,
   MemoryDedupeStore,
+  PendingCall,
   type ResolvedRetryPolicy,
   redriveInput,
   resolveRetryPolicy,
@@ -18,6 +19,7 @@ import {
 import { createEvent, currentEvent } from '../src/envelope.ts'
 import { CapabilityError, ConfigurationError, InvalidTopicError } from '../src/errors.ts'
 import type { BackendCapabilities, OmnibusEvent, Subscription } from '../src/protocol.ts'
+import { waitUntil } from '../src/testing.ts'
 
 const caps: BackendCapabilities = {
   guarantees: ['at-most-once', 'at-least-once', 'exactly-once'],
@@ -369,6 +371,53 @@ describe('HandlerRunner', () => {
     for (const event of events) expect(await runner.run(event, 1)).toEqual({ kind: 'ack' })
     expect(runner.synchronousScope).toBe(false)
     expect(children.map((c) => c.causationId)).toEqual(events.map((e) => e.id))
+  })
+
+  it('runThen: a value for a synchronous handler, a pending call settled once by callback for an async one, with causation', async () => {
+    const children: OmnibusEvent[] = []
+    const settled: Array<[unknown, string]> = []
+    const settle = (outcome: unknown, owner: string) => void settled.push([outcome, owner])
+    let fail = false
+    const asyncRunner = new HandlerRunner(
+      async (_e, ctx) => {
+        await Promise.resolve()
+        children.push(createEvent({ topic: 'child', data: null }))
+        if (fail) throw new Error('boom')
+        if (ctx.attempt === 2) ctx.deadLetter('bad')
+      },
+      subscription,
+      silentLogger,
+      signal,
+    )
+    const first = asyncRunner.runThen(events[0] as OmnibusEvent, 1, undefined, settle)
+    expect(first).toBeInstanceOf(PendingCall)
+    ;(first as PendingCall<string>).owner = 'one'
+    const second = asyncRunner.runThen(events[1] as OmnibusEvent, 2, undefined, settle)
+    ;(second as PendingCall<string>).owner = 'two'
+    await waitUntil(() => settled.length === 2)
+    fail = true
+    const third = asyncRunner.runThen(events[2] as OmnibusEvent, 1, undefined, settle)
+    ;(third as PendingCall<string>).owner = 'three'
+    await waitUntil(() => settled.length === 3)
+    expect(settled[0]).toEqual([{ kind: 'ack' }, 'one'])
+    expect(settled[1]).toEqual([{ kind: 'dead-letter', reason: 'bad', error: undefined }, 'two'])
+    expect(settled[2]?.[1]).toBe('three')
+    expect(settled[2]?.[0]).toMatchObject({ kind: 'retry', error: new Error('boom') })
+    expect(children.map((c) => c.causationId)).toEqual(['e0', 'e1', 'e2'])
+    const syncRunner = new HandlerRunner(
+      () => {
+        throw new Error('sync boom')
+      },
+      subscription,
+      silentLogger,
+      signal,
+    )
+    expect(syncRunner.runThen(events[0] as OmnibusEvent, 1, undefined, settle)).toMatchObject({
+      kind: 'retry',
+      error: new Error('sync boom'),
+    })
+    await tick()
+    expect(settled).toHaveLength(3)
   })
 
   it('moves a synchronous handler to the synchronous scope after its warm-up, keeping causation for what it publishes', () => {

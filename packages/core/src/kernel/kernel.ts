@@ -43,7 +43,7 @@ import { checkDrainTimeout, DEFAULT_DRAIN_TIMEOUT_MS, settlesWithin } from './dr
 import { foreignEvent, foreignReason } from './foreign.ts'
 import { safeLog } from './loggers.ts'
 import { backoffDelay, decideFailure, describeError, type HandlerOutcome } from './outcome.ts'
-import { HandlerRunner } from './runner.ts'
+import { HandlerRunner, PendingCall } from './runner.ts'
 import type { ResolvedSubscribeOptions } from './subscribe-options.ts'
 
 /**
@@ -444,30 +444,20 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
       this.#calling = event
       const outcome =
         instrumentation === undefined
-          ? this.#runner.run(event, msg.deliveryCount)
+          ? this.#runner.runThen(event, msg.deliveryCount, undefined, this.#ranAsync)
           : this.#observed(event, msg.deliveryCount, this.signal)
       this.#calling = outer
+      if (outcome instanceof PendingCall) {
+        const run = new Run(msg, event)
+        this.#awaitRun(run)
+        outcome.owner = run
+        return
+      }
       if (outcome instanceof Promise) {
         const run = new Run(msg, event)
-        this.#runs.add(run)
-        if (this.#runs.size === 1) this.#startLeaseTimer()
-        // One reaction per event: a plain ack settles inside it, without #settle's promises.
+        this.#awaitRun(run)
         outcome.then(
-          (o) => {
-            if (run.abandoned) return
-            if (o.kind === 'ack' && this.#failures.size === 0) {
-              if (instrumentation !== undefined) this.#settled(event, msg.deliveryCount, 'acked')
-              const acked = this.#ackNow(msg)
-              if (acked instanceof Promise) {
-                this.#watch(
-                  run,
-                  acked.catch((error: unknown) => this.#adapterFailed('ack', msg, error)),
-                )
-              } else this.#untrack(run)
-              return
-            }
-            this.#watch(run, this.#settle(run, o))
-          },
+          (o) => this.#ranAsync(o, run),
           (error: unknown) => this.#watch(run, Promise.reject(error)),
         )
         return
@@ -502,6 +492,27 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
     } finally {
       this.#calling = outer
     }
+  }
+
+  /**
+   * An at-least-once handler's promise settled. One reaction per event: a plain ack settles inside
+   * it, without #settle's promises.
+   */
+  readonly #ranAsync = (o: HandlerOutcome, run: Run<M>): void => {
+    if (run.abandoned) return
+    const msg = run.msg
+    if (o.kind === 'ack' && this.#failures.size === 0) {
+      if (instrumentation !== undefined) this.#settled(run.event as OmnibusEvent, msg.deliveryCount, 'acked')
+      const acked = this.#ackNow(msg)
+      if (acked instanceof Promise) {
+        this.#watch(
+          run,
+          acked.catch((error: unknown) => this.#adapterFailed('ack', msg, error)),
+        )
+      } else this.#untrack(run)
+      return
+    }
+    this.#watch(run, this.#settle(run, o))
   }
 
   /** Keeps `run` in the running set while its handler's promise is pending. */

@@ -137,6 +137,53 @@ export class HandlerRunner<T = unknown> {
       (error: unknown) => ctx.decision ?? { kind: 'retry', delayMs: undefined, error },
     )
   }
+
+  /**
+   * Like {@link run}, for a caller that settles by callback: a handler that returned synchronously
+   * gets its outcome as the value; for one that returned a promise, a {@link PendingCall} is
+   * returned and `settle(outcome, pending.owner)` is called once it settles. That is one promise
+   * reaction per call where `run(...).then(...)` takes two (and a microtask turn less per event).
+   * `settle` must not throw.
+   */
+  runThen<A>(
+    event: OmnibusEvent<T>,
+    attempt: number,
+    signal: AbortSignal | undefined,
+    settle: (outcome: HandlerOutcome, owner: A) => void,
+  ): HandlerOutcome | PendingCall<A> {
+    const ctx = new RunContext(this as HandlerRunner<never>, attempt, signal ?? this.signal)
+    let result: unknown
+    try {
+      result =
+        this.#mode === MODE_SYNC
+          ? callWithEventContextSync(event, RunContext.call, ctx)
+          : runWithEventContext2(event, RunContext.call, event, ctx)
+    } catch (error) {
+      return ctx.decision ?? { kind: 'retry', delayMs: undefined, error }
+    }
+    if (!isThenable(result)) {
+      if (this.#mode === MODE_WARMUP && ++this.#syncCalls >= WARMUP) this.#mode = MODE_SYNC
+      return ctx.decision ?? ACK
+    }
+    this.#mode = MODE_ASYNC
+    const pending = new PendingCall<A>()
+    const promise = result instanceof Promise ? result : Promise.resolve(result)
+    promise.then(
+      () => settle(ctx.decision ?? ACK, pending.owner as A),
+      (error: unknown) =>
+        settle(ctx.decision ?? { kind: 'retry', delayMs: undefined, error }, pending.owner as A),
+    )
+    return pending
+  }
+}
+
+/**
+ * A handler call whose promise is still pending (see {@link HandlerRunner.runThen}). The caller
+ * sets `owner` right after the call returns it; the settle callback receives it with the outcome.
+ */
+export class PendingCall<A = unknown> {
+  /** What the settle callback receives beside the outcome. */
+  owner: A | undefined = undefined
 }
 
 /**
