@@ -2,7 +2,7 @@
  * AgentMessageBus benchmarks. Run from the repository root:
  *
  *   node --conditions=@omnibus/source packages/core/bench/agents.ts rtt [--base <checkout>] [--rounds 3]
- *   node --conditions=@omnibus/source packages/core/bench/agents.ts heartbeat [--seconds 60] [--agents 100]
+ *   node --conditions=@omnibus/source packages/core/bench/agents.ts heartbeat [--seconds 60] [--agents 100] [--buses 100]
  *
  * `rtt`: request round trip p50/p99, sequential, on memory and on SQLite (two backend instances on
  * one file), in child processes that alternate between this checkout and `--base` (another checkout
@@ -10,10 +10,11 @@
  * both are measured in the same run on the same machine load. This checkout is also measured with
  * presence on.
  *
- * `heartbeat`: CPU time of a process serving `--agents` agents, each on its own bus (the worst
- * case: every bus beats and every bus hears every beat), for `--seconds`, with presence on at the
- * default interval against the same process with presence off, both running at once; as a share
- * of one core.
+ * `heartbeat`: CPU time of a process serving `--agents` agents spread over `--buses` buses (100 and
+ * 100 by default, the worst case: every bus beats and every bus hears every beat; with one bus, one
+ * beat per interval carries all its agents), for `--seconds`, with presence on at the default
+ * interval against the same process with presence off, both running at once; as a share of one
+ * core.
  */
 import { spawn } from 'node:child_process'
 import { mkdtempSync, rmSync } from 'node:fs'
@@ -141,18 +142,23 @@ async function rtt(): Promise<void> {
   }
 }
 
-/** Child: `agents` buses on one in-process memory bus, idle for `seconds`; prints CPU time. */
-async function heartbeatChild(presence: boolean, agents: number, seconds: number): Promise<void> {
+/** Child: `agents` agents on `busCount` buses of one in-process memory bus, idle for `seconds`. */
+async function heartbeatChild(
+  presence: boolean,
+  agents: number,
+  seconds: number,
+  busCount: number,
+): Promise<void> {
   const { core, memory } = await load(repo)
   const buses: Bus[] = []
-  for (let i = 0; i < agents; i++) {
+  for (let i = 0; i < busCount; i++) {
     const bus = await core.AgentMessageBus.connect(memory('bench-heartbeat') as never, {
       agentId: `host-${i}`,
       ...(presence ? { presence: true } : {}),
     })
-    await bus.subscribeAgent(`agent-${i}`, async () => {})
     buses.push(bus)
   }
+  for (let i = 0; i < agents; i++) await buses[i % busCount]?.subscribeAgent(`agent-${i}`, async () => {})
   const cpu0 = process.cpuUsage()
   const t0 = performance.now()
   await new Promise((resolve) => setTimeout(resolve, seconds * 1000))
@@ -167,14 +173,15 @@ async function heartbeatChild(presence: boolean, agents: number, seconds: number
 async function heartbeat(): Promise<void> {
   const seconds = Number(flag('seconds', '60'))
   const agents = Number(flag('agents', '100'))
+  const buses = Number(flag('buses', '100'))
   const [idle, on] = await Promise.all([
-    runChild(['heartbeat-child', 'false', String(agents), String(seconds)]),
-    runChild(['heartbeat-child', 'true', String(agents), String(seconds)]),
+    runChild(['heartbeat-child', 'false', String(agents), String(seconds), String(buses)]),
+    runChild(['heartbeat-child', 'true', String(agents), String(seconds), String(buses)]),
   ])
   const a = JSON.parse(idle) as { cpuMs: number; wallMs: number }
   const b = JSON.parse(on) as { cpuMs: number; wallMs: number; seen: number }
   const share = (x: { cpuMs: number; wallMs: number }) => (100 * x.cpuMs) / x.wallMs
-  console.log(`${agents} agents on ${agents} buses (memory), ${seconds} s, heartbeat every 5000 ms:`)
+  console.log(`${agents} agents on ${buses} buses (memory), ${seconds} s, heartbeat every 5000 ms:`)
   console.log(`  presence off: ${a.cpuMs.toFixed(0)} ms CPU = ${share(a).toFixed(3)}% of a core`)
   console.log(
     `  presence on:  ${b.cpuMs.toFixed(0)} ms CPU = ${share(b).toFixed(3)}% of a core (each bus saw ${b.seen} agents online)`,
@@ -185,14 +192,14 @@ async function heartbeat(): Promise<void> {
 if (mode === 'rtt-child') {
   await rttChild(args[1] as string, args[2] as 'memory' | 'sqlite', args[3] === 'true', Number(args[4]))
 } else if (mode === 'heartbeat-child') {
-  await heartbeatChild(args[1] === 'true', Number(args[2]), Number(args[3]))
+  await heartbeatChild(args[1] === 'true', Number(args[2]), Number(args[3]), Number(args[4]))
 } else if (mode === 'rtt') {
   await rtt()
 } else if (mode === 'heartbeat') {
   await heartbeat()
 } else {
   console.error(
-    'usage: agents.ts rtt [--base <checkout>] [--rounds 3] | heartbeat [--seconds 60] [--agents 100]',
+    'usage: agents.ts rtt [--base <checkout>] [--rounds 3] | heartbeat [--seconds 60] [--agents 100] [--buses 100]',
   )
   process.exitCode = 2
 }

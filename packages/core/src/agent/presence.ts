@@ -107,6 +107,12 @@ export function resolvePresence(option: unknown): { readonly heartbeatMs: number
   return { heartbeatMs: ms }
 }
 
+function sameAgents(known: ReadonlySet<string>, heard: readonly string[]): boolean {
+  if (known.size !== heard.length) return false
+  for (const agentId of heard) if (!known.has(agentId)) return false
+  return true
+}
+
 function parseBeat(data: unknown): Beat | undefined {
   if (data === null || typeof data !== 'object') return undefined
   const b = data as Partial<Beat>
@@ -417,6 +423,18 @@ export class PresenceTracker {
     let inst = this.#instances.get(id)
     if (inst !== undefined && (seq <= inst.seq || inst.closed)) {
       if (seq === inst.seq && !inst.closed) inst.lastSeen = now
+      return
+    }
+    if (inst !== undefined && !closed && sameAgents(inst.agents, agents)) {
+      // The steady state, every interval from every bus: nothing joins or leaves.
+      inst.seq = seq
+      inst.intervalMs = intervalMs
+      inst.lastSeen = now
+      for (const agentId of agents) {
+        const rec = this.#agents.get(agentId)
+        if (rec !== undefined) rec.lastSeen = now
+      }
+      if (id !== this.#instance) this.#scheduleExpiry(now + 2 * intervalMs)
       return
     }
     const before = inst?.agents ?? new Set<string>()
