@@ -5,7 +5,10 @@
  *
  * Publishing is seen through {@link instrumentBackend}, which every backend applies to the object
  * it returns; delivery and settlement through the consumer kernel; dead letters through the kernel
- * too, as publishes of their own.
+ * too, as publishes of their own. A batch is seen once, as the batch, even by a backend that sends
+ * it event by event through its own `publish`. The ObservabilityBus asks the hook for the trace
+ * context active when telemetry is emitted ({@link Instrumentation.captureTrace}), and marks its
+ * own batches as internal so they are counted but not traced.
  */
 import { ConfigurationError } from './errors.ts'
 import type {
@@ -31,6 +34,12 @@ export interface PublishInfo {
    * headers to add are returned by {@link PublishObservation.headersFor}.
    */
   readonly inputs: readonly EventInput[]
+  /**
+   * The publish is Omnibus's own bookkeeping, not the application's: the ObservabilityBus sending
+   * its telemetry batches. A tracing hook records no spans for it (they would be telemetry about
+   * telemetry, inside the traces the telemetry describes); counting it is fine.
+   */
+  readonly internal?: boolean
 }
 
 /** What an instrumentation does around one publish. Its methods must not throw. */
@@ -100,6 +109,20 @@ export interface Instrumentation {
    * for it. Leave it out to always be asked.
    */
   isActive?(): boolean
+  /**
+   * The trace context active now (the span a handler runs in, a user's span), as an opaque value,
+   * or `undefined` when there is none. The ObservabilityBus calls it in `emit` for each event it
+   * keeps, so it must be about as cheap as reading a variable: the work of turning it into
+   * headers is left to {@link traceHeaders}, which the bus's flusher calls later.
+   */
+  captureTrace?(): unknown
+  /**
+   * The headers (W3C `traceparent`, `tracestate`, `baggage`) of a value {@link captureTrace}
+   * returned, or `undefined`. Telemetry emitted under that context carries them, so its spans
+   * are children of the span that was active. A value captured by a hook installed earlier can
+   * reach a newer one: return `undefined` for anything not recognised.
+   */
+  traceHeaders?(captured: unknown): Readonly<Record<string, string>> | undefined
   publish(info: PublishInfo): PublishObservation | undefined
   deliver(info: DeliveryInfo): DeliveryObservation | undefined
   settle(info: SettleInfo): void
@@ -135,6 +158,47 @@ export function registerInstrumentation(hook: Instrumentation): () => void {
 }
 
 const reported = new Set<string>()
+
+/**
+ * The installed hook's {@link Instrumentation.captureTrace}, or `undefined` without an active
+ * hook that has one. Called on the ObservabilityBus's `emit` path: one read of a module variable
+ * when no hook is installed.
+ */
+export function captureTrace(): unknown {
+  const hook = instrumentation
+  if (hook === undefined || hook.captureTrace === undefined || hook.isActive?.() === false) return undefined
+  try {
+    return hook.captureTrace()
+  } catch (error) {
+    instrumentationFailed('captureTrace', error)
+    return undefined
+  }
+}
+
+/** The headers of a value {@link captureTrace} returned, from the hook installed now. */
+export function traceHeaders(captured: unknown): Readonly<Record<string, string>> | undefined {
+  const hook = instrumentation
+  if (captured === undefined || hook?.traceHeaders === undefined) return undefined
+  try {
+    return hook.traceHeaders(captured)
+  } catch (error) {
+    instrumentationFailed('traceHeaders', error)
+    return undefined
+  }
+}
+
+// Batches core publishes for itself (telemetry), told apart by identity so that the mark cannot
+// leak to any other publish, however the calls interleave.
+const internalBatches = new WeakSet<readonly EventInput[]>()
+
+/**
+ * Marks `inputs` as a batch of Omnibus's own (see {@link PublishInfo.internal}) for the
+ * `publishBatch` it is passed to, and returns it.
+ */
+export function markInternal<T extends readonly EventInput[]>(inputs: T): T {
+  internalBatches.add(inputs)
+  return inputs
+}
 
 /** Reports a throwing hook once per kind on the console: the application's path never sees it. */
 export function instrumentationFailed(what: string, error: unknown): void {
@@ -174,13 +238,13 @@ export function instrumentedPublish<R extends PublishReceipt | BatchReceipt | un
   operation: PublishOperation,
   inputs: readonly EventInput[],
   send: (inputs: readonly EventInput[]) => Promise<R>,
+  internal = false,
 ): Promise<R> {
   const hook = instrumentation
-  const obs =
-    hook === undefined || hook.isActive?.() === false
-      ? undefined
-      : observePublish(hook, { backend, operation, inputs })
-  if (obs === undefined) return send(inputs)
+  if (hook === undefined || hook.isActive?.() === false) return send(inputs)
+  const batch = operation === 'publish-batch'
+  const obs = observePublish(hook, { backend, operation, inputs, internal })
+  if (obs === undefined) return batch ? sendBatchOnce(inputs, send) : send(inputs)
   let sent: EventInput[]
   let promise: Promise<R>
   try {
@@ -190,7 +254,7 @@ export function instrumentedPublish<R extends PublishReceipt | BatchReceipt | un
     sent = [...inputs]
   }
   try {
-    promise = obs.run(() => send(sent))
+    promise = obs.run(() => (batch ? sendBatchOnce(sent, send) : send(sent)))
   } catch (error) {
     obs.end(undefined, error)
     throw error
@@ -205,6 +269,30 @@ export function instrumentedPublish<R extends PublishReceipt | BatchReceipt | un
       throw error
     },
   )
+}
+
+// The events of batches being sent. A backend may send a batch through its own `publish`, one
+// event at a time (Kafka, RabbitMQ): those events were seen as the batch, and are not seen again
+// as publishes of their own (which would double their spans and counts, and trace an internal
+// batch after all). Told apart by identity, so no other publish is affected.
+const batched = new WeakSet<object>()
+
+function sendBatchOnce<R>(
+  inputs: readonly EventInput[],
+  send: (inputs: readonly EventInput[]) => Promise<R>,
+): Promise<R> {
+  for (const input of inputs) if (input !== null && typeof input === 'object') batched.add(input)
+  const release = (): void => {
+    for (const input of inputs) if (input !== null && typeof input === 'object') batched.delete(input)
+  }
+  let promise: Promise<R>
+  try {
+    promise = send(inputs)
+  } catch (error) {
+    release()
+    throw error
+  }
+  return promise.finally(release)
 }
 
 /**
@@ -223,7 +311,9 @@ export function instrumentBackend<B extends EventBackend>(backend: B): B {
     writable: true,
     value<T>(input: EventInput<T>): Promise<PublishReceipt> {
       const hook = instrumentation
-      if (hook === undefined || hook.isActive?.() === false) return publish.call(backend, input)
+      if (hook === undefined || hook.isActive?.() === false || batched.has(input)) {
+        return publish.call(backend, input)
+      }
       return instrumentedPublish(name, 'publish', [input], sendOne)
     },
   })
@@ -232,7 +322,7 @@ export function instrumentBackend<B extends EventBackend>(backend: B): B {
     writable: true,
     value(inputs: EventInput[]): Promise<BatchReceipt> {
       if (instrumentation === undefined || !Array.isArray(inputs)) return publishBatch.call(backend, inputs)
-      return instrumentedPublish(name, 'publish-batch', inputs, sendBatch)
+      return instrumentedPublish(name, 'publish-batch', inputs, sendBatch, internalBatches.has(inputs))
     },
   })
   return backend

@@ -10,6 +10,7 @@
 import { createEvent, currentEvent } from './envelope.ts'
 import { ConfigurationError, isRetryable, OmnibusError } from './errors.ts'
 import type { TelemetryExporter } from './exporters.ts'
+import { captureTrace, markInternal, traceHeaders } from './instrumentation.ts'
 import { backoffDelay } from './kernel/outcome.ts'
 import { optionNames, rejectUnknownOptions } from './options.ts'
 import { prometheusText } from './prometheus.ts'
@@ -168,6 +169,8 @@ interface PendingRecord {
   readonly time: number
   readonly opts: EmitOptions | undefined
   readonly parent: OmnibusEvent | undefined
+  /** The trace context active at emit, from the instrumentation hook (see captureTrace). */
+  readonly trace: unknown
 }
 
 /** An event the backend refused with a retryable error, back in the buffer in its built form. */
@@ -385,6 +388,8 @@ export class ObservabilityBus {
   #roomWaiters: Array<() => void> = []
   // Start time of each running tool call, negated when sampling left its `tool.start` out.
   readonly #toolStarts = new Map<string, number>()
+  #lastTrace: unknown
+  #lastTraceHeaders: Readonly<Record<string, string>> | undefined
   readonly #subscriptions = new Set<Subscription>()
   #clock = 0
   #clockUses = 0
@@ -498,7 +503,14 @@ export class ObservabilityBus {
         this.#dropped.closed++
         return false
       }
-      return this.#enqueue({ topic, data, time: this.#now(), opts, parent: currentEvent() })
+      return this.#enqueue({
+        topic,
+        data,
+        time: this.#now(),
+        opts,
+        parent: currentEvent(),
+        trace: captureTrace(),
+      })
     } catch {
       this.#dropped.invalid++
       return false
@@ -543,7 +555,14 @@ export class ObservabilityBus {
       return false
     }
     try {
-      return this.#enqueue({ topic, data, time: this.#now(), opts, parent: currentEvent() })
+      return this.#enqueue({
+        topic,
+        data,
+        time: this.#now(),
+        opts,
+        parent: currentEvent(),
+        trace: captureTrace(),
+      })
     } catch {
       this.#dropped.invalid++
       return false
@@ -1125,10 +1144,17 @@ export class ObservabilityBus {
     if (parent !== undefined) {
       if (input.correlationId === undefined) input.correlationId = parent.correlationId ?? parent.id
       input.causationId = parent.id
-      // Telemetry recorded while an event is handled belongs to that event's trace.
+    }
+    // Telemetry belongs to the trace it was recorded in, under the span active then (a handler's
+    // consumer span, an agent's span, the application's own); without a hook that knows it, to
+    // the trace of the event being handled. A traceparent the caller gave wins.
+    if (input.headers?.traceparent !== undefined) return input
+    const active = r.trace === undefined ? undefined : this.#traceHeaders(r.trace)
+    if (active !== undefined) input.headers = { ...input.headers, ...active }
+    if (parent !== undefined && input.headers?.traceparent === undefined) {
       const headers = parent.headers as OmnibusEvent['headers'] | undefined
       const traceparent = headers?.traceparent
-      if (traceparent !== undefined && input.headers?.traceparent === undefined) {
+      if (traceparent !== undefined) {
         const tracestate = headers?.tracestate
         input.headers =
           tracestate === undefined
@@ -1137,6 +1163,15 @@ export class ObservabilityBus {
       }
     }
     return input
+  }
+
+  // Events emitted in one span share its context object: its headers are written once per batch.
+  #traceHeaders(captured: unknown): Readonly<Record<string, string>> | undefined {
+    if (captured !== this.#lastTrace) {
+      this.#lastTrace = captured
+      this.#lastTraceHeaders = traceHeaders(captured)
+    }
+    return this.#lastTraceHeaders
   }
 
   #runBatch(): Promise<void> {
@@ -1149,6 +1184,7 @@ export class ObservabilityBus {
 
   async #sendBatch(): Promise<void> {
     const records = this.#take(this.#batchSize)
+    this.#lastTrace = undefined
     if (this.#warned && this.#length < this.#warnAt / 2) this.#warned = false
     this.#wakeWaiters(records.length)
     if (records.length === 0) return
@@ -1189,7 +1225,8 @@ export class ObservabilityBus {
     let lost = 0
     let failure: unknown
     try {
-      const receipt = await this.#backend.publishBatch(inputs)
+      // Marked internal: the hook counts the batch but makes no spans of telemetry about telemetry.
+      const receipt = await this.#backend.publishBatch(markInternal(inputs))
       this.#flushed += receipt.succeeded
       if (receipt.failed > 0) {
         for (const r of receipt.results) {
