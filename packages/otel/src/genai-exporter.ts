@@ -183,8 +183,9 @@ function json(value: unknown): string {
 /**
  * An ObservabilityBus exporter that turns the bus's telemetry into OpenTelemetry spans, metrics
  * and log records (GenAI semantic conventions). Spans are children of the trace context the event
- * carries (`traceparent`, which the bus copies from the event being handled when the telemetry
- * was emitted), so a tool call made while handling a message appears under that message's trace.
+ * carries (`traceparent`: with `instrumentOmnibus()` installed, the span active when the telemetry
+ * was emitted, such as the consumer span of the message being handled; without it, the context of
+ * the event being handled), so a tool call made while handling a message sits under its consumer.
  *
  * @example
  * const bus = new ObservabilityBus(backend, { exporters: [new OpenTelemetryExporter()] })

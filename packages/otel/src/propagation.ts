@@ -12,6 +12,10 @@
  *   request or message of the AgentMessageBus gets an INTERNAL `invoke_agent {agent}` span
  *   under it (GenAI conventions), in which the agent's handler runs.
  * - settle: counted by outcome.
+ * - telemetry: the ObservabilityBus keeps the context active at each `emit` and writes it into
+ *   the event's headers at flush, so the spans the OpenTelemetryExporter makes of it are children
+ *   of the span that was active (a consumer span, `invoke_agent`, the application's own). Its
+ *   batches are internal publishes: counted, with no spans.
  *
  * The parent of a publish is the active span; without one (no context manager registered, or a
  * publish outside any span) the traceparent the caller put in the headers, then the trace context
@@ -176,12 +180,32 @@ class PropagationHook implements Instrumentation {
     return proxy === undefined || proxy.getDelegate() !== NOOP_TRACER_PROVIDER
   }
 
+  // ---- telemetry's trace context ----
+
+  /** The active context when it holds a span: kept as it is, since `emit` must stay cheap. */
+  captureTrace(): unknown {
+    const active = context.active()
+    return trace.getSpan(active) === undefined ? undefined : active
+  }
+
+  /** The headers of a context {@link captureTrace} returned, written by the propagator. */
+  traceHeaders(captured: unknown): Readonly<Record<string, string>> | undefined {
+    if (captured === null || typeof captured !== 'object') return undefined
+    if (typeof (captured as Partial<Context>).getValue !== 'function') return undefined
+    const ctx = captured as Context
+    const span = trace.getSpanContext(ctx)
+    if (span === undefined || !isSpanContextValid(span)) return undefined
+    return this.#inject(ctx)
+  }
+
   // ---- publish ----
 
   publish(info: PublishInfo): PublishObservation | undefined {
     const inputs = info.inputs
     if (inputs.length === 0) return undefined
-    if (!this.#tracing()) return this.#metered ? this.#countOnly(info) : undefined
+    // Omnibus's own batches (telemetry) are counted, never traced: their spans would sit inside
+    // the very traces the telemetry describes.
+    if (info.internal === true || !this.#tracing()) return this.#metered ? this.#countOnly(info) : undefined
     const active = context.active()
     if (inputs.length === 1) {
       const input = inputs[0]
