@@ -358,6 +358,36 @@ describe('ConsumerKernel: concurrency', () => {
     expect(b.settled).toBe(100)
   })
 
+  it('an adapter whose ack is asynchronous: each message acked once, its slot held until the ack settles', async () => {
+    for (const guarantee of ['at-least-once', 'at-most-once'] as const) {
+      const b = setup()
+      const acks: string[] = []
+      const gate = deferred()
+      const k = b.member(
+        () => {},
+        { guarantee, concurrency: 1 },
+        {
+          adapter: {
+            ack: async (msg) => {
+              acks.push(msg.nativeId)
+              await gate.promise
+            },
+          },
+        },
+      )
+      k.deliver(message({ topic: 'a.b', data: 1 }, 1, 'x1'))
+      k.deliver(message({ topic: 'a.b', data: 2 }, 1, 'x2'))
+      await new Promise((r) => setTimeout(r, 5))
+      expect(acks).toEqual(['x1'])
+      expect(k.running).toBe(1)
+      gate.resolve()
+      await waitUntil(() => b.settled === 2)
+      expect(acks).toEqual(['x1', 'x2'])
+      expect(k.running).toBe(0)
+      b.stop()
+    }
+  })
+
   it('at-most-once acks and runs synchronous handlers inside deliver(), without a promise', () => {
     const b = setup()
     const order: string[] = []

@@ -43,7 +43,7 @@ import { checkDrainTimeout, DEFAULT_DRAIN_TIMEOUT_MS, settlesWithin } from './dr
 import { foreignEvent, foreignReason } from './foreign.ts'
 import { safeLog } from './loggers.ts'
 import { backoffDelay, decideFailure, describeError, type HandlerOutcome } from './outcome.ts'
-import { HandlerRunner, PendingCall } from './runner.ts'
+import { ACK, HandlerRunner, PendingCall } from './runner.ts'
 import type { ResolvedSubscribeOptions } from './subscribe-options.ts'
 
 /**
@@ -366,6 +366,24 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
    * free, else waits in arrival order. After close it is released to the broker at once.
    */
   deliver(msg: M): void {
+    const event = msg.event
+    // The usual case first, small enough to be inlined into the adapter's loop: a decoded event
+    // without a partition key, a free slot and nothing waiting.
+    if (
+      event !== undefined &&
+      event.partitionKey === undefined &&
+      this.#running < this.#concurrency &&
+      this.#queued === 0 &&
+      !this.#pumping &&
+      this.#state !== CLOSED
+    ) {
+      this.#start(msg, event)
+      return
+    }
+    this.#deliverOther(msg)
+  }
+
+  #deliverOther(msg: M): void {
     if (this.#state === CLOSED) {
       this.#handBack(msg)
       return
@@ -427,6 +445,71 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
 
   #start(msg: M, event: OmnibusEvent | undefined): void {
     this.#running++
+    if (
+      this.#fast &&
+      event !== undefined &&
+      event.deliverAt === undefined &&
+      event.expiresAt === undefined &&
+      msg.deliveryCount <= this.#maxAttempts &&
+      this.#owed === 0
+    ) {
+      this.#startFast(msg, event)
+      return
+    }
+    this.#startOther(msg, event)
+  }
+
+  /**
+   * A plain at-least-once delivery: run, then ack. Kept small (the rest is in #startOther) so it
+   * stays inlined into a backend's delivery loop.
+   */
+  #startFast(msg: M, event: OmnibusEvent): void {
+    const outer = this.#calling
+    this.#calling = event
+    const outcome =
+      instrumentation === undefined
+        ? this.#runner.runThen(event, msg.deliveryCount, undefined, this.#ranAsync)
+        : this.#observed(event, msg.deliveryCount, this.signal)
+    this.#calling = outer
+    if (outcome === ACK && this.#failures.size === 0 && instrumentation === undefined) {
+      const acked = this.#ackNow(msg)
+      if (acked instanceof Promise) this.#ackLater(msg, event, acked)
+      else this.#finish(msg, event.partitionKey)
+      return
+    }
+    this.#ranFast(msg, event, outcome)
+  }
+
+  /** The rest of #startFast: an async handler, a failure, an instrumented run, an async ack. */
+  #ranFast(
+    msg: M,
+    event: OmnibusEvent,
+    outcome: HandlerOutcome | PendingCall<Run<M>> | Promise<HandlerOutcome>,
+  ): void {
+    if (outcome instanceof PendingCall) {
+      const run = new Run(msg, event)
+      this.#awaitRun(run)
+      outcome.owner = run
+      return
+    }
+    if (outcome instanceof Promise) {
+      const run = new Run(msg, event)
+      this.#awaitRun(run)
+      outcome.then(
+        (o) => this.#ranAsync(o, run),
+        (error: unknown) => this.#watch(run, Promise.reject(error)),
+      )
+      return
+    }
+    if (outcome.kind === 'ack') {
+      this.#ackRan(msg, event)
+      return
+    }
+    const run = new Run(msg, event)
+    this.#track(run, () => this.#settle(run, outcome))
+  }
+
+  #startOther(msg: M, event: OmnibusEvent | undefined): void {
     if (event === undefined) {
       this.#track(new Run(msg, undefined), (run) => this.#foreign(run))
       return
@@ -440,34 +523,7 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
       }
     }
     if (this.#fast && msg.deliveryCount <= this.#maxAttempts && this.#owed === 0) {
-      const outer = this.#calling
-      this.#calling = event
-      const outcome =
-        instrumentation === undefined
-          ? this.#runner.runThen(event, msg.deliveryCount, undefined, this.#ranAsync)
-          : this.#observed(event, msg.deliveryCount, this.signal)
-      this.#calling = outer
-      if (outcome instanceof PendingCall) {
-        const run = new Run(msg, event)
-        this.#awaitRun(run)
-        outcome.owner = run
-        return
-      }
-      if (outcome instanceof Promise) {
-        const run = new Run(msg, event)
-        this.#awaitRun(run)
-        outcome.then(
-          (o) => this.#ranAsync(o, run),
-          (error: unknown) => this.#watch(run, Promise.reject(error)),
-        )
-        return
-      }
-      if (outcome.kind === 'ack') {
-        this.#ackRan(msg, event)
-        return
-      }
-      const run = new Run(msg, event)
-      this.#track(run, () => this.#settle(run, outcome))
+      this.#startFast(msg, event)
       return
     }
     if (this.#atMostOnce) {
@@ -529,12 +585,15 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
     if (this.#failures.size > 0) this.#failures.delete(msg.nativeId)
     if (instrumentation !== undefined) this.#settled(event, msg.deliveryCount, 'acked')
     const acked = this.#ackNow(msg)
-    if (acked instanceof Promise) {
-      const run = new Run(msg, event)
-      this.#track(run, () => acked.catch((error: unknown) => this.#adapterFailed('ack', msg, error)))
-      return
-    }
-    this.#finish(msg, event.partitionKey)
+    if (acked instanceof Promise) this.#ackLater(msg, event, acked)
+    else this.#finish(msg, event.partitionKey)
+  }
+
+  /** Keeps `msg` running until the adapter's asynchronous ack settles. */
+  #ackLater(msg: M, event: OmnibusEvent, acked: Promise<void>): void {
+    this.#track(new Run(msg, event), () =>
+      acked.catch((error: unknown) => this.#adapterFailed('ack', msg, error)),
+    )
   }
 
   /**
@@ -1256,6 +1315,13 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
   /** One message is settled: its slot and key free up, and the next waiting ones start. */
   #finish(msg: M, key: string | undefined): void {
     this.#running--
+    // The usual case (no key, nothing waiting) stays small enough to be inlined.
+    if (key !== undefined || this.#queued > 0 || this.#waiters > 0) this.#passOn(key)
+    if (this.#notifySettled) this.#adapter.onSettled?.(msg)
+  }
+
+  /** After a message settled: its key passes on, waiting messages start, waiters are told. */
+  #passOn(key: string | undefined): void {
     if (key !== undefined) {
       const list = this.#blocked.get(key)
       if (list === undefined) this.#busyKeys.delete(key)
@@ -1267,7 +1333,6 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
     }
     if (this.#queued > 0) this.#pump()
     if (this.#waiters > 0) this.#wake()
-    if (this.#notifySettled) this.#adapter.onSettled?.(msg)
   }
 
   /** Resolves the close and `whenFree` waiters whose condition now holds. */

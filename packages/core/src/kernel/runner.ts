@@ -16,7 +16,8 @@ export interface InvokeArgs<T> {
   readonly signal: AbortSignal
 }
 
-const ACK: HandlerOutcome = Object.freeze({ kind: 'ack' })
+/** The outcome of every successful run: one shared object, so a caller may compare by identity. */
+export const ACK: HandlerOutcome = Object.freeze({ kind: 'ack' })
 
 function isThenable(value: unknown): value is PromiseLike<unknown> {
   return (
@@ -166,15 +167,24 @@ export class HandlerRunner<T = unknown> {
       return ctx.decision ?? ACK
     }
     this.#mode = MODE_ASYNC
-    const pending = new PendingCall<A>()
-    const promise = result instanceof Promise ? result : Promise.resolve(result)
-    promise.then(
-      () => settle(ctx.decision ?? ACK, pending.owner as A),
-      (error: unknown) =>
-        settle(ctx.decision ?? { kind: 'retry', delayMs: undefined, error }, pending.owner as A),
-    )
-    return pending
+    return pendingCall(ctx, result, settle)
   }
+}
+
+// Out of runThen, so that stays small enough to be inlined into a backend's delivery loop.
+function pendingCall<A>(
+  ctx: RunContext,
+  result: PromiseLike<unknown>,
+  settle: (outcome: HandlerOutcome, owner: A) => void,
+): PendingCall<A> {
+  const pending = new PendingCall<A>()
+  const promise = result instanceof Promise ? result : Promise.resolve(result)
+  promise.then(
+    () => settle(ctx.decision ?? ACK, pending.owner as A),
+    (error: unknown) =>
+      settle(ctx.decision ?? { kind: 'retry', delayMs: undefined, error }, pending.owner as A),
+  )
+  return pending
 }
 
 /**
