@@ -27,6 +27,7 @@ interface Row {
   readonly orderPerKey: string
   readonly replay: string
   readonly maxPayload: string
+  readonly delay: string
 }
 
 /** The rows of the "## Backends" table, by backend name. */
@@ -38,7 +39,8 @@ function backendTable(): Map<string, Row> {
       .split('|')
       .slice(1, -1)
       .map((c) => c.trim())
-    const [name, , guarantees, persistent, crossProcess, groups, orderPerKey, replay, maxPayload] = cells
+    const [name, , guarantees, persistent, crossProcess, groups, orderPerKey, replay, maxPayload, , delay] =
+      cells
     if (name === undefined || maxPayload === undefined || name === 'backend' || name.startsWith('-')) continue
     rows.set(name, {
       guarantees: guarantees ?? '',
@@ -48,6 +50,7 @@ function backendTable(): Map<string, Row> {
       orderPerKey: orderPerKey ?? '',
       replay: replay ?? '',
       maxPayload,
+      delay: delay ?? '',
     })
   }
   return rows
@@ -66,6 +69,24 @@ function bytes(cell: string): number {
   if (m === null) throw new Error(`unreadable max payload "${cell}"`)
   const n = Number((m[1] ?? '').replaceAll(',', ''))
   return n * (m[2] === 'MiB' ? 1024 * 1024 : m[2] === 'KiB' ? 1024 : 1)
+}
+
+/**
+ * `no limit (…)` → no limit of the backend's own; `2^31−1 ms (…)`, `14 d (FIFO 12 h)` → the longest
+ * delay, and the one in brackets with the option it names.
+ */
+function delays(cell: string): { plain: number; withOption: number | undefined } {
+  const duration = (text: string): number => {
+    if (text.startsWith('no limit')) return Number.MAX_SAFE_INTEGER
+    const power = /^2\^(\d+)−1 ms/.exec(text)
+    if (power !== null) return 2 ** Number(power[1]) - 1
+    const m = /^(\d+) (ms|s|h|d)\b/.exec(text)
+    if (m === null) throw new Error(`unreadable delay "${cell}"`)
+    const unit = { ms: 1, s: 1000, h: 3_600_000, d: 86_400_000 }[m[2] as 'ms' | 's' | 'h' | 'd']
+    return Number(m[1]) * unit
+  }
+  const option = /\(FIFO ([^)]*)\)/.exec(cell)
+  return { plain: duration(cell), withOption: option === null ? undefined : duration(option[1] ?? '') }
 }
 
 const yes = (cell: string) => cell.startsWith('yes')
@@ -131,6 +152,18 @@ describe('the README backend table', () => {
         maxPayloadBytes: bytes(row.maxPayload),
         orderedPerKey: yes(row.orderPerKey),
       })
+      const delay = delays(row.delay)
+      expect({ name, maxDelayMs: caps.delay === false ? 0 : caps.delay.maxDelayMs }).toEqual({
+        name,
+        maxDelayMs: delay.plain,
+      })
+      if (delay.withOption !== undefined) {
+        const withOption = make.withOption?.().capabilities.delay
+        expect({ name, fifoMaxDelayMs: withOption === false ? 0 : withOption?.maxDelayMs }).toEqual({
+          name,
+          fifoMaxDelayMs: delay.withOption,
+        })
+      }
       if (row.orderPerKey.startsWith('with')) {
         expect({ name, orderedWithOption: make.withOption?.().capabilities.orderedPerKey }).toEqual({
           name,
