@@ -369,7 +369,7 @@ export class DeliveryQueue {
     } finally {
       this.#draining = false
     }
-    this.notify()
+    if (this.#idleWaiters.length > 0) this.notify()
   }
 
   #admit(): void {

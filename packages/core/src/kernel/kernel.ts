@@ -367,17 +367,24 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
    */
   deliver(msg: M): void {
     const event = msg.event
-    // The usual case first, small enough to be inlined into the adapter's loop: a decoded event
-    // without a partition key, a free slot and nothing waiting.
+    // The usual case first, small enough to be inlined into the adapter's loop: a plain
+    // at-least-once delivery of a decoded event without a partition key or schedule, a free slot
+    // and nothing waiting.
     if (
+      this.#fast &&
       event !== undefined &&
       event.partitionKey === undefined &&
+      event.deliverAt === undefined &&
+      event.expiresAt === undefined &&
+      msg.deliveryCount <= this.#maxAttempts &&
+      this.#owed === 0 &&
       this.#running < this.#concurrency &&
       this.#queued === 0 &&
       !this.#pumping &&
       this.#state !== CLOSED
     ) {
-      this.#start(msg, event)
+      this.#running++
+      this.#startFast(msg, event)
       return
     }
     this.#deliverOther(msg)
