@@ -560,6 +560,8 @@ export class Bus {
   #lastTopic: string | undefined
   #lastRoute: Route = []
   #stamp = 0
+  /** Groups declared with `ensureGroup` (their queues are never undeclared): none, no mailbox to check. */
+  #declared = 0
   /** Backends attached (connected) to this bus. */
   attached = 0
   subscriptions = 0
@@ -618,6 +620,7 @@ export class Bus {
       )
     }
     q.declaredPattern = pattern
+    this.#declared++
     if (q.members.some((m) => m.pattern !== pattern)) q.mixedPatterns = true
     this.#index.add(pattern, { queue: q })
     this.#forgetRoutes()
@@ -677,6 +680,7 @@ export class Bus {
    * event is delivered nowhere.
    */
   refuseIfMailboxFull(event: OmnibusEvent): void {
+    if (this.#declared === 0) return
     const queues = this.#route(event.topic)
     for (let i = 0; i < queues.length; i++) {
       const q = queues[i] as DeliveryQueue
