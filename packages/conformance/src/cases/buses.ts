@@ -78,9 +78,12 @@ const requestReply: ConformanceCase = {
     expect(took).toBeGreaterThanOrEqual(290)
     expect(took).toBeLessThan(300 + h.timeouts.retrySlackMs)
 
+    // A late reply needs a handler that started before the request's deadline (an expired request
+    // is not started at all): the timeout leaves time for delivery, and the handler replies only
+    // after the requester has given up.
     const lateBefore = requester.stats().lateReplies
     const late = await caught(
-      () => requester.request('responder', 'slow', {}, { timeoutMs: 200 }),
+      () => requester.request('responder', 'slow', {}, { timeoutMs: h.timeouts.deliveryMs }),
       'a request whose reply comes after its timeout',
     )
     expect(isErrorOf(late, TimeoutError)).toBe(true)
