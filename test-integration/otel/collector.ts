@@ -1,6 +1,6 @@
 /**
  * A real OpenTelemetry Collector per test file, and a receiver behind it: the collector takes
- * OTLP/HTTP (protobuf or JSON) from the code under test, batches it, and forwards everything with
+ * OTLP over HTTP (protobuf or JSON) or gRPC from the code under test, batches it, and forwards everything with
  * its `otlp_http` exporter in JSON encoding to an HTTP server run here, which keeps what arrived
  * for the assertions. So the tests check what any OTLP backend would get, after a real
  * collector's decoding and re-encoding, not what an SDK meant to send.
@@ -54,6 +54,8 @@ export const SpanKind = { internal: 1, server: 2, client: 3, producer: 4, consum
 export interface Collector {
   /** OTLP/HTTP base URL of the collector (the SDK exporters append `/v1/traces` and so on). */
   readonly endpoint: string
+  /** OTLP/gRPC endpoint of the collector, `http://127.0.0.1:<port>` (plaintext). */
+  readonly grpcEndpoint: string
   /** Every span forwarded so far. */
   spans(): ReceivedSpan[]
   /** Every metric forwarded so far. */
@@ -183,12 +185,14 @@ async function freePort(): Promise<number> {
   return address.port
 }
 
-function config(receiverPort: number, downstream: string): string {
+function config(httpPort: number, grpcPort: number, downstream: string): string {
   return `receivers:
   otlp:
     protocols:
       http:
-        endpoint: 127.0.0.1:${receiverPort}
+        endpoint: 127.0.0.1:${httpPort}
+      grpc:
+        endpoint: 127.0.0.1:${grpcPort}
 processors:
   batch:
     timeout: 100ms
@@ -257,11 +261,14 @@ export async function startCollector(binary: string): Promise<Collector> {
   let child: ChildProcess | undefined
   let output = ''
   let port = 0
+  let grpcPort = 0
   // A free port can be taken by someone else before the collector binds it: try again then.
   for (let attempt = 1; attempt <= 3 && child === undefined; attempt++) {
     port = await freePort()
+    do grpcPort = await freePort()
+    while (grpcPort === port)
     const file = path.join(dir, 'config.yaml')
-    writeFileSync(file, config(port, `http://127.0.0.1:${address.port}`))
+    writeFileSync(file, config(port, grpcPort, `http://127.0.0.1:${address.port}`))
     output = ''
     const c = spawn(binary, ['--config', file], { stdio: ['ignore', 'pipe', 'pipe'] })
     const collect = (d: Buffer) => {
@@ -296,6 +303,7 @@ export async function startCollector(binary: string): Promise<Collector> {
   const running = child
   return {
     endpoint: `http://127.0.0.1:${port}`,
+    grpcEndpoint: `http://127.0.0.1:${grpcPort}`,
     spans: () => [...spans],
     metrics: () => [...metrics],
     async waitForSpans(what, predicate, timeoutMs = 20_000) {

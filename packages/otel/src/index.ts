@@ -24,4 +24,9 @@ export {
   type OmnibusInstrumentation,
 } from './propagation.ts'
 export { messagingSystemOf } from './propagation-attributes.ts'
-export { type OmnibusTelemetry, type OmnibusTelemetryOptions, startOmnibusTelemetry } from './setup.ts'
+export {
+  type OmnibusTelemetry,
+  type OmnibusTelemetryOptions,
+  type OtlpProtocol,
+  startOmnibusTelemetry,
+} from './setup.ts'

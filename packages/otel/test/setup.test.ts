@@ -142,16 +142,89 @@ describe('startOmnibusTelemetry', () => {
   })
 
   it('refuses settings it cannot honour, naming them', () => {
-    vi.stubEnv('OTEL_EXPORTER_OTLP_PROTOCOL', 'grpc')
-    expect(() => startOmnibusTelemetry({ registerGlobals: false })).toThrow(
-      /OTEL_EXPORTER_OTLP_PROTOCOL=grpc/,
-    )
-    vi.unstubAllEnvs()
     expect(() => startOmnibusTelemetry({ registerGlobals: false, endpoint: 'localhost:4318' })).toThrow(
       ConfigurationError,
     )
     expect(() => startOmnibusTelemetry({ registerGlobals: false, metricExportIntervalMs: 0 })).toThrow(
       /metricExportIntervalMs/,
     )
+  })
+
+  it('picks the protocol per signal: option, then the signal variable, then the general one, then http/protobuf', async () => {
+    // A closed port: nothing is recorded, so shutting down sends nothing anywhere.
+    const endpoint = 'http://127.0.0.1:9'
+    const quiet = { registerGlobals: false, endpoint } as const
+    expect(started(startOmnibusTelemetry(quiet)).protocols).toEqual({
+      traces: 'http/protobuf',
+      metrics: 'http/protobuf',
+      logs: 'http/protobuf',
+    })
+    vi.stubEnv('OTEL_EXPORTER_OTLP_PROTOCOL', 'grpc')
+    vi.stubEnv('OTEL_EXPORTER_OTLP_LOGS_PROTOCOL', 'http/json')
+    expect(started(startOmnibusTelemetry(quiet)).protocols).toEqual({
+      traces: 'grpc',
+      metrics: 'grpc',
+      logs: 'http/json',
+    })
+    expect(started(startOmnibusTelemetry({ ...quiet, traces: false })).protocols).toEqual({
+      metrics: 'grpc',
+      logs: 'http/json',
+    })
+    expect(started(startOmnibusTelemetry({ ...quiet, protocol: 'http/protobuf' })).protocols).toEqual({
+      traces: 'http/protobuf',
+      metrics: 'http/protobuf',
+      logs: 'http/protobuf',
+    })
+  })
+
+  it('refuses an unknown protocol, naming the variable or option and the accepted values', () => {
+    vi.stubEnv('OTEL_EXPORTER_OTLP_METRICS_PROTOCOL', 'http')
+    const attempt = () => startOmnibusTelemetry({ registerGlobals: false })
+    expect(attempt).toThrow(ConfigurationError)
+    expect(attempt).toThrow(/OTEL_EXPORTER_OTLP_METRICS_PROTOCOL=http .*http\/protobuf, grpc or http\/json/)
+    vi.unstubAllEnvs()
+    vi.stubEnv('OTEL_EXPORTER_OTLP_PROTOCOL', 'grpc/web')
+    expect(attempt).toThrow(/OTEL_EXPORTER_OTLP_PROTOCOL=grpc\/web/)
+    vi.unstubAllEnvs()
+    expect(() =>
+      startOmnibusTelemetry({ registerGlobals: false, protocol: 'udp' as unknown as 'grpc' }),
+    ).toThrow(/protocol must be http\/protobuf, grpc or http\/json, got "udp"/)
+    // An OTLP/HTTP signal URL given to gRPC, whose path would be dropped.
+    expect(() =>
+      startOmnibusTelemetry({
+        registerGlobals: false,
+        protocol: 'grpc',
+        endpoint: 'http://127.0.0.1:4317/v1/traces',
+      }),
+    ).toThrow(/over gRPC is scheme:\/\/host:port without a path/)
+  })
+
+  it('exports OTLP/JSON over HTTP for the signals set to http/json', async () => {
+    const receiver = await otlpReceiver()
+    cleanups.push(async () => receiver.server.close())
+    vi.stubEnv('OTEL_EXPORTER_OTLP_TRACES_PROTOCOL', 'http/json')
+    const telemetry = started(
+      startOmnibusTelemetry({
+        registerGlobals: false,
+        serviceName: 'json-svc',
+        endpoint: receiver.url,
+        headers: { 'x-api-key': 'k' },
+        logs: false,
+      }),
+    )
+    telemetry.tracerProvider.getTracer('t').startSpan('json span').end()
+    telemetry.meterProvider.getMeter('m').createCounter('jobs').add(2)
+    await telemetry.forceFlush()
+    const traces = receiver.received.filter((r) => r.path === '/v1/traces')
+    expect(traces).toHaveLength(1)
+    expect(traces[0]?.contentType).toBe('application/json')
+    expect(traces[0]?.apiKey).toBe('k')
+    const body = JSON.parse(traces[0]?.body.toString('utf8') ?? '') as {
+      resourceSpans: Array<{ scopeSpans: Array<{ spans: Array<{ name: string }> }> }>
+    }
+    expect(body.resourceSpans[0]?.scopeSpans[0]?.spans.map((s) => s.name)).toEqual(['json span'])
+    // The other signals keep the default.
+    const metrics = receiver.received.find((r) => r.path === '/v1/metrics')
+    expect(metrics?.contentType).toBe('application/x-protobuf')
   })
 })
