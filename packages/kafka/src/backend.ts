@@ -50,6 +50,12 @@ import { createPublisher, createTopicRegistry, type Publisher, type TopicRegistr
 import { createRecordLog, type RecordLog } from './records.ts'
 import { KafkaSubscription, type SubscriptionHost } from './subscription.ts'
 
+/**
+ * How long past the drain timeout `disconnect` waits for the delay forwarder to leave its group
+ * (ms): within the close allowance, leaving room for the producer and the client to close.
+ */
+const FORWARDER_LEAVE_MS = 1_000
+
 /** The Kafka backend: an `EventBackend` plus a secret-free description of its configuration. */
 export interface KafkaBackend extends EventBackend {
   /** Brokers, client id, group prefix and topic settings; never credentials. */
@@ -146,6 +152,7 @@ export function createKafkaBackend(options: KafkaBackendOptions = {}): KafkaBack
       // Not due: into the delay topics, forwarded to its topic when due (see delay.ts).
       await forwarder.ensureTopics()
       await p.send(delayTopicFor(rest), { key: event.partitionKey ?? null, value: json }, bytes)
+      forwarder.published()
       return { id: event.id, topic: event.topic }
     }
     await p.send(event.topic, { key: event.partitionKey ?? null, value: json }, bytes)
@@ -257,8 +264,12 @@ export function createKafkaBackend(options: KafkaBackendOptions = {}): KafkaBack
       connected = false
       if (refreshTimer !== undefined) clearInterval(refreshTimer)
       try {
+        // The forwarder leaves beside the drain, within it plus part of the close allowance: a
+        // leave held up by a rebalance goes on in the background (its records are committed or
+        // forwarded again by the group's next member).
+        const forwarderStopped = forwarder?.stop(drain + FORWARDER_LEAVE_MS)
         await Promise.allSettled([...subs].map((s) => s.kernel.close(drain)))
-        await forwarder?.stop()
+        await forwarderStopped
         forwarder = undefined
         // Everything accepted by publish() before disconnect is sent before the producer closes.
         await publisher?.idle()
@@ -338,9 +349,9 @@ export function createKafkaBackend(options: KafkaBackendOptions = {}): KafkaBack
     ): Promise<Subscription> {
       const resolved = resolveSubscribeOptions(backend, pattern, handler, opts)
       const h = host()
-      // Every instance that subscribes forwards delayed events when due; its join runs beside the
-      // subscription's own.
-      void forwarder?.start()
+      // Every instance that subscribes may forward delayed events: it watches the delay topics'
+      // backlog and joins the forwarder group only when nobody forwards (see delay.ts).
+      forwarder?.watch()
       const id = randomUUID()
       const privateGroup = resolved.group === undefined
       const groupId = `${o.groupIdPrefix}${resolved.group ?? `omnibus-broadcast-${id}`}`

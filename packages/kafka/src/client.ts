@@ -129,6 +129,10 @@ export interface KafkaClient {
    */
   offsetsAt(topic: string, timestampMs: number): Promise<PartitionOffset[]>
   groupOffsets(groupId: string, topic: string): Promise<PartitionOffset[]>
+  /** A group's committed offsets on several topics in one request, by topic. */
+  groupOffsetsOf(groupId: string, topics: readonly string[]): Promise<Map<string, PartitionOffset[]>>
+  /** Per partition, the first offset still held (`low`) and the next offset to be written (`high`). */
+  offsetRange(topic: string): Promise<{ partition: number; low: string; high: string }[]>
   deleteGroup(groupId: string): Promise<void>
   /** The member ids of a group's current members. */
   groupMembers(groupId: string): Promise<string[]>
@@ -391,6 +395,16 @@ export function createKafkaClient(o: ResolvedKafkaOptions): KafkaClient {
     async groupOffsets(groupId, topic) {
       const res = await retrying(() => needAdmin().fetchOffsets({ groupId, topics: [topic] }))
       return (res[0]?.partitions ?? []).map((p) => ({ partition: p.partition, offset: p.offset }))
+    },
+    async groupOffsetsOf(groupId, topics) {
+      const res = await retrying(() => needAdmin().fetchOffsets({ groupId, topics: [...topics] }))
+      return new Map(
+        res.map((t) => [t.topic, t.partitions.map((p) => ({ partition: p.partition, offset: p.offset }))]),
+      )
+    },
+    async offsetRange(topic) {
+      const offsets = await retrying(() => needAdmin().fetchTopicOffsets(topic))
+      return offsets.map((p) => ({ partition: p.partition, low: p.low, high: p.high }))
     },
     async deleteGroup(groupId) {
       await retrying(() => needAdmin().deleteGroups([groupId]), 3)

@@ -11,12 +11,14 @@
  *   shortest one below that). In one tier every record waits the tier's length after its
  *   timestamp, so records are due in log order, except in the shortest tier, where a record is due
  *   at its own `deliverAt` (at most one tier length after its timestamp).
- * - The forwarder, a member of the group `__omnibus_delay_forwarder` in every instance that
- *   subscribes, reads the delay topics. It forwards a due record to the next tier for the rest of
- *   the delay, or to its destination topic once `deliverAt` has passed, then commits its offset.
- *   At a record not due yet it pauses that partition (other partitions go on) and resumes it when
- *   the record is due; the record is read again then.
- * - A forwarder that dies is replaced by the group's next member, from the last committed offset:
+ * - The forwarder, a member of the group `__omnibus_delay_forwarder`, reads the delay topics. Every
+ *   instance that subscribes is a candidate and joins only while it is needed (see `checkOnce`), so
+ *   instances coming and going do not keep the group rebalancing. It forwards a due record to the
+ *   next tier for the rest of the delay, or to its destination topic once `deliverAt` has passed,
+ *   then commits its offset. At a record not due yet it pauses that partition (other partitions go
+ *   on) and resumes it when the record is due; the record is read again then.
+ * - A forwarder that dies is replaced by the group's next member (or, once the group is empty, the
+ *   next candidate that looks), from the last committed offset:
  *   nothing is lost, and a record it forwarded but had not committed is forwarded again (the copy
  *   has the same event id, so exactly-once subscriptions run it once).
  * - Order per key: a delayed event joins its key's partition when it is due, after the events of
@@ -38,7 +40,7 @@ export const DELAY_TIERS: readonly { readonly ms: number; readonly topic: string
   { ms: 21_600_000, topic: '__omnibus_delay_6h' },
 ]
 
-/** The group of every forwarder on the cluster (one copy of each delayed event goes on). */
+/** The group of the forwarders on the cluster (one copy of each delayed event goes on). */
 export const FORWARDER_GROUP = '__omnibus_delay_forwarder'
 
 /**
@@ -56,6 +58,16 @@ export function delayTopicFor(remainingMs: number): string {
   return topic
 }
 
+/** How often an instance that subscribes looks at the delay topics' backlog (ms, ± a quarter). */
+export const FORWARDER_CHECK_MS = 1_000
+/** A running forwarder with no backlog for this long leaves the group (ms). */
+export const FORWARDER_IDLE_MS = 5_000
+/**
+ * A record due this long ago and not forwarded means the group's members are not forwarding
+ * (stuck in a rebalance, hung, or dead and not yet expired): an instance then joins anyway (ms).
+ */
+export const FORWARDER_OVERDUE_MS = 4_000
+
 /** Settings of {@link createForwarder}. */
 export interface ForwarderSettings {
   readonly client: KafkaClient
@@ -71,22 +83,41 @@ export interface ForwarderSettings {
 export interface Forwarder {
   /** Creates the delay topics if needed (idempotent). */
   ensureTopics(): Promise<void>
-  /** Joins the forwarder group (idempotent). */
-  start(): Promise<void>
-  stop(): Promise<void>
+  /**
+   * Makes this instance a forwarder candidate (idempotent): from now on it looks at the backlog
+   * periodically and joins the forwarder group when it must.
+   */
+  watch(): void
+  /** This instance published a delayed event: look at the backlog now rather than at the next period. */
+  published(): void
+  /**
+   * Stops watching and leaves the group, waiting at most `budgetMs`; a leave that takes longer
+   * (the group is rebalancing) goes on in the background.
+   */
+  stop(budgetMs: number): Promise<void>
+}
+
+interface Running {
+  readonly handle: ConsumerHandle
+  readonly ready: Promise<void>
 }
 
 /** Builds the {@link Forwarder}. */
 export function createForwarder(s: ForwarderSettings): Forwarder {
   let topicsReady: Promise<void> | undefined
-  let consumer: ConsumerHandle | undefined
-  let starting: Promise<void> | undefined
+  let running: Running | undefined
+  let leaving: Promise<void> | undefined
+  let watching = false
   let stopped = false
+  let checkTimer: NodeJS.Timeout | undefined
+  let checking: Promise<void> | undefined
+  let checkAgain = false
+  let idleSince: number | undefined
   const resumes = new Set<NodeJS.Timeout>()
+  const names = DELAY_TIERS.map((t) => t.topic)
 
   const ensureTopics = (): Promise<void> => {
     topicsReady ??= (async () => {
-      const names = DELAY_TIERS.map((t) => t.topic)
       await s.client.createTopics(names, s.numPartitions, s.replicationFactor, {
         'retention.ms': String(DELAY_RETENTION_MS),
       })
@@ -144,42 +175,165 @@ export function createForwarder(s: ForwarderSettings): Forwarder {
     if (last !== undefined) await control.commit(String(BigInt(last) + 1n))
   }
 
-  return {
-    ensureTopics,
-    start() {
-      if (stopped) return Promise.resolve()
-      starting ??= (async () => {
-        await ensureTopics()
-        consumer = s.client.createConsumer({
-          groupId: FORWARDER_GROUP,
-          partitionsConsumedConcurrently: DELAY_TIERS.length * Math.max(1, s.numPartitions),
-          onBatch,
-          onCrash: (error, restarting) =>
-            s.logger.warn('kafka delay forwarder crashed', {
-              restarting,
-              error: classifyError(error, 'subscribe', s.endpoint).message,
-            }),
+  const join = (): void => {
+    if (stopped || running !== undefined || leaving !== undefined) return
+    idleSince = undefined
+    const handle: ConsumerHandle = s.client.createConsumer({
+      groupId: FORWARDER_GROUP,
+      partitionsConsumedConcurrently: DELAY_TIERS.length * Math.max(1, s.numPartitions),
+      onBatch,
+      onCrash: (error, restarting) => {
+        s.logger.warn('kafka delay forwarder crashed', {
+          restarting,
+          error: classifyError(error, 'subscribe', s.endpoint).message,
         })
-        await consumer.start(DELAY_TIERS.map((t) => ({ topic: t.topic, fromBeginning: true })))
-      })().catch((error: unknown) => {
-        starting = undefined
+        // A consumer the client does not restart is gone: the next check may join again.
+        if (!restarting && running?.handle === handle) running = undefined
+      },
+    })
+    const ready = handle
+      .start(names.map((topic) => ({ topic, fromBeginning: true })))
+      .catch((error: unknown) => {
+        if (running?.handle === handle) running = undefined
+        void handle.disconnect().catch(() => {})
         s.logger.warn('kafka delay forwarder could not start; delayed events wait in the delay topics', {
           error: classifyError(error, 'subscribe', s.endpoint).message,
         })
       })
-      return starting
-    },
-    async stop() {
-      stopped = true
-      for (const t of resumes) clearTimeout(t)
-      resumes.clear()
-      await starting
-      const c = consumer
-      consumer = undefined
-      if (c !== undefined) {
-        await c.stop().catch(() => {})
-        await c.disconnect().catch(() => {})
+    running = { handle, ready }
+  }
+
+  const leave = (): Promise<void> => {
+    const r = running
+    running = undefined
+    if (r === undefined) return leaving ?? Promise.resolve()
+    for (const t of resumes) clearTimeout(t)
+    resumes.clear()
+    leaving = (async () => {
+      await r.ready
+      await r.handle.stop().catch(() => {})
+      await r.handle.disconnect().catch(() => {})
+    })().finally(() => {
+      leaving = undefined
+    })
+    return leaving
+  }
+
+  /**
+   * One look at the delay topics: the forwarder group's committed offsets against the topics' end
+   * offsets (the group's lag). With a backlog and nobody in the group, or a record overdue, this
+   * instance joins; a forwarder without backlog for a while leaves. So only instances that are
+   * needed are members, and instances coming and going elsewhere do not rebalance the forwarders.
+   */
+  const checkOnce = async (): Promise<void> => {
+    await ensureTopics()
+    if (stopped) return
+    const [committed, ranges] = await Promise.all([
+      s.client.groupOffsetsOf(FORWARDER_GROUP, names),
+      Promise.all(names.map((topic) => s.client.offsetRange(topic))),
+    ])
+    /** Per topic, the partitions with records not forwarded yet and where the group stands on them. */
+    const backlog: { topic: string; positions: Map<number, bigint> }[] = []
+    names.forEach((topic, i) => {
+      const positions = new Map<number, bigint>()
+      const done = new Map((committed.get(topic) ?? []).map((p) => [p.partition, BigInt(p.offset)]))
+      for (const r of ranges[i] ?? []) {
+        const at = done.get(r.partition) ?? -1n
+        const low = BigInt(r.low)
+        const position = at > low ? at : low
+        if (BigInt(r.high) > position) positions.set(r.partition, position)
       }
+      if (positions.size > 0) backlog.push({ topic, positions })
+    })
+    if (stopped) return
+    if (running !== undefined) {
+      if (backlog.length > 0) idleSince = undefined
+      else if (idleSince === undefined) idleSince = Date.now()
+      else if (Date.now() - idleSince >= FORWARDER_IDLE_MS) void leave()
+      return
+    }
+    if (backlog.length === 0 || leaving !== undefined) return
+    if ((await s.client.groupMembers(FORWARDER_GROUP)).length === 0) return join()
+    // Members exist: join only if they leave a record unforwarded well past its time.
+    const now = Date.now()
+    for (const { topic, positions } of backlog) {
+      const dueBefore = now - (TIER_MS.get(topic) ?? 0) - FORWARDER_OVERDUE_MS
+      for (const p of await s.client.offsetsAt(topic, dueBefore)) {
+        const position = positions.get(p.partition)
+        if (position !== undefined && BigInt(p.offset) > position) {
+          s.logger.debug('kafka delay forwarder joins: a delayed event is overdue', {
+            topic,
+            partition: p.partition,
+          })
+          return join()
+        }
+      }
+    }
+  }
+
+  const check = (): void => {
+    if (stopped) return
+    if (checking !== undefined) {
+      checkAgain = true
+      return
+    }
+    checking = checkOnce()
+      .catch((error: unknown) => {
+        s.logger.debug('kafka delay backlog check failed', {
+          error: classifyError(error, 'admin', s.endpoint).message,
+        })
+      })
+      .finally(() => {
+        checking = undefined
+        if (checkAgain) {
+          checkAgain = false
+          check()
+        }
+      })
+  }
+
+  const schedule = (): void => {
+    if (stopped) return
+    // Jittered, so instances started together do not all look (and join) at once.
+    checkTimer = setTimeout(
+      () => {
+        check()
+        schedule()
+      },
+      FORWARDER_CHECK_MS * (0.75 + Math.random() / 2),
+    )
+    checkTimer.unref()
+  }
+
+  return {
+    ensureTopics,
+    watch() {
+      if (watching || stopped) return
+      watching = true
+      check()
+      schedule()
+    },
+    published() {
+      if (watching) check()
+    },
+    async stop(budgetMs) {
+      stopped = true
+      if (checkTimer !== undefined) clearTimeout(checkTimer)
+      const left = leave()
+      let timer: NodeJS.Timeout | undefined
+      const late = await Promise.race([
+        left.then(() => false),
+        new Promise<boolean>((resolve) => {
+          timer = setTimeout(() => resolve(true), Math.max(0, budgetMs))
+        }),
+      ])
+      clearTimeout(timer)
+      if (late) {
+        s.logger.debug(
+          'kafka delay forwarder still leaving its group (a rebalance is under way); it goes on in the background',
+        )
+      }
+      await checking
     },
   }
 }
