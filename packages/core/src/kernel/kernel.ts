@@ -471,18 +471,32 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
    * stays inlined into a backend's delivery loop.
    */
   #startFast(msg: M, event: OmnibusEvent): void {
+    if (instrumentation !== undefined) {
+      this.#startObserved(msg, event)
+      return
+    }
     const outer = this.#calling
     this.#calling = event
-    const outcome =
-      instrumentation === undefined
-        ? this.#runner.runThen(event, msg.deliveryCount, undefined, this.#ranAsync)
-        : this.#observed(event, msg.deliveryCount, this.signal)
+    const outcome = this.#runner.runThen(event, msg.deliveryCount, undefined, this.#ranAsync)
     this.#calling = outer
-    if (outcome === ACK && this.#failures.size === 0 && instrumentation === undefined) {
+    if (outcome === ACK && this.#failures.size === 0) {
       const acked = this.#ackNow(msg)
       if (acked instanceof Promise) this.#ackLater(msg, event, acked)
       else this.#finish(msg, event.partitionKey)
       return
+    }
+    this.#ranFast(msg, event, outcome)
+  }
+
+  /** #startFast with an instrumentation installed: the run is observed by its hook. */
+  #startObserved(msg: M, event: OmnibusEvent): void {
+    const outer = this.#calling
+    this.#calling = event
+    let outcome: HandlerOutcome | Promise<HandlerOutcome>
+    try {
+      outcome = this.#observed(event, msg.deliveryCount, this.signal)
+    } finally {
+      this.#calling = outer
     }
     this.#ranFast(msg, event, outcome)
   }
