@@ -2,7 +2,7 @@ import { randomUUID } from 'node:crypto'
 import { ConfigurationError, type EventBackend, type HandlerContext, type OmnibusEvent } from '@omnibus/core'
 import { createRabbitMQBackend, groupQueueName, SCHEDULE_LEVELS, scheduleLevelName } from '@omnibus/rabbitmq'
 import { afterEach, expect, it } from 'vitest'
-import { describeWithService, requireEndpoint } from '../setup/services.ts'
+import { describeWithService, requireEndpoint, restartHint, serviceRestart } from '../setup/services.ts'
 import { eventually } from '../setup/wait.ts'
 import { rawConnect, TEST_QUEUES } from './amqp.ts'
 
@@ -14,17 +14,42 @@ interface Arrival {
 
 describeWithService('rabbitmq', 'rabbitmq: delayed events wait in the broker', () => {
   const url = requireEndpoint('rabbitmq')
+  const restart = serviceRestart('rabbitmq')
   const backends: EventBackend[] = []
 
   afterEach(async () => {
     await Promise.allSettled(backends.splice(0).map((b) => b.disconnect({ drainTimeoutMs: 500 })))
   })
 
-  async function backend(extra: { prefix?: string; exchange?: string } = {}): Promise<EventBackend> {
+  async function backend(
+    extra: { prefix?: string; exchange?: string; publishTimeoutMs?: number } = {},
+  ): Promise<EventBackend> {
     const b = createRabbitMQBackend({ ...TEST_QUEUES, url, ...extra })
     backends.push(b)
     await b.connect()
     return b
+  }
+
+  /**
+   * Restarts the broker while `probe` checks its health every 20 ms: when the broker was seen
+   * down (first failed check, so no earlier than it really went) and when the restart ended.
+   */
+  async function restartObserved(
+    probe: EventBackend,
+  ): Promise<{ startedAt: number; downAt: number; backAt: number }> {
+    const startedAt = Date.now()
+    let downAt: number | undefined
+    let done = false
+    const restarting = (restart as () => Promise<void>)().finally(() => {
+      done = true
+    })
+    while (!done) {
+      if (downAt === undefined && !(await probe.healthCheck()).healthy) downAt = Date.now()
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    await restarting
+    expect(downAt, 'the broker was seen down during the restart').toBeDefined()
+    return { startedAt, downAt: downAt as number, backAt: Date.now() }
   }
 
   function recorder(into: Arrival[]) {
@@ -119,4 +144,91 @@ describeWithService('rabbitmq', 'rabbitmq: delayed events wait in the broker', (
       }
     }
   })
+
+  it.skipIf(restart === undefined)(
+    `delayed events waiting in a low and a high level of the schedule survive a broker restart: each arrives once, not early, to the group that subscribed before${restart === undefined ? ` (skipped: ${restartHint('rabbitmq')})` : ''}`,
+    async () => {
+      const run = randomUUID().slice(0, 8)
+      // A prefix of its own: the schedule's queues then hold this test's events only.
+      const prefix = `omnibus-it-rs-${run}`
+      const topic = `delay.${run}.restart`
+      const group = `restart-${run}`
+      // The short delay falls due while the broker is away; the long one is due after it is back
+      // and waits out the restart in level 14 (16,384 ms), the highest of its binary digits.
+      const shortMs = 4_000
+      const longMs = 25_000
+      const longLevel = Math.floor(Math.log2(longMs))
+      try {
+        const consumer = await backend({ prefix })
+        const got: Arrival[] = []
+        await consumer.subscribe(topic, recorder(got), { group })
+        const publisher = await backend({ prefix, publishTimeoutMs: 60_000 })
+        const short = await publisher.publish({ topic, data: 'short', delayMs: shortMs })
+        const long = await publisher.publish({ topic, data: 'long', delayMs: longMs })
+
+        const conn = await rawConnect(url)
+        try {
+          const ch = await conn.createConfirmChannel()
+          const level = await ch.checkQueue(scheduleLevelName(prefix, longLevel))
+          expect(level.messageCount, `the long delay waiting in level ${longLevel}`).toBe(1)
+          await ch.close()
+        } finally {
+          await conn.close().catch(() => {})
+        }
+
+        const { downAt, backAt } = await restartObserved(publisher)
+        await eventually('both delayed events after the restart', () => got.length >= 2, 60_000)
+        // A second copy of either would be ahead of an undelayed event published now.
+        await publisher.publish({ topic, data: 'marker' })
+        await eventually('the marker', () => got.some((a) => a.event.data === 'marker'), 20_000)
+        expect(got.map((a) => a.event.data)).toEqual(['short', 'long', 'marker'])
+        // Nor is a copy left anywhere to come later.
+        const check = await rawConnect(url)
+        try {
+          const ch = await check.createConfirmChannel()
+          for (let k = 0; k < SCHEDULE_LEVELS; k++) {
+            const { messageCount } = await ch.checkQueue(scheduleLevelName(prefix, k))
+            expect(messageCount, `messages in level ${k}`).toBe(0)
+          }
+          expect((await ch.checkQueue(groupQueueName(prefix, group, topic))).messageCount).toBe(0)
+          await ch.close()
+        } finally {
+          await check.close().catch(() => {})
+        }
+        const [s, l] = got as [Arrival, Arrival]
+        expect(s.event.id).toBe(short.id)
+        expect(l.event.id).toBe(long.id)
+        for (const a of [s, l]) {
+          expect(
+            a.event.deliverAt as number,
+            `the ${String(a.event.data)} delay waiting when the broker went down`,
+          ).toBeGreaterThan(downAt)
+          expect(a.at).toBeGreaterThanOrEqual(a.event.deliverAt as number)
+          expect(a.attempt).toBe(1)
+        }
+        // The long delay's clock kept running while the broker was down: its wait is not started
+        // again when the level's queue is recovered.
+        expect(backAt, 'the restart ended before the long delay was due').toBeLessThan(
+          l.event.deliverAt as number,
+        )
+        expect(l.at - (l.event.deliverAt as number), 'lateness of the long delay').toBeLessThan(1_000)
+        console.log(
+          `rabbitmq down ${backAt - downAt} ms; short delay arrived ${s.at - (s.event.deliverAt as number)} ms after its time, ${s.at - backAt} ms after the broker was back (the consumer's reconnect backoff); long delay ${l.at - (l.event.deliverAt as number)} ms late`,
+        )
+      } finally {
+        await Promise.allSettled(backends.splice(0).map((b) => b.disconnect({ drainTimeoutMs: 500 })))
+        const conn = await rawConnect(url)
+        try {
+          const ch = await conn.createConfirmChannel()
+          for (let k = 0; k < SCHEDULE_LEVELS; k++) await ch.deleteQueue(scheduleLevelName(prefix, k))
+          for (let k = 0; k < SCHEDULE_LEVELS; k++) await ch.deleteExchange(scheduleLevelName(prefix, k))
+          await ch.deleteQueue(groupQueueName(prefix, group, topic))
+          await ch.close()
+        } finally {
+          await conn.close().catch(() => {})
+        }
+      }
+    },
+    120_000,
+  )
 })

@@ -4,7 +4,7 @@ import { createEvent, type EventBackend, type HandlerContext, type OmnibusEvent 
 import { encodeEvent } from '@omnibus/core/backend'
 import { groupQueueName, type SqsBackendOptions } from '@omnibus/sqs'
 import { afterAll, afterEach, expect, it } from 'vitest'
-import { describeWithService, serviceEndpoint } from '../setup/services.ts'
+import { describeWithService, restartHint, serviceEndpoint, serviceRestart } from '../setup/services.ts'
 import { eventually } from '../setup/wait.ts'
 import { makeBackend, runPrefix } from './backend.ts'
 import { deleteQueues } from './cleanup.ts'
@@ -51,6 +51,7 @@ describeWithService('sqs', 'sqs: delayed events wait in the queue', () => {
   const prefix = runPrefix('dy')
   process.env.OMNIBUS_IT_SQS_ENDPOINT = endpoint
   process.env.OMNIBUS_IT_SQS_PREFIX = prefix
+  const restart = serviceRestart('sqs')
   const backends: EventBackend[] = []
 
   afterEach(async () => {
@@ -63,6 +64,28 @@ describeWithService('sqs', 'sqs: delayed events wait in the queue', () => {
     backends.push(b)
     await b.connect()
     return b
+  }
+
+  /**
+   * Restarts the broker while `probe` checks its health every 20 ms: when the broker was seen
+   * down (first failed check, so no earlier than it really went) and when the restart ended.
+   */
+  async function restartObserved(
+    probe: EventBackend,
+  ): Promise<{ startedAt: number; downAt: number; backAt: number }> {
+    const startedAt = Date.now()
+    let downAt: number | undefined
+    let done = false
+    const restarting = (restart as () => Promise<void>)().finally(() => {
+      done = true
+    })
+    while (!done) {
+      if (downAt === undefined && !(await probe.healthCheck()).healthy) downAt = Date.now()
+      await new Promise((r) => setTimeout(r, 20))
+    }
+    await restarting
+    expect(downAt, 'the broker was seen down during the restart').toBeDefined()
+    return { startedAt, downAt: downAt as number, backAt: Date.now() }
   }
 
   function recorder(into: Arrival[]) {
@@ -160,4 +183,96 @@ describeWithService('sqs', 'sqs: delayed events wait in the queue', () => {
     expect(arrival.at - (event.deliverAt as number)).toBeLessThan(1_000)
     expect(arrival.attempt).toBe(1)
   }, 30_000)
+
+  it.skipIf(restart === undefined)(
+    `delayed events waiting in the queue survive a restart of the server (persistent ElasticMQ): each arrives once, not early, to the group that subscribed before${restart === undefined ? ` (skipped: ${restartHint('sqs')})` : ''}`,
+    async () => {
+      const run = randomUUID().slice(0, 8)
+      const topic = `delay.${run}.restart`
+      const group = `restart-${run}`
+      const SHORT_MS = 6_000
+      const consumer = await backend()
+      const got: Arrival[] = []
+      await consumer.subscribe(topic, recorder(got), { group })
+      const publisher = await backend()
+      // The short delay is sent with DelaySeconds and falls due while the server is away. The long
+      // one is written without DelaySeconds, so the consumer sends it back to wait (the way a delay
+      // longer than 900 s waits out each stretch) and it is due after the server is back.
+      const long = createEvent({ topic, data: 'long', delayMs: 30_000 })
+      expect(await publisher.publishRaw(topic, encodeEvent(long))).toBe(1)
+      const queue = groupQueueName(prefix, group, topic, false)
+      let counts = { delayed: 0, inFlight: 1 }
+      await eventually(
+        'the long one waiting delayed in the queue, not held by the consumer',
+        () => {
+          void queueCounts(endpoint, queue).then(
+            (c) => {
+              counts = c
+            },
+            () => {},
+          )
+          return counts.delayed === 1 && counts.inFlight === 0
+        },
+        10_000,
+      )
+      const short = await publisher.publish({ topic, data: 'short', delayMs: SHORT_MS })
+
+      const { downAt, backAt } = await restartObserved(publisher)
+      const arrived = (data: string) => got.some((a) => a.event.data === data)
+      await eventually(
+        'both delayed events after the restart',
+        () => arrived('short') && arrived('long'),
+        60_000,
+      )
+      // A second copy of either would be ahead of an undelayed event published now.
+      await publisher.publish({ topic, data: 'marker' })
+      await eventually('the marker', () => got.some((a) => a.event.data === 'marker'), 20_000)
+      expect(
+        got.map((a) => a.event.data),
+        `arrivals (ms after the server was seen down, attempt): ${JSON.stringify(got.map((a) => [a.event.data, a.at - downAt, a.attempt]))}; back after ${backAt - downAt} ms`,
+      ).toEqual(['short', 'long', 'marker'])
+      const [s, l] = got as [Arrival, Arrival]
+      expect(s.event.id).toBe(short.id)
+      expect(l.event.id).toBe(long.id)
+      // The backend sends a delay with DelaySeconds = its whole seconds less 250 ms (5 s here) and
+      // the consumer waits out the rest: the short one must have been hidden in the server, not
+      // held by the consumer, when the server went down.
+      const visibleAt = s.event.time + Math.floor((SHORT_MS - 250) / 1000) * 1000
+      expect(
+        visibleAt,
+        'the short delay still hidden in the queue when the server went down',
+      ).toBeGreaterThan(downAt)
+      for (const a of [s, l]) {
+        expect(
+          a.event.deliverAt as number,
+          `the ${String(a.event.data)} delay waiting when the server went down`,
+        ).toBeGreaterThan(downAt)
+        expect(a.at).toBeGreaterThanOrEqual(a.event.deliverAt as number)
+        // SQS counts every receive: one before its time would make this the second attempt.
+        expect(a.attempt).toBe(1)
+      }
+      // The wait of the long one is not started again when the server reloads it.
+      expect(backAt, 'the restart ended before the long delay was due').toBeLessThan(
+        l.event.deliverAt as number,
+      )
+      expect(l.at - (l.event.deliverAt as number), 'lateness of the long delay').toBeLessThan(1_000)
+      await eventually(
+        'an empty queue: no copy left to come later',
+        () => {
+          void queueCounts(endpoint, queue).then(
+            (c) => {
+              counts = c
+            },
+            () => {},
+          )
+          return counts.delayed === 0 && counts.inFlight === 0
+        },
+        10_000,
+      )
+      console.log(
+        `sqs down ${backAt - downAt} ms; short delay arrived ${s.at - (s.event.deliverAt as number)} ms after its time, ${s.at - backAt} ms after the server was back; long delay ${l.at - (l.event.deliverAt as number)} ms late`,
+      )
+    },
+    120_000,
+  )
 })
