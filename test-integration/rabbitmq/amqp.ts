@@ -36,6 +36,19 @@ export function rawConnect(url: string): Promise<RawConnection> {
   return amqplib.connect(url, { noDelay: true })
 }
 
+/** Runs `fn` on a confirm channel of a raw connection of its own, closed afterwards. */
+export async function withChannel<T>(url: string, fn: (ch: RawChannel) => Promise<T>): Promise<T> {
+  const conn = await rawConnect(url)
+  try {
+    const ch = await conn.createConfirmChannel()
+    const result = await fn(ch)
+    await ch.close()
+    return result
+  } finally {
+    await conn.close().catch(() => {})
+  }
+}
+
 /**
  * Publishes `payload` as it is (no envelope) to the backend's topic exchange with `topic` as
  * routing key, where consumers of that topic read it; resolves once the broker confirmed.
@@ -46,15 +59,10 @@ export async function injectRaw(
   payload: Uint8Array,
   exchange = 'omnibus.events',
 ): Promise<void> {
-  const conn = await rawConnect(url)
-  try {
-    const ch = await conn.createConfirmChannel()
+  await withChannel(url, async (ch) => {
     ch.publish(exchange, topic, Buffer.from(payload), { persistent: true, contentType: 'text/plain' })
     await ch.waitForConfirms()
-    await ch.close()
-  } finally {
-    await conn.close().catch(() => {})
-  }
+  })
 }
 
 /** A TCP proxy in front of the broker that a test can cut, to drop connections without a restart. */

@@ -1,15 +1,23 @@
 import { randomUUID } from 'node:crypto'
-import { ConfigurationError, type EventBackend, type HandlerContext, type OmnibusEvent } from '@omnibus/core'
+import { ConfigurationError, type EventBackend } from '@omnibus/core'
 import { createRabbitMQBackend, groupQueueName, SCHEDULE_LEVELS, scheduleLevelName } from '@omnibus/rabbitmq'
 import { afterEach, expect, it } from 'vitest'
+import {
+  type Arrival,
+  expectOnTime,
+  expectSurvivedRestart,
+  lateness,
+  recorder,
+  restartObserved,
+} from '../setup/delay.ts'
 import { describeWithService, requireEndpoint, restartHint, serviceRestart } from '../setup/services.ts'
 import { eventually } from '../setup/wait.ts'
-import { rawConnect, TEST_QUEUES } from './amqp.ts'
+import { type RawChannel, TEST_QUEUES, withChannel } from './amqp.ts'
 
-interface Arrival {
-  readonly event: OmnibusEvent
-  readonly at: number
-  readonly attempt: number
+/** Deletes the queues and exchanges of the schedule under `prefix`. */
+async function deleteSchedule(ch: RawChannel, prefix: string): Promise<void> {
+  for (let k = 0; k < SCHEDULE_LEVELS; k++) await ch.deleteQueue(scheduleLevelName(prefix, k))
+  for (let k = 0; k < SCHEDULE_LEVELS; k++) await ch.deleteExchange(scheduleLevelName(prefix, k))
 }
 
 describeWithService('rabbitmq', 'rabbitmq: delayed events wait in the broker', () => {
@@ -30,34 +38,6 @@ describeWithService('rabbitmq', 'rabbitmq: delayed events wait in the broker', (
     return b
   }
 
-  /**
-   * Restarts the broker while `probe` checks its health every 20 ms: when the broker was seen
-   * down (first failed check, so no earlier than it really went) and when the restart ended.
-   */
-  async function restartObserved(
-    probe: EventBackend,
-  ): Promise<{ startedAt: number; downAt: number; backAt: number }> {
-    const startedAt = Date.now()
-    let downAt: number | undefined
-    let done = false
-    const restarting = (restart as () => Promise<void>)().finally(() => {
-      done = true
-    })
-    while (!done) {
-      if (downAt === undefined && !(await probe.healthCheck()).healthy) downAt = Date.now()
-      await new Promise((r) => setTimeout(r, 20))
-    }
-    await restarting
-    expect(downAt, 'the broker was seen down during the restart').toBeDefined()
-    return { startedAt, downAt: downAt as number, backAt: Date.now() }
-  }
-
-  function recorder(into: Arrival[]) {
-    return (event: OmnibusEvent, ctx: HandlerContext) => {
-      into.push({ event, at: Date.now(), attempt: ctx.attempt })
-    }
-  }
-
   it('delays published longest first arrive in due order, each well before the fallback hold (about 900 ms late)', async () => {
     const run = randomUUID().slice(0, 8)
     const topic = `delay.${run}.order`
@@ -72,12 +52,7 @@ describeWithService('rabbitmq', 'rabbitmq: delayed events wait in the broker', (
     await eventually('all four events', () => got.length === 4, 20_000)
 
     expect(got.map((a) => a.event.data)).toEqual([0, 2_100, 6_100, 12_100])
-    for (const a of got.slice(1)) {
-      const due = a.event.deliverAt as number
-      expect(a.at).toBeGreaterThanOrEqual(due)
-      expect(a.at - due, `lateness of the ${String(a.event.data)} ms delay`).toBeLessThan(500)
-      expect(a.attempt).toBe(1)
-    }
+    for (const a of got.slice(1)) expectOnTime(a, 500)
   }, 30_000)
 
   it('a delayed event waits in the broker, not in the group queue, and reaches one member that joins after the publish', async () => {
@@ -90,16 +65,11 @@ describeWithService('rabbitmq', 'rabbitmq: delayed events wait in the broker', (
     await (await first.subscribe(topic, () => {}, { group })).unsubscribe()
     const { id } = await publisher.publish({ topic, data: 'later', delayMs: 2_500 })
 
-    const conn = await rawConnect(url)
-    try {
-      const ch = await conn.createConfirmChannel()
-      const { messageCount } = await ch.checkQueue(groupQueueName('omnibus', group, topic))
-      // A queue holding it already would hand it to the next member before its time.
-      expect(messageCount).toBe(0)
-      await ch.close()
-    } finally {
-      await conn.close().catch(() => {})
-    }
+    const { messageCount } = await withChannel(url, (ch) =>
+      ch.checkQueue(groupQueueName('omnibus', group, topic)),
+    )
+    // A queue holding it already would hand it to the next member before its time.
+    expect(messageCount).toBe(0)
 
     const got: Arrival[] = []
     const a = await backend()
@@ -113,8 +83,7 @@ describeWithService('rabbitmq', 'rabbitmq: delayed events wait in the broker', (
     expect(got.map((x) => x.event.data)).toEqual(['later', 'marker'])
     const arrival = got[0] as Arrival
     expect(arrival.event.id).toBe(id)
-    expect(arrival.at).toBeGreaterThanOrEqual(arrival.event.deliverAt as number)
-    expect(arrival.attempt).toBe(1)
+    expectOnTime(arrival)
   }, 30_000)
 
   it('a schedule declared for another exchange under the same prefix is a ConfigurationError that names the prefix', async () => {
@@ -132,16 +101,10 @@ describeWithService('rabbitmq', 'rabbitmq: delayed events wait in the broker', (
       expect(error).toBeInstanceOf(ConfigurationError)
       expect(String((error as Error).message)).toContain(`prefix "${prefix}"`)
     } finally {
-      const conn = await rawConnect(url)
-      try {
-        const ch = await conn.createConfirmChannel()
-        for (let k = 0; k < SCHEDULE_LEVELS; k++) await ch.deleteQueue(scheduleLevelName(prefix, k))
-        for (let k = 0; k < SCHEDULE_LEVELS; k++) await ch.deleteExchange(scheduleLevelName(prefix, k))
+      await withChannel(url, async (ch) => {
+        await deleteSchedule(ch, prefix)
         await ch.deleteExchange(`omnibus-it.other.${run}`)
-        await ch.close()
-      } finally {
-        await conn.close().catch(() => {})
-      }
+      })
     }
   })
 
@@ -166,67 +129,38 @@ describeWithService('rabbitmq', 'rabbitmq: delayed events wait in the broker', (
         const short = await publisher.publish({ topic, data: 'short', delayMs: shortMs })
         const long = await publisher.publish({ topic, data: 'long', delayMs: longMs })
 
-        const conn = await rawConnect(url)
-        try {
-          const ch = await conn.createConfirmChannel()
-          const level = await ch.checkQueue(scheduleLevelName(prefix, longLevel))
-          expect(level.messageCount, `the long delay waiting in level ${longLevel}`).toBe(1)
-          await ch.close()
-        } finally {
-          await conn.close().catch(() => {})
-        }
+        const level = await withChannel(url, (ch) => ch.checkQueue(scheduleLevelName(prefix, longLevel)))
+        expect(level.messageCount, `the long delay waiting in level ${longLevel}`).toBe(1)
 
-        const { downAt, backAt } = await restartObserved(publisher)
+        const { downAt, backAt } = await restartObserved(restart as () => Promise<void>, publisher)
         await eventually('both delayed events after the restart', () => got.length >= 2, 60_000)
         // A second copy of either would be ahead of an undelayed event published now.
         await publisher.publish({ topic, data: 'marker' })
         await eventually('the marker', () => got.some((a) => a.event.data === 'marker'), 20_000)
         expect(got.map((a) => a.event.data)).toEqual(['short', 'long', 'marker'])
         // Nor is a copy left anywhere to come later.
-        const check = await rawConnect(url)
-        try {
-          const ch = await check.createConfirmChannel()
+        await withChannel(url, async (ch) => {
           for (let k = 0; k < SCHEDULE_LEVELS; k++) {
             const { messageCount } = await ch.checkQueue(scheduleLevelName(prefix, k))
             expect(messageCount, `messages in level ${k}`).toBe(0)
           }
           expect((await ch.checkQueue(groupQueueName(prefix, group, topic))).messageCount).toBe(0)
-          await ch.close()
-        } finally {
-          await check.close().catch(() => {})
-        }
+        })
         const [s, l] = got as [Arrival, Arrival]
         expect(s.event.id).toBe(short.id)
         expect(l.event.id).toBe(long.id)
-        for (const a of [s, l]) {
-          expect(
-            a.event.deliverAt as number,
-            `the ${String(a.event.data)} delay waiting when the broker went down`,
-          ).toBeGreaterThan(downAt)
-          expect(a.at).toBeGreaterThanOrEqual(a.event.deliverAt as number)
-          expect(a.attempt).toBe(1)
-        }
         // The long delay's clock kept running while the broker was down: its wait is not started
         // again when the level's queue is recovered.
-        expect(backAt, 'the restart ended before the long delay was due').toBeLessThan(
-          l.event.deliverAt as number,
-        )
-        expect(l.at - (l.event.deliverAt as number), 'lateness of the long delay').toBeLessThan(1_000)
+        expectSurvivedRestart(s, l, { downAt, backAt })
         console.log(
-          `rabbitmq down ${backAt - downAt} ms; short delay arrived ${s.at - (s.event.deliverAt as number)} ms after its time, ${s.at - backAt} ms after the broker was back (the consumer's reconnect backoff); long delay ${l.at - (l.event.deliverAt as number)} ms late`,
+          `rabbitmq down ${backAt - downAt} ms; short delay arrived ${lateness(s)} ms after its time, ${s.at - backAt} ms after the broker was back (the consumer's reconnect backoff); long delay ${lateness(l)} ms late`,
         )
       } finally {
         await Promise.allSettled(backends.splice(0).map((b) => b.disconnect({ drainTimeoutMs: 500 })))
-        const conn = await rawConnect(url)
-        try {
-          const ch = await conn.createConfirmChannel()
-          for (let k = 0; k < SCHEDULE_LEVELS; k++) await ch.deleteQueue(scheduleLevelName(prefix, k))
-          for (let k = 0; k < SCHEDULE_LEVELS; k++) await ch.deleteExchange(scheduleLevelName(prefix, k))
+        await withChannel(url, async (ch) => {
+          await deleteSchedule(ch, prefix)
           await ch.deleteQueue(groupQueueName(prefix, group, topic))
-          await ch.close()
-        } finally {
-          await conn.close().catch(() => {})
-        }
+        })
       }
     },
     120_000,

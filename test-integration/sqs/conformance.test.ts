@@ -3,10 +3,9 @@ import { fileURLToPath } from 'node:url'
 import { CASE_IDS, conformanceSuite } from '@omnibus/conformance'
 import { MemoryDedupeStore } from '@omnibus/core/backend'
 import { createSqsBackend } from '@omnibus/sqs'
-import { afterAll } from 'vitest'
-import { describeWithService, serviceEndpoint, serviceRestart } from '../setup/services.ts'
-import { makeBackend, runPrefix } from './backend.ts'
-import { deleteQueues } from './cleanup.ts'
+import { describeWithService, serviceRestart } from '../setup/services.ts'
+import { makeBackend } from './backend.ts'
+import { runQueues } from './cleanup.ts'
 
 async function closedPort(): Promise<number> {
   const server = createServer()
@@ -20,12 +19,8 @@ async function closedPort(): Promise<number> {
 const port = await closedPort()
 
 describeWithService('sqs', 'sqs backend', () => {
-  const endpoint = serviceEndpoint('sqs') as string
-  const prefix = runPrefix('c')
-  process.env.OMNIBUS_IT_SQS_ENDPOINT = endpoint
-  process.env.OMNIBUS_IT_SQS_PREFIX = prefix
+  const { endpoint, prefix } = runQueues('c')
   const restart = serviceRestart('sqs')
-  afterAll(() => deleteQueues(endpoint, prefix))
 
   const shared = {
     // ElasticMQ with H2 persistence answers slowly under a loaded CI machine.

@@ -6,25 +6,21 @@ import {
   type EventBackend,
   type OmnibusEvent,
 } from '@omnibus/core'
-import { afterAll, afterEach, expect, it } from 'vitest'
+import { afterEach, expect, it } from 'vitest'
 import { captureLogger, type LogLine } from '../setup/capture-logger.ts'
-import { describeWithService, serviceEndpoint } from '../setup/services.ts'
+import { describeWithService } from '../setup/services.ts'
 import { eventually } from '../setup/wait.ts'
-import { makeBackend, runPrefix } from './backend.ts'
-import { deleteQueues } from './cleanup.ts'
+import { makeBackend } from './backend.ts'
+import { runQueues } from './cleanup.ts'
 
 describeWithService('sqs', 'sqs: dead letters nobody subscribes to yet', () => {
-  const endpoint = serviceEndpoint('sqs') as string
   // A prefix of its own: no queue of this run is subscribed to omnibus.deadletter.
-  const prefix = runPrefix('dl')
-  process.env.OMNIBUS_IT_SQS_ENDPOINT = endpoint
-  process.env.OMNIBUS_IT_SQS_PREFIX = prefix
+  runQueues('dl')
   const backends: EventBackend[] = []
 
   afterEach(async () => {
     await Promise.allSettled(backends.splice(0).map((b) => b.disconnect({ drainTimeoutMs: 500 })))
   })
-  afterAll(() => deleteQueues(endpoint, prefix))
 
   for (const fifo of [false, true]) {
     it(`${fifo ? 'FIFO' : 'standard'} queues: a foreign message dead-lettered to ${DEFAULT_DEAD_LETTER_TOPIC} is kept until a subscriber of group ${DEAD_LETTER_GROUP} reads it`, async () => {

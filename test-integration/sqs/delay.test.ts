@@ -1,13 +1,21 @@
 import { randomUUID } from 'node:crypto'
 import { createRequire } from 'node:module'
-import { createEvent, type EventBackend, type HandlerContext, type OmnibusEvent } from '@omnibus/core'
+import { createEvent, type EventBackend } from '@omnibus/core'
 import { encodeEvent } from '@omnibus/core/backend'
 import { groupQueueName, type SqsBackendOptions } from '@omnibus/sqs'
-import { afterAll, afterEach, expect, it } from 'vitest'
-import { describeWithService, restartHint, serviceEndpoint, serviceRestart } from '../setup/services.ts'
+import { afterEach, expect, it } from 'vitest'
+import {
+  type Arrival,
+  expectOnTime,
+  expectSurvivedRestart,
+  lateness,
+  recorder,
+  restartObserved,
+} from '../setup/delay.ts'
+import { describeWithService, restartHint, serviceRestart } from '../setup/services.ts'
 import { eventually } from '../setup/wait.ts'
-import { makeBackend, runPrefix } from './backend.ts'
-import { deleteQueues } from './cleanup.ts'
+import { makeBackend } from './backend.ts'
+import { runQueues } from './cleanup.ts'
 
 // The test project does not depend on the AWS SDK itself: it is loaded from the backend package.
 const sdk = createRequire(new URL('../../packages/sqs/package.json', import.meta.url))(
@@ -40,24 +48,14 @@ async function queueCounts(endpoint: string, name: string): Promise<{ delayed: n
   }
 }
 
-interface Arrival {
-  readonly event: OmnibusEvent
-  readonly at: number
-  readonly attempt: number
-}
-
 describeWithService('sqs', 'sqs: delayed events wait in the queue', () => {
-  const endpoint = serviceEndpoint('sqs') as string
-  const prefix = runPrefix('dy')
-  process.env.OMNIBUS_IT_SQS_ENDPOINT = endpoint
-  process.env.OMNIBUS_IT_SQS_PREFIX = prefix
+  const { endpoint, prefix } = runQueues('dy')
   const restart = serviceRestart('sqs')
   const backends: EventBackend[] = []
 
   afterEach(async () => {
     await Promise.allSettled(backends.splice(0).map((b) => b.disconnect({ drainTimeoutMs: 500 })))
   })
-  afterAll(() => deleteQueues(endpoint, prefix))
 
   async function backend(extra: SqsBackendOptions = {}) {
     const b = makeBackend(extra)
@@ -66,32 +64,47 @@ describeWithService('sqs', 'sqs: delayed events wait in the queue', () => {
     return b
   }
 
-  /**
-   * Restarts the broker while `probe` checks its health every 20 ms: when the broker was seen
-   * down (first failed check, so no earlier than it really went) and when the restart ended.
-   */
-  async function restartObserved(
-    probe: EventBackend,
-  ): Promise<{ startedAt: number; downAt: number; backAt: number }> {
-    const startedAt = Date.now()
-    let downAt: number | undefined
-    let done = false
-    const restarting = (restart as () => Promise<void>)().finally(() => {
-      done = true
-    })
-    while (!done) {
-      if (downAt === undefined && !(await probe.healthCheck()).healthy) downAt = Date.now()
-      await new Promise((r) => setTimeout(r, 20))
+  /** Polls the counts of `queue` every 100 ms until they are `want`. */
+  async function queueReaches(
+    what: string,
+    queue: string,
+    want: { delayed: number; inFlight: number },
+    timeoutMs?: number,
+  ): Promise<void> {
+    let counts = { delayed: -1, inFlight: -1 }
+    const poll = setInterval(() => {
+      queueCounts(endpoint, queue).then(
+        (c) => {
+          counts = c
+        },
+        () => {},
+      )
+    }, 100)
+    try {
+      await eventually(
+        what,
+        () => counts.delayed === want.delayed && counts.inFlight === want.inFlight,
+        timeoutMs,
+      )
+    } finally {
+      clearInterval(poll)
     }
-    await restarting
-    expect(downAt, 'the broker was seen down during the restart').toBeDefined()
-    return { startedAt, downAt: downAt as number, backAt: Date.now() }
   }
 
-  function recorder(into: Arrival[]) {
-    return (event: OmnibusEvent, ctx: HandlerContext) => {
-      into.push({ event, at: Date.now(), attempt: ctx.attempt })
-    }
+  /**
+   * A member that joins `group` after the first left (`early` recorded the first one's runs): the
+   * delayed event reaches it once, as its first attempt (SQS counts every receive: one before its
+   * time would make this the second), and not before its time; the first member never ran it.
+   */
+  async function laterMemberGets(topic: string, group: string, early: Arrival[]): Promise<Arrival> {
+    const got: Arrival[] = []
+    const second = await backend()
+    await second.subscribe(topic, recorder(got), { group })
+    await eventually('the delayed event', () => got.length === 1, 15_000)
+    expect(early).toEqual([])
+    const arrival = got[0] as Arrival
+    expectOnTime(arrival)
+    return arrival
   }
 
   it('delays published longest first arrive in due order, each within a few hundred milliseconds', async () => {
@@ -107,12 +120,7 @@ describeWithService('sqs', 'sqs: delayed events wait in the queue', () => {
     await eventually('all three events', () => got.length === 3, 20_000)
 
     expect(got.map((a) => a.event.data)).toEqual([0, 2_500, 4_500])
-    for (const a of got.slice(1)) {
-      const due = a.event.deliverAt as number
-      expect(a.at).toBeGreaterThanOrEqual(due)
-      expect(a.at - due, `lateness of the ${String(a.event.data)} ms delay`).toBeLessThan(450)
-      expect(a.attempt).toBe(1)
-    }
+    for (const a of got.slice(1)) expectOnTime(a, 450)
   }, 30_000)
 
   it('a delayed event is not received before its time: a member that joins later runs it as the first attempt', async () => {
@@ -127,16 +135,8 @@ describeWithService('sqs', 'sqs: delayed events wait in the queue', () => {
     const { id } = await publisher.publish({ topic, data: 'later', delayMs: 4_000 })
     await sub.unsubscribe()
 
-    const got: Arrival[] = []
-    const second = await backend()
-    await second.subscribe(topic, recorder(got), { group })
-    await eventually('the delayed event', () => got.length === 1, 15_000)
-    expect(early).toEqual([])
-    const arrival = got[0] as Arrival
+    const arrival = await laterMemberGets(topic, group, early)
     expect(arrival.event.id).toBe(id)
-    expect(arrival.at).toBeGreaterThanOrEqual(arrival.event.deliverAt as number)
-    // SQS counts every receive: one before its time would make this the second attempt.
-    expect(arrival.attempt).toBe(1)
   }, 30_000)
 
   it('a delayed event written without DelaySeconds is sent again to wait, not held by the consumer that received it', async () => {
@@ -153,35 +153,12 @@ describeWithService('sqs', 'sqs: delayed events wait in the queue', () => {
     // The first member receives it at once and sends it back to wait as a delayed message (not
     // one it holds); then it leaves.
     const queue = groupQueueName(prefix, group, topic, false)
-    let counts = { delayed: 0, inFlight: 1 }
-    const poll = setInterval(() => {
-      queueCounts(endpoint, queue).then(
-        (c) => {
-          counts = c
-        },
-        () => {},
-      )
-    }, 100)
-    try {
-      await eventually(
-        'the message waiting delayed in the queue',
-        () => counts.delayed === 1 && counts.inFlight === 0,
-      )
-    } finally {
-      clearInterval(poll)
-    }
+    await queueReaches('the message waiting delayed in the queue', queue, { delayed: 1, inFlight: 0 })
     await sub.unsubscribe()
 
-    const got: Arrival[] = []
-    const second = await backend()
-    await second.subscribe(topic, recorder(got), { group })
-    await eventually('the delayed event', () => got.length === 1, 15_000)
-    expect(early).toEqual([])
-    const arrival = got[0] as Arrival
+    const arrival = await laterMemberGets(topic, group, early)
     expect(arrival.event.id).toBe(event.id)
-    expect(arrival.at).toBeGreaterThanOrEqual(event.deliverAt as number)
-    expect(arrival.at - (event.deliverAt as number)).toBeLessThan(1_000)
-    expect(arrival.attempt).toBe(1)
+    expect(lateness(arrival)).toBeLessThan(1_000)
   }, 30_000)
 
   it.skipIf(restart === undefined)(
@@ -201,23 +178,13 @@ describeWithService('sqs', 'sqs: delayed events wait in the queue', () => {
       const long = createEvent({ topic, data: 'long', delayMs: 30_000 })
       expect(await publisher.publishRaw(topic, encodeEvent(long))).toBe(1)
       const queue = groupQueueName(prefix, group, topic, false)
-      let counts = { delayed: 0, inFlight: 1 }
-      await eventually(
-        'the long one waiting delayed in the queue, not held by the consumer',
-        () => {
-          void queueCounts(endpoint, queue).then(
-            (c) => {
-              counts = c
-            },
-            () => {},
-          )
-          return counts.delayed === 1 && counts.inFlight === 0
-        },
-        10_000,
-      )
+      await queueReaches('the long one waiting delayed in the queue, not held by the consumer', queue, {
+        delayed: 1,
+        inFlight: 0,
+      })
       const short = await publisher.publish({ topic, data: 'short', delayMs: SHORT_MS })
 
-      const { downAt, backAt } = await restartObserved(publisher)
+      const { downAt, backAt } = await restartObserved(restart as () => Promise<void>, publisher)
       const arrived = (data: string) => got.some((a) => a.event.data === data)
       await eventually(
         'both delayed events after the restart',
@@ -242,35 +209,12 @@ describeWithService('sqs', 'sqs: delayed events wait in the queue', () => {
         visibleAt,
         'the short delay still hidden in the queue when the server went down',
       ).toBeGreaterThan(downAt)
-      for (const a of [s, l]) {
-        expect(
-          a.event.deliverAt as number,
-          `the ${String(a.event.data)} delay waiting when the server went down`,
-        ).toBeGreaterThan(downAt)
-        expect(a.at).toBeGreaterThanOrEqual(a.event.deliverAt as number)
-        // SQS counts every receive: one before its time would make this the second attempt.
-        expect(a.attempt).toBe(1)
-      }
-      // The wait of the long one is not started again when the server reloads it.
-      expect(backAt, 'the restart ended before the long delay was due').toBeLessThan(
-        l.event.deliverAt as number,
-      )
-      expect(l.at - (l.event.deliverAt as number), 'lateness of the long delay').toBeLessThan(1_000)
-      await eventually(
-        'an empty queue: no copy left to come later',
-        () => {
-          void queueCounts(endpoint, queue).then(
-            (c) => {
-              counts = c
-            },
-            () => {},
-          )
-          return counts.delayed === 0 && counts.inFlight === 0
-        },
-        10_000,
-      )
+      // Each arrived as attempt 1: SQS counts every receive, one before its time would make it the
+      // second. The wait of the long one is not started again when the server reloads it.
+      expectSurvivedRestart(s, l, { downAt, backAt })
+      await queueReaches('an empty queue: no copy left to come later', queue, { delayed: 0, inFlight: 0 })
       console.log(
-        `sqs down ${backAt - downAt} ms; short delay arrived ${s.at - (s.event.deliverAt as number)} ms after its time, ${s.at - backAt} ms after the server was back; long delay ${l.at - (l.event.deliverAt as number)} ms late`,
+        `sqs down ${backAt - downAt} ms; short delay arrived ${lateness(s)} ms after its time, ${s.at - backAt} ms after the server was back; long delay ${lateness(l)} ms late`,
       )
     },
     120_000,

@@ -4,17 +4,14 @@ import { fileURLToPath } from 'node:url'
 import { createEvent, type EventBackend, isRetryable, type OmnibusEvent } from '@omnibus/core'
 import { encodeEvent } from '@omnibus/core/backend'
 import type { SqsBackend } from '@omnibus/sqs'
-import { afterAll, afterEach, expect, it } from 'vitest'
-import { describeWithService, restartHint, serviceEndpoint, serviceRestart } from '../setup/services.ts'
+import { afterEach, expect, it } from 'vitest'
+import { describeWithService, restartHint, serviceRestart } from '../setup/services.ts'
 import { eventually } from '../setup/wait.ts'
-import { makeBackend, runPrefix } from './backend.ts'
-import { deleteQueues } from './cleanup.ts'
+import { makeBackend } from './backend.ts'
+import { runQueues } from './cleanup.ts'
 
 describeWithService('sqs', 'sqs fault tests', () => {
-  const endpoint = serviceEndpoint('sqs') as string
-  const prefix = runPrefix('f')
-  process.env.OMNIBUS_IT_SQS_ENDPOINT = endpoint
-  process.env.OMNIBUS_IT_SQS_PREFIX = prefix
+  runQueues('f')
   const restart = serviceRestart('sqs')
   const backends: EventBackend[] = []
   const children: ChildProcess[] = []
@@ -30,7 +27,6 @@ describeWithService('sqs', 'sqs fault tests', () => {
     for (const c of children.splice(0)) if (c.exitCode === null) c.kill('SIGKILL')
     await Promise.allSettled(backends.splice(0).map((b) => b.disconnect({ drainTimeoutMs: 1_000 })))
   })
-  afterAll(() => deleteQueues(endpoint, prefix))
 
   function spawnChild(topic: string, group: string, visibilityMs: number, env: Record<string, string> = {}) {
     const child = spawn(
