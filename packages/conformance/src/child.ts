@@ -1,9 +1,7 @@
-import { type ChildProcess, fork } from 'node:child_process'
-import { fileURLToPath } from 'node:url'
 import type { OmnibusEvent, SubscribeOptions } from '@omnibus/core'
+import { type ChildStatus, forkChild } from './fork.ts'
 import { Inbox } from './harness.ts'
 import type { ChildProcessHooks } from './options.ts'
-import { withDeadline } from './wait.ts'
 
 /** What the parent sends the runner (as its single argv entry). */
 export interface RunnerConfig {
@@ -24,11 +22,10 @@ export type ChildBehaviour = 'hang' | 'ack' | 'poison'
 
 /** What the runner reports over IPC. */
 export type RunnerMessage =
-  | { readonly type: 'ready' }
+  | ChildStatus
   | { readonly type: 'probe' }
   | { readonly type: 'delivered'; readonly id: string; readonly attempt: number }
   | { readonly type: 'acked'; readonly id: string }
-  | { readonly type: 'error'; readonly message: string }
 
 /** A consumer running in a child process; its inbox fills as the child reports. */
 export interface ChildConsumer {
@@ -44,13 +41,6 @@ export interface ChildConsumer {
   stop(): Promise<void>
 }
 
-/** Path of the runner script next to this module (`.ts` from sources, `.js` once built). */
-function runnerPath(): { path: string; fromSource: boolean } {
-  const here = fileURLToPath(import.meta.url)
-  const fromSource = here.endsWith('.ts')
-  return { path: here.replace(/child\.(ts|js)$/, fromSource ? 'runner.ts' : 'runner.js'), fromSource }
-}
-
 /** Starts a consumer child process built from `hooks.module` and subscribed to `pattern`. */
 export function spawnConsumer(
   hooks: ChildProcessHooks,
@@ -63,7 +53,6 @@ export function spawnConsumer(
     readonly readyTimeoutMs: number
   },
 ): ChildConsumer {
-  const { path, fromSource } = runnerPath()
   const { signal: _signal, ...serializable } = args.subscribeOptions ?? {}
   const config: RunnerConfig = {
     module: hooks.module,
@@ -73,26 +62,14 @@ export function spawnConsumer(
     behaviour: args.behaviour,
     handlerMs: args.handlerMs ?? 0,
   }
-  const execArgv = [...(fromSource ? ['--conditions=@omnibus/source'] : []), ...(hooks.execArgv ?? [])]
-  const child: ChildProcess = fork(path, [JSON.stringify(config)], {
-    execArgv,
-    env: { ...process.env, ...hooks.env },
-    stdio: ['ignore', 'inherit', 'inherit', 'ipc'],
-  })
   const inbox = new Inbox(args.label)
-  let exited = false
-  const exit = new Promise<void>((resolve) => {
-    child.once('exit', () => {
-      exited = true
-      resolve()
-    })
-  })
-  const ready = new Promise<void>((resolve, reject) => {
-    child.on('message', (m: RunnerMessage) => {
+  const child = forkChild<RunnerMessage>(hooks, {
+    script: 'runner',
+    config,
+    label: args.label,
+    readyTimeoutMs: args.readyTimeoutMs,
+    onMessage(m) {
       switch (m.type) {
-        case 'ready':
-          resolve()
-          break
         case 'probe':
           inbox.probes++
           break
@@ -107,32 +84,8 @@ export function spawnConsumer(
         case 'acked':
           inbox.acked.push({ id: m.id } as OmnibusEvent)
           break
-        case 'error':
-          reject(new Error(`${args.label} (child process) failed: ${m.message}`))
-          break
       }
-    })
-    child.once('exit', (code, sig) =>
-      reject(new Error(`${args.label} exited (code ${code}, signal ${sig}) before it was ready`)),
-    )
+    },
   })
-  ready.catch(() => {})
-  return {
-    inbox,
-    pid: child.pid,
-    ready: withDeadline(ready, args.readyTimeoutMs, `${args.label} to connect and subscribe`),
-    exited: exit,
-    async kill() {
-      if (!exited) child.kill('SIGKILL')
-      await exit
-    },
-    async stop() {
-      if (exited) return
-      child.send({ type: 'stop' })
-      await withDeadline(exit, args.readyTimeoutMs, `${args.label} to stop`).catch(() => {
-        child.kill('SIGKILL')
-        return exit
-      })
-    },
-  }
+  return { inbox, ...child }
 }

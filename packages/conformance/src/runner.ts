@@ -3,10 +3,8 @@
  * argument; imports the backend module, subscribes, and reports every delivery to the parent
  * over IPC, so the parent can kill it mid-handler and check that another process gets the events.
  */
-import { isAbsolute } from 'node:path'
-import { pathToFileURL } from 'node:url'
-import type { EventBackend } from '@omnibus/core'
 import type { RunnerConfig, RunnerMessage } from './child.ts'
+import { childBackend, childConfig, onStop, reportFailure } from './fork.ts'
 
 const PROBE_HEADER = 'x-conformance-probe'
 
@@ -15,14 +13,8 @@ function send(message: RunnerMessage): void {
 }
 
 async function main(): Promise<void> {
-  const config = JSON.parse(process.argv[2] ?? '{}') as RunnerConfig
-  const url = isAbsolute(config.module) ? pathToFileURL(config.module).href : config.module
-  const mod = (await import(url)) as Record<string, unknown>
-  const factory = mod[config.exportName]
-  if (typeof factory !== 'function') {
-    throw new Error(`${config.module} does not export a function named "${config.exportName}"`)
-  }
-  const backend = (await factory()) as EventBackend
+  const config = childConfig<RunnerConfig>()
+  const backend = await childBackend(config)
   await backend.connect()
   // A poison event can arrive before subscribe() resolves; the parent must hear 'ready' first.
   let readySent: () => void = () => {}
@@ -52,20 +44,9 @@ async function main(): Promise<void> {
     },
     config.subscribeOptions,
   )
-  process.on('message', (m: { type?: string }) => {
-    if (m.type === 'stop') {
-      backend.disconnect().then(
-        () => process.exit(0),
-        () => process.exit(1),
-      )
-    }
-  })
+  onStop(() => backend.disconnect())
   send({ type: 'ready' })
   readySent()
 }
 
-main().catch((error: unknown) => {
-  send({ type: 'error', message: error instanceof Error ? `${error.name}: ${error.message}` : String(error) })
-  process.exitCode = 1
-  process.disconnect?.()
-})
+main().catch(reportFailure)
