@@ -12,26 +12,11 @@ import {
   silentLogger,
 } from '@omnibus/core'
 import { waitUntil } from '@omnibus/core/testing'
-import { afterEach, describe, expect, it } from 'vitest'
-import {
-  backendFromUrl,
-  createMemoryBackend,
-  type MemoryBackend,
-  resolveMemoryOptions,
-} from '../src/index.ts'
+import { describe, expect, it } from 'vitest'
+import { backendFromUrl, createMemoryBackend, resolveMemoryOptions } from '../src/index.ts'
+import { memoryBackends } from './backends.ts'
 
-const open: MemoryBackend[] = []
-
-async function backend(options: Parameters<typeof createMemoryBackend>[0] = {}): Promise<MemoryBackend> {
-  const b = createMemoryBackend({ logger: silentLogger, ...options })
-  await b.connect()
-  open.push(b)
-  return b
-}
-
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((b) => b.disconnect({ drainTimeoutMs: 0 })))
-})
+const { backend, track } = memoryBackends()
 
 function deferred(): { promise: Promise<void>; resolve: () => void } {
   let resolve!: () => void
@@ -250,7 +235,7 @@ describe('buses', () => {
     const b = createMemoryBackend({ logger: silentLogger })
     expect((await b.healthCheck()).healthy).toBe(false)
     await b.connect()
-    open.push(b)
+    track(b)
     await b.subscribe('h', () => {})
     const h = await b.healthCheck()
     expect(h.healthy).toBe(true)
@@ -860,7 +845,7 @@ describe('closing', () => {
     await Promise.all([b.disconnect(), b.disconnect()])
     await b.disconnect()
     await b.connect()
-    open.push(b)
+    track(b)
     const seen: unknown[] = []
     await b.subscribe('again', (e) => void seen.push(e.data))
     await b.publish({ topic: 'again', data: 'ok' })

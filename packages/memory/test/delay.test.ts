@@ -1,21 +1,10 @@
 import { randomUUID } from 'node:crypto'
-import { CapabilityError, DLQ_HEADERS, type OmnibusEvent, silentLogger } from '@omnibus/core'
+import { CapabilityError, DLQ_HEADERS, type OmnibusEvent } from '@omnibus/core'
 import { waitUntil } from '@omnibus/core/testing'
-import { afterEach, describe, expect, it } from 'vitest'
-import { createMemoryBackend, type MemoryBackend } from '../src/index.ts'
+import { describe, expect, it } from 'vitest'
+import { memoryBackends } from './backends.ts'
 
-const open: MemoryBackend[] = []
-
-async function backend(options: Parameters<typeof createMemoryBackend>[0] = {}): Promise<MemoryBackend> {
-  const b = createMemoryBackend({ logger: silentLogger, ...options })
-  await b.connect()
-  open.push(b)
-  return b
-}
-
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((b) => b.disconnect({ drainTimeoutMs: 0 })))
-})
+const { backend } = memoryBackends()
 
 interface Arrival {
   readonly event: OmnibusEvent

@@ -8,21 +8,11 @@ import {
   silentLogger,
 } from '@omnibus/core'
 import { waitUntil } from '@omnibus/core/testing'
-import { afterEach, describe, expect, it } from 'vitest'
-import { createMemoryBackend, type MemoryBackend } from '../src/index.ts'
+import { describe, expect, it } from 'vitest'
+import { createMemoryBackend } from '../src/index.ts'
+import { memoryBackends } from './backends.ts'
 
-const open: MemoryBackend[] = []
-
-async function backend(options: Parameters<typeof createMemoryBackend>[0] = {}): Promise<MemoryBackend> {
-  const b = createMemoryBackend({ logger: silentLogger, ...options })
-  await b.connect()
-  open.push(b)
-  return b
-}
-
-afterEach(async () => {
-  await Promise.all(open.splice(0).map((b) => b.disconnect({ drainTimeoutMs: 0 })))
-})
+const { backend } = memoryBackends()
 
 describe('memory ensureGroup: the in-process mailbox', () => {
   it('holds up to queueCapacity events for a group with no member, then refuses the publish with MAILBOX_FULL', async () => {
