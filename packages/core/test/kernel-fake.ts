@@ -3,6 +3,7 @@
  * ConsumerKernel over a FakeAdapter) and records every primitive the kernel calls. Redelivery is a
  * timer that hands the message (with the count the kernel asked for) to the next member in turn.
  */
+import { afterEach } from 'vitest'
 import { createEvent } from '../src/envelope.ts'
 import type { DedupeStore } from '../src/kernel/dedupe.ts'
 import {
@@ -176,4 +177,17 @@ export function deferred<T = void>(): { promise: Promise<T>; resolve: (v: T) => 
     resolve = r
   })
   return { promise, resolve }
+}
+
+/** Call at the top of a test file: the returned function makes a FakeBroker, stopped after the test. */
+export function fakeBrokers(): () => FakeBroker {
+  const made: FakeBroker[] = []
+  afterEach(() => {
+    for (const b of made.splice(0)) b.stop()
+  })
+  return () => {
+    const b = new FakeBroker()
+    made.push(b)
+    return b
+  }
 }

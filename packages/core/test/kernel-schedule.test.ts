@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { encodeEvent } from '../src/codec.ts'
 import { createEvent } from '../src/envelope.ts'
 import { TimeoutError } from '../src/errors.ts'
@@ -6,17 +6,9 @@ import { DLQ_HEADERS, EXPIRED_REASON } from '../src/kernel/dead-letter.ts'
 import type { OmnibusEvent } from '../src/protocol.ts'
 import { MAX_TIMER_DELAY_MS } from '../src/schedule.ts'
 import { waitUntil } from '../src/testing.ts'
-import { deferred, FakeBroker, message, recordingLogger } from './kernel-fake.ts'
+import { deferred, fakeBrokers, message, recordingLogger } from './kernel-fake.ts'
 
-let broker: FakeBroker
-afterEach(() => {
-  broker?.stop()
-})
-
-function setup(): FakeBroker {
-  broker = new FakeBroker()
-  return broker
-}
+const setup = fakeBrokers()
 
 /** A message whose envelope carries `fields` as they arrive from the wire (no publish-side checks). */
 function scheduled(fields: { deliverAt?: number; expiresAt?: number }, deliveryCount = 1) {

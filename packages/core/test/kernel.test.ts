@@ -1,4 +1,4 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { encodeEvent } from '../src/codec.ts'
 import { createEvent } from '../src/envelope.ts'
 import { ConfigurationError } from '../src/errors.ts'
@@ -6,17 +6,9 @@ import { DLQ_HEADERS } from '../src/kernel/dead-letter.ts'
 import { FOREIGN_HEADERS, FOREIGN_TOPIC } from '../src/kernel/foreign.ts'
 import type { HandlerContext, OmnibusEvent } from '../src/protocol.ts'
 import { waitUntil } from '../src/testing.ts'
-import { deferred, FakeBroker, message, recordingLogger } from './kernel-fake.ts'
+import { deferred, fakeBrokers, message, recordingLogger } from './kernel-fake.ts'
 
-let broker: FakeBroker
-afterEach(() => {
-  broker?.stop()
-})
-
-function setup(): FakeBroker {
-  broker = new FakeBroker()
-  return broker
-}
+const setup = fakeBrokers()
 
 describe('ConsumerKernel: outcomes', () => {
   it('acks a handled message, with the delivery count as the attempt', async () => {

@@ -1,33 +1,18 @@
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { runWithEventContext } from '../src/backend.ts'
 import {
   type BatchEntryResult,
   ConnectionError,
   type EventInput,
   type Logger,
-  ObservabilityBus,
-  type ObservabilityBusOptions,
   type OmnibusEvent,
-  silentLogger,
   type TelemetryExporter,
 } from '../src/index.ts'
 import { recordingExporter, waitUntil } from '../src/testing.ts'
-import { createFakeBackend, type FakeBackend } from './fake-backend.ts'
+import { createFakeBackend } from './fake-backend.ts'
+import { observabilityBuses } from './observability-buses.ts'
 
-const open: ObservabilityBus[] = []
-afterEach(async () => {
-  await Promise.allSettled(open.splice(0).map((b) => b.close({ timeoutMs: 200 })))
-})
-
-async function makeBus(
-  options: ObservabilityBusOptions = {},
-  backend: FakeBackend = createFakeBackend(),
-): Promise<{ bus: ObservabilityBus; backend: FakeBackend }> {
-  const bus = new ObservabilityBus(backend, { logger: silentLogger, flushIntervalMs: 5, ...options })
-  open.push(bus)
-  await bus.start()
-  return { bus, backend }
-}
+const { makeBus } = observabilityBuses({ timeoutMs: 200 })
 
 function recordingLogger(): Logger & { readonly lines: Array<[string, string]> } {
   const lines: Array<[string, string]> = []

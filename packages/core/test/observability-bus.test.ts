@@ -1,7 +1,7 @@
 import { mkdtempSync, readdirSync, readFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import path from 'node:path'
-import { afterEach, describe, expect, it } from 'vitest'
+import { describe, expect, it } from 'vitest'
 import { runWithEventContext } from '../src/backend.ts'
 import {
   BufferFullError,
@@ -19,22 +19,10 @@ import {
   silentLogger,
 } from '../src/index.ts'
 import { recordingExporter, waitUntil } from '../src/testing.ts'
-import { createFakeBackend, type FakeBackend } from './fake-backend.ts'
+import { createFakeBackend } from './fake-backend.ts'
+import { observabilityBuses } from './observability-buses.ts'
 
-const open: ObservabilityBus[] = []
-afterEach(async () => {
-  await Promise.allSettled(open.splice(0).map((b) => b.close()))
-})
-
-async function makeBus(
-  options: ObservabilityBusOptions = {},
-  backend: FakeBackend = createFakeBackend(),
-): Promise<{ bus: ObservabilityBus; backend: FakeBackend }> {
-  const bus = new ObservabilityBus(backend, { logger: silentLogger, flushIntervalMs: 5, ...options })
-  open.push(bus)
-  await bus.start()
-  return { bus, backend }
-}
+const { makeBus, track } = observabilityBuses()
 
 describe('ObservabilityBus emit and flush', () => {
   it('emit returns synchronously and the flusher publishes in batches of batchSize', async () => {
@@ -576,7 +564,7 @@ describe('ObservabilityBus.connect', () => {
   it('accepts a backend and starts it', async () => {
     const backend = createFakeBackend()
     const bus = await ObservabilityBus.connect(backend, { logger: silentLogger })
-    open.push(bus)
+    track(bus)
     expect(backend.isConnected).toBe(true)
     await bus.close()
     expect(backend.isConnected).toBe(true)
