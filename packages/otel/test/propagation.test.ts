@@ -1,56 +1,19 @@
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
-import {
-  AgentMessageBus,
-  type EventBackend,
-  type OmnibusEvent,
-  redriveInput,
-  silentLogger,
-} from '@omnibus/core'
+import { AgentMessageBus, type EventBackend, type OmnibusEvent, redriveInput } from '@omnibus/core'
 import { registerInstrumentation } from '@omnibus/core/backend'
 import { waitUntil } from '@omnibus/core/testing'
-import { createMemoryBackend } from '@omnibus/memory'
-import { createSqliteBackend } from '@omnibus/sqlite'
 import { context, propagation, SpanKind, SpanStatusCode, trace } from '@opentelemetry/api'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { instrumentOmnibus, OMNIBUS_METRICS, type OmnibusInstrumentation } from '../src/index.ts'
-import { contextOf, isChildOf, only, type TestSdk, testSdk } from './tracing.ts'
+import { describe, expect, it } from 'vitest'
+import { instrumentOmnibus, OMNIBUS_METRICS } from '../src/index.ts'
+import { instrumentedFile } from './instrumented.ts'
+import { contextOf, isChildOf, only } from './tracing.ts'
 
-let sdk: TestSdk
-let handle: OmnibusInstrumentation
-const dirs: string[] = []
-const open: EventBackend[] = []
-
-beforeAll(() => {
-  sdk = testSdk()
-  handle = instrumentOmnibus({ tracerProvider: sdk.tracerProvider, meterProvider: sdk.meterProvider })
-})
-
-afterAll(async () => {
-  handle.unregister()
-  await sdk.shutdown()
-  for (const d of dirs) rmSync(d, { recursive: true, force: true })
-})
-
-afterEach(async () => {
-  await Promise.allSettled(open.splice(0).map((b) => b.disconnect({ drainTimeoutMs: 1000 })))
-  sdk.exporter.reset()
-})
-
-const backends: Record<string, () => EventBackend> = {
-  memory: () => createMemoryBackend({ logger: silentLogger }),
-  sqlite: () => {
-    const dir = mkdtempSync(join(tmpdir(), 'omnibus-otel-'))
-    dirs.push(dir)
-    return createSqliteBackend({ path: join(dir, 'events.db'), logger: silentLogger, pollIntervalMs: 5 })
-  },
-}
+const { sdk, backends, afterTest } = instrumentedFile('omnibus-otel-')
 
 async function connected(make: () => EventBackend): Promise<EventBackend> {
   const b = make()
   await b.connect()
-  open.push(b)
+  // As allSettled would: a backend that fails to disconnect does not fail the test.
+  afterTest(() => b.disconnect({ drainTimeoutMs: 1000 }).catch(() => {}))
   return b
 }
 

@@ -1,52 +1,13 @@
-/**
- * Where the ObservabilityBus's telemetry lands in a trace when `instrumentOmnibus()` is installed:
- * the OpenTelemetryExporter's tool and model spans are children of the span active when they were
- * emitted (the consumer span, `invoke_agent`, the application's own span), never siblings of it
- * under the producer; and the bus's own batches make no producer spans, while they are still
- * counted and the application's batches keep theirs.
- */
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
 import { AgentMessageBus, type EventBackend, ObservabilityBus, silentLogger } from '@omnibus/core'
 import { waitUntil } from '@omnibus/core/testing'
-import { createMemoryBackend } from '@omnibus/memory'
-import { createSqliteBackend } from '@omnibus/sqlite'
 import { context, SpanKind, trace } from '@opentelemetry/api'
 import type { ReadableSpan } from '@opentelemetry/sdk-trace'
-import { afterAll, afterEach, beforeAll, describe, expect, it } from 'vitest'
-import { instrumentOmnibus, type OmnibusInstrumentation, OpenTelemetryExporter } from '../src/index.ts'
-import { isChildOf, only, type TestSdk, testSdk } from './tracing.ts'
+import { describe, expect, it } from 'vitest'
+import { OpenTelemetryExporter } from '../src/index.ts'
+import { instrumentedFile } from './instrumented.ts'
+import { isChildOf, only } from './tracing.ts'
 
-let sdk: TestSdk
-let handle: OmnibusInstrumentation
-const dirs: string[] = []
-const cleanups: Array<() => Promise<unknown>> = []
-
-beforeAll(() => {
-  sdk = testSdk()
-  handle = instrumentOmnibus({ tracerProvider: sdk.tracerProvider, meterProvider: sdk.meterProvider })
-})
-
-afterAll(async () => {
-  handle.unregister()
-  await sdk.shutdown()
-  for (const d of dirs) rmSync(d, { recursive: true, force: true })
-})
-
-afterEach(async () => {
-  for (const c of cleanups.splice(0).reverse()) await c()
-  sdk.exporter.reset()
-})
-
-const backends: Record<string, () => EventBackend> = {
-  memory: () => createMemoryBackend({ logger: silentLogger }),
-  sqlite: () => {
-    const dir = mkdtempSync(join(tmpdir(), 'omnibus-otel-telemetry-'))
-    dirs.push(dir)
-    return createSqliteBackend({ path: join(dir, 'events.db'), logger: silentLogger, pollIntervalMs: 5 })
-  },
-}
+const { sdk, backends, afterTest } = instrumentedFile('omnibus-otel-telemetry-')
 
 /** A connected backend and an ObservabilityBus on it exporting to the test SDK. */
 async function busOn(make: () => EventBackend): Promise<{ backend: EventBackend; bus: ObservabilityBus }> {
@@ -58,7 +19,7 @@ async function busOn(make: () => EventBackend): Promise<{ backend: EventBackend;
     exporters: [new OpenTelemetryExporter({ tracerProvider: sdk.tracerProvider })],
   })
   await bus.start()
-  cleanups.push(async () => {
+  afterTest(async () => {
     await bus.close()
     await backend.disconnect({ drainTimeoutMs: 1000 })
   })
@@ -146,7 +107,7 @@ describe('telemetry and the spans around it', () => {
     const { backend, bus } = await busOn(backends.memory as () => EventBackend)
     const worker = new AgentMessageBus(backend, { agentId: 'worker' })
     const caller = new AgentMessageBus(backend, { agentId: 'caller', requestTimeoutMs: 5000 })
-    cleanups.push(async () => {
+    afterTest(async () => {
       await caller.close()
       await worker.close()
     })
