@@ -503,14 +503,7 @@ export class ObservabilityBus {
         this.#dropped.closed++
         return false
       }
-      return this.#enqueue({
-        topic,
-        data,
-        time: this.#now(),
-        opts,
-        parent: currentEvent(),
-        trace: captureTrace(),
-      })
+      return this.#enqueueHere(topic, data, opts)
     } catch {
       this.#dropped.invalid++
       return false
@@ -555,14 +548,7 @@ export class ObservabilityBus {
       return false
     }
     try {
-      return this.#enqueue({
-        topic,
-        data,
-        time: this.#now(),
-        opts,
-        parent: currentEvent(),
-        trace: captureTrace(),
-      })
+      return this.#enqueueHere(topic, data, opts)
     } catch {
       this.#dropped.invalid++
       return false
@@ -984,6 +970,18 @@ export class ObservabilityBus {
       this.#logger.warn('model call dropped: invalid (further ones are only counted)', { problem })
     }
     return false
+  }
+
+  /** Buffers an emit with the event being handled and the trace active where it was called. */
+  #enqueueHere(topic: string, data: unknown, opts: EmitOptions | undefined): boolean {
+    return this.#enqueue({
+      topic,
+      data,
+      time: this.#now(),
+      opts,
+      parent: currentEvent(),
+      trace: captureTrace(),
+    })
   }
 
   #enqueue(record: PendingRecord): boolean {
