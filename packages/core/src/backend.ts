@@ -72,7 +72,13 @@ export {
   type FailureDecision,
   type HandlerOutcome,
 } from './kernel/outcome.ts'
-export { HandlerRunner, type InvokeArgs, invokeHandler, PendingCall } from './kernel/runner.ts'
+export {
+  HandlerRunner,
+  type InvokeArgs,
+  invokeHandler,
+  PendingCall,
+  type SignalSource,
+} from './kernel/runner.ts'
 export {
   checkEnsureGroup,
   DEFAULT_RETRY,

@@ -180,6 +180,65 @@ describe('ConsumerKernel: expired events', () => {
     expect(signals[1]).toBe(k.signal)
   })
 
+  it('aborts each of several running handlers at its own expiresAt, whatever order they started in', async () => {
+    const b = setup()
+    const now = Date.now()
+    // Started late-first; the one at +40 finishes on its own before its expiry.
+    const plan = [
+      { data: 0, expiresAt: now + 200 },
+      { data: 1, expiresAt: now + 60 },
+      { data: 2, expiresAt: now + 40, finish: deferred() },
+      { data: 3, expiresAt: now + 120 },
+    ]
+    const abortedAt = new Map<number, number>()
+    const signals = new Map<number, AbortSignal>()
+    const k = b.member(
+      async (e, ctx) => {
+        const step = plan[e.data as number] as (typeof plan)[number]
+        signals.set(step.data, ctx.signal)
+        await new Promise<void>((resolve) => {
+          step.finish?.promise.then(resolve)
+          ctx.signal.addEventListener('abort', () => {
+            abortedAt.set(step.data, Date.now())
+            resolve()
+          })
+        })
+      },
+      { concurrency: 4 },
+    )
+    for (const step of plan) {
+      const msg = message({ topic: 'a.b', data: step.data })
+      msg.event = { ...(msg.event as OmnibusEvent), expiresAt: step.expiresAt }
+      k.deliver(msg)
+    }
+    await waitUntil(() => signals.size === 4)
+    plan[2]?.finish?.resolve()
+    await waitUntil(() => b.acked.length === 4, { timeoutMs: 3_000 })
+    expect([...abortedAt.keys()].sort()).toEqual([0, 1, 3])
+    for (const step of plan) {
+      if (step.data === 2) continue
+      expect(abortedAt.get(step.data)).toBeGreaterThanOrEqual(step.expiresAt)
+      const reason = signals.get(step.data)?.reason as TimeoutError
+      expect(reason).toBeInstanceOf(TimeoutError)
+      expect(reason.code).toBe('EXPIRED')
+    }
+    expect(signals.get(2)?.aborted).toBe(false)
+  })
+
+  it('gives a handler that first reads its signal after expiresAt an aborted one', async () => {
+    const b = setup()
+    const expiresAt = Date.now() + 30
+    let signal: AbortSignal | undefined
+    b.member(async (_e, ctx) => {
+      await waitUntil(() => Date.now() > expiresAt)
+      signal = ctx.signal
+    })
+    b.deliver(scheduled({ expiresAt }))
+    await waitUntil(() => b.acked.length === 1)
+    expect(signal?.aborted).toBe(true)
+    expect((signal?.reason as TimeoutError | undefined)?.code).toBe('EXPIRED')
+  })
+
   it('aborts an expiring handler when the subscription closes past its drain timeout', async () => {
     const b = setup()
     let aborted = false

@@ -38,12 +38,13 @@ import {
 import type { EventHandler, EventInput, Logger, OmnibusEvent, Subscription } from '../protocol.ts'
 import { MAX_TIMER_DELAY_MS } from '../schedule.ts'
 import { deadLetterInput, EXPIRED_REASON } from './dead-letter.ts'
+import { Deadline } from './deadlines.ts'
 import type { ClaimResult, DedupeStore } from './dedupe.ts'
 import { checkDrainTimeout, DEFAULT_DRAIN_TIMEOUT_MS, settlesWithin } from './drain.ts'
 import { foreignEvent, foreignReason } from './foreign.ts'
 import { safeLog } from './loggers.ts'
 import { backoffDelay, decideFailure, describeError, type HandlerOutcome } from './outcome.ts'
-import { ACK, HandlerRunner, PendingCall } from './runner.ts'
+import { ACK, HandlerRunner, PendingCall, type SignalSource } from './runner.ts'
 import type { ResolvedSubscribeOptions } from './subscribe-options.ts'
 
 /**
@@ -160,7 +161,11 @@ export interface KernelOptions<M extends KernelMessage = KernelMessage> {
 
 function runHandler(
   runner: HandlerRunner,
-  call: { readonly event: OmnibusEvent; readonly attempt: number; readonly signal: AbortSignal },
+  call: {
+    readonly event: OmnibusEvent
+    readonly attempt: number
+    readonly signal: AbortSignal | SignalSource
+  },
 ): HandlerOutcome | Promise<HandlerOutcome> {
   return runner.run(call.event, call.attempt, call.signal)
 }
@@ -181,6 +186,8 @@ class Run<M extends KernelMessage> {
   owner: string | undefined = undefined
   /** Handed back after the drain timeout: its late results are ignored. */
   abandoned = false
+  /** An expiring event's deadline, ended when its handler's promise settles. */
+  deadline: Deadline | undefined = undefined
 
   constructor(msg: M, event: OmnibusEvent | undefined) {
     this.msg = msg
@@ -375,7 +382,7 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
       event !== undefined &&
       event.partitionKey === undefined &&
       event.deliverAt === undefined &&
-      event.expiresAt === undefined &&
+      (event.expiresAt === undefined || event.expiresAt > Date.now()) &&
       msg.deliveryCount <= this.#maxAttempts &&
       this.#owed === 0 &&
       this.#running < this.#concurrency &&
@@ -456,7 +463,7 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
       this.#fast &&
       event !== undefined &&
       event.deliverAt === undefined &&
-      event.expiresAt === undefined &&
+      (event.expiresAt === undefined || event.expiresAt > Date.now()) &&
       msg.deliveryCount <= this.#maxAttempts &&
       this.#owed === 0
     ) {
@@ -477,28 +484,37 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
     }
     const outer = this.#calling
     this.#calling = event
-    const outcome = this.#runner.runThen(event, msg.deliveryCount, undefined, this.#ranAsync)
+    // An expiring event's handler gets a signal that aborts at expiresAt, made only if it reads it.
+    const expiresAt = event.expiresAt
+    const deadline = expiresAt === undefined ? undefined : new Deadline(expiresAt, this.signal)
+    const outcome = this.#runner.runThen(event, msg.deliveryCount, deadline, this.#ranAsync)
     this.#calling = outer
     if (outcome === ACK && this.#failures.size === 0) {
+      if (deadline !== undefined) deadline.end()
       const acked = this.#ackNow(msg)
       if (acked instanceof Promise) this.#ackLater(msg, event, acked)
       else this.#finish(msg, event.partitionKey)
       return
     }
-    this.#ranFast(msg, event, outcome)
+    this.#ranFast(msg, event, outcome, deadline)
   }
 
   /** #startFast with an instrumentation installed: the run is observed by its hook. */
   #startObserved(msg: M, event: OmnibusEvent): void {
     const outer = this.#calling
     this.#calling = event
+    const expiresAt = event.expiresAt
+    const deadline = expiresAt === undefined ? undefined : new Deadline(expiresAt, this.signal)
     let outcome: HandlerOutcome | Promise<HandlerOutcome>
     try {
-      outcome = this.#observed(event, msg.deliveryCount, this.signal)
+      outcome = this.#observed(event, msg.deliveryCount, deadline ?? this.signal)
+    } catch (error) {
+      deadline?.end()
+      throw error
     } finally {
       this.#calling = outer
     }
-    this.#ranFast(msg, event, outcome)
+    this.#ranFast(msg, event, outcome, deadline)
   }
 
   /** The rest of #startFast: an async handler, a failure, an instrumented run, an async ack. */
@@ -506,22 +522,29 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
     msg: M,
     event: OmnibusEvent,
     outcome: HandlerOutcome | PendingCall<Run<M>> | Promise<HandlerOutcome>,
+    deadline: Deadline | undefined,
   ): void {
     if (outcome instanceof PendingCall) {
       const run = new Run(msg, event)
+      run.deadline = deadline
       this.#awaitRun(run)
       outcome.owner = run
       return
     }
     if (outcome instanceof Promise) {
       const run = new Run(msg, event)
+      run.deadline = deadline
       this.#awaitRun(run)
       outcome.then(
         (o) => this.#ranAsync(o, run),
-        (error: unknown) => this.#watch(run, Promise.reject(error)),
+        (error: unknown) => {
+          run.deadline?.end()
+          this.#watch(run, Promise.reject(error))
+        },
       )
       return
     }
+    if (deadline !== undefined) deadline.end()
     if (outcome.kind === 'ack') {
       this.#ackRan(msg, event)
       return
@@ -535,14 +558,8 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
       this.#track(new Run(msg, undefined), (run) => this.#foreign(run))
       return
     }
-    if (event.deliverAt !== undefined || event.expiresAt !== undefined) {
-      if (this.#scheduled(msg, event)) return
-      if (event.expiresAt !== undefined) {
-        // Its handler's signal aborts at expiry: #call gives it one.
-        this.#track(new Run(msg, event), (run) => this.#slow(run, event))
-        return
-      }
-    }
+    if ((event.deliverAt !== undefined || event.expiresAt !== undefined) && this.#scheduled(msg, event))
+      return
     if (this.#fast && msg.deliveryCount <= this.#maxAttempts && this.#owed === 0) {
       this.#startFast(msg, event)
       return
@@ -558,24 +575,12 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
     this.#track(new Run(msg, event), (run) => this.#slow(run, event))
   }
 
-  /** Calls the handler synchronously (its outcome may be a promise); `#calling` names it meanwhile. */
-  #callNow(event: OmnibusEvent, attempt: number): HandlerOutcome | Promise<HandlerOutcome> {
-    const outer = this.#calling
-    this.#calling = event
-    try {
-      return instrumentation === undefined
-        ? this.#runner.run(event, attempt)
-        : this.#observed(event, attempt, this.signal)
-    } finally {
-      this.#calling = outer
-    }
-  }
-
   /**
    * An at-least-once handler's promise settled. One reaction per event: a plain ack settles inside
    * it, without #settle's promises.
    */
   readonly #ranAsync = (o: HandlerOutcome, run: Run<M>): void => {
+    if (run.deadline !== undefined) run.deadline.end()
     if (run.abandoned) return
     const msg = run.msg
     if (o.kind === 'ack' && this.#failures.size === 0) {
@@ -638,7 +643,7 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
     }
     let outcome: HandlerOutcome | Promise<HandlerOutcome>
     try {
-      outcome = this.#callNow(event, msg.deliveryCount)
+      outcome = this.#call(event, msg.deliveryCount)
     } catch (error) {
       this.#track(new Run(msg, event), () => Promise.reject(error))
       return
@@ -716,7 +721,7 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
     }
     let outcome: HandlerOutcome | Promise<HandlerOutcome>
     try {
-      outcome = this.#callNow(event, msg.deliveryCount)
+      outcome = this.#call(event, msg.deliveryCount)
     } catch (error) {
       const run = new Run(msg, event)
       this.#track(run, async () => {
@@ -894,73 +899,42 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
     await this.#settle(run, outcome)
   }
 
+  /**
+   * Calls the handler synchronously (its outcome may be a promise); `#calling` names it meanwhile.
+   * An expiring event's handler gets a signal that aborts at `expiresAt` while it runs.
+   */
   #call(event: OmnibusEvent, attempt: number): HandlerOutcome | Promise<HandlerOutcome> {
     const expiresAt = event.expiresAt
-    if (expiresAt !== undefined) return this.#callUntil(event, attempt, expiresAt)
-    const outer = this.#calling
-    this.#calling = event
-    try {
-      return instrumentation === undefined
-        ? this.#runner.run(event, attempt)
-        : this.#observed(event, attempt, this.signal)
-    } finally {
-      this.#calling = outer
-    }
-  }
-
-  /** Runs the handler of an expiring event with a signal that also aborts at `expiresAt`. */
-  #callUntil(
-    event: OmnibusEvent,
-    attempt: number,
-    expiresAt: number,
-  ): HandlerOutcome | Promise<HandlerOutcome> {
-    const controller = new AbortController()
-    const closing = this.signal
-    const onClose = () => controller.abort(closing.reason)
-    let timer: ReturnType<typeof setTimeout> | undefined
-    const arm = () => {
-      const left = expiresAt - Date.now()
-      if (left <= 0) {
-        controller.abort(
-          new TimeoutError(`the event expired at ${isoTime(expiresAt)} (expiresAt) while its handler ran`, {
-            code: 'EXPIRED',
-          }),
-        )
-        return
-      }
-      // A wait beyond one timer's longest is taken in steps.
-      timer = setTimeout(arm, Math.min(left, MAX_TIMER_DELAY_MS))
-      timer.unref?.()
-    }
-    if (closing.aborted) controller.abort(closing.reason)
-    else closing.addEventListener('abort', onClose, { once: true })
-    arm()
-    const done = () => {
-      clearTimeout(timer)
-      closing.removeEventListener('abort', onClose)
-    }
+    const deadline = expiresAt === undefined ? undefined : new Deadline(expiresAt, this.signal)
     const outer = this.#calling
     this.#calling = event
     let outcome: HandlerOutcome | Promise<HandlerOutcome>
     try {
       outcome =
         instrumentation === undefined
-          ? this.#runner.run(event, attempt, controller.signal)
-          : this.#observed(event, attempt, controller.signal)
+          ? this.#runner.run(event, attempt, deadline)
+          : this.#observed(event, attempt, deadline ?? this.signal)
     } catch (error) {
-      done()
+      deadline?.end()
       throw error
     } finally {
       this.#calling = outer
     }
+    if (deadline === undefined) return outcome
     if (!(outcome instanceof Promise)) {
-      done()
+      deadline.end()
       return outcome
     }
-    return outcome.then((o) => {
-      done()
-      return o
-    })
+    return outcome.then(
+      (o) => {
+        deadline.end()
+        return o
+      },
+      (error: unknown) => {
+        deadline.end()
+        throw error
+      },
+    )
   }
 
   // ---- schedule ----
@@ -1155,7 +1129,7 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
   #observed(
     event: OmnibusEvent,
     attempt: number,
-    signal: AbortSignal,
+    signal: AbortSignal | SignalSource,
   ): HandlerOutcome | Promise<HandlerOutcome> {
     const hook = instrumentation as Instrumentation
     if (hook.isActive?.() === false) return this.#runner.run(event, attempt, signal)

@@ -16,6 +16,14 @@ export interface InvokeArgs<T> {
   readonly signal: AbortSignal
 }
 
+/**
+ * Where a handler's context gets its signal when that signal is made only on the first read (an
+ * expiring event's, see the kernel's deadlines).
+ */
+export interface SignalSource {
+  readonly signal: AbortSignal
+}
+
 /** The outcome of every successful run: one shared object, so a caller may compare by identity. */
 export const ACK: HandlerOutcome = Object.freeze({ kind: 'ack' })
 
@@ -44,15 +52,21 @@ class RunContext implements HandlerContext {
   readonly attempt: number
   readonly subscription: Subscription
   readonly logger: Logger
-  readonly signal: AbortSignal
+  readonly #signal: AbortSignal | SignalSource
   readonly #runner: HandlerRunner<never>
 
-  constructor(runner: HandlerRunner<never>, attempt: number, signal: AbortSignal) {
+  constructor(runner: HandlerRunner<never>, attempt: number, signal: AbortSignal | SignalSource) {
     this.#runner = runner
     this.attempt = attempt
     this.subscription = runner.subscription
     this.logger = runner.logger
-    this.signal = signal
+    this.#signal = signal
+  }
+
+  // A getter: an expiring event's signal (its AbortController) is made only if the handler reads it.
+  get signal(): AbortSignal {
+    const signal = this.#signal
+    return signal instanceof AbortSignal ? signal : signal.signal
   }
 
   // Getters returning bound functions: `const { retry } = ctx; retry()` works, and a handler that
@@ -111,12 +125,13 @@ export class HandlerRunner<T = unknown> {
 
   /**
    * Runs the handler for `event` (delivery number `attempt`, 1 for the first). `signal` is the
-   * context's signal: the runner's own unless this call has one of its own (an expiring event's).
+   * context's signal: the runner's own unless this call has one of its own (an expiring event's),
+   * given as is or as a {@link SignalSource} read only when the handler reads `ctx.signal`.
    */
   run(
     event: OmnibusEvent<T>,
     attempt: number,
-    signal?: AbortSignal,
+    signal?: AbortSignal | SignalSource,
   ): HandlerOutcome | Promise<HandlerOutcome> {
     const ctx = new RunContext(this as HandlerRunner<never>, attempt, signal ?? this.signal)
     let result: unknown
@@ -149,7 +164,7 @@ export class HandlerRunner<T = unknown> {
   runThen<A>(
     event: OmnibusEvent<T>,
     attempt: number,
-    signal: AbortSignal | undefined,
+    signal: AbortSignal | SignalSource | undefined,
     settle: (outcome: HandlerOutcome, owner: A) => void,
   ): HandlerOutcome | PendingCall<A> {
     const ctx = new RunContext(this as HandlerRunner<never>, attempt, signal ?? this.signal)
