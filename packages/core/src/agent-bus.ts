@@ -876,7 +876,10 @@ export class AgentMessageBus {
     let asked: Exclude<HandlerOutcome, { kind: 'ack' }> | undefined
     const ctx: AgentContext = {
       attempt: raw.attempt,
-      signal: raw.signal,
+      // Read through: an expiring request's signal is only made if the handler asks for it.
+      get signal() {
+        return raw.signal
+      },
       logger: raw.logger,
       canReply,
       reply: (data) => sendReply(data),
