@@ -13,6 +13,12 @@ import type { DelayCapability, EventInput, OmnibusEvent } from './protocol.ts'
  */
 export const MAX_TIMER_DELAY_MS = 2_147_483_647
 
+/** An epoch-millisecond time as ISO 8601 for messages; the number itself when no date has it. */
+export function isoTime(ms: number): string {
+  const date = new Date(ms)
+  return Number.isNaN(date.getTime()) ? String(ms) : date.toISOString()
+}
+
 // The range of a JavaScript Date: a time outside it cannot be written as an RFC 3339 timestamp.
 const MAX_DATE_MS = 8.64e15
 

@@ -7,13 +7,8 @@
  * process-wide timer, which is armed for the soonest deadline whose signal was read.
  */
 import { TimeoutError } from '../errors.ts'
-import { MAX_TIMER_DELAY_MS } from '../schedule.ts'
+import { isoTime, MAX_TIMER_DELAY_MS } from '../schedule.ts'
 import type { SignalSource } from './runner.ts'
-
-function isoTime(ms: number): string {
-  const date = new Date(ms)
-  return Number.isNaN(date.getTime()) ? String(ms) : date.toISOString()
-}
 
 /** One handler run's deadline; {@link Deadline.end} once the handler has settled. */
 export class Deadline implements SignalSource {

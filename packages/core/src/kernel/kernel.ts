@@ -36,7 +36,7 @@ import {
   type SettleOutcome,
 } from '../instrumentation.ts'
 import type { EventHandler, EventInput, Logger, OmnibusEvent, Subscription } from '../protocol.ts'
-import { MAX_TIMER_DELAY_MS } from '../schedule.ts'
+import { isoTime, MAX_TIMER_DELAY_MS } from '../schedule.ts'
 import { deadLetterInput, EXPIRED_REASON } from './dead-letter.ts'
 import { Deadline } from './deadlines.ts'
 import type { ClaimResult, DedupeStore } from './dedupe.ts'
@@ -214,10 +214,6 @@ const CLOSED = 2
 const MAX_FAILURE_RECORDS = 10_000
 /** Shortest wait before a `busy` exactly-once message is offered again. */
 const MIN_BUSY_DELAY_MS = 50
-
-function isoTime(ms: number): string {
-  return new Date(ms).toISOString()
-}
 
 /**
  * The consumer of one subscription: receives messages from its adapter, runs the handler and
