@@ -59,6 +59,11 @@ export interface SqliteBackendStats {
   readonly deadLettered: number
   /** Writes retried because another connection held the write lock. */
   readonly lockRetries: number
+  /**
+   * Claim transactions run by this instance's subscriptions (each moves a group's cursor over new
+   * events and leases what it can start).
+   */
+  readonly claims: number
 }
 
 /**
@@ -82,7 +87,7 @@ export function createSqliteBackend(options: SqliteBackendOptions = {}): SqliteB
     delay: SQLITE_DELAY,
   })
   const wakeup = new Wakeup<SqliteConsumer>(conn)
-  const publisher = new Publisher(conn, () => wakeup.committed())
+  const publisher = new Publisher(conn, (events) => wakeup.committed(events))
   const retention = new Retention(conn, () => wakeup.consumers.values())
   let probe: HealthProbe | undefined
   let disconnecting: Promise<void> | undefined

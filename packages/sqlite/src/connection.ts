@@ -24,6 +24,7 @@ export interface Counters {
   publishTransactions: number
   deadLettered: number
   lockRetries: number
+  claims: number
 }
 
 /** One backend instance's connection and what lives as long as it. */
@@ -34,7 +35,13 @@ export class Connection {
   readonly fileLabel: string
   readonly inMemory: boolean
   readonly path: string
-  readonly counters: Counters = { published: 0, publishTransactions: 0, deadLettered: 0, lockRetries: 0 }
+  readonly counters: Counters = {
+    published: 0,
+    publishTransactions: 0,
+    deadLettered: 0,
+    lockRetries: 0,
+    claims: 0,
+  }
   db: Database.Database | undefined
   st: Statements = undefined as unknown as Statements
   state: 'closed' | 'open' | 'closing' = 'closed'

@@ -204,6 +204,11 @@ export class SqliteConsumer implements KernelAdapter<SqliteMessage>, Heartbeatin
     return !this.#stopped
   }
 
+  /** Whether its pattern matches `topic`: a commit of other topics does not wake it. */
+  wants(topic: string): boolean {
+    return this.#match(topic)
+  }
+
   // ---- the adapter ----
 
   ack(msg: SqliteMessage): void {
@@ -316,8 +321,8 @@ export class SqliteConsumer implements KernelAdapter<SqliteMessage>, Heartbeatin
       this.#busyStreak = 0
       // An ack can unblock the next event of a key for another consumer of the group.
       if (acks.length > 0) {
-        this.#ctx.wakeup.peers()
-        if (acks.some((a) => a.key)) this.#ctx.wakeup.all()
+        const keyed = acks.some((a) => a.key)
+        this.#ctx.wakeup.group(this.gid, keyed)
       }
     } catch (error) {
       if (isBusy(error)) {
@@ -342,6 +347,7 @@ export class SqliteConsumer implements KernelAdapter<SqliteMessage>, Heartbeatin
   #claim(room: number, now: number, acks: Ack[]): ClaimedRow[] {
     const { conn } = this.#ctx
     const st = conn.st
+    conn.counters.claims++
     return (conn.db as NonNullable<Connection['db']>)
       .transaction((): ClaimedRow[] => {
         this.#applyAcks(acks, now)

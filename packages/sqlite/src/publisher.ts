@@ -22,6 +22,7 @@ import { checkDelay, encodeEventChecked } from '@omnibus/core/backend'
 import { BACKEND, BUSY_RETRY_MS, type Connection, FAST_BUSY_RETRIES, isBusy, sleep } from './connection.ts'
 import { classifyError } from './errors.ts'
 import { type IoWorkerListeners, type IoWorkerReply, ROW_FIELDS } from './io-worker.ts'
+import type { Committed } from './wakeup.ts'
 
 /**
  * Delayed delivery: a delayed event's row carries `deliver_at`, and no group leases it before then
@@ -49,8 +50,11 @@ interface PendingPublish {
 /** The write side of one backend instance. */
 export class Publisher {
   readonly #conn: Connection
-  /** Called after every commit: wakes this instance's consumers and its peers on the file. */
-  readonly #committed: () => void
+  /**
+   * Called after every commit with what it wrote (nothing named: anything may have been written):
+   * wakes this instance's consumers and its peers on the file.
+   */
+  readonly #committed: (events?: Committed) => void
   #queue: PendingPublish[] = []
   #flushScheduled = false
   /** When the pending batch first found the file locked (0: it did not). */
@@ -63,7 +67,7 @@ export class Publisher {
   #ioIdleWaiters: (() => void)[] = []
   #insertAll: ((batch: PendingPublish[]) => number[]) | undefined
 
-  constructor(conn: Connection, committed: () => void) {
+  constructor(conn: Connection, committed: (events?: Committed) => void) {
     this.#conn = conn
     this.#committed = committed
   }
@@ -251,7 +255,7 @@ export class Publisher {
       const p = batch[i] as PendingPublish
       p.resolve({ id: p.id, topic: p.topic, position: String(seqs[i]) })
     }
-    this.#committed()
+    this.#committed(batch)
   }
 
   /**
@@ -316,7 +320,7 @@ export class Publisher {
         const p = batch[i] as PendingPublish
         p.resolve({ id: p.id, topic: p.topic, position: String(reply.first + i) })
       }
-      this.#committed()
+      this.#committed(batch)
     }
     // What accumulated during this commit is the next transaction.
     if (this.#queue.length > 0) this.flush()
