@@ -1,8 +1,11 @@
 import { PublishError } from '@omnibus/core'
 import { createKafkaClient, resolveKafkaOptions } from '@omnibus/kafka'
+import kafkajs from 'kafkajs'
 import { afterEach, expect, it } from 'vitest'
 import { describeWithService, requireEndpoint } from '../setup/services.ts'
 import { itOptions, makeBackend } from './backend.ts'
+
+const wait = (ms: number) => new Promise((resolve) => setTimeout(resolve, ms))
 
 const runId = `${Date.now().toString(36)}${Math.random().toString(36).slice(2, 6)}`
 
@@ -72,5 +75,38 @@ describeWithService('kafka', 'Kafka topic creation and refusals', () => {
     } finally {
       await client.disconnect()
     }
+  })
+
+  it('only a wildcard subscription makes the backend list the cluster topics every topicRefreshMs', async () => {
+    // A real kafkajs instance whose admin clients count their topic listings.
+    const real = new kafkajs.Kafka({
+      brokers: [requireEndpoint('kafka')],
+      clientId: 'omnibus-it',
+      logLevel: 0,
+    })
+    let listings = 0
+    const kafka = Object.create(real) as typeof real
+    kafka.admin = (config) => {
+      const admin = real.admin(config)
+      const list = admin.listTopics.bind(admin)
+      admin.listTopics = () => {
+        listings++
+        return list()
+      }
+      return admin
+    }
+    const b = makeBackend({ kafka, topicRefreshMs: 100 })
+    open.push(b)
+    await b.connect()
+    await b.subscribe(`topics.${runId}.literal`, () => {}, { group: `literal-${runId}` })
+    const before = listings
+    await wait(1_000)
+    // Ten periods passed: a literal subscription has its topic and needs no listing.
+    expect(listings - before).toBe(0)
+    await b.subscribe(`topics.${runId}.wild.*`, () => {}, { group: `wild-${runId}` })
+    const from = listings
+    const deadline = Date.now() + 5_000
+    while (listings - from < 3 && Date.now() < deadline) await wait(50)
+    expect(listings - from).toBeGreaterThanOrEqual(3)
   })
 })

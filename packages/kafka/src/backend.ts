@@ -122,7 +122,11 @@ export function createKafkaBackend(options: KafkaBackendOptions = {}): KafkaBack
 
   const refreshTopics = async (): Promise<void> => {
     if (refreshing || topics === undefined) return
-    if (![...subs].some((s) => s.active)) return
+    // Listing the cluster's topics costs the broker and this process more the more topics there
+    // are: only a wildcard subscription needs it (a literal one has its topic from the start).
+    let wanted = false
+    for (const s of subs) if (s.active && s.discovers) wanted = true
+    if (!wanted) return
     refreshing = true
     try {
       offerAll(await topics.refresh())

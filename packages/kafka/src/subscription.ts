@@ -154,6 +154,11 @@ export class KafkaSubscription {
     return this.#active
   }
 
+  /** Whether it looks for topics created later (a wildcard); a literal one has its topic from the start. */
+  get discovers(): boolean {
+    return !this.#spec.literal
+  }
+
   /** Kafka topics this subscription consumes. */
   get topics(): ReadonlySet<string> {
     return this.#topics
