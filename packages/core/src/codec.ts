@@ -17,7 +17,7 @@
  */
 
 import { PayloadTooLargeError, SerializationError } from './errors.ts'
-import { setHeader } from './headers.ts'
+import { NO_HEADERS, setHeader } from './headers.ts'
 import type { Guarantee, OmnibusEvent } from './protocol.ts'
 import { isValidTopic } from './topic.ts'
 import { uriProblem } from './uri.ts'
@@ -442,8 +442,13 @@ export function fromCloudEvent(doc: unknown, rawForErrors = ''): OmnibusEvent {
     (expiresAt === undefined ? 0 : 1)
   let members = 0
   for (const _ in ce) members++
-  const headers: Record<string, string> = {}
-  const headerProblem = members === known ? undefined : collectHeaders(ce, headers)
+  let headers = NO_HEADERS
+  let headerProblem: string | undefined
+  if (members !== known) {
+    const collected: Record<string, string> = {}
+    headerProblem = collectHeaders(ce, collected)
+    headers = collected
+  }
   if (specversion !== '1.0')
     throw invalidDocument(doc, rawForErrors, `specversion is ${JSON.stringify(specversion)}, expected "1.0"`)
   if (typeof id !== 'string' || id.length === 0) throw invalidDocument(doc, rawForErrors, 'id is missing')

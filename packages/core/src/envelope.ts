@@ -7,7 +7,7 @@ import { AsyncLocalStorage } from 'node:async_hooks'
 import { randomBytes } from 'node:crypto'
 import { attributeProblem, impliedContentType, sourceProblem } from './codec.ts'
 import { ConfigurationError, SerializationError } from './errors.ts'
-import { setHeader } from './headers.ts'
+import { NO_HEADERS, setHeader } from './headers.ts'
 import { type EventInput, GUARANTEES, type Guarantee, type OmnibusEvent } from './protocol.ts'
 import { applySchedule } from './schedule.ts'
 import { validateTopic } from './topic.ts'
@@ -160,8 +160,8 @@ export interface EventDefaults {
 
 const DEFAULT_SOURCE = `omnibus:${process.pid}`
 
-function checkHeaders(headers: unknown): Record<string, string> {
-  if (headers === undefined) return {}
+function checkHeaders(headers: unknown): Readonly<Record<string, string>> {
+  if (headers === undefined) return NO_HEADERS
   if (headers === null || typeof headers !== 'object' || Array.isArray(headers)) {
     throw new ConfigurationError('event headers must be an object of string values')
   }
@@ -204,10 +204,10 @@ export function createEvent<T>(input: EventInput<T>, defaults: EventDefaults = {
   const now = input.time === undefined ? (defaults.time ?? Date.now()) : 0
   const correlationId = input.correlationId ?? parent?.correlationId ?? parent?.id
   const causationId = input.causationId ?? parent?.id
-  const headers = checkHeaders(input.headers)
+  let headers = checkHeaders(input.headers)
   // The trace continues through the handler: its event's W3C trace context goes on to what it
   // publishes, unless the caller (or an installed instrumentation) set a traceparent of its own.
-  if (parent !== undefined) inheritTraceContext(headers, parent.headers)
+  if (parent !== undefined) headers = inheritTraceContext(headers, parent.headers)
   const event: {
     -readonly [K in keyof OmnibusEvent<T>]: OmnibusEvent<T>[K]
   } = {
@@ -240,12 +240,18 @@ export function createEvent<T>(input: EventInput<T>, defaults: EventDefaults = {
   return event
 }
 
-function inheritTraceContext(headers: Record<string, string>, from: Readonly<Record<string, string>>): void {
+// `headers` is checkHeaders' result: the shared NO_HEADERS, or an object of this event's own.
+function inheritTraceContext(
+  headers: Readonly<Record<string, string>>,
+  from: Readonly<Record<string, string>>,
+): Readonly<Record<string, string>> {
   const traceparent = from.traceparent
-  if (traceparent === undefined || headers.traceparent !== undefined) return
-  headers.traceparent = traceparent
+  if (traceparent === undefined || headers.traceparent !== undefined) return headers
+  const own: Record<string, string> = headers === NO_HEADERS ? {} : (headers as Record<string, string>)
+  own.traceparent = traceparent
   const tracestate = from.tracestate
-  if (tracestate !== undefined && headers.tracestate === undefined) headers.tracestate = tracestate
+  if (tracestate !== undefined && own.tracestate === undefined) own.tracestate = tracestate
+  return own
 }
 
 // The default source is a URI reference already; one set by the caller is checked once per event,
