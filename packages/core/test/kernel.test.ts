@@ -1,4 +1,4 @@
-import { describe, expect, it } from 'vitest'
+import { describe, expect, it, vi } from 'vitest'
 import { encodeEvent } from '../src/codec.ts'
 import { createEvent } from '../src/envelope.ts'
 import { ConfigurationError } from '../src/errors.ts'
@@ -615,5 +615,26 @@ describe('ConsumerKernel: drain and close', () => {
     const count = b.extended.length
     await new Promise((r) => setTimeout(r, 40))
     expect(b.extended.length).toBe(count)
+  })
+
+  it('keeps one lease timer across async handlers run one after another (not one per event)', async () => {
+    const b = setup()
+    const intervals = vi.spyOn(globalThis, 'setInterval')
+    try {
+      const k = b.member(
+        async () => {},
+        {},
+        { leaseMs: 3_000, adapter: { extend: (msgs) => void b.extended.push([...msgs]) } },
+      )
+      for (let i = 0; i < 50; i++) {
+        k.deliver(message({ topic: 'a.b', data: i }))
+        await waitUntil(() => b.acked.length === i + 1)
+      }
+      const leaseTimers = intervals.mock.calls.filter((call) => call[1] === 1_000)
+      expect(leaseTimers.length).toBe(1)
+      await k.close()
+    } finally {
+      intervals.mockRestore()
+    }
   })
 })

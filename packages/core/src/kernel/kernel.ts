@@ -188,10 +188,53 @@ class Run<M extends KernelMessage> {
   abandoned = false
   /** An expiring event's deadline, ended when its handler's promise settles. */
   deadline: Deadline | undefined = undefined
+  /** Neighbours in the kernel's {@link RunList}. */
+  prev: Run<M> | undefined = undefined
+  next: Run<M> | undefined = undefined
+  /** Whether it is in the kernel's {@link RunList}. */
+  listed = false
 
   constructor(msg: M, event: OmnibusEvent | undefined) {
     this.msg = msg
     this.event = event
+  }
+}
+
+/**
+ * The runs in progress, as a list threaded through the runs themselves: every asynchronous handler
+ * call enters and leaves it, and a set paid a hash-table insert and delete per event for it.
+ */
+class RunList<M extends KernelMessage> {
+  head: Run<M> | undefined = undefined
+  size = 0
+
+  add(run: Run<M>): void {
+    if (run.listed) return
+    run.listed = true
+    run.prev = undefined
+    run.next = this.head
+    if (this.head !== undefined) this.head.prev = run
+    this.head = run
+    this.size++
+  }
+
+  delete(run: Run<M>): void {
+    if (!run.listed) return
+    run.listed = false
+    const { prev, next } = run
+    if (prev === undefined) this.head = next
+    else prev.next = next
+    if (next !== undefined) next.prev = prev
+    run.prev = undefined
+    run.next = undefined
+    this.size--
+  }
+
+  /** The runs, copied (so the caller may delete while it goes through them). */
+  list(): Run<M>[] {
+    const out: Run<M>[] = []
+    for (let r = this.head; r !== undefined; r = r.next) out.push(r)
+    return out
   }
 }
 
@@ -257,7 +300,7 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
   /** Messages waiting for their partition key, per key, in order. */
   readonly #blocked = new Map<string, M[]>()
   readonly #busyKeys = new Set<string>()
-  readonly #runs = new Set<Run<M>>()
+  readonly #runs = new RunList<M>()
   readonly #failures = new Map<string, FailureRecord>()
   /** Failure records that owe a dead letter: while there are any, deliveries check for theirs. */
   #owed = 0
@@ -841,8 +884,10 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
 
   #untrack(run: Run<M>): void {
     if (run.abandoned) return
+    // The lease timer stops at its next tick that finds no run (or at close), not here: with one
+    // handler at a time the set empties after every event, and a timer per event costs more than
+    // the tick.
     this.#runs.delete(run)
-    if (this.#runs.size === 0) this.#stopLeaseTimer()
     this.#finish(run.msg, run.event?.partitionKey)
   }
 
@@ -1396,8 +1441,12 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
   }
 
   #extendLeases(): void {
+    if (this.#runs.size === 0) {
+      this.#stopLeaseTimer()
+      return
+    }
     const msgs: M[] = []
-    for (const run of this.#runs) {
+    for (const run of this.#runs.list()) {
       msgs.push(run.msg)
       const owner = run.owner
       if (owner !== undefined && run.event !== undefined) {
@@ -1444,7 +1493,8 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
     const current = currentEvent()
     if (current === undefined) return undefined
     if (this.#calling === current) return current
-    for (const run of this.#runs) if (run.event === current) return current
+    for (let run = this.#runs.head; run !== undefined; run = run.next)
+      if (run.event === current) return current
     return undefined
   }
 
@@ -1534,7 +1584,7 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
   /** Gives up on running handlers (drain timeout): their messages go back to the broker. */
   #abandon(self: OmnibusEvent | undefined): number {
     let n = 0
-    for (const run of [...this.#runs]) {
+    for (const run of this.#runs.list()) {
       if (self !== undefined && run.event === self) continue
       run.abandoned = true
       this.#runs.delete(run)
