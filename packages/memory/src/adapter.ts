@@ -45,8 +45,8 @@ export class MemoryAdapter implements KernelAdapter<MemoryMessage> {
     this.#queue.handBack(msg, started)
   }
 
-  onSettled(msg: MemoryMessage): void {
-    this.#queue.settled(msg)
+  onSettled(): void {
+    this.#queue.settled()
   }
 
   publishDeadLetter(input: EventInput): void {

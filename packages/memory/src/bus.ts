@@ -35,17 +35,16 @@ let nextMessage = 0
 
 /**
  * One delivery of an event to a queue's member, and its redeliveries: fresh events sit in queues
- * as bare envelopes and get one of these when they are handed to a member. A message the kernel
- * settled within `deliver()` is reused for the next fresh event (the kernel keeps no reference to
- * a settled message), so the synchronous hot path allocates none.
+ * as bare envelopes and get one of these when they are handed to a member. A new one per
+ * delivery, not one reused: a reused message outlives young-generation collections, and every
+ * event stored into it would then pay the old-to-young write barrier, which costs more than
+ * allocating a short-lived object.
  */
 export class MemoryMessage implements KernelMessage {
   event: OmnibusEvent
   deliveryCount: number
   /** Identity of this message across its redeliveries (the native id), distinct per publish. */
   seq: number
-  /** The kernel is done with it. */
-  settled = false
 
   constructor(event: OmnibusEvent, deliveryCount: number, seq: number) {
     this.event = event
@@ -152,8 +151,6 @@ export class DeliveryQueue {
   /** Events for which no current member's pattern matches (mixed-pattern groups only). */
   #orphans: Item[] = []
   #timers = new Set<ReturnType<typeof setTimeout>>()
-  /** A message the kernel is done with, for the next fresh event. */
-  #spare: MemoryMessage | undefined
   #idleWaiters: IdleWaiter[] = []
   #scheduled = false
   #draining = false
@@ -366,16 +363,8 @@ export class DeliveryQueue {
     this.inFlight++
     let msg: MemoryMessage
     if (item instanceof MemoryMessage) msg = item
-    else {
-      msg = this.#spare ?? new MemoryMessage(item, 1, 0)
-      this.#spare = undefined
-      msg.event = item
-      msg.deliveryCount = 1
-      msg.seq = ++nextMessage
-      msg.settled = false
-    }
+    else msg = new MemoryMessage(item, 1, ++nextMessage)
     target.kernel.deliver(msg)
-    if (msg.settled) this.#spare = msg
   }
 
   #admit(): void {
@@ -536,8 +525,7 @@ export class DeliveryQueue {
   }
 
   /** A member's kernel is done with an event: its slot is free. */
-  settled(msg: MemoryMessage): void {
-    msg.settled = true
+  settled(): void {
     this.inFlight--
     if (this.queued > 0 && !this.#draining) this.schedule()
     if (this.#idleWaiters.length > 0) this.notify()
