@@ -527,6 +527,12 @@ export class DeliveryQueue {
   /** A member's kernel is done with an event: its slot is free. */
   settled(): void {
     this.inFlight--
+    // Inside drain's loop, with nobody waiting for idle, there is nothing more to do: kept that
+    // short so the kernel's synchronous delivery, which calls this, fits V8's inlining budget.
+    if (this.#idleWaiters.length > 0 || (this.queued > 0 && !this.#draining)) this.#afterSettled()
+  }
+
+  #afterSettled(): void {
     if (this.queued > 0 && !this.#draining) this.schedule()
     if (this.#idleWaiters.length > 0) this.notify()
   }
