@@ -34,11 +34,12 @@ import { DelayedEvents } from './hold.ts'
 let nextMessage = 0
 
 /**
- * One delivery of an event to a queue's member, and its redeliveries: fresh events sit in queues
- * as bare envelopes and get one of these when they are handed to a member. A new one per
- * delivery, not one reused: a reused message outlives young-generation collections, and every
- * event stored into it would then pay the old-to-young write barrier, which costs more than
- * allocating a short-lived object.
+ * An event as the queues hold it and the kernels receive it. A published event gets one, shared by
+ * every queue it is routed to (the kernel never changes a message it is handed, and an event
+ * fanned out to several subscriptions then costs one object, not one per subscription); a
+ * redelivery gets a new one with its count. Never one reused across events: a reused message
+ * outlives young-generation collections, and every event stored into it would then pay the
+ * old-to-young write barrier, which costs more than allocating a short-lived object.
  */
 export class MemoryMessage implements KernelMessage {
   event: OmnibusEvent
@@ -61,11 +62,7 @@ export class MemoryMessage implements KernelMessage {
   }
 }
 
-type Item = OmnibusEvent | MemoryMessage
-
-function eventOf(item: Item): OmnibusEvent {
-  return item instanceof MemoryMessage ? item.event : item
-}
+type Item = MemoryMessage
 
 // A drain scheduled from inside a handler runs in the context the module was loaded in, not in
 // the handler's: otherwise that handler's event would leak as the "current" one into unrelated
@@ -91,7 +88,7 @@ export class PendingPublish {
 }
 
 interface Overflow {
-  readonly item: OmnibusEvent
+  readonly item: Item
   readonly pending: PendingPublish
 }
 
@@ -138,7 +135,7 @@ export class DeliveryQueue {
   mixedPatterns = false
   #rr = 0
   /** Fresh events in publish order (redeliveries only ever go to the ready list). */
-  #items: OmnibusEvent[] = []
+  #items: Item[] = []
   #head = 0
   /** Events whose turn came (retries due, or the next event of a key that was busy). */
   #ready: Item[] = []
@@ -196,7 +193,7 @@ export class DeliveryQueue {
    * Appends an event. Returns false when the queue is full and the caller must wait (the event
    * is then held in arrival order and admitted as room frees up, resolving `pending`).
    */
-  enqueue(item: OmnibusEvent, internal: boolean): boolean {
+  enqueue(item: Item, internal: boolean): boolean {
     if (this.#overflowHead === this.#overflow.length) {
       if (this.queued < this.capacity || internal || currentEvent() !== undefined) {
         this.#items.push(item)
@@ -219,7 +216,7 @@ export class DeliveryQueue {
   }
 
   /** Holds an event that did not fit until there is room. */
-  hold(item: OmnibusEvent, pending: PendingPublish): void {
+  hold(item: Item, pending: PendingPublish): void {
     this.#overflow.push({ item, pending })
   }
 
@@ -336,7 +333,7 @@ export class DeliveryQueue {
         if (item === undefined) break
         let target = member
         if (this.mixedPatterns) {
-          const found = this.#memberFor(eventOf(item).topic)
+          const found = this.#memberFor(item.event.topic)
           if (found === undefined) {
             this.#putBack(item)
             break
@@ -361,10 +358,7 @@ export class DeliveryQueue {
   // ack) is inlined here within V8's budget rather than called.
   #handOver(target: Member, item: Item): void {
     this.inFlight++
-    let msg: MemoryMessage
-    if (item instanceof MemoryMessage) msg = item
-    else msg = new MemoryMessage(item, 1, ++nextMessage)
-    target.kernel.deliver(msg)
+    target.kernel.deliver(item)
   }
 
   #admit(): void {
@@ -444,8 +438,8 @@ export class DeliveryQueue {
     }
     let items = this.#items
     while (this.#head < items.length) {
-      const item = items[this.#head] as OmnibusEvent
-      items[this.#head++] = undefined as unknown as OmnibusEvent
+      const item = items[this.#head] as Item
+      items[this.#head++] = undefined as unknown as Item
       if (this.#head === items.length) {
         items.length = 0
         this.#head = 0
@@ -455,7 +449,7 @@ export class DeliveryQueue {
         this.#head = 0
       }
       this.queued--
-      const key = item.partitionKey
+      const key = item.event.partitionKey
       if (key !== undefined) {
         if (this.#busyKeys.has(key)) {
           const waiting = this.#blocked.get(key)
@@ -694,13 +688,15 @@ export class Bus {
    */
   dispatch(event: OmnibusEvent): PendingPublish | undefined {
     const queues = this.#route(event.topic)
+    if (queues.length === 0) return undefined
+    const msg = new MemoryMessage(event, 1, ++nextMessage)
     let pending: PendingPublish | undefined
     for (let i = 0; i < queues.length; i++) {
       const q = queues[i] as DeliveryQueue
-      if (!q.enqueue(event, false)) {
+      if (!q.enqueue(msg, false)) {
         if (pending === undefined) pending = new PendingPublish()
         pending.remaining++
-        q.hold(event, pending)
+        q.hold(msg, pending)
       }
     }
     return pending
@@ -732,7 +728,8 @@ export class Bus {
       )
       return
     }
-    for (const q of queues) q.enqueue(event, true)
+    const msg = new MemoryMessage(event, 1, ++nextMessage)
+    for (const q of queues) q.enqueue(msg, true)
   }
 }
 
