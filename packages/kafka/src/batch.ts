@@ -25,25 +25,27 @@ const EMPTY = Buffer.alloc(0)
 /** One Kafka message as the kernel sees it. */
 export class KafkaMessage implements KernelMessage {
   event: OmnibusEvent | undefined
-  readonly body: Uint8Array | null
   deliveryCount: number
   /** The partition key this message holds while it is in the kernel (concurrency > 1). */
   gateKey: string | undefined = undefined
   readonly run: BatchRun
   readonly index: number
 
-  constructor(
-    run: BatchRun,
-    index: number,
-    event: OmnibusEvent | undefined,
-    body: Uint8Array | null,
-    deliveryCount: number,
-  ) {
+  constructor(run: BatchRun, index: number, event: OmnibusEvent | undefined, deliveryCount: number) {
     this.run = run
     this.index = index
     this.event = event
-    this.body = body
     this.deliveryCount = deliveryCount
+  }
+
+  /**
+   * The raw value while the message is undecodable (else null): read from the batch when asked,
+   * so the usual message, decoded on arrival, carries one field less.
+   */
+  get body(): Uint8Array | null {
+    if (this.event !== undefined) return null
+    const raw = (this.run.messages[this.index] as InboundMessage).value ?? EMPTY
+    return new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength)
   }
 
   get topic(): string {
@@ -390,13 +392,7 @@ export class Feeder {
       event = decodeEvent(raw.toString())
     } catch {
       // The kernel wraps and dead-letters it with the decode error.
-      return new KafkaMessage(
-        run,
-        i,
-        undefined,
-        new Uint8Array(raw.buffer, raw.byteOffset, raw.byteLength),
-        1,
-      )
+      return new KafkaMessage(run, i, undefined, 1)
     }
     // Only matching topics are consumed, so an envelope naming the batch's own topic needs no
     // matcher call; a foreign producer may write another type onto a topic we read.
@@ -404,7 +400,7 @@ export class Feeder {
       run.done(i)
       return undefined
     }
-    return new KafkaMessage(run, i, event, null, 1)
+    return new KafkaMessage(run, i, event, 1)
   }
 
   /** Into the kernel, unless a message of its key is there already (then it waits its turn). */

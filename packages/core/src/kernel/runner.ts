@@ -50,17 +50,23 @@ const AsyncFunction = (async () => {}).constructor
 class RunContext implements HandlerContext {
   decision: HandlerOutcome | undefined = undefined
   readonly attempt: number
-  readonly subscription: Subscription
-  readonly logger: Logger
   readonly #signal: AbortSignal | SignalSource
   readonly #runner: HandlerRunner<never>
 
   constructor(runner: HandlerRunner<never>, attempt: number, signal: AbortSignal | SignalSource) {
     this.#runner = runner
     this.attempt = attempt
-    this.subscription = runner.subscription
-    this.logger = runner.logger
     this.#signal = signal
+  }
+
+  // Read through the runner: one object is made per handler call, and two fields fewer in it are
+  // less for the collector to sweep on every consumer's hot path.
+  get subscription(): Subscription {
+    return this.#runner.subscription
+  }
+
+  get logger(): Logger {
+    return this.#runner.logger
   }
 
   // A getter: an expiring event's signal (its AbortController) is made only if the handler reads it.
