@@ -5,22 +5,31 @@
  * (`records.ts`), and a member that is assigned a partition reads them before its first batch:
  *
  * - a **position** per partition, `{offset, member}`: written when a member starts on a partition
- *   and with every offset commit ("I go on from here"), and marked clean when it stops. A new owner
- *   whose first batch starts at that offset, while the member that wrote it is no longer in the
- *   group and did not stop cleanly, knows that member died somewhere in the batch from there: it
- *   handles that batch one message at a time, writing each message's count and committing each
- *   offset before the next, so the next death is pinned to one message;
+ *   ("I own it from here"), again with a commit once the last one is older than a minute (so it
+ *   outlives no retention), and marked clean when it stops. A new owner whose first batch starts at
+ *   or after that offset, while the member that wrote it is no longer in the group and did not
+ *   stop cleanly, knows that member died owning the partition, after its last commit: in the batch
+ *   that starts at the committed offset, the new owner's first. It handles that batch one message
+ *   at a time, writing each message's count and committing each offset before the next, so the
+ *   next death is pinned to one message;
  * - a **count** per message, `{offset, deliveries}`: written before every delivery that is not a
  *   first one (a retry, a redelivery after a release, a message of a suspect batch), and when a
  *   run is abandoned at close. The next owner delivers it with one more.
  *
- * A first delivery in a batch of a healthy partition writes nothing: the hot path pays one record
- * per commit, sent beside the commit.
+ * A first delivery in a batch of a healthy partition writes nothing, and a commit writes a record
+ * at most once a minute per partition: the hot path pays no record of its own.
  */
 import type { RecordLog } from './records.ts'
 
 const POSITION = '\u0001c\u0000'
 const COUNT = '\u0001e\u0000'
+
+/**
+ * How old a member's last position record of a partition may get before a commit writes it again.
+ * A position only says who owns the partition since when; what it must not do is expire while its
+ * member lives (the records topic's retention deletes it then), so it is renewed well before.
+ */
+export const POSITION_RENEW_MS = 60_000
 
 /** What a member learns when it starts on a partition. */
 export interface PartitionHistory {
@@ -50,7 +59,13 @@ export interface AttemptBook {
    * partition's position since (the partition was taken from this member meanwhile).
    */
   stopped(groupId: string, topic: string, partition: number, offset: string, member: string): Promise<void>
-  /** Records that `member` goes on from `offset` (sent with each commit), or stopped there cleanly. */
+  /**
+   * A commit of `offset` by `member`: writes its position again when this book last wrote it
+   * longer than {@link POSITION_RENEW_MS} (or the records' retention, whichever is shorter, over 4)
+   * ago, else nothing.
+   */
+  committed(groupId: string, topic: string, partition: number, offset: string, member: string): Promise<void>
+  /** Records that `member` owns the partition from `offset` on, or stopped there cleanly. */
   position(
     groupId: string,
     topic: string,
@@ -75,9 +90,24 @@ interface Position {
   readonly clean: boolean
 }
 
-/** Builds the book and registers its record kinds on `log`. */
-export function createAttemptBook(log: RecordLog): AttemptBook {
+/** Whether Kafka offset `a` is at or before `b` (false when either is not an offset). */
+function atOrBefore(a: string, b: string): boolean {
+  try {
+    return BigInt(a) <= BigInt(b)
+  } catch {
+    return false
+  }
+}
+
+/**
+ * Builds the book and registers its record kinds on `log`; `ttlMs` is the records' retention
+ * (positions are renewed well within it).
+ */
+export function createAttemptBook(log: RecordLog, ttlMs = Number.POSITIVE_INFINITY): AttemptBook {
+  const renewMs = Math.min(POSITION_RENEW_MS, ttlMs / 4)
   const positions = new Map<string, Position>()
+  /** When this book last wrote each partition's position (`partitionKey`), by `Date.now()`. */
+  const written = new Map<string, number>()
   const counts = new Map<string, Map<string, number>>()
   const partitionKey = (groupId: string, topic: string, partition: number) =>
     `${groupId}\u0000${topic}\u0000${partition}`
@@ -116,7 +146,7 @@ export function createAttemptBook(log: RecordLog): AttemptBook {
       const pos = positions.get(pk)
       const suspect =
         pos !== undefined &&
-        pos.offset === offset &&
+        atOrBefore(pos.offset, offset) &&
         !pos.clean &&
         pos.member !== member &&
         !(await alive(pos.member))
@@ -134,8 +164,14 @@ export function createAttemptBook(log: RecordLog): AttemptBook {
       if (pos !== undefined && pos.member !== member) return
       await book.position(groupId, topic, partition, offset, member, true)
     },
+    committed(groupId, topic, partition, offset, member) {
+      const last = written.get(partitionKey(groupId, topic, partition))
+      if (last !== undefined && Date.now() - last < renewMs) return Promise.resolve()
+      return book.position(groupId, topic, partition, offset, member, false)
+    },
     position(groupId, topic, partition, offset, member, clean) {
       const pk = partitionKey(groupId, topic, partition)
+      written.set(pk, Date.now())
       const value: Record<string, unknown> = { t: 'c', o: offset, m: member }
       if (clean) value.c = 1
       return log.append(`${POSITION}${pk}`, JSON.stringify(value))

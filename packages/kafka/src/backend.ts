@@ -194,7 +194,7 @@ export function createKafkaBackend(options: KafkaBackendOptions = {}): KafkaBack
       },
       attempts() {
         const r = recordsOf(c, p)
-        r.attempts ??= createAttemptBook(r.log)
+        r.attempts ??= createAttemptBook(r.log, o.dedupeTtlMs)
         void r.log.start().catch(() => {})
         return r.attempts
       },

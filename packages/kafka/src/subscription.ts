@@ -199,7 +199,7 @@ export class KafkaSubscription {
     }
     await Promise.all([
       run.control.commit(offset),
-      this.#track(book.position(this.groupId, run.topic, run.partition, offset, this.#memberId, false)),
+      this.#track(book.committed(this.groupId, run.topic, run.partition, offset, this.#memberId)),
     ])
   }
 

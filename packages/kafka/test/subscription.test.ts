@@ -416,6 +416,31 @@ describe('delivery counts that outlive a consumer', () => {
     expect(history.suspect, 'member-2 died there: its position is still the last').toBe(true)
   })
 
+  it('commits renew a position at most once per renewal interval, and a death after later commits is still suspect', async () => {
+    const log = memoryRecordLog()
+    // Retention 400 ms: positions are renewed after 100 ms.
+    const book = createAttemptBook(log, 400)
+    const positions = () => log.topic.records.filter(([key]) => key.startsWith('\u0001c'))
+    const first = await book.begin('g', TOPIC, 0, '5', 'member-1', async () => true)
+    expect(first.suspect).toBe(false)
+    expect(positions()).toHaveLength(1)
+    await book.committed('g', TOPIC, 0, '105', 'member-1')
+    await book.committed('g', TOPIC, 0, '205', 'member-1')
+    expect(positions(), 'commits within the interval write no record').toHaveLength(1)
+    await new Promise((resolve) => setTimeout(resolve, 120))
+    await book.committed('g', TOPIC, 0, '305', 'member-1')
+    expect(positions().map(([, v]) => (JSON.parse(v) as { o: string }).o)).toEqual(['5', '305'])
+    await book.committed('g', TOPIC, 0, '405', 'member-1')
+    expect(positions()).toHaveLength(2)
+    // member-1 dies after committing 405: its last position (305) is before where the next owner
+    // starts, so the next owner knows the death happened in its first batch.
+    const next = createAttemptBook(memoryRecordLog(log.topic))
+    expect((await next.begin('g', TOPIC, 0, '405', 'member-2', async () => false)).suspect).toBe(true)
+    // An owner that starts before the dead member's position (its commits were lost) is not.
+    const earlier = createAttemptBook(memoryRecordLog({ records: log.topic.records.slice(0, 2) }))
+    expect((await earlier.begin('g', TOPIC, 0, '100', 'member-3', async () => false)).suspect).toBe(false)
+  })
+
   it('a partition handed on by a member that is still in the group is not suspect', async () => {
     const records: RecordTopic = { records: [] }
     const first = await harness(() => {}, {}, { records, memberId: 'member-1' })
