@@ -5,8 +5,8 @@
  * (`records.ts`), and a member that is assigned a partition reads them before its first batch:
  *
  * - a **position** per partition, `{offset, member}`: written when a member starts on a partition
- *   ("I own it from here"), again with a commit once the last one is older than a minute (so it
- *   outlives no retention), and marked clean when it stops. A new owner whose first batch starts at
+ *   ("I own it from here"), again with a commit once the last one is older than a minute (so the
+ *   topic's retention never deletes it under a live member), and marked clean when it stops. A new owner whose first batch starts at
  *   or after that offset, while the member that wrote it is no longer in the group and did not
  *   stop cleanly, knows that member died owning the partition, after its last commit: in the batch
  *   that starts at the committed offset, the new owner's first. It handles that batch one message
