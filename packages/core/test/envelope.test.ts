@@ -1,3 +1,4 @@
+import { AsyncLocalStorage } from 'node:async_hooks'
 import { afterEach, describe, expect, it, vi } from 'vitest'
 import {
   callWithEventContextSync,
@@ -162,5 +163,46 @@ describe('causation and correlation', () => {
       ),
     ).toThrow('handler failed')
     expect(currentEvent()).toBeUndefined()
+  })
+
+  it("overlapping scopes keep their own event across awaits, see the caller's other async-local values and give the caller its context back", async () => {
+    const tenant = new AsyncLocalStorage<string>()
+    const second = createEvent({ topic: 'q', data: 2 })
+    const seen: Array<[string, string | undefined, string | undefined]> = []
+    const handle = async (label: string, ms: number): Promise<void> => {
+      seen.push([label, currentEvent()?.id, tenant.getStore()])
+      await new Promise((r) => setTimeout(r, ms))
+      seen.push([label, createEvent({ topic: 'c', data: 0 }).causationId, tenant.getStore()])
+    }
+    await tenant.run('acme', async () => {
+      const first = runWithEventContext(parent, () => handle('first', 20))
+      // The caller's own context is back as it was between and after the calls.
+      expect(currentEvent()).toBeUndefined()
+      expect(tenant.getStore()).toBe('acme')
+      const next = runWithEventContext(second, () => handle('second', 1))
+      expect(() =>
+        runWithEventContext(root, () => {
+          throw new Error('handler failed')
+        }),
+      ).toThrow('handler failed')
+      expect(currentEvent()).toBeUndefined()
+      await Promise.all([first, next])
+      expect(currentEvent()).toBeUndefined()
+      expect(tenant.getStore()).toBe('acme')
+    })
+    expect(seen).toEqual([
+      ['first', parent.id, 'acme'],
+      ['second', second.id, 'acme'],
+      ['second', second.id, 'acme'],
+      ['first', parent.id, 'acme'],
+    ])
+    // A scope opened inside another sees its own event, and the outer one's comes back after it.
+    await runWithEventContext(parent, async () => {
+      await runWithEventContext(root, async () => {
+        await new Promise((r) => setTimeout(r, 1))
+        expect(currentEvent()).toBe(root)
+      })
+      expect(currentEvent()).toBe(parent)
+    })
   })
 })
