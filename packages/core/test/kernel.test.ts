@@ -638,3 +638,136 @@ describe('ConsumerKernel: drain and close', () => {
     }
   })
 })
+
+describe('ConsumerKernel: events handed as their own first delivery', () => {
+  /** An adapter with firstDelivery/ackFirst that records what the kernel asked of it. */
+  function eventAdapter() {
+    const made: OmnibusEvent[] = []
+    const ackedFirst: OmnibusEvent[] = []
+    return {
+      made,
+      ackedFirst,
+      adapter: {
+        firstDelivery(event: OmnibusEvent) {
+          made.push(event)
+          return { nativeId: `first-${made.length}`, topic: event.topic, deliveryCount: 1, event }
+        },
+        ackFirst(event: OmnibusEvent) {
+          ackedFirst.push(event)
+        },
+      },
+    }
+  }
+
+  it('runs and acks a plain event without making a message', () => {
+    const b = setup()
+    const e = eventAdapter()
+    const seen: Array<[string, number]> = []
+    const k = b.member(
+      (event, ctx) => {
+        seen.push([event.id, ctx.attempt])
+      },
+      {},
+      { adapter: e.adapter },
+    )
+    const event = createEvent({ topic: 'a.b', data: 1 })
+    k.deliverEvent(event)
+    expect(seen).toEqual([[event.id, 1]])
+    expect(e.ackedFirst).toEqual([event])
+    expect(e.made).toHaveLength(0)
+    expect(b.acked).toHaveLength(0)
+    expect(b.settled).toBe(1)
+    expect(k.running).toBe(0)
+  })
+
+  it('makes a message for an async handler and acks that message once it resolves', async () => {
+    const b = setup()
+    const e = eventAdapter()
+    const gate = deferred()
+    const k = b.member(
+      async () => {
+        await gate.promise
+      },
+      {},
+      { adapter: e.adapter },
+    )
+    const event = createEvent({ topic: 'a.b', data: 1 })
+    k.deliverEvent(event)
+    expect(e.made).toEqual([event])
+    expect(k.running).toBe(1)
+    gate.resolve()
+    await waitUntil(() => b.acked.length === 1)
+    expect(b.acked[0]?.nativeId).toBe('first-1')
+    expect(e.ackedFirst).toHaveLength(0)
+  })
+
+  it('retries a failing handler through the message it made, counting from 1', async () => {
+    const b = setup()
+    b.redeliver = false
+    const e = eventAdapter()
+    const k = b.member(
+      () => {
+        throw new Error('boom')
+      },
+      { retry: { maxAttempts: 3, initialDelayMs: 5 } },
+      { adapter: e.adapter },
+    )
+    k.deliverEvent(createEvent({ topic: 'a.b', data: 1 }))
+    await waitUntil(() => b.redelivered.length === 1)
+    expect(b.redelivered[0]?.msg.nativeId).toBe('first-1')
+    expect(b.redelivered[0]?.deliveryCount).toBe(2)
+    expect(e.ackedFirst).toHaveLength(0)
+  })
+
+  it('keeps events of one partition key in order through the message path', async () => {
+    const b = setup()
+    const e = eventAdapter()
+    const order: number[] = []
+    const gate = deferred()
+    const k = b.member(
+      async (event) => {
+        order.push(event.data as number)
+        if (event.data === 1) await gate.promise
+      },
+      { concurrency: 4 },
+      { adapter: e.adapter },
+    )
+    k.deliverEvent(createEvent({ topic: 'a.b', data: 1, partitionKey: 'k' }))
+    k.deliverEvent(createEvent({ topic: 'a.b', data: 2, partitionKey: 'k' }))
+    k.deliverEvent(createEvent({ topic: 'a.b', data: 3 }))
+    await waitUntil(() => order.length === 2)
+    expect(order).toEqual([1, 3])
+    gate.resolve()
+    await waitUntil(() => b.acked.length === 3)
+    expect(order).toEqual([1, 3, 2])
+    expect(e.made).toHaveLength(3)
+  })
+
+  it('logs an ackFirst that throws and still frees the slot', () => {
+    const b = setup()
+    const logger = recordingLogger()
+    const k = b.member(
+      () => {},
+      {},
+      {
+        logger,
+        adapter: {
+          ...eventAdapter().adapter,
+          ackFirst() {
+            throw new Error('queue gone')
+          },
+        },
+      },
+    )
+    k.deliverEvent(createEvent({ topic: 'a.b', data: 1 }))
+    expect(k.running).toBe(0)
+    expect(b.settled).toBe(1)
+    expect(logger.lines.some((l) => l.level === 'warn' && /ack failed/.test(l.message))).toBe(true)
+  })
+
+  it('refuses deliverEvent on an adapter without firstDelivery, naming what to use', () => {
+    const b = setup()
+    const k = b.member(() => {})
+    expect(() => k.deliverEvent(createEvent({ topic: 'a.b', data: 1 }))).toThrow(/firstDelivery and ackFirst/)
+  })
+})

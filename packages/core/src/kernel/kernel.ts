@@ -126,9 +126,25 @@ export interface KernelAdapter<M extends KernelMessage = KernelMessage> {
   /**
    * Called each time a message leaves the kernel (settled, redelivered or abandoned), its slot
    * free again: a read loop may fetch more. The kernel keeps no reference to `msg` afterwards, so
-   * an adapter may reuse the object. Synchronous and cheap: it runs on the hot path.
+   * an adapter may reuse the object. `msg` is undefined for a first delivery handed with
+   * {@link ConsumerKernel.deliverEvent} that settled without a message. Synchronous and cheap: it
+   * runs on the hot path.
    */
-  onSettled?(msg: M): void
+  onSettled?(msg?: M): void
+  /**
+   * For an adapter whose first deliveries are the events themselves (events held in process, with
+   * no broker record to ack): makes the message of `event`'s first delivery (count 1, a native id
+   * of its own). With it the adapter may hand events with {@link ConsumerKernel.deliverEvent},
+   * and the kernel makes the message only when it keeps the delivery (a wait, an `async` handler,
+   * a failure); a first delivery settled at once is acked with {@link ackFirst}.
+   */
+  firstDelivery?(event: OmnibusEvent): M
+  /**
+   * Acks a first delivery handed with {@link ConsumerKernel.deliverEvent} whose handler returned
+   * and acked synchronously: what `ack` does for its message. Synchronous; a throw is logged like
+   * a failed `ack`.
+   */
+  ackFirst?(event: OmnibusEvent): void
 }
 
 /** Settings of one {@link ConsumerKernel}. */
@@ -284,6 +300,8 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
   readonly #notifySettled: boolean
   /** At-least-once without exactly-once: the path that may settle without a promise. */
   readonly #fast: boolean
+  /** The adapter has `firstDelivery` and `ackFirst`: `deliverEvent` may run without a message. */
+  readonly #byEvent: boolean
   /** At-most-once: acked, then run, without a promise when both answer synchronously. */
   readonly #atMostOnce: boolean
   /** Exactly-once: claimed, run, committed and acked without a promise when all answer synchronously. */
@@ -340,6 +358,7 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
       )
     }
     this.#fast = k.options.guarantee === 'at-least-once'
+    this.#byEvent = typeof k.adapter.firstDelivery === 'function' && typeof k.adapter.ackFirst === 'function'
     this.#atMostOnce = k.options.guarantee === 'at-most-once'
     this.#exactlyOnce = k.options.guarantee === 'exactly-once'
     this.#ownerPrefix = `${this.#memberId}:`
@@ -434,6 +453,61 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
       return
     }
     this.#deliverOther(msg)
+  }
+
+  /**
+   * Hands `event` to the kernel as its own first delivery, for an adapter with `firstDelivery` and
+   * `ackFirst` (an in-process queue): the usual delivery (at-least-once, a plain event, a free slot,
+   * a handler that returns and acks at once) makes no message object; any other is made one with
+   * `firstDelivery` and goes the way of {@link deliver}.
+   */
+  deliverEvent(event: OmnibusEvent): void {
+    if (
+      this.#fast &&
+      this.#byEvent &&
+      event.partitionKey === undefined &&
+      event.deliverAt === undefined &&
+      event.expiresAt === undefined &&
+      instrumentation === undefined &&
+      this.#owed === 0 &&
+      this.#running < this.#concurrency &&
+      this.#queued === 0 &&
+      !this.#pumping &&
+      this.#state !== CLOSED
+    ) {
+      this.#running++
+      this.#runFirst(event)
+      return
+    }
+    this.#deliverOther(this.#firstMessage(event))
+  }
+
+  /** #startFast for a first delivery without a message: one is made only if the run needs it. */
+  #runFirst(event: OmnibusEvent): void {
+    const outer = this.#calling
+    this.#calling = event
+    const outcome = this.#runner.runThen(event, 1, undefined, this.#ranAsync)
+    this.#calling = outer
+    if (outcome === ACK && this.#failures.size === 0) {
+      try {
+        ;(this.#adapter as Required<KernelAdapter<M>>).ackFirst(event)
+      } catch (error) {
+        this.#adapterFailed('ack', this.#firstMessage(event), error)
+      }
+      this.#finish(undefined, undefined)
+      return
+    }
+    this.#ranFast(this.#firstMessage(event), event, outcome, undefined)
+  }
+
+  #firstMessage(event: OmnibusEvent): M {
+    const adapter = this.#adapter
+    if (!this.#byEvent || adapter.firstDelivery === undefined) {
+      throw new TypeError(
+        `${adapter.backend}: deliverEvent needs an adapter with firstDelivery and ackFirst; hand a message with deliver instead`,
+      )
+    }
+    return adapter.firstDelivery(event)
   }
 
   #deliverOther(msg: M): void {
@@ -1370,7 +1444,7 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
   }
 
   /** One message is settled: its slot and key free up, and the next waiting ones start. */
-  #finish(msg: M, key: string | undefined): void {
+  #finish(msg: M | undefined, key: string | undefined): void {
     this.#running--
     // The usual case (no key, nothing waiting) stays small enough to be inlined.
     if (key !== undefined || this.#queued > 0 || this.#waiters > 0) this.#passOn(key)
