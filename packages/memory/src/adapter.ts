@@ -4,10 +4,10 @@
  * at the front of its group's queue, and dead letters are published on the bus. One class for all
  * members, so the kernel's calls into it have one target each and stay cheap on the hot path.
  */
-import type { EventInput, Logger } from '@omnibus/core'
+import type { EventInput, Logger, OmnibusEvent } from '@omnibus/core'
 import type { KernelAdapter, MemoryDedupeStore } from '@omnibus/core/backend'
 import { safeLog } from '@omnibus/core/backend'
-import type { Bus, DeliveryQueue, Member, MemoryMessage } from './bus.ts'
+import { type Bus, type DeliveryQueue, firstMessage, type Member, type MemoryMessage } from './bus.ts'
 
 /** What the adapters of one backend share. */
 export interface AdapterHost {
@@ -35,6 +35,15 @@ export class MemoryAdapter implements KernelAdapter<MemoryMessage> {
 
   ack(msg: MemoryMessage): void {
     this.#queue.acked(msg)
+  }
+
+  // Queues hold published events as they are: the kernel makes a message only for a delivery it keeps.
+  firstDelivery(event: OmnibusEvent): MemoryMessage {
+    return firstMessage(event)
+  }
+
+  ackFirst(event: OmnibusEvent): void {
+    this.#queue.ackedFirst(event)
   }
 
   redeliver(msg: MemoryMessage, delayMs: number, deliveryCount: number): void {

@@ -34,17 +34,18 @@ import { DelayedEvents } from './hold.ts'
 let nextMessage = 0
 
 /**
- * An event as the queues hold it and the kernels receive it. A published event gets one, shared by
- * every queue it is routed to (the kernel never changes a message it is handed, and an event
- * fanned out to several subscriptions then costs one object, not one per subscription); a
- * redelivery gets a new one with its count. Never one reused across events: a reused message
- * outlives young-generation collections, and every event stored into it would then pay the
- * old-to-young write barrier, which costs more than allocating a short-lived object.
+ * A delivery the kernel keeps: a first delivery that waits, runs an `async` handler or failed
+ * (made by the adapter's `firstDelivery`), a redelivery with its count, or an event handed back.
+ * A first delivery that settles at once has none: queues hold the published event itself and
+ * hand it over with the kernel's `deliverEvent`, so the usual event costs no object of its own.
+ * Never one reused across events: a reused message outlives young-generation collections, and
+ * every event stored into it would then pay the old-to-young write barrier, which costs more than
+ * allocating a short-lived object.
  */
 export class MemoryMessage implements KernelMessage {
   event: OmnibusEvent
   deliveryCount: number
-  /** Identity of this message across its redeliveries (the native id), distinct per publish. */
+  /** Identity of this message across its redeliveries (the native id), distinct per delivery kept. */
   seq: number
 
   constructor(event: OmnibusEvent, deliveryCount: number, seq: number) {
@@ -62,7 +63,17 @@ export class MemoryMessage implements KernelMessage {
   }
 }
 
-type Item = MemoryMessage
+/** The message of `event`'s first delivery, made when the kernel keeps that delivery. */
+export function firstMessage(event: OmnibusEvent): MemoryMessage {
+  return new MemoryMessage(event, 1, ++nextMessage)
+}
+
+/** What a queue holds: a published event not delivered yet, or a delivery the kernel made a message of. */
+type Item = OmnibusEvent | MemoryMessage
+
+function eventOf(item: Item): OmnibusEvent {
+  return item instanceof MemoryMessage ? item.event : item
+}
 
 // A drain scheduled from inside a handler runs in the context the module was loaded in, not in
 // the handler's: otherwise that handler's event would leak as the "current" one into unrelated
@@ -333,7 +344,7 @@ export class DeliveryQueue {
         if (item === undefined) break
         let target = member
         if (this.mixedPatterns) {
-          const found = this.#memberFor(item.event.topic)
+          const found = this.#memberFor(eventOf(item).topic)
           if (found === undefined) {
             this.#putBack(item)
             break
@@ -358,7 +369,8 @@ export class DeliveryQueue {
   // ack) is inlined here within V8's budget rather than called.
   #handOver(target: Member, item: Item): void {
     this.inFlight++
-    target.kernel.deliver(item)
+    if (item instanceof MemoryMessage) target.kernel.deliver(item)
+    else target.kernel.deliverEvent(item)
   }
 
   #admit(): void {
@@ -424,8 +436,33 @@ export class DeliveryQueue {
   }
 
   // Next deliverable item: due retries and unblocked keys first, then the queue in order; items
-  // whose key is busy are parked behind that key. The returned item owns its key.
+  // whose key is busy are parked behind that key. The returned item owns its key. The usual case
+  // (nothing ready, the next event keyless) is kept small, so drain's loop inlines it.
   #take(): Item | undefined {
+    const items = this.#items
+    const head = this.#head
+    if (this.#readyHead === this.#ready.length && head < items.length && head + 1 < items.length) {
+      const item = items[head] as Item
+      if (eventOf(item).partitionKey === undefined) {
+        items[head] = undefined as unknown as Item
+        this.#head = head + 1
+        this.queued--
+        if (head >= 4096 && head * 2 >= items.length) this.#compact()
+        return item
+      }
+    }
+    return this.#takeOther()
+  }
+
+  /** Drops the taken part of the queue's array; returns the new array. */
+  #compact(): Item[] {
+    const items = this.#items.slice(this.#head)
+    this.#items = items
+    this.#head = 0
+    return items
+  }
+
+  #takeOther(): Item | undefined {
     if (this.#readyHead < this.#ready.length) {
       const item = this.#ready[this.#readyHead] as Item
       this.#ready[this.#readyHead++] = undefined as unknown as Item
@@ -443,13 +480,9 @@ export class DeliveryQueue {
       if (this.#head === items.length) {
         items.length = 0
         this.#head = 0
-      } else if (this.#head >= 4096 && this.#head * 2 >= items.length) {
-        items = items.slice(this.#head)
-        this.#items = items
-        this.#head = 0
-      }
+      } else if (this.#head >= 4096 && this.#head * 2 >= items.length) items = this.#compact()
       this.queued--
-      const key = item.event.partitionKey
+      const key = eventOf(item).partitionKey
       if (key !== undefined) {
         if (this.#busyKeys.has(key)) {
           const waiting = this.#blocked.get(key)
@@ -484,6 +517,12 @@ export class DeliveryQueue {
   /** The event is settled for good: its key passes to the next event of that key. */
   acked(msg: MemoryMessage): void {
     const key = msg.event.partitionKey
+    if (key !== undefined) this.#release(key)
+  }
+
+  /** A first delivery handed as the event itself was settled at once: as {@link acked}. */
+  ackedFirst(event: OmnibusEvent): void {
+    const key = event.partitionKey
     if (key !== undefined) this.#release(key)
   }
 
@@ -689,14 +728,13 @@ export class Bus {
   dispatch(event: OmnibusEvent): PendingPublish | undefined {
     const queues = this.#route(event.topic)
     if (queues.length === 0) return undefined
-    const msg = new MemoryMessage(event, 1, ++nextMessage)
     let pending: PendingPublish | undefined
     for (let i = 0; i < queues.length; i++) {
       const q = queues[i] as DeliveryQueue
-      if (!q.enqueue(msg, false)) {
+      if (!q.enqueue(event, false)) {
         if (pending === undefined) pending = new PendingPublish()
         pending.remaining++
-        q.hold(msg, pending)
+        q.hold(event, pending)
       }
     }
     return pending
@@ -728,8 +766,7 @@ export class Bus {
       )
       return
     }
-    const msg = new MemoryMessage(event, 1, ++nextMessage)
-    for (const q of queues) q.enqueue(msg, true)
+    for (const q of queues) q.enqueue(event, true)
   }
 }
 

@@ -244,6 +244,34 @@ describe('buses', () => {
 })
 
 describe('delivery', () => {
+  it('delivers a long backlog once each and in order, keyed events among plain ones, async handlers after sync', async () => {
+    // 12,000 events queued at once: the queue compacts its array while it drains, and keyed
+    // events (every seventh) take the slower path between plain ones.
+    const b = await backend({ queueCapacity: 20_000 })
+    const seen: number[] = []
+    let asyncFrom = Number.POSITIVE_INFINITY
+    await b.subscribe('backlog.*', (e) => {
+      const n = e.data as number
+      seen.push(n)
+      // From the middle on the handler returns a promise: events then wait for the one slot.
+      if (n >= asyncFrom) return Promise.resolve()
+      return undefined
+    })
+    const batch = (from: number) =>
+      Array.from({ length: 6000 }, (_, i) => ({
+        topic: 'backlog.n',
+        data: from + i,
+        ...((from + i) % 7 === 0 ? { partitionKey: `k${(from + i) % 3}` } : {}),
+      }))
+    const first = await b.publishBatch(batch(0))
+    expect(first.failed).toBe(0)
+    await waitUntil(() => seen.length === 6000)
+    asyncFrom = 6000
+    await b.publishBatch(batch(6000))
+    await waitUntil(() => seen.length === 12_000, { timeoutMs: 10_000 })
+    expect(seen).toEqual(Array.from({ length: 12_000 }, (_, i) => i))
+  })
+
   it('gives the concrete topic and one delivery per subscription even through several trie paths', async () => {
     const b = await backend()
     const seen: string[] = []
