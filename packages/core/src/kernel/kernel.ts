@@ -442,11 +442,7 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
       event.deliverAt === undefined &&
       (event.expiresAt === undefined || event.expiresAt > Date.now()) &&
       msg.deliveryCount <= this.#maxAttempts &&
-      this.#owed === 0 &&
-      this.#running < this.#concurrency &&
-      this.#queued === 0 &&
-      !this.#pumping &&
-      this.#state !== CLOSED
+      this.#startsNow()
     ) {
       this.#running++
       this.#startFast(msg, event)
@@ -469,11 +465,7 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
       event.deliverAt === undefined &&
       event.expiresAt === undefined &&
       instrumentation === undefined &&
-      this.#owed === 0 &&
-      this.#running < this.#concurrency &&
-      this.#queued === 0 &&
-      !this.#pumping &&
-      this.#state !== CLOSED
+      this.#startsNow()
     ) {
       this.#running++
       this.#runFirst(event)
@@ -508,6 +500,17 @@ export class ConsumerKernel<M extends KernelMessage = KernelMessage> {
       )
     }
     return adapter.firstDelivery(event)
+  }
+
+  /** A delivery may start at once: a slot free, nothing waiting, pumping or owed, not closed. */
+  #startsNow(): boolean {
+    return (
+      this.#owed === 0 &&
+      this.#running < this.#concurrency &&
+      this.#queued === 0 &&
+      !this.#pumping &&
+      this.#state !== CLOSED
+    )
   }
 
   #deliverOther(msg: M): void {
