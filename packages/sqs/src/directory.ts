@@ -139,13 +139,19 @@ export class QueueDirectory {
     this.#options = options
   }
 
-  /** Queues whose pattern matches `topic`, from a listing no older than the discovery interval. */
+  /**
+   * Queues whose pattern matches `topic`, from a listing that started no earlier than one
+   * discovery interval before this call. A publish waits for at most two listings (one already
+   * under way that started too early, then its own), however long a listing takes.
+   */
   async targetsFor(topic: string): Promise<readonly QueueTarget[]> {
-    this.#lastUse = Date.now()
+    const now = Date.now()
+    this.#lastUse = now
     this.#startTimer()
-    if (Date.now() - this.#listedAt > this.#intervalMs) {
+    const oldest = now - this.#intervalMs
+    if (this.#listedAt < oldest) {
       const started = Date.now()
-      while (Date.now() - this.#listedAt > this.#intervalMs) await this.refresh()
+      while (this.#listedAt < oldest) await this.refresh()
       this.#logger.debug('sqs: publish waited for a fresh queue listing', {
         waitedMs: Date.now() - started,
         queues: this.#known.size,

@@ -27,6 +27,10 @@ function fakeClient(handler: Handler): { client: SQSClient; calls: unknown[] } {
 const base = 'http://sqs.local/000000000000/'
 
 describe('QueueDirectory', () => {
+  afterEach(() => {
+    vi.useRealTimers()
+  })
+
   function server(queues: Record<string, Record<string, string> | undefined>) {
     return fakeClient((command) => {
       if (command instanceof ListQueuesCommand) {
@@ -91,6 +95,52 @@ describe('QueueDirectory', () => {
     expect(urls).toEqual([`${base}app-b-2`, `${base}app-g-x-1`])
     dir.forget(`${base}app-g-x-1`)
     expect((await dir.targetsFor('a.b')).map((t) => t.url)).toEqual([`${base}app-b-2`])
+    dir.close()
+  })
+
+  it('serves a publish after at most two listings when one listing takes longer than the interval', async () => {
+    vi.useFakeTimers()
+    const listingMs = 300
+    const queues: Record<string, Record<string, string>> = { 'app-b-1': tags('a.b', 'broadcast') }
+    const { client } = fakeClient(async (command) => {
+      if (command instanceof ListQueuesCommand) {
+        // The answer reflects the queues at the start of the listing.
+        const urls = Object.keys(queues).map((n) => base + n)
+        await new Promise((resolve) => setTimeout(resolve, listingMs))
+        return { QueueUrls: urls }
+      }
+      if (command instanceof ListQueueTagsCommand) {
+        return { Tags: queues[(command.input.QueueUrl ?? '').slice(base.length)] }
+      }
+      throw new Error(`unexpected command ${String(command)}`)
+    })
+    const dir = new QueueDirectory(client, 'app', 250, silentLogger, 'SQS')
+    /** Advances the clock until `p` settles; returns its value and the time it took. */
+    const timed = async <T>(p: Promise<T>) => {
+      let done = false
+      p.then(
+        () => (done = true),
+        () => (done = true),
+      )
+      let waited = 0
+      while (!done && waited < 10 * listingMs) {
+        await vi.advanceTimersByTimeAsync(10)
+        waited += 10
+      }
+      expect(done, `a publish still waiting for a listing after ${waited} ms`).toBe(true)
+      return { value: await p, waited }
+    }
+    const first = await timed(dir.targetsFor('a.b'))
+    expect(first.value.map((t) => t.url)).toEqual([`${base}app-b-1`])
+    expect(first.waited).toBeLessThanOrEqual(listingMs + 10)
+
+    // A queue that existed for longer than the interval before a publish is in what it uses,
+    // even while background listings keep starting before it.
+    queues['app-b-2'] = tags('a.*', 'broadcast')
+    await vi.advanceTimersByTimeAsync(400)
+    const second = await timed(dir.targetsFor('a.b'))
+    expect(second.value.map((t) => t.url).sort()).toEqual([`${base}app-b-1`, `${base}app-b-2`])
+    expect(second.waited).toBeLessThanOrEqual(2 * listingMs + 10)
     dir.close()
   })
 
