@@ -136,6 +136,11 @@ export interface KafkaClient {
   deleteGroup(groupId: string): Promise<void>
   /** The member ids of a group's current members. */
   groupMembers(groupId: string): Promise<string[]>
+  /**
+   * A group's state as its coordinator reports it (`Stable`, `PreparingRebalance`,
+   * `CompletingRebalance`, `Empty`, `Dead`) and its members' ids.
+   */
+  describeGroup(groupId: string): Promise<{ state: string; members: string[] }>
   createConsumer(spec: ConsumerSpec): ConsumerHandle
 }
 
@@ -410,8 +415,12 @@ export function createKafkaClient(o: ResolvedKafkaOptions): KafkaClient {
       await retrying(() => needAdmin().deleteGroups([groupId]), 3)
     },
     async groupMembers(groupId) {
+      return (await client.describeGroup(groupId)).members
+    },
+    async describeGroup(groupId) {
       const { groups } = await retrying(() => needAdmin().describeGroups([groupId]))
-      return (groups[0]?.members ?? []).map((m) => m.memberId)
+      const group = groups[0]
+      return { state: group?.state ?? 'Dead', members: (group?.members ?? []).map((m) => m.memberId) }
     },
     createConsumer(spec) {
       return createConsumerHandle(kafka, o, spec, (groupId, topic) => client.groupOffsets(groupId, topic))

@@ -113,6 +113,8 @@ export function createForwarder(s: ForwarderSettings): Forwarder {
   let checking: Promise<void> | undefined
   let checkAgain = false
   let idleSince: number | undefined
+  /** Ends the wait of {@link nap} early. */
+  let napping: (() => void) | undefined
   const resumes = new Set<NodeJS.Timeout>()
   const names = DELAY_TIERS.map((t) => t.topic)
 
@@ -253,23 +255,52 @@ export function createForwarder(s: ForwarderSettings): Forwarder {
       return
     }
     if (backlog.length === 0 || leaving !== undefined) return
-    if ((await s.client.groupMembers(FORWARDER_GROUP)).length === 0) return join()
-    // Members exist: join only if they leave a record unforwarded well past its time.
+    const group = await s.client.describeGroup(FORWARDER_GROUP)
+    if (group.members.length === 0) return join()
+    // Members exist: join only if they leave a record unforwarded well past its time while the
+    // group is stable. In a rebalance nobody forwards until it ends, and one more member is one
+    // more to wait for: every candidate that looked then would join and rebalance it again.
+    if (group.state !== 'Stable') return
     const now = Date.now()
     for (const { topic, positions } of backlog) {
       const dueBefore = now - (TIER_MS.get(topic) ?? 0) - FORWARDER_OVERDUE_MS
       for (const p of await s.client.offsetsAt(topic, dueBefore)) {
         const position = positions.get(p.partition)
         if (position !== undefined && BigInt(p.offset) > position) {
-          s.logger.debug('kafka delay forwarder joins: a delayed event is overdue', {
-            topic,
-            partition: p.partition,
-          })
-          return join()
+          return joinUnlessJoined(group.members, topic, p.partition)
         }
       }
     }
   }
+
+  /**
+   * Joins for an overdue record after a random part of a check period, unless the group has
+   * changed meanwhile (another candidate joined first, or a rebalance started): candidates that
+   * saw the same overdue record join one at a time rather than all at once.
+   */
+  const joinUnlessJoined = async (seen: readonly string[], topic: string, partition: number) => {
+    await nap(FORWARDER_CHECK_MS * Math.random())
+    if (stopped || running !== undefined || leaving !== undefined) return
+    const group = await s.client.describeGroup(FORWARDER_GROUP)
+    if (group.state !== 'Stable' || group.members.some((m) => !seen.includes(m))) return
+    s.logger.debug('kafka delay forwarder joins: a delayed event is overdue', { topic, partition })
+    join()
+  }
+
+  /** Waits `ms`, or less if the forwarder stops meanwhile. */
+  const nap = (ms: number): Promise<void> =>
+    new Promise((resolve) => {
+      const timer = setTimeout(() => {
+        napping = undefined
+        resolve()
+      }, ms)
+      timer.unref()
+      napping = () => {
+        clearTimeout(timer)
+        napping = undefined
+        resolve()
+      }
+    })
 
   const check = (): void => {
     if (stopped) return
@@ -319,6 +350,7 @@ export function createForwarder(s: ForwarderSettings): Forwarder {
     async stop(budgetMs) {
       stopped = true
       if (checkTimer !== undefined) clearTimeout(checkTimer)
+      napping?.()
       const left = leave()
       let timer: NodeJS.Timeout | undefined
       const late = await Promise.race([
