@@ -47,6 +47,24 @@ function cluster(group: (n: number) => Group, overdue: (n: number) => boolean) {
   return { forwarder, seen }
 }
 
+/**
+ * A watching forwarder that has just seen a record overdue in a stable group of one member, and
+ * waits `random` of a check period before it looks again (fake timers from here on).
+ */
+async function overdueInStableGroup(random: number) {
+  vi.useFakeTimers()
+  vi.spyOn(Math, 'random').mockReturnValue(random)
+  const c = cluster(
+    () => ({ state: 'Stable', members: ['m-1'] }),
+    () => true,
+  )
+  c.forwarder.watch()
+  await vi.advanceTimersByTimeAsync(0)
+  expect(c.seen.describes).toBe(1)
+  expect(c.seen.joins, 'before the wait').toBe(0)
+  return c
+}
+
 describe('delay forwarder: who joins the forwarder group', () => {
   afterEach(() => {
     vi.useRealTimers()
@@ -79,16 +97,7 @@ describe('delay forwarder: who joins the forwarder group', () => {
   })
 
   it('joins for an overdue record in a stable group after a random wait, if the group is unchanged then', async () => {
-    vi.useFakeTimers()
-    vi.spyOn(Math, 'random').mockReturnValue(0.5)
-    const { forwarder, seen } = cluster(
-      () => ({ state: 'Stable', members: ['m-1'] }),
-      () => true,
-    )
-    forwarder.watch()
-    await vi.advanceTimersByTimeAsync(0)
-    expect(seen.describes).toBe(1)
-    expect(seen.joins, 'before the wait').toBe(0)
+    const { forwarder, seen } = await overdueInStableGroup(0.5)
     await vi.advanceTimersByTimeAsync(FORWARDER_CHECK_MS / 2)
     expect(seen.describes, 'the group looked at again').toBe(2)
     expect(seen.joins).toBe(1)
@@ -110,15 +119,7 @@ describe('delay forwarder: who joins the forwarder group', () => {
   })
 
   it('stop() ends the wait before an overdue join at once, and nothing joins', async () => {
-    vi.useFakeTimers()
-    vi.spyOn(Math, 'random').mockReturnValue(0.99)
-    const { forwarder, seen } = cluster(
-      () => ({ state: 'Stable', members: ['m-1'] }),
-      () => true,
-    )
-    forwarder.watch()
-    await vi.advanceTimersByTimeAsync(0)
-    expect(seen.describes).toBe(1)
+    const { forwarder, seen } = await overdueInStableGroup(0.99)
     let stopped = false
     const stopping = forwarder.stop(0).then(() => {
       stopped = true
